@@ -1,0 +1,44 @@
+# The two commands of the README, plus a few conveniences. Every target installs what is missing
+# (scripts/setup.sh, idempotent), configures with a CMake preset and builds with ccache.
+JOBS ?= 2
+CMAKE_BUILD = cmake --build --preset
+
+.PHONY: all setup build demo test test-release test-asan test-tsan bench format clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@cmake --preset release >/dev/null
+	@$(CMAKE_BUILD) release -j $(JOBS)
+
+# The main job: a few hundred simulated tasks with injected failures pushed through the policies.
+demo: build
+	@build/release/examples/policy_demo
+
+# The whole suite: every test in release, again under ASan+UBSan, and the concurrency tests under TSan.
+test: test-release test-asan test-tsan
+
+test-release: build
+	@ctest --preset release
+
+test-asan: setup
+	@cmake --preset asan >/dev/null
+	@$(CMAKE_BUILD) asan -j $(JOBS)
+	@ctest --preset asan
+
+test-tsan: setup
+	@cmake --preset tsan >/dev/null
+	@$(CMAKE_BUILD) tsan -j $(JOBS)
+	@ctest --preset tsan
+
+bench: build
+	@build/release/bench/mend_bench --benchmark_min_time=0.2
+
+format:
+	@clang-format -i $$(git ls-files '*.h' '*.cc')
+
+clean:
+	rm -rf build

@@ -1,0 +1,103 @@
+// File: mend/clock.h
+//
+// Time as mend's policies see it. No policy reads the system clock or sleeps by itself: every
+// one is handed a `Clock` (and, where it waits, a `Sleeper`). Production code passes
+// `SystemClock::instance()`; tests pass a `ManualClock` and advance it by hand, so that timing
+// logic is exact and no test ever sleeps.
+//
+//   mend::ManualClock clock;                 // starts at an arbitrary fixed instant
+//   mend::ManualSleeper sleeper(clock);      // "sleeping" advances the manual clock
+//   breaker.try_acquire(clock);
+//   clock.advance(std::chrono::seconds(60)); // the recovery timeout has now passed
+//
+// Thread-safety: every class here is safe to use from many threads at once.
+#ifndef MEND_CLOCK_H_
+#define MEND_CLOCK_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <stop_token>
+#include <vector>
+
+namespace mend {
+
+using Duration = std::chrono::nanoseconds;
+using TimePoint = std::chrono::steady_clock::time_point;
+
+// Seconds as a double, for messages and arithmetic on backoff factors.
+inline double to_seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+// The inverse, saturating instead of overflowing for absurd inputs.
+Duration from_seconds(double seconds);
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // A monotonic reading.
+  virtual TimePoint now() const noexcept = 0;
+  // A reading that may be a few milliseconds stale but is cheaper to take. Sliding windows and
+  // slow-call detection use it on every call, where a precise reading would cost more than the
+  // policy itself. Same epoch as now().
+  virtual TimePoint coarse_now() const noexcept { return now(); }
+};
+
+// std::chrono::steady_clock, with CLOCK_MONOTONIC_COARSE for coarse_now().
+class SystemClock final : public Clock {
+ public:
+  TimePoint now() const noexcept override { return std::chrono::steady_clock::now(); }
+  TimePoint coarse_now() const noexcept override;
+  static SystemClock& instance();
+};
+
+// A clock that moves only when told to. Starts at a fixed instant well after the epoch so that
+// "now - duration" never underflows in tests.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(TimePoint start = TimePoint(std::chrono::hours(1000)))
+      : nanos_(start.time_since_epoch().count()) {}
+  TimePoint now() const noexcept override {
+    return TimePoint(Duration(nanos_.load(std::memory_order_acquire)));
+  }
+  void advance(Duration d) noexcept { nanos_.fetch_add(d.count(), std::memory_order_acq_rel); }
+  void set(TimePoint t) noexcept {
+    nanos_.store(t.time_since_epoch().count(), std::memory_order_release);
+  }
+
+ private:
+  std::atomic<std::int64_t> nanos_;
+};
+
+// Waits. The synchronous executor waits out backoff delays through one of these.
+class Sleeper {
+ public:
+  virtual ~Sleeper() = default;
+  // Waits for `d`. Returns false, early, when `stop` is requested (cancellation).
+  virtual bool sleep_for(Duration d, const std::stop_token& stop) = 0;
+};
+
+// Really waits, waking at once on a stop request.
+class SystemSleeper final : public Sleeper {
+ public:
+  bool sleep_for(Duration d, const std::stop_token& stop) override;
+  static SystemSleeper& instance();
+};
+
+// Advances a ManualClock instead of waiting, and remembers every delay it was asked for, so a
+// test can assert the exact delay sequence of a retry loop that "slept" for minutes in no time.
+class ManualSleeper final : public Sleeper {
+ public:
+  explicit ManualSleeper(ManualClock& clock) : clock_(clock) {}
+  bool sleep_for(Duration d, const std::stop_token& stop) override;
+  std::vector<Duration> sleeps() const;
+  void clear();
+
+ private:
+  ManualClock& clock_;
+  mutable std::mutex mu_;
+  std::vector<Duration> sleeps_;
+};
+
+}  // namespace mend
+
+#endif  // MEND_CLOCK_H_

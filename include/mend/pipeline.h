@@ -1,0 +1,377 @@
+// File: mend/pipeline.h
+//
+// A pipeline composes policies in the order the caller chooses, outermost first, as Polly's
+// resilience pipelines do, and runs calls through them:
+//
+//   auto breaker = std::make_shared<mend::CircuitBreaker>("agent-a", mend::CircuitBreakerOptions{});
+//   mend::Pipeline pipeline = mend::Pipeline::Builder()
+//                                 .retry(mend::RetryOptions{})   // outermost: retries ...
+//                                 .circuit_breaker(breaker)      // ... each pass the breaker
+//                                 .build();
+//   std::string answer = pipeline.execute([&] { return agent.ask(task); });          // throws
+//   mend::Result<std::string> r = pipeline.try_execute([&] { return agent.ask(task); });
+//
+// Callables may throw, or return a mend::Result<T> (for code built without exceptions); both are
+// classified alike, by env.classifier, at the innermost point. execute() raises what went wrong:
+// the original exception for an error mend passed on (not retryable), otherwise the mend
+// exception for its stop reason (RetryExhaustedError, CircuitOpenError, ...; see mend/error.h).
+// try_execute() returns it as a value instead and never throws for a failed call.
+//
+// Order matters. retry -> breaker: every attempt is seen by the breaker, and an open circuit stops
+// the retries at once (its error is not retryable). breaker -> retry: the breaker sees one outcome
+// per retried call. bulkhead or rate limiter inside retry: a refusal is retried after its wait.
+//
+// Per call, CallOptions carry a deadline (no attempt starts, and no backoff ends, after it) and a
+// stop token (cancels waits and further attempts).
+//
+// Thread-safety: a built Pipeline is immutable; execute() and try_execute() may run on many
+// threads at once. The policies it holds are shared and thread-safe.
+#ifndef MEND_PIPELINE_H_
+#define MEND_PIPELINE_H_
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "mend/bulkhead.h"
+#include "mend/circuit_breaker.h"
+#include "mend/classifier.h"
+#include "mend/env.h"
+#include "mend/rate_limiter.h"
+#include "mend/result.h"
+#include "mend/retry.h"
+
+namespace mend {
+
+// What a call did, for callers that want to know (a successful Result does not say whether it
+// needed retries). Filled in only when CallOptions::report points at one.
+struct CallReport {
+  int attempts = 0;  // attempts made by the outermost retry loop (1 when none was needed)
+  Duration waited{};  // time spent waiting out backoff
+};
+
+struct CallOptions {
+  std::optional<TimePoint> deadline;  // on env.clock
+  std::stop_token stop;
+  const Context* context = nullptr;  // facts for classifier predicates
+  CallReport* report = nullptr;      // filled in when set
+};
+
+// What stages see of the call in progress.
+struct CallScope {
+  const Env& env;
+  const CallOptions& options;
+
+  const Context& context() const noexcept {
+    static const Context kEmpty;
+    return options.context != nullptr ? *options.context : kEmpty;
+  }
+  void classify(Error& error, const std::exception* live) const {
+    env.classifier->classify_in_place(error, live, context());
+  }
+};
+
+namespace detail {
+template <class R>
+struct value_of_result {
+  using type = R;
+};
+template <class T>
+struct value_of_result<Result<T>> {
+  using type = T;
+};
+// A stage's result in the shape of the pipeline's result type.
+template <class T>
+Result<T> error_result(Error error) {
+  return Result<T>(std::move(error));
+}
+Event event_for(EventKind kind, const Env& env, const std::string& source, const Error& error);
+}  // namespace detail
+
+// Retries failed attempts of everything inside it (mend/retry.h).
+class RetryStage {
+ public:
+  explicit RetryStage(RetryOptions options) : policy_(std::move(options)) {}
+
+  template <class T, class Next>
+  Result<T> run(Next& next, const CallScope& scope) const {
+    Result<T> r = next();
+    if (r.ok()) [[likely]] {
+      if (RetryBudget* budget = policy_.options().budget.get()) budget->record_success();
+      return r;
+    }
+    return retry_after_failure<T>(next, scope, std::move(r));
+  }
+
+  const RetryPolicy& policy() const noexcept { return policy_; }
+
+ private:
+  // What to do about the failed attempt `attempt`; updates the budget and emits the event.
+  RetryDecision decide(int attempt, Error& error, Duration previous, const CallScope& scope) const;
+  void give_up(Error& error, StopReason stop, std::vector<Attempt> attempts,
+               const CallScope& scope) const;
+
+  template <class T, class Next>
+  [[gnu::noinline]] Result<T> retry_after_failure(Next& next, const CallScope& scope,
+                                                  Result<T> r) const {
+    std::vector<Attempt> attempts;
+    Duration previous{};
+    RetryBudget* budget = policy_.options().budget.get();
+    for (int attempt = 0;; ++attempt) {
+      Error& error = r.error();
+      RetryDecision d = decide(attempt, error, previous, scope);
+      attempts.push_back({attempt, error.type, error.severity, d.retry ? d.delay : Duration{}});
+      if (!d.retry) {
+        give_up(error, d.stop, std::move(attempts), scope);
+        return r;
+      }
+      if (!scope.env.sleeper->sleep_for(d.delay, scope.options.stop)) {
+        if (budget) budget->release_retry();
+        attempts.back().delay = Duration{};
+        give_up(error, StopReason::cancelled, std::move(attempts), scope);
+        return r;
+      }
+      previous = d.delay;
+      if (CallReport* report = scope.options.report) {
+        report->attempts = attempt + 2;
+        report->waited += d.delay;
+      }
+      r = next();
+      if (budget) {
+        budget->release_retry();
+        if (r.ok()) budget->record_success();
+      }
+      if (r.ok()) return r;
+    }
+  }
+
+  RetryPolicy policy_;
+};
+
+// Guards everything inside it with a circuit breaker (mend/circuit_breaker.h).
+class CircuitBreakerStage {
+ public:
+  explicit CircuitBreakerStage(std::shared_ptr<CircuitBreaker> breaker)
+      : breaker_(std::move(breaker)) {}
+
+  template <class T, class Next>
+  Result<T> run(Next& next, const CallScope& scope) const {
+    CircuitBreaker& breaker = *breaker_;
+    const Clock& clock = *scope.env.clock;
+    const CircuitBreaker::Permit permit = breaker.try_acquire(clock);
+    if (!permit.allowed()) [[unlikely]] return detail::error_result<T>(reject(permit, scope));
+    Result<T> r = next();
+    if (r.ok()) [[likely]] {
+      breaker.on_success(permit, clock);
+    } else {
+      record_failure(permit, r.error(), clock);
+    }
+    return r;
+  }
+
+  const std::shared_ptr<CircuitBreaker>& breaker() const noexcept { return breaker_; }
+
+ private:
+  Error reject(const CircuitBreaker::Permit& permit, const CallScope& scope) const;
+  void record_failure(const CircuitBreaker::Permit& permit, const Error& error,
+                      const Clock& clock) const;
+  std::shared_ptr<CircuitBreaker> breaker_;
+};
+
+// Caps concurrent calls to everything inside it (mend/bulkhead.h).
+class BulkheadStage {
+ public:
+  explicit BulkheadStage(std::shared_ptr<Bulkhead> bulkhead) : bulkhead_(std::move(bulkhead)) {}
+
+  template <class T, class Next>
+  Result<T> run(Next& next, const CallScope& scope) const {
+    const Bulkhead::Admission admission = bulkhead_->enter(scope.options.stop);
+    if (admission != Bulkhead::Admission::admitted) [[unlikely]] {
+      return detail::error_result<T>(reject(admission, scope));
+    }
+    struct Leave {
+      Bulkhead& b;
+      ~Leave() { b.leave(); }
+    } leave{*bulkhead_};
+    return next();
+  }
+
+ private:
+  Error reject(Bulkhead::Admission admission, const CallScope& scope) const;
+  std::shared_ptr<Bulkhead> bulkhead_;
+};
+
+// Limits the rate of calls to everything inside it (mend/rate_limiter.h).
+class RateLimiterStage {
+ public:
+  explicit RateLimiterStage(std::shared_ptr<RateLimiter> limiter) : limiter_(std::move(limiter)) {}
+
+  template <class T, class Next>
+  Result<T> run(Next& next, const CallScope& scope) const {
+    const RateLimiter::Decision d = limiter_->try_acquire(scope.env.clock->now());
+    if (!d.allowed) [[unlikely]] return detail::error_result<T>(reject(d, scope));
+    return next();
+  }
+
+ private:
+  Error reject(const RateLimiter::Decision& decision, const CallScope& scope) const;
+  std::shared_ptr<RateLimiter> limiter_;
+};
+
+using Stage = std::variant<RetryStage, CircuitBreakerStage, BulkheadStage, RateLimiterStage>;
+
+class Pipeline {
+ public:
+  class Builder {
+   public:
+    Builder& env(const Env& env) {
+      env_ = env;
+      return *this;
+    }
+    Builder& retry(RetryOptions options) {
+      stages_.emplace_back(std::in_place_type<RetryStage>, std::move(options));
+      return *this;
+    }
+    Builder& circuit_breaker(std::shared_ptr<CircuitBreaker> breaker) {
+      stages_.emplace_back(std::in_place_type<CircuitBreakerStage>, std::move(breaker));
+      return *this;
+    }
+    Builder& bulkhead(std::shared_ptr<Bulkhead> bulkhead) {
+      stages_.emplace_back(std::in_place_type<BulkheadStage>, std::move(bulkhead));
+      return *this;
+    }
+    Builder& rate_limiter(std::shared_ptr<RateLimiter> limiter) {
+      stages_.emplace_back(std::in_place_type<RateLimiterStage>, std::move(limiter));
+      return *this;
+    }
+    Pipeline build() { return Pipeline(env_, std::move(stages_)); }
+
+   private:
+    Env env_;
+    std::vector<Stage> stages_;
+  };
+
+  Pipeline(Env env, std::vector<Stage> stages);
+
+  // The value type a callable produces: T for T() and for Result<T>().
+  template <class F>
+  using value_of = typename detail::value_of_result<std::invoke_result_t<F&>>::type;
+
+  template <class F>
+  Result<value_of<F>> try_execute(F&& f, const CallOptions& options = {}) const {
+    using T = value_of<F>;
+    const CallScope scope{env_, options};
+    if (options.report != nullptr) *options.report = CallReport{1, {}};
+    if (options.deadline || options.stop.stop_possible()) [[unlikely]] {
+      if (auto refused = refuse_before_start(scope)) return detail::error_result<T>(std::move(*refused));
+    }
+    if (fast_) [[likely]] {
+      // The success path, flattened: when every breaker is closed, make the call once and, if it
+      // succeeds, tell each breaker and budget. Anything else takes the general path below,
+      // which behaves exactly as if it had made this first attempt itself.
+      std::array<CircuitBreaker::Permit, kMaxFastBreakers> permits;
+      bool all_closed = true;
+      for (std::size_t i = 0; i < fast_breaker_count_; ++i) {
+        permits[i] = fast_breakers_[i]->try_acquire_if_closed(*env_.clock);
+        if (!permits[i].allowed()) [[unlikely]] {
+          all_closed = false;
+          break;
+        }
+      }
+      if (all_closed) [[likely]] {
+        Result<T> r = invoke<T>(f, scope);
+        if (r.ok()) [[likely]] {
+          for (std::size_t i = 0; i < fast_breaker_count_; ++i) {
+            fast_breakers_[i]->on_success(permits[i], *env_.clock);
+          }
+          for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
+          return r;
+        }
+        return continue_after_failure<T>(f, scope, std::move(r));
+      }
+    }
+    return run<T>(0, f, scope);
+  }
+
+  template <class F>
+  value_of<F> execute(F&& f, const CallOptions& options = {}) const {
+    auto r = try_execute(f, options);
+    if (!r.ok()) [[unlikely]] throw_error(r.error());
+    if constexpr (!std::is_void_v<value_of<F>>) return std::move(*r);
+  }
+
+  const Env& env() const noexcept { return env_; }
+  const std::vector<Stage>& stages() const noexcept { return stages_; }
+
+ private:
+  // Runs the general path with `first` standing in for the first call's outcome.
+  template <class T, class F>
+  [[gnu::noinline]] Result<T> continue_after_failure(F& f, const CallScope& scope,
+                                                     Result<T> first) const {
+    bool replayed = false;
+    auto replay = [&]() -> Result<T> {
+      if (!replayed) {
+        replayed = true;
+        return std::move(first);
+      }
+      return invoke<T>(f, scope);
+    };
+    return run<T>(0, replay, scope);
+  }
+
+  // An error when the call must not start at all (cancelled, or past its deadline).
+  std::optional<Error> refuse_before_start(const CallScope& scope) const;
+
+  template <class T, class F>
+  Result<T> run(std::size_t i, F& f, const CallScope& scope) const {
+    if (i == stages_.size()) return invoke<T>(f, scope);
+    auto next = [&] { return run<T>(i + 1, f, scope); };
+    return std::visit([&](const auto& stage) { return stage.template run<T>(next, scope); },
+                      stages_[i]);
+  }
+
+  template <class T, class F>
+  static Result<T> invoke(F& f, const CallScope& scope) {
+    using R = std::invoke_result_t<F&>;
+    try {
+      if constexpr (is_result_v<R>) {
+        Result<T> r = f();
+        if (!r.ok()) [[unlikely]] scope.classify(r.error(), nullptr);
+        return r;
+      } else if constexpr (std::is_void_v<R>) {
+        f();
+        return Result<void>();
+      } else {
+        return Result<T>(f());
+      }
+    } catch (const std::exception& live) {
+      Error error = Error::from_live_exception(live, std::current_exception());
+      scope.classify(error, &live);
+      return detail::error_result<T>(std::move(error));
+    } catch (...) {
+      Error error = Error::from_exception(std::current_exception());
+      scope.classify(error, nullptr);
+      return detail::error_result<T>(std::move(error));
+    }
+  }
+
+  static constexpr std::size_t kMaxFastBreakers = 4;
+
+  Env env_;
+  std::vector<Stage> stages_;
+  // The flattened success path applies when the stages are retries and breakers only.
+  bool fast_ = false;
+  std::size_t fast_breaker_count_ = 0;
+  std::size_t fast_budget_count_ = 0;
+  std::array<CircuitBreaker*, kMaxFastBreakers> fast_breakers_{};
+  std::array<RetryBudget*, kMaxFastBreakers> fast_budgets_{};
+};
+
+}  // namespace mend
+
+#endif  // MEND_PIPELINE_H_

@@ -1,0 +1,497 @@
+#include "mend/circuit_breaker.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+
+namespace mend {
+namespace {
+
+constexpr std::uint8_t kCall = 1;
+constexpr std::uint8_t kFailed = 2;
+constexpr std::uint8_t kSlow = 4;
+
+struct Totals {
+  int calls = 0;
+  int failures = 0;
+  int slow = 0;
+};
+
+std::string percent(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %%", x * 100);
+  return buf;
+}
+
+void require(bool ok, const char* message) {
+  if (!ok) throw std::invalid_argument(std::string("circuit breaker: ") + message);
+}
+
+}  // namespace
+
+// The sliding window of the failure-rate mode. Recording is lock-free: a store (count window) or
+// two atomic adds (time window). Under concurrency the counts are approximate by a few calls
+// around a bucket change or a reset; single-threaded they are exact.
+class CircuitBreaker::Window {
+ public:
+  virtual ~Window() = default;
+  virtual void record(TimePoint now, std::uint8_t outcome) noexcept = 0;
+  virtual Totals totals(TimePoint now) const noexcept = 0;
+  virtual void reset() noexcept = 0;
+};
+
+namespace {
+
+__extension__ typedef unsigned __int128 uint128;
+
+class CountWindow final : public CircuitBreaker::Window {
+ public:
+  explicit CountWindow(int size)
+      : size_(static_cast<std::size_t>(size)),
+        fastmod_(~std::uint64_t{0} / static_cast<std::uint32_t>(size) + 1),
+        slots_(new std::atomic<std::uint8_t>[size_]) {
+    reset();
+  }
+  void record(TimePoint, std::uint8_t outcome) noexcept override {
+    const auto i = next_.fetch_add(1, std::memory_order_relaxed);
+    slots_[slot_of(i)].store(outcome, std::memory_order_relaxed);
+  }
+  Totals totals(TimePoint) const noexcept override {
+    Totals t;
+    for (std::size_t i = 0; i < size_; ++i) {
+      std::uint8_t o = slots_[i].load(std::memory_order_relaxed);
+      t.calls += (o & kCall) != 0;
+      t.failures += (o & kFailed) != 0;
+      t.slow += (o & kSlow) != 0;
+    }
+    return t;
+  }
+  void reset() noexcept override {
+    for (std::size_t i = 0; i < size_; ++i) slots_[i].store(0, std::memory_order_relaxed);
+    next_.store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  // i % size without a division (Lemire's fastmod): a 64-bit divide on every call would cost
+  // more than the rest of the breaker. The counter wraps at 2^32, which only shifts the ring.
+  std::size_t slot_of(std::uint32_t i) const noexcept {
+    const std::uint64_t low = fastmod_ * i;
+    return static_cast<std::size_t>((static_cast<uint128>(low) * size_) >> 64);
+  }
+
+  const std::size_t size_;
+  const std::uint64_t fastmod_;
+  std::unique_ptr<std::atomic<std::uint8_t>[]> slots_;
+  std::atomic<std::uint32_t> next_{0};
+};
+
+class TimeWindow final : public CircuitBreaker::Window {
+ public:
+  TimeWindow(Duration duration, int buckets)
+      : count_(buckets), bucket_ns_(duration.count() / buckets), buckets_(new Bucket[count_]) {
+    reset();
+  }
+  void record(TimePoint now, std::uint8_t outcome) noexcept override {
+    const std::int64_t epoch = epoch_of(now);
+    Bucket& b = buckets_[static_cast<std::size_t>(epoch % count_)];
+    std::int64_t seen = b.epoch.load(std::memory_order_acquire);
+    if (seen != epoch && seen < epoch &&
+        b.epoch.compare_exchange_strong(seen, epoch, std::memory_order_acq_rel)) {
+      b.calls.store(0, std::memory_order_relaxed);
+      b.failures.store(0, std::memory_order_relaxed);
+      b.slow.store(0, std::memory_order_relaxed);
+    }
+    b.calls.fetch_add(1, std::memory_order_relaxed);
+    if (outcome & kFailed) b.failures.fetch_add(1, std::memory_order_relaxed);
+    if (outcome & kSlow) b.slow.fetch_add(1, std::memory_order_relaxed);
+  }
+  Totals totals(TimePoint now) const noexcept override {
+    const std::int64_t epoch = epoch_of(now);
+    Totals t;
+    for (int i = 0; i < count_; ++i) {
+      const Bucket& b = buckets_[static_cast<std::size_t>(i)];
+      std::int64_t e = b.epoch.load(std::memory_order_acquire);
+      if (e > epoch - count_ && e <= epoch) {
+        t.calls += static_cast<int>(b.calls.load(std::memory_order_relaxed));
+        t.failures += static_cast<int>(b.failures.load(std::memory_order_relaxed));
+        t.slow += static_cast<int>(b.slow.load(std::memory_order_relaxed));
+      }
+    }
+    return t;
+  }
+  void reset() noexcept override {
+    for (int i = 0; i < count_; ++i) {
+      Bucket& b = buckets_[static_cast<std::size_t>(i)];
+      b.epoch.store(std::numeric_limits<std::int64_t>::min(), std::memory_order_relaxed);
+      b.calls.store(0, std::memory_order_relaxed);
+      b.failures.store(0, std::memory_order_relaxed);
+      b.slow.store(0, std::memory_order_relaxed);
+    }
+  }
+
+ private:
+  struct Bucket {
+    std::atomic<std::int64_t> epoch{0};
+    std::atomic<std::uint32_t> calls{0};
+    std::atomic<std::uint32_t> failures{0};
+    std::atomic<std::uint32_t> slow{0};
+  };
+  std::int64_t epoch_of(TimePoint now) const noexcept {
+    return now.time_since_epoch().count() / bucket_ns_;
+  }
+  const int count_;
+  const std::int64_t bucket_ns_;
+  std::unique_ptr<Bucket[]> buckets_;
+};
+
+}  // namespace
+
+CircuitBreakerOptions CircuitBreakerOptions::failure_rate() {
+  CircuitBreakerOptions o;
+  o.mode = BreakerMode::failure_rate;
+  o.half_open_calls = 10;
+  return o;
+}
+
+CircuitBreaker::CircuitBreaker(std::string name, CircuitBreakerOptions options)
+    : name_(std::move(name)), options_(options), mode_(options.mode) {
+  const auto& o = options_;
+  require(o.recovery_timeout >= Duration::zero(), "recovery_timeout must not be negative");
+  require(o.failure_threshold >= 1 && o.failure_threshold < (1 << 29),
+          "failure_threshold must be at least 1");
+  require(o.success_threshold >= 1, "success_threshold must be at least 1");
+  require(o.half_open_calls >= 1, "half_open_calls must be at least 1");
+  if (mode_ == BreakerMode::failure_rate) {
+    require(o.failure_rate_threshold > 0 && o.failure_rate_threshold <= 1,
+            "failure_rate_threshold must be in (0, 1]");
+    require(o.slow_call_rate_threshold > 0 && o.slow_call_rate_threshold <= 1,
+            "slow_call_rate_threshold must be in (0, 1]");
+    require(o.minimum_calls >= 1, "minimum_calls must be at least 1");
+    require(o.slow_call_threshold > Duration::zero(), "slow_call_threshold must be positive");
+    if (o.window == WindowKind::count) {
+      require(o.window_size >= 1 && o.window_size <= 1'000'000,
+              "window_size must be in [1, 1000000]");
+      require(o.minimum_calls <= o.window_size,
+              "minimum_calls must not exceed window_size, or the circuit could never open");
+      window_ = std::make_unique<CountWindow>(o.window_size);
+    } else {
+      require(o.window_buckets >= 1 && o.window_buckets <= 3600,
+              "window_buckets must be in [1, 3600]");
+      require(o.window_duration.count() / o.window_buckets > 0,
+              "window_duration must be positive");
+      window_ = std::make_unique<TimeWindow>(o.window_duration, o.window_buckets);
+    }
+  }
+}
+
+CircuitBreaker::~CircuitBreaker() = default;
+
+CircuitTransition CircuitBreaker::transition_locked(CircuitState to, TimePoint now,
+                                                    std::string reason) {
+  const std::uint64_t w = word_.load(std::memory_order_relaxed);
+  const CircuitState from = state_of(w);
+  if (to == CircuitState::open) opened_at_ = now;
+  if (to == CircuitState::half_open || to == CircuitState::closed) {
+    half_open_in_flight_ = half_open_admitted_ = 0;
+    half_open_successes_ = half_open_failures_ = half_open_slow_ = 0;
+  }
+  if (window_ && to == CircuitState::closed) window_->reset();
+  ++transitions_;
+  word_.store(make_word(to, 0, generation_of(w) + 1), std::memory_order_release);
+  return CircuitTransition{name_, from, to, now, std::move(reason)};
+}
+
+CircuitBreaker::Permit CircuitBreaker::acquire_slow(const Clock& clock) {
+  std::vector<CircuitTransition> out;
+  Permit p = Permit::reject(CircuitState::open, 0);
+  {
+    std::lock_guard lock(mu_);
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    CircuitState s = state_of(w);
+    if (s == CircuitState::closed) {  // closed again since the caller looked
+      return Permit::admit(CircuitState::closed, generation_of(w),
+                           mode_ != BreakerMode::consecutive ? clock.coarse_now() : TimePoint{});
+    }
+    if (s == CircuitState::isolated) return Permit::reject(CircuitState::isolated, generation_of(w));
+    if (s == CircuitState::open) {
+      const TimePoint now = clock.now();
+      const TimePoint probe_at = opened_at_ + options_.recovery_timeout;
+      if (now < probe_at) return Permit::reject(CircuitState::open, generation_of(w), probe_at - now);
+      out.push_back(transition_locked(CircuitState::half_open, now, "recovery timeout elapsed"));
+      w = word_.load(std::memory_order_relaxed);
+    }
+    // Half-open: consecutive mode bounds probes in flight, failure-rate mode probes in all.
+    const bool room = mode_ == BreakerMode::consecutive
+                          ? half_open_in_flight_ < options_.half_open_calls
+                          : half_open_admitted_ < options_.half_open_calls;
+    if (room) {
+      ++half_open_in_flight_;
+      ++half_open_admitted_;
+      p = Permit::admit(CircuitState::half_open, generation_of(w), clock.coarse_now());
+    } else {
+      p = Permit::reject(CircuitState::half_open, generation_of(w));
+    }
+  }
+  notify(out);
+  return p;
+}
+
+bool CircuitBreaker::is_slow(const Permit& permit, TimePoint now) const {
+  return mode_ == BreakerMode::failure_rate && now - permit.started() >= options_.slow_call_threshold;
+}
+
+void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, const Clock& clock) {
+  const TimePoint now = clock.coarse_now();
+  const bool slow_call = is_slow(permit, now);
+  window_->record(now, static_cast<std::uint8_t>(kCall | (failed ? kFailed : 0) |
+                                                 (slow_call ? kSlow : 0)));
+  // A plain success cannot raise either rate: no need to look at the window.
+  if (!failed && !slow_call) return;
+  std::vector<CircuitTransition> out;
+  {
+    std::lock_guard lock(mu_);
+    const std::uint64_t w = word_.load(std::memory_order_relaxed);
+    if (state_of(w) != CircuitState::closed || generation_of(w) != permit.generation_) return;
+    const Totals t = window_->totals(now);
+    if (t.calls < options_.minimum_calls) return;
+    const double failure_rate = static_cast<double>(t.failures) / t.calls;
+    const double slow_rate = static_cast<double>(t.slow) / t.calls;
+    if (failure_rate >= options_.failure_rate_threshold) {
+      out.push_back(transition_locked(CircuitState::open, clock.now(),
+                                      "failure rate " + percent(failure_rate) + " over " +
+                                          std::to_string(t.calls) + " calls"));
+    } else if (slow_rate >= options_.slow_call_rate_threshold) {
+      out.push_back(transition_locked(CircuitState::open, clock.now(),
+                                      "slow-call rate " + percent(slow_rate) + " over " +
+                                          std::to_string(t.calls) + " calls"));
+    }
+  }
+  notify(out);
+}
+
+void CircuitBreaker::half_open_outcome_locked(bool failed, bool slow_call, TimePoint now,
+                                              std::vector<CircuitTransition>& out) {
+  if (half_open_in_flight_ > 0) --half_open_in_flight_;
+  if (mode_ == BreakerMode::consecutive) {
+    if (failed) {
+      out.push_back(transition_locked(CircuitState::open, now, "half-open probe failed"));
+    } else if (++half_open_successes_ >= options_.success_threshold) {
+      out.push_back(transition_locked(
+          CircuitState::closed, now,
+          std::to_string(half_open_successes_) + " half-open probes succeeded"));
+    }
+    return;
+  }
+  failed ? ++half_open_failures_ : ++half_open_successes_;
+  if (slow_call) ++half_open_slow_;
+  const double n = options_.half_open_calls;
+  // Decide as soon as the outcome is certain: enough failures (or slow calls) among the probes
+  // open it whatever the rest do; once all probes are in, anything else closes it.
+  if (half_open_failures_ >= options_.failure_rate_threshold * n) {
+    out.push_back(transition_locked(CircuitState::open, now,
+                                    "half-open failure rate " + percent(half_open_failures_ / n)));
+  } else if (half_open_slow_ >= options_.slow_call_rate_threshold * n) {
+    out.push_back(transition_locked(CircuitState::open, now,
+                                    "half-open slow-call rate " + percent(half_open_slow_ / n)));
+  } else if (half_open_failures_ + half_open_successes_ >= options_.half_open_calls) {
+    out.push_back(transition_locked(
+        CircuitState::closed, now,
+        "half-open failure rate " + percent(half_open_failures_ / n) + " below threshold"));
+  }
+}
+
+void CircuitBreaker::success_slow(const Permit& permit, const Clock& clock) {
+  if (!permit.allowed_) return;
+  if (permit.state_ == CircuitState::closed && mode_ == BreakerMode::failure_rate) {
+    closed_rate_outcome(permit, false, clock);
+    return;
+  }
+  std::vector<CircuitTransition> out;
+  {
+    std::lock_guard lock(mu_);
+    const std::uint64_t w = word_.load(std::memory_order_relaxed);
+    if (generation_of(w) != permit.generation_) return;  // admitted before a transition
+    switch (state_of(w)) {
+      case CircuitState::closed:
+        if (count_of(w) > 0) {
+          word_.store(make_word(CircuitState::closed, count_of(w) - 1, generation_of(w)),
+                      std::memory_order_release);
+        }
+        return;
+      case CircuitState::half_open: {
+        const TimePoint coarse = clock.coarse_now();
+        half_open_outcome_locked(false, is_slow(permit, coarse), clock.now(), out);
+        break;
+      }
+      case CircuitState::open:
+      case CircuitState::isolated: return;
+    }
+  }
+  notify(out);
+}
+
+void CircuitBreaker::on_failure(const Permit& permit, const Clock& clock) {
+  if (!permit.allowed_) return;
+  if (permit.state_ == CircuitState::closed && mode_ == BreakerMode::failure_rate) {
+    closed_rate_outcome(permit, true, clock);
+    return;
+  }
+  std::vector<CircuitTransition> out;
+  {
+    std::lock_guard lock(mu_);
+    const std::uint64_t w = word_.load(std::memory_order_relaxed);
+    if (generation_of(w) != permit.generation_) return;
+    switch (state_of(w)) {
+      case CircuitState::closed: {
+        const std::uint32_t failures = count_of(w) + 1;
+        if (failures >= static_cast<std::uint32_t>(options_.failure_threshold)) {
+          out.push_back(transition_locked(CircuitState::open, clock.now(),
+                                          std::to_string(failures) + " failures"));
+        } else {
+          word_.store(make_word(CircuitState::closed, failures, generation_of(w)),
+                      std::memory_order_release);
+        }
+        break;
+      }
+      case CircuitState::half_open:
+        half_open_outcome_locked(true, false, clock.now(), out);
+        break;
+      case CircuitState::open:
+      case CircuitState::isolated: return;
+    }
+  }
+  notify(out);
+}
+
+void CircuitBreaker::on_ignored(const Permit& permit) {
+  if (!permit.allowed_ || permit.state_ != CircuitState::half_open) return;
+  std::lock_guard lock(mu_);
+  const std::uint64_t w = word_.load(std::memory_order_relaxed);
+  if (generation_of(w) != permit.generation_ || state_of(w) != CircuitState::half_open) return;
+  if (half_open_in_flight_ > 0) --half_open_in_flight_;
+  if (half_open_admitted_ > 0) --half_open_admitted_;
+}
+
+Error CircuitBreaker::rejection(const Permit& permit) const {
+  std::string message = "circuit '" + name_ + "' is " + std::string(to_string(permit.state_));
+  if (permit.state_ == CircuitState::half_open) message += " and its probes are all in flight";
+  if (permit.state_ == CircuitState::isolated) message += " by an operator";
+  Error e = Error::classified_as(ErrorType::external_service_down, Severity::medium,
+                                 std::move(message));
+  e.kind = "circuit_open";
+  e.stop = StopReason::circuit_open;
+  if (permit.retry_after() > Duration::zero()) e.retry_after = permit.retry_after();
+  return e;
+}
+
+void CircuitBreaker::isolate(const Clock& clock) {
+  std::vector<CircuitTransition> out;
+  {
+    std::lock_guard lock(mu_);
+    if (state() == CircuitState::isolated) return;
+    out.push_back(transition_locked(CircuitState::isolated, clock.now(), "isolated by operator"));
+  }
+  notify(out);
+}
+
+void CircuitBreaker::reset(const Clock& clock) {
+  std::vector<CircuitTransition> out;
+  {
+    std::lock_guard lock(mu_);
+    out.push_back(transition_locked(CircuitState::closed, clock.now(), "reset by operator"));
+  }
+  notify(out);
+}
+
+CircuitSnapshot CircuitBreaker::snapshot(const Clock& clock) const {
+  std::lock_guard lock(mu_);
+  const std::uint64_t w = word_.load(std::memory_order_relaxed);
+  CircuitSnapshot s;
+  s.state = state_of(w);
+  s.failure_count = static_cast<int>(count_of(w));
+  if (window_) {
+    const Totals t = window_->totals(clock.coarse_now());
+    s.window_calls = t.calls;
+    s.window_failures = t.failures;
+    s.window_slow_calls = t.slow;
+  }
+  s.half_open_in_flight = half_open_in_flight_;
+  s.half_open_successes = half_open_successes_;
+  s.half_open_failures = half_open_failures_;
+  s.opened_at = opened_at_;
+  s.probe_at = opened_at_ + options_.recovery_timeout;
+  s.transitions = transitions_;
+  return s;
+}
+
+void CircuitBreaker::add_listener(Listener listener) {
+  std::lock_guard lock(listeners_mu_);
+  listeners_.push_back(std::move(listener));
+}
+
+void CircuitBreaker::notify(const std::vector<CircuitTransition>& transitions) {
+  if (transitions.empty()) return;
+  std::lock_guard lock(listeners_mu_);
+  for (const auto& t : transitions) {
+    for (const auto& l : listeners_) l(t);
+  }
+}
+
+void forward_transitions(CircuitBreaker& breaker, EventSink& sink) {
+  breaker.add_listener([&sink](const CircuitTransition& t) {
+    Event e;
+    e.kind = EventKind::circuit_transition;
+    e.at = t.at;
+    e.source = std::string(t.name);
+    e.from = t.from;
+    e.to = t.to;
+    e.detail = t.reason;
+    sink.emit(e);
+  });
+}
+
+CircuitBreakerRegistry::CircuitBreakerRegistry(CircuitBreakerOptions defaults)
+    : defaults_(defaults) {}
+
+void CircuitBreakerRegistry::set_options(std::string key, CircuitBreakerOptions options) {
+  std::unique_lock lock(mu_);
+  options_[std::move(key)] = options;
+}
+
+std::shared_ptr<CircuitBreaker> CircuitBreakerRegistry::get(std::string_view key) {
+  {
+    std::shared_lock lock(mu_);
+    if (auto it = breakers_.find(key); it != breakers_.end()) return it->second;
+  }
+  std::unique_lock lock(mu_);
+  if (auto it = breakers_.find(key); it != breakers_.end()) return it->second;
+  auto o = options_.find(key);
+  auto breaker =
+      std::make_shared<CircuitBreaker>(std::string(key), o != options_.end() ? o->second : defaults_);
+  for (const auto& l : listeners_) breaker->add_listener(l);
+  breakers_.emplace(std::string(key), breaker);
+  return breaker;
+}
+
+std::shared_ptr<CircuitBreaker> CircuitBreakerRegistry::find(std::string_view key) const {
+  std::shared_lock lock(mu_);
+  auto it = breakers_.find(key);
+  return it != breakers_.end() ? it->second : nullptr;
+}
+
+std::vector<std::shared_ptr<CircuitBreaker>> CircuitBreakerRegistry::all() const {
+  std::shared_lock lock(mu_);
+  std::vector<std::shared_ptr<CircuitBreaker>> out;
+  out.reserve(breakers_.size());
+  for (const auto& [k, b] : breakers_) out.push_back(b);
+  return out;
+}
+
+void CircuitBreakerRegistry::add_listener(CircuitBreaker::Listener listener) {
+  std::unique_lock lock(mu_);
+  for (const auto& [k, b] : breakers_) b->add_listener(listener);
+  listeners_.push_back(std::move(listener));
+}
+
+}  // namespace mend

@@ -1,0 +1,201 @@
+// Many threads against one policy. `make test` runs this file again under ThreadSanitizer.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <barrier>
+#include <thread>
+#include <vector>
+
+#include "mend/bulkhead.h"
+#include "mend/circuit_breaker.h"
+#include "mend/pipeline.h"
+#include "mend/random.h"
+#include "mend/rate_limiter.h"
+#include "mend/retry_budget.h"
+
+namespace mend {
+namespace {
+
+using std::chrono::seconds;
+constexpr int kThreads = 4;
+
+template <class F>
+void run_threads(F body) {
+  std::vector<std::thread> threads;
+  std::barrier start(kThreads);
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      body(i);
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+TEST(Concurrency, ClosedBreakerUnderOnlySuccessesNeverChanges) {
+  ManualClock clock;
+  CircuitBreaker breaker("b", {});
+  run_threads([&](int) {
+    for (int i = 0; i < 20000; ++i) {
+      auto p = breaker.try_acquire(clock);
+      ASSERT_TRUE(p.allowed());
+      breaker.on_success(p, clock);
+    }
+  });
+  EXPECT_EQ(breaker.state(), CircuitState::closed);
+  EXPECT_EQ(breaker.snapshot(clock).transitions, 0u);
+}
+
+TEST(Concurrency, ConsecutiveBreakerStaysConsistentUnderMixedOutcomes) {
+  ManualClock clock;
+  CircuitBreakerOptions o;
+  o.recovery_timeout = std::chrono::milliseconds(5);
+  CircuitBreaker breaker("b", o);
+  std::atomic<int> notified{0};
+  breaker.add_listener([&](const CircuitTransition&) { notified.fetch_add(1); });
+  run_threads([&](int id) {
+    SeededRandom random(static_cast<std::uint64_t>(id) + 1);
+    for (int i = 0; i < 20000; ++i) {
+      if (id == 0 && i % 50 == 0) clock.advance(std::chrono::milliseconds(1));
+      auto p = breaker.try_acquire(clock);
+      if (!p.allowed()) continue;
+      if (random.next_unit() < 0.3) {
+        breaker.on_failure(p, clock);
+      } else {
+        breaker.on_success(p, clock);
+      }
+    }
+  });
+  CircuitSnapshot s = breaker.snapshot(clock);
+  EXPECT_EQ(static_cast<std::uint64_t>(notified.load()), s.transitions);
+  EXPECT_GT(s.transitions, 0u);
+  EXPECT_GE(s.half_open_in_flight, 0);
+  EXPECT_LE(s.half_open_in_flight, o.half_open_calls);
+  if (s.state == CircuitState::closed) {
+    EXPECT_LT(s.failure_count, o.failure_threshold);
+  }
+}
+
+TEST(Concurrency, HalfOpenAdmitsExactlyItsProbesAcrossThreads) {
+  ManualClock clock;
+  CircuitBreaker breaker("b", {});
+  for (int i = 0; i < 5; ++i) {
+    auto p = breaker.try_acquire(clock);
+    breaker.on_failure(p, clock);
+  }
+  clock.advance(seconds(60));
+  std::atomic<int> admitted{0};
+  run_threads([&](int) {
+    for (int i = 0; i < 1000; ++i) admitted += breaker.try_acquire(clock).allowed();
+  });
+  EXPECT_EQ(admitted.load(), 3);
+}
+
+TEST(Concurrency, FailureRateBreakerUnderThreads) {
+  ManualClock clock;
+  CircuitBreakerOptions o = CircuitBreakerOptions::failure_rate();
+  o.recovery_timeout = std::chrono::milliseconds(5);
+  CircuitBreaker breaker("b", o);
+  run_threads([&](int id) {
+    SeededRandom random(static_cast<std::uint64_t>(id) + 7);
+    for (int i = 0; i < 20000; ++i) {
+      if (id == 0 && i % 100 == 0) clock.advance(std::chrono::milliseconds(1));
+      auto p = breaker.try_acquire(clock);
+      if (!p.allowed()) continue;
+      if (random.next_unit() < 0.6) {
+        breaker.on_failure(p, clock);
+      } else {
+        breaker.on_success(p, clock);
+      }
+    }
+  });
+  CircuitSnapshot s = breaker.snapshot(clock);
+  EXPECT_GT(s.transitions, 0u);
+  EXPECT_LE(s.window_calls, o.window_size);
+}
+
+TEST(Concurrency, RetryBudgetStaysWithinBounds) {
+  RetryBudget budget({.max_tokens = 50, .token_ratio = 0.5, .min_retries_in_flight = 2});
+  std::atomic<int> max_in_flight{0};
+  run_threads([&](int id) {
+    SeededRandom random(static_cast<std::uint64_t>(id) + 11);
+    for (int i = 0; i < 20000; ++i) {
+      random.next_unit() < 0.5 ? budget.record_failure() : budget.record_success();
+      if (budget.try_acquire_retry()) {
+        int now = budget.retries_in_flight();
+        int seen = max_in_flight.load();
+        while (now > seen && !max_in_flight.compare_exchange_weak(seen, now)) {
+        }
+        budget.release_retry();
+      }
+      const double tokens = budget.tokens();
+      ASSERT_GE(tokens, 0);
+      ASSERT_LE(tokens, 50);
+    }
+  });
+  EXPECT_EQ(budget.retries_in_flight(), 0);
+  EXPECT_LE(max_in_flight.load(), kThreads);
+}
+
+TEST(Concurrency, RateLimiterGrantsExactlyTheBurstAtOneInstant) {
+  ManualClock clock;
+  RateLimiter limiter("r", {.rate_per_second = 1, .burst = 100});
+  std::atomic<int> granted{0};
+  run_threads([&](int) {
+    for (int i = 0; i < 1000; ++i) granted += limiter.try_acquire(clock.now()).allowed;
+  });
+  EXPECT_EQ(granted.load(), 100);
+}
+
+TEST(Concurrency, BulkheadNeverExceedsItsCapacity) {
+  Bulkhead bulkhead("b", {.max_concurrent = 2, .max_queue = kThreads,
+                          .max_wait = std::chrono::minutes(1)});
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  run_threads([&](int) {
+    for (int i = 0; i < 2000; ++i) {
+      ASSERT_EQ(bulkhead.enter({}), Bulkhead::Admission::admitted);
+      const int now = inside.fetch_add(1) + 1;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      inside.fetch_sub(1);
+      bulkhead.leave();
+    }
+  });
+  EXPECT_LE(most.load(), 2);
+  EXPECT_EQ(bulkhead.in_use(), 0);
+}
+
+TEST(Concurrency, OnePipelineSharedByManyThreads) {
+  ManualClock clock;
+  ManualSleeper sleeper(clock);
+  SeededRandom random(5);
+  RecordingEventSink events;
+  Env env = Env::system();
+  env.clock = &clock;
+  env.sleeper = &sleeper;
+  env.random = &random;
+  env.events = &events;
+  auto breaker = std::make_shared<CircuitBreaker>("agent", CircuitBreakerOptions{});
+  RetryOptions retry;
+  retry.budget = std::make_shared<RetryBudget>();
+  Pipeline p = Pipeline::Builder().env(env).retry(retry).circuit_breaker(breaker).build();
+  std::atomic<int> ok{0}, failed{0};
+  run_threads([&](int id) {
+    SeededRandom local(static_cast<std::uint64_t>(id) + 3);
+    for (int i = 0; i < 2000; ++i) {
+      Result<int> r = p.try_execute([&]() -> Result<int> {
+        if (local.next_unit() < 0.2) return Error::http(503);
+        return 1;
+      });
+      r.ok() ? ++ok : ++failed;
+    }
+  });
+  EXPECT_EQ(ok.load() + failed.load(), kThreads * 2000);
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(retry.budget->retries_in_flight(), 0);
+}
+
+}  // namespace
+}  // namespace mend

@@ -1,0 +1,155 @@
+#include "mend/pipeline.h"
+
+namespace mend {
+
+Event detail::event_for(EventKind kind, const Env& env, const std::string& source,
+                        const Error& error) {
+  Event e;
+  e.kind = kind;
+  e.at = env.clock->now();
+  e.source = source;
+  e.error_type = error.type;
+  e.severity = error.severity;
+  e.stop = error.stop;
+  return e;
+}
+
+RetryDecision RetryStage::decide(int attempt, Error& error, Duration previous,
+                                 const CallScope& scope) const {
+  const RetryOptions& o = policy_.options();
+  switch (error.stop) {
+    // A verdict an inner retry loop already reached is final: retrying it would multiply
+    // attempts (inner x outer) and ignore the inner loop's reason.
+    case StopReason::retries_exhausted:
+    case StopReason::retry_budget_exhausted:
+    case StopReason::deadline_exceeded:
+    case StopReason::cancelled: return {false, error.stop, {}};
+    default: break;
+  }
+  RetryBudget* budget = o.budget.get();
+  // Only failures of the dependency drain the budget; a local refusal (rate limiter, bulkhead,
+  // breaker) never reached it.
+  if (budget != nullptr && error.stop == StopReason::none && o.retryable.contains(error.type)) {
+    budget->record_failure();
+  }
+  if (scope.options.stop.stop_requested()) return {false, StopReason::cancelled, {}};
+  RetryDecision d = policy_.decide(attempt, error, scope.env.clock->now(), scope.options.deadline,
+                                   previous, scope.env.random->next_unit());
+  if (d.retry && budget != nullptr && !budget->try_acquire_retry()) {
+    d = {false, StopReason::retry_budget_exhausted, {}};
+  }
+  if (d.retry && scope.env.events != nullptr) {
+    Event e = detail::event_for(EventKind::retry_scheduled, scope.env, o.name, error);
+    e.attempt = attempt;
+    e.delay = d.delay;
+    e.detail = error.message;
+    scope.env.emit(e);
+  }
+  return d;
+}
+
+void RetryStage::give_up(Error& error, StopReason stop, std::vector<Attempt> attempts,
+                         const CallScope& scope) const {
+  // A refusal by an inner policy (circuit_open, ...) that is not retryable keeps its own reason:
+  // it says more than "non_retryable" and selects the right exception.
+  if (!(stop == StopReason::non_retryable && error.stop != StopReason::none)) error.stop = stop;
+  const int last = attempts.empty() ? 0 : attempts.back().number;
+  error.attempts = std::move(attempts);
+  if (scope.env.events != nullptr) {
+    Event e = detail::event_for(EventKind::gave_up, scope.env, policy_.options().name, error);
+    e.attempt = last;
+    e.detail = error.message;
+    scope.env.emit(e);
+  }
+}
+
+Error CircuitBreakerStage::reject(const CircuitBreaker::Permit& permit,
+                                  const CallScope& scope) const {
+  Error error = breaker_->rejection(permit);
+  if (scope.env.events != nullptr) {
+    Event e = detail::event_for(EventKind::circuit_rejected, scope.env, breaker_->name(), error);
+    e.delay = permit.retry_after();
+    e.from = e.to = permit.state();
+    scope.env.emit(e);
+  }
+  return error;
+}
+
+void CircuitBreakerStage::record_failure(const CircuitBreaker::Permit& permit, const Error& error,
+                                         const Clock& clock) const {
+  switch (error.stop) {
+    // Refused before reaching the dependency, or abandoned: says nothing about its health.
+    case StopReason::cancelled:
+    case StopReason::bulkhead_full:
+    case StopReason::rate_limited: breaker_->on_ignored(permit); return;
+    default:
+      if (breaker_->options().ignored.contains(error.type)) {
+        breaker_->on_ignored(permit);
+      } else {
+        breaker_->on_failure(permit, clock);
+      }
+      return;
+  }
+}
+
+Error BulkheadStage::reject(Bulkhead::Admission admission, const CallScope& scope) const {
+  Error error = bulkhead_->rejection(admission);
+  if (scope.env.events != nullptr) {
+    scope.env.emit(
+        detail::event_for(EventKind::bulkhead_rejected, scope.env, bulkhead_->name(), error));
+  }
+  return error;
+}
+
+Error RateLimiterStage::reject(const RateLimiter::Decision& decision,
+                               const CallScope& scope) const {
+  Error error = limiter_->rejection(decision);
+  if (scope.env.events != nullptr) {
+    Event e = detail::event_for(EventKind::rate_limited, scope.env, limiter_->name(), error);
+    e.delay = decision.retry_after;
+    scope.env.emit(e);
+  }
+  return error;
+}
+
+Pipeline::Pipeline(Env env, std::vector<Stage> stages) : env_(env), stages_(std::move(stages)) {
+  fast_ = true;
+  for (const Stage& stage : stages_) {
+    if (const auto* retry = std::get_if<RetryStage>(&stage)) {
+      if (RetryBudget* budget = retry->policy().options().budget.get()) {
+        if (fast_budget_count_ == kMaxFastBreakers) {
+          fast_ = false;
+          break;
+        }
+        fast_budgets_[fast_budget_count_++] = budget;
+      }
+    } else if (const auto* breaker = std::get_if<CircuitBreakerStage>(&stage)) {
+      if (fast_breaker_count_ == kMaxFastBreakers) {
+        fast_ = false;
+        break;
+      }
+      fast_breakers_[fast_breaker_count_++] = breaker->breaker().get();
+    } else {
+      fast_ = false;  // bulkheads and rate limiters act on every call
+      break;
+    }
+  }
+}
+
+std::optional<Error> Pipeline::refuse_before_start(const CallScope& scope) const {
+  if (scope.options.stop.stop_requested()) {
+    Error e = Error::classified_as(ErrorType::processing_failed, Severity::low,
+                                   "cancelled before the first attempt");
+    e.stop = StopReason::cancelled;
+    return e;
+  }
+  if (scope.options.deadline && scope.env.clock->now() >= *scope.options.deadline) {
+    Error e = Error::classified_as(ErrorType::network_timeout, Severity::medium,
+                                   "deadline passed before the first attempt");
+    e.stop = StopReason::deadline_exceeded;
+    return e;
+  }
+  return std::nullopt;
+}
+
+}  // namespace mend

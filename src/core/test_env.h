@@ -1,0 +1,43 @@
+// Test support: an Env on a manual clock, a sleeper that advances it, a fixed or seeded random
+// source and a recording event sink. Nothing in it sleeps.
+#ifndef MEND_SRC_CORE_TEST_ENV_H_
+#define MEND_SRC_CORE_TEST_ENV_H_
+
+#include <chrono>
+#include <memory>
+
+#include "mend/env.h"
+#include "mend/events.h"
+#include "mend/random.h"
+
+namespace mend::testing {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+struct TestEnv {
+  ManualClock clock;
+  ManualSleeper sleeper{clock};
+  std::unique_ptr<RandomSource> random = std::make_unique<FixedRandom>(0.5);  // no jitter
+  RecordingEventSink events;
+
+  Env env() {
+    Env e = Env::system();
+    e.clock = &clock;
+    e.sleeper = &sleeper;
+    e.random = random.get();
+    e.events = &events;
+    return e;
+  }
+  TimePoint start() const { return start_; }
+  Duration elapsed() const { return clock.now() - start_; }
+
+ private:
+  TimePoint start_ = clock.now();
+};
+
+inline Duration secs(double s) { return from_seconds(s); }
+
+}  // namespace mend::testing
+
+#endif  // MEND_SRC_CORE_TEST_ENV_H_
