@@ -35,7 +35,10 @@ def parse_args(argv):
 
 
 def run_bench(binary, reps):
+    # Random interleaving spreads each benchmark's repetitions over the whole run, so that a
+    # noisy minute on the shared machine does not land on one benchmark only.
     cmd = [binary, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
+           "--benchmark_enable_random_interleaving=true", "--benchmark_min_time=0.2",
            "--benchmark_report_aggregates_only=true"]
     print(f"running: {' '.join(cmd)}", file=sys.stderr)
     try:

@@ -47,6 +47,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "mend/clock.h"
@@ -118,7 +119,9 @@ class CircuitBreaker {
   // The answer to try_acquire(). Small and trivially copyable, so it travels in registers.
   class Permit {
    public:
-    Permit() = default;  // refused, until assigned
+    // Indeterminate until assigned (as std::chrono::duration's default), so that an executor can
+    // keep an array of permits without paying to zero it on every call.
+    Permit() = default;
     bool allowed() const noexcept { return allowed_; }
     // The state the call was admitted in, or rejected by.
     CircuitState state() const noexcept { return state_; }
@@ -134,19 +137,19 @@ class CircuitBreaker {
       return Permit(retry_after.count(), generation, state, false);
     }
     Permit(std::int64_t stamp, std::uint32_t generation, CircuitState state, bool allowed)
-        : stamp_(stamp), generation_(generation), state_(state), allowed_(allowed) {}
+        : stamp_(stamp), generation_(generation), state_(state), allowed_(allowed), padding_(0) {}
     TimePoint started() const noexcept { return TimePoint(Duration(stamp_)); }
 
-    std::int64_t stamp_ = 0;  // admitted: start time (failure-rate mode); rejected: retry-after
-    std::uint32_t generation_ = 0;
-    CircuitState state_ = CircuitState::open;
-    bool allowed_ = false;
+    std::int64_t stamp_;  // admitted: start time (failure-rate mode); rejected: retry-after
+    std::uint32_t generation_;
+    CircuitState state_;
+    bool allowed_;
     // Explicit padding to 16 bytes: copies are then two aligned 8-byte moves, which the CPU can
     // forward from the stores that built the permit (a 14-byte struct was copied with
     // overlapping moves and stalled every call on store forwarding).
-    std::uint16_t padding_ = 0;
+    std::uint16_t padding_;
   };
-  static_assert(sizeof(Permit) == 16);
+  static_assert(sizeof(Permit) == 16 && std::is_trivially_default_constructible_v<Permit>);
 
   // Throws std::invalid_argument when the options are out of range (the message names the field).
   CircuitBreaker(std::string name, CircuitBreakerOptions options);
@@ -162,6 +165,13 @@ class CircuitBreaker {
     }
     return acquire_slow(clock);
   }
+  // True when a consecutive-mode breaker is closed with no failure to forgive: a call that
+  // succeeds then has nothing to record (its success is ordered at this read). One atomic load.
+  bool closed_without_failures() const noexcept {
+    return mode_ == BreakerMode::consecutive &&
+           (word_.load(std::memory_order_acquire) & kLowMask) == 0;
+  }
+
   // Admits only when closed, and otherwise refuses without side effects (no probe slot taken,
   // no transition). For executors that check several breakers before a call and take their
   // general path when any is not closed.
@@ -172,9 +182,14 @@ class CircuitBreaker {
     return Permit::admit(CircuitState::closed, generation_of(w), clock.coarse_now());
   }
   void on_success(const Permit& permit, const Clock& clock) {
-    if (permit.state_ == CircuitState::closed && mode_ == BreakerMode::consecutive) [[likely]] {
-      // Closed with no failures to forgive: nothing to write.
-      if ((word_.load(std::memory_order_relaxed) & kLowMask) == 0) return;
+    if (permit.state_ == CircuitState::closed) [[likely]] {
+      if (mode_ == BreakerMode::consecutive) {
+        // Closed with no failures to forgive: nothing to write.
+        if ((word_.load(std::memory_order_relaxed) & kLowMask) == 0) return;
+      } else {
+        closed_rate_outcome(permit, false, clock);
+        return;
+      }
     }
     success_slow(permit, clock);
   }

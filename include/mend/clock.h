@@ -42,7 +42,9 @@ class Clock {
   virtual TimePoint coarse_now() const noexcept { return now(); }
 };
 
-// std::chrono::steady_clock, with CLOCK_MONOTONIC_COARSE for coarse_now().
+// std::chrono::steady_clock. coarse_now() loads a value that a ticker thread refreshes every
+// millisecond (at most about a millisecond stale, more if the machine is overloaded); the ticker
+// starts on the first coarse reading and parks after a second without one.
 class SystemClock final : public Clock {
  public:
   TimePoint now() const noexcept override { return std::chrono::steady_clock::now(); }

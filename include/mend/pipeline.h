@@ -263,52 +263,139 @@ class Pipeline {
   using value_of = typename detail::value_of_result<std::invoke_result_t<F&>>::type;
 
   template <class F>
-  Result<value_of<F>> try_execute(F&& f, const CallOptions& options = {}) const {
-    using T = value_of<F>;
-    const CallScope scope{env_, options};
-    if (options.report != nullptr) *options.report = CallReport{1, {}};
-    if (options.deadline || options.stop.stop_possible()) [[unlikely]] {
-      if (auto refused = refuse_before_start(scope)) return detail::error_result<T>(std::move(*refused));
-    }
-    if (fast_) [[likely]] {
-      // The success path, flattened: when every breaker is closed, make the call once and, if it
-      // succeeds, tell each breaker and budget. Anything else takes the general path below,
-      // which behaves exactly as if it had made this first attempt itself.
-      std::array<CircuitBreaker::Permit, kMaxFastBreakers> permits;
-      bool all_closed = true;
-      for (std::size_t i = 0; i < fast_breaker_count_; ++i) {
-        permits[i] = fast_breakers_[i]->try_acquire_if_closed(*env_.clock);
-        if (!permits[i].allowed()) [[unlikely]] {
-          all_closed = false;
-          break;
-        }
-      }
-      if (all_closed) [[likely]] {
-        Result<T> r = invoke<T>(f, scope);
-        if (r.ok()) [[likely]] {
-          for (std::size_t i = 0; i < fast_breaker_count_; ++i) {
-            fast_breakers_[i]->on_success(permits[i], *env_.clock);
-          }
-          for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
-          return r;
-        }
-        return continue_after_failure<T>(f, scope, std::move(r));
-      }
-    }
-    return run<T>(0, f, scope);
+  Result<value_of<F>> try_execute(F&& f) const {
+    return run_call<value_of<F>, /*kPlain=*/true>(f, no_call_options());
+  }
+  template <class F>
+  Result<value_of<F>> try_execute(F&& f, const CallOptions& options) const {
+    return run_call<value_of<F>, /*kPlain=*/false>(f, options);
   }
 
   template <class F>
-  value_of<F> execute(F&& f, const CallOptions& options = {}) const {
-    auto r = try_execute(f, options);
-    if (!r.ok()) [[unlikely]] throw_error(r.error());
-    if constexpr (!std::is_void_v<value_of<F>>) return std::move(*r);
+  value_of<F> execute(F&& f) const {
+    using T = value_of<F>;
+    if constexpr (!is_result_v<std::invoke_result_t<F&>>) {
+      // A throwing callable with no options and only closed consecutive breakers: call it
+      // directly and hand its value back, without wrapping it in a Result on the way.
+      if (fast_ && fast_rate_count_ == 0 && consecutive_breakers_ready()) [[likely]] {
+        try {
+          if constexpr (std::is_void_v<T>) {
+            f();
+            record_fast_success();
+            return;
+          } else {
+            T value = f();
+            record_fast_success();
+            return value;
+          }
+        } catch (const std::exception& live) {
+          return recover_from_throw<T>(f, &live);
+        } catch (...) {
+          return recover_from_throw<T>(f, nullptr);
+        }
+      }
+    }
+    return value_or_throw(run_call<T, true>(f, no_call_options()));
+  }
+  template <class F>
+  value_of<F> execute(F&& f, const CallOptions& options) const {
+    return value_or_throw(run_call<value_of<F>, false>(f, options));
   }
 
   const Env& env() const noexcept { return env_; }
   const std::vector<Stage>& stages() const noexcept { return stages_; }
 
  private:
+  template <class T>
+  static T value_or_throw(Result<T>&& r) {
+    if (!r.ok()) [[unlikely]] throw_error(r.error());
+    if constexpr (!std::is_void_v<T>) return std::move(*r);
+  }
+
+  // kPlain: called without options, so there is no deadline, stop token or report to look at.
+  template <class T, bool kPlain, class F>
+  Result<T> run_call(F& f, const CallOptions& options) const {
+    const CallScope scope{env_, options};
+    if constexpr (!kPlain) {
+      if (options.report != nullptr) *options.report = CallReport{1, {}};
+      if (options.deadline || options.stop.stop_possible()) [[unlikely]] {
+        if (auto refused = refuse_before_start(scope)) {
+          return detail::error_result<T>(std::move(*refused));
+        }
+      }
+    }
+    if (fast_) [[likely]] {
+      // The success path, flattened. Consecutive breakers that are closed with nothing to
+      // forgive need no permit and no word after the call; failure-rate breakers take a permit
+      // (they time the call) without side effects. If any breaker is not in that state, or the
+      // call fails, the general path takes over and behaves exactly as if it had made this
+      // first attempt itself.
+      bool ready = consecutive_breakers_ready();
+      if (ready) [[likely]] {
+        if (fast_rate_count_ == 0) {
+          Result<T> r = invoke<T>(f, scope);
+          if (r.ok()) [[likely]] {
+            record_fast_success();
+            return r;
+          }
+          return continue_after_failure<T>(f, scope, std::move(r));
+        }
+        std::array<CircuitBreaker::Permit, kMaxFastStages> permits;
+        for (std::size_t i = 0; i < fast_rate_count_; ++i) {
+          permits[i] = fast_rate_[i]->try_acquire_if_closed(*env_.clock);
+          ready = ready && permits[i].allowed();
+        }
+        if (ready) [[likely]] {
+          Result<T> r = invoke<T>(f, scope);
+          if (r.ok()) [[likely]] {
+            for (std::size_t i = 0; i < fast_rate_count_; ++i) {
+              fast_rate_[i]->on_success(permits[i], *env_.clock);
+            }
+            record_fast_success();
+            return r;
+          }
+          return continue_after_failure<T>(f, scope, std::move(r));
+        }
+      }
+    }
+    return run<T>(0, f, scope);
+  }
+
+  bool consecutive_breakers_ready() const noexcept {
+    bool ready = true;
+    for (std::size_t i = 0; i < fast_consecutive_count_; ++i) {
+      ready = ready && fast_consecutive_[i]->closed_without_failures();
+    }
+    return ready;
+  }
+  void record_fast_success() const noexcept {
+    for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
+  }
+  static Error capture(const std::exception& live, const CallScope& scope) {
+    Error error = Error::from_live_exception(live, std::current_exception());
+    scope.classify(error, &live);
+    return error;
+  }
+  static Error capture_unknown(const CallScope& scope) {
+    Error error = Error::from_exception(std::current_exception());
+    scope.classify(error, nullptr);
+    return error;
+  }
+
+  // Called from a catch block of execute()'s direct path: the general path from there on.
+  template <class T, class F>
+  [[gnu::noinline]] T recover_from_throw(F& f, const std::exception* live) const {
+    const CallScope scope{env_, no_call_options()};
+    Error error = live != nullptr ? capture(*live, scope) : capture_unknown(scope);
+    return value_or_throw(continue_after_failure<T>(f, scope, Result<T>(std::move(error))));
+  }
+
+  // Shared by calls without options, so that they do not build and destroy a CallOptions each.
+  static const CallOptions& no_call_options() noexcept {
+    static const CallOptions none;
+    return none;
+  }
+
   // Runs the general path with `first` standing in for the first call's outcome.
   template <class T, class F>
   [[gnu::noinline]] Result<T> continue_after_failure(F& f, const CallScope& scope,
@@ -350,26 +437,24 @@ class Pipeline {
         return Result<T>(f());
       }
     } catch (const std::exception& live) {
-      Error error = Error::from_live_exception(live, std::current_exception());
-      scope.classify(error, &live);
-      return detail::error_result<T>(std::move(error));
+      return detail::error_result<T>(capture(live, scope));
     } catch (...) {
-      Error error = Error::from_exception(std::current_exception());
-      scope.classify(error, nullptr);
-      return detail::error_result<T>(std::move(error));
+      return detail::error_result<T>(capture_unknown(scope));
     }
   }
 
-  static constexpr std::size_t kMaxFastBreakers = 4;
+  static constexpr std::size_t kMaxFastStages = 4;
 
   Env env_;
   std::vector<Stage> stages_;
   // The flattened success path applies when the stages are retries and breakers only.
   bool fast_ = false;
-  std::size_t fast_breaker_count_ = 0;
+  std::size_t fast_consecutive_count_ = 0;
+  std::size_t fast_rate_count_ = 0;
   std::size_t fast_budget_count_ = 0;
-  std::array<CircuitBreaker*, kMaxFastBreakers> fast_breakers_{};
-  std::array<RetryBudget*, kMaxFastBreakers> fast_budgets_{};
+  std::array<const CircuitBreaker*, kMaxFastStages> fast_consecutive_{};
+  std::array<CircuitBreaker*, kMaxFastStages> fast_rate_{};
+  std::array<RetryBudget*, kMaxFastStages> fast_budgets_{};
 };
 
 }  // namespace mend

@@ -30,9 +30,9 @@ void require(bool ok, const char* message) {
 
 }  // namespace
 
-// The sliding window of the failure-rate mode. Recording is lock-free: a store (count window) or
-// two atomic adds (time window). Under concurrency the counts are approximate by a few calls
-// around a bucket change or a reset; single-threaded they are exact.
+// The sliding window of the failure-rate mode. Recording takes no lock: two plain stores (count
+// window) or an atomic add or two (time window). Single-threaded the counts are exact; under
+// concurrency a few outcomes may be lost (count window) or land across a bucket change or reset.
 class CircuitBreaker::Window {
  public:
   virtual ~Window() = default;
@@ -54,7 +54,11 @@ class CountWindow final : public CircuitBreaker::Window {
     reset();
   }
   void record(TimePoint, std::uint8_t outcome) noexcept override {
-    const auto i = next_.fetch_add(1, std::memory_order_relaxed);
+    // A plain load and store, not a fetch_add: a locked add would cost more than the rest of
+    // the call. Two threads recording at once may take the same slot, so one of their outcomes
+    // is lost; losses are independent of the outcome, so the rates stay unbiased.
+    const std::uint32_t i = next_.load(std::memory_order_relaxed);
+    next_.store(i + 1, std::memory_order_relaxed);
     slots_[slot_of(i)].store(outcome, std::memory_order_relaxed);
   }
   Totals totals(TimePoint) const noexcept override {
@@ -204,7 +208,7 @@ CircuitTransition CircuitBreaker::transition_locked(CircuitState to, TimePoint n
 
 CircuitBreaker::Permit CircuitBreaker::acquire_slow(const Clock& clock) {
   std::vector<CircuitTransition> out;
-  Permit p = Permit::reject(CircuitState::open, 0);
+  Permit p;
   {
     std::lock_guard lock(mu_);
     std::uint64_t w = word_.load(std::memory_order_relaxed);
@@ -244,8 +248,14 @@ bool CircuitBreaker::is_slow(const Permit& permit, TimePoint now) const {
 void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, const Clock& clock) {
   const TimePoint now = clock.coarse_now();
   const bool slow_call = is_slow(permit, now);
-  window_->record(now, static_cast<std::uint8_t>(kCall | (failed ? kFailed : 0) |
-                                                 (slow_call ? kSlow : 0)));
+  const auto outcome =
+      static_cast<std::uint8_t>(kCall | (failed ? kFailed : 0) | (slow_call ? kSlow : 0));
+  // Devirtualized: this runs on every call in failure-rate mode.
+  if (options_.window == WindowKind::count) {
+    static_cast<CountWindow*>(window_.get())->record(now, outcome);
+  } else {
+    static_cast<TimeWindow*>(window_.get())->record(now, outcome);
+  }
   // A plain success cannot raise either rate: no need to look at the window.
   if (!failed && !slow_call) return;
   std::vector<CircuitTransition> out;

@@ -1,10 +1,13 @@
 #include "mend/clock.h"
 
+#include <pthread.h>
 #include <time.h>
 
 #include <cmath>
 #include <condition_variable>
 #include <limits>
+#include <new>
+#include <thread>
 
 namespace mend {
 
@@ -15,11 +18,104 @@ Duration from_seconds(double seconds) {
   return Duration(static_cast<Duration::rep>(std::llround(seconds * 1e9)));
 }
 
-TimePoint SystemClock::coarse_now() const noexcept {
+namespace {
+
+std::int64_t monotonic_nanos() noexcept {
   timespec ts{};
-  // Same epoch as steady_clock (CLOCK_MONOTONIC) on Linux, a fraction of the cost.
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return TimePoint(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);  // steady_clock's own source on Linux
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The coarse clock: a ticker thread stores CLOCK_MONOTONIC into one shared atomic every
+// millisecond, and readers load it. A reading costs a load from a cache line that changes once
+// a millisecond, where clock_gettime costs a call into the vDSO; failure-rate breakers read it
+// twice per call. The ticker starts on the first reading and parks after a second without
+// readers, so an idle process has no thread waking up; the first reading after that takes the
+// precise clock and wakes it. After fork() the child starts its own.
+// Readers touch only these three constant-initialized atomics: no guard, no call.
+alignas(64) std::atomic<std::int64_t> g_coarse_nanos{0};
+alignas(64) std::atomic<bool> g_coarse_demanded{false};
+alignas(64) std::atomic<bool> g_coarse_parked{true};
+
+class CoarseTicker {
+ public:
+  static constexpr auto kTick = std::chrono::milliseconds(1);
+  static constexpr int kIdleTicksBeforeParking = 1000;
+
+  TimePoint wake() noexcept {
+    const std::int64_t now = monotonic_nanos();
+    try {
+      std::lock_guard lock(mu_);
+      g_coarse_nanos.store(now, std::memory_order_release);
+      g_coarse_demanded.store(true, std::memory_order_relaxed);
+      g_coarse_parked.store(false, std::memory_order_release);
+      if (!thread_running_) {
+        std::thread([this] { run(); }).detach();
+        thread_running_ = true;
+      } else {
+        cv_.notify_one();
+      }
+    } catch (...) {
+      // No thread to be had: stay parked, so every reading takes the precise clock.
+      g_coarse_parked.store(true, std::memory_order_release);
+    }
+    return TimePoint(Duration(now));
+  }
+
+  void after_fork_in_child() noexcept {
+    // The ticker thread does not exist in the child: start over. The mutex may have been held
+    // by the parent's ticker at the fork, so it is rebuilt, not unlocked.
+    new (&mu_) std::mutex();
+    new (&cv_) std::condition_variable();
+    thread_running_ = false;
+    g_coarse_parked.store(true, std::memory_order_release);
+  }
+
+ private:
+  void run() {
+    int idle_ticks = 0;
+    std::unique_lock lock(mu_);
+    while (true) {
+      lock.unlock();
+      std::this_thread::sleep_for(kTick);
+      g_coarse_nanos.store(monotonic_nanos(), std::memory_order_release);
+      lock.lock();
+      if (g_coarse_demanded.exchange(false, std::memory_order_relaxed)) {
+        idle_ticks = 0;
+      } else if (++idle_ticks >= kIdleTicksBeforeParking) {
+        g_coarse_parked.store(true, std::memory_order_release);
+        cv_.wait(lock, [] { return !g_coarse_parked.load(std::memory_order_acquire); });
+        idle_ticks = 0;
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool thread_running_ = false;  // guarded by mu_
+};
+
+// Never destroyed: the detached ticker may still be running while static destructors run.
+CoarseTicker& ticker() {
+  static CoarseTicker* const instance = [] {
+    auto* t = new CoarseTicker();
+    ::pthread_atfork(nullptr, nullptr, [] { ticker().after_fork_in_child(); });
+    return t;
+  }();
+  return *instance;
+}
+
+[[gnu::noinline]] TimePoint wake_ticker() noexcept { return ticker().wake(); }
+
+}  // namespace
+
+TimePoint SystemClock::coarse_now() const noexcept {
+  if (g_coarse_parked.load(std::memory_order_acquire)) [[unlikely]] return wake_ticker();
+  // At most one shared write per tick, not one per reading.
+  if (!g_coarse_demanded.load(std::memory_order_relaxed)) {
+    g_coarse_demanded.store(true, std::memory_order_relaxed);
+  }
+  return TimePoint(Duration(g_coarse_nanos.load(std::memory_order_acquire)));
 }
 
 SystemClock& SystemClock::instance() {

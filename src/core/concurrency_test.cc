@@ -167,6 +167,23 @@ TEST(Concurrency, BulkheadNeverExceedsItsCapacity) {
   EXPECT_EQ(bulkhead.in_use(), 0);
 }
 
+TEST(Concurrency, CoarseClockReadersStartTheTickerOnceAndStayClose) {
+  const SystemClock& clock = SystemClock::instance();
+  std::atomic<int> far_off{0};
+  run_threads([&](int) {
+    for (int i = 0; i < 20000; ++i) {
+      const TimePoint coarse = clock.coarse_now();
+      const TimePoint precise = clock.now();
+      // The ticker refreshes every millisecond; allow for a loaded machine (and TSan).
+      if (precise - coarse > std::chrono::milliseconds(250) ||
+          coarse - precise > std::chrono::milliseconds(1)) {
+        far_off.fetch_add(1);
+      }
+    }
+  });
+  EXPECT_EQ(far_off.load(), 0);
+}
+
 TEST(Concurrency, OnePipelineSharedByManyThreads) {
   ManualClock clock;
   ManualSleeper sleeper(clock);

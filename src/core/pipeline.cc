@@ -114,24 +114,27 @@ Error RateLimiterStage::reject(const RateLimiter::Decision& decision,
 
 Pipeline::Pipeline(Env env, std::vector<Stage> stages) : env_(env), stages_(std::move(stages)) {
   fast_ = true;
+  auto add = [this](auto& slots, std::size_t& count, auto* item) {
+    if (count == kMaxFastStages) {
+      fast_ = false;
+      return;
+    }
+    slots[count++] = item;
+  };
   for (const Stage& stage : stages_) {
     if (const auto* retry = std::get_if<RetryStage>(&stage)) {
       if (RetryBudget* budget = retry->policy().options().budget.get()) {
-        if (fast_budget_count_ == kMaxFastBreakers) {
-          fast_ = false;
-          break;
-        }
-        fast_budgets_[fast_budget_count_++] = budget;
+        add(fast_budgets_, fast_budget_count_, budget);
       }
-    } else if (const auto* breaker = std::get_if<CircuitBreakerStage>(&stage)) {
-      if (fast_breaker_count_ == kMaxFastBreakers) {
-        fast_ = false;
-        break;
+    } else if (const auto* guard = std::get_if<CircuitBreakerStage>(&stage)) {
+      CircuitBreaker* breaker = guard->breaker().get();
+      if (breaker->options().mode == BreakerMode::consecutive) {
+        add(fast_consecutive_, fast_consecutive_count_, breaker);
+      } else {
+        add(fast_rate_, fast_rate_count_, breaker);
       }
-      fast_breakers_[fast_breaker_count_++] = breaker->breaker().get();
     } else {
       fast_ = false;  // bulkheads and rate limiters act on every call
-      break;
     }
   }
 }
