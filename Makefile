@@ -35,7 +35,7 @@ test-tsan: setup
 	@ctest --preset tsan
 
 bench: build
-	@build/release/bench/mend_bench --benchmark_min_time=0.2
+	@python3 bench/compare.py 10 build/release/bench/mend_bench
 
 format:
 	@clang-format -i $$(git ls-files '*.h' '*.cc')

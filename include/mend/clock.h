@@ -31,6 +31,28 @@ inline double to_seconds(Duration d) { return std::chrono::duration<double>(d).c
 // The inverse, saturating instead of overflowing for absurd inputs.
 Duration from_seconds(double seconds);
 
+namespace detail {
+// The shared state of the system clock's coarse ticker (see SystemClock). Readers load it inline.
+struct CoarseTicker {
+  alignas(64) std::atomic<std::int64_t> nanos{0};
+  alignas(64) std::atomic<bool> demanded{false};
+  alignas(64) std::atomic<bool> parked{true};
+};
+extern CoarseTicker g_coarse_ticker;
+TimePoint wake_coarse_ticker() noexcept;  // starts or unparks the ticker; returns a precise reading
+
+inline TimePoint read_coarse_ticker() noexcept {
+  if (g_coarse_ticker.parked.load(std::memory_order_acquire)) [[unlikely]] {
+    return wake_coarse_ticker();
+  }
+  // At most one shared write per tick, not one per reading.
+  if (!g_coarse_ticker.demanded.load(std::memory_order_relaxed)) {
+    g_coarse_ticker.demanded.store(true, std::memory_order_relaxed);
+  }
+  return TimePoint(Duration(g_coarse_ticker.nanos.load(std::memory_order_acquire)));
+}
+}  // namespace detail
+
 class Clock {
  public:
   virtual ~Clock() = default;
@@ -38,17 +60,30 @@ class Clock {
   virtual TimePoint now() const noexcept = 0;
   // A reading that may be a few milliseconds stale but is cheaper to take. Sliding windows and
   // slow-call detection use it on every call, where a precise reading would cost more than the
-  // policy itself. Same epoch as now().
-  virtual TimePoint coarse_now() const noexcept { return now(); }
+  // policy itself. Same epoch as now(). Not virtual on purpose: the system clock's coarse
+  // reading is an inline load, with no call at all; other clocks override coarse_reading().
+  TimePoint coarse_now() const noexcept {
+    if (uses_coarse_ticker_) [[likely]] return detail::read_coarse_ticker();
+    return coarse_reading();
+  }
+
+ protected:
+  Clock() = default;
+  explicit Clock(bool uses_coarse_ticker) : uses_coarse_ticker_(uses_coarse_ticker) {}
+  virtual TimePoint coarse_reading() const noexcept { return now(); }
+
+ private:
+  const bool uses_coarse_ticker_ = false;
 };
 
 // std::chrono::steady_clock. coarse_now() loads a value that a ticker thread refreshes every
 // millisecond (at most about a millisecond stale, more if the machine is overloaded); the ticker
-// starts on the first coarse reading and parks after a second without one.
+// starts on the first coarse reading and parks after a second without one, so an idle process
+// has no thread waking up.
 class SystemClock final : public Clock {
  public:
+  SystemClock() : Clock(/*uses_coarse_ticker=*/true) {}
   TimePoint now() const noexcept override { return std::chrono::steady_clock::now(); }
-  TimePoint coarse_now() const noexcept override;
   static SystemClock& instance();
 };
 

@@ -51,7 +51,9 @@ namespace mend {
 // What a call did, for callers that want to know (a successful Result does not say whether it
 // needed retries). Filled in only when CallOptions::report points at one.
 struct CallReport {
-  int attempts = 0;  // attempts made by the outermost retry loop (1 when none was needed)
+  // Attempts made (1 when no retry was needed). With nested retry stages, the count of the last
+  // loop that retried.
+  int attempts = 0;
   Duration waited{};  // time spent waiting out backoff
 };
 
@@ -62,17 +64,30 @@ struct CallOptions {
   CallReport* report = nullptr;      // filled in when set
 };
 
+// Breaker permits taken by the flattened success path before the first attempt, handed to the
+// breaker stages when that attempt failed and the general path takes over, so that the attempt
+// is recorded against the permit it was admitted with.
+struct FirstAttemptPermits {
+  const CircuitBreaker::Permit* permits = nullptr;
+  std::uint32_t used = 0;  // bit i: permit i has been handed out
+};
+
 // What stages see of the call in progress.
 struct CallScope {
   const Env& env;
   const CallOptions& options;
+  FirstAttemptPermits* first_attempt = nullptr;
 
   const Context& context() const noexcept {
     static const Context kEmpty;
     return options.context != nullptr ? *options.context : kEmpty;
   }
   void classify(Error& error, const std::exception* live) const {
-    env.classifier->classify_in_place(error, live, context());
+    if (live == nullptr && error.exception) {
+      env.classifier->classify_in_place(error, context());  // inspects the stored exception
+    } else {
+      env.classifier->classify_in_place(error, live, context());
+    }
   }
 };
 
@@ -163,7 +178,7 @@ class CircuitBreakerStage {
   Result<T> run(Next& next, const CallScope& scope) const {
     CircuitBreaker& breaker = *breaker_;
     const Clock& clock = *scope.env.clock;
-    const CircuitBreaker::Permit permit = breaker.try_acquire(clock);
+    const CircuitBreaker::Permit permit = admit(scope, clock);
     if (!permit.allowed()) [[unlikely]] return detail::error_result<T>(reject(permit, scope));
     Result<T> r = next();
     if (r.ok()) [[likely]] {
@@ -177,10 +192,24 @@ class CircuitBreakerStage {
   const std::shared_ptr<CircuitBreaker>& breaker() const noexcept { return breaker_; }
 
  private:
+  friend class Pipeline;  // assigns first_attempt_slot_
+  // The permit the flattened path took for this breaker before the first attempt, once; else a
+  // fresh one.
+  CircuitBreaker::Permit admit(const CallScope& scope, const Clock& clock) const {
+    if (FirstAttemptPermits* first = scope.first_attempt) [[unlikely]] {
+      const std::uint32_t bit = 1u << first_attempt_slot_;
+      if ((first->used & bit) == 0) {
+        first->used |= bit;
+        return first->permits[first_attempt_slot_];
+      }
+    }
+    return breaker_->try_acquire(clock);
+  }
   Error reject(const CircuitBreaker::Permit& permit, const CallScope& scope) const;
   void record_failure(const CircuitBreaker::Permit& permit, const Error& error,
                       const Clock& clock) const;
   std::shared_ptr<CircuitBreaker> breaker_;
+  std::uint32_t first_attempt_slot_ = 0;  // index among the pipeline's breakers
 };
 
 // Caps concurrent calls to everything inside it (mend/bulkhead.h).
@@ -275,25 +304,11 @@ class Pipeline {
   value_of<F> execute(F&& f) const {
     using T = value_of<F>;
     if constexpr (!is_result_v<std::invoke_result_t<F&>>) {
-      // A throwing callable with no options and only closed consecutive breakers: call it
-      // directly and hand its value back, without wrapping it in a Result on the way.
-      if (fast_ && fast_rate_count_ == 0 && consecutive_breakers_ready()) [[likely]] {
-        try {
-          if constexpr (std::is_void_v<T>) {
-            f();
-            record_fast_success();
-            return;
-          } else {
-            T value = f();
-            record_fast_success();
-            return value;
-          }
-        } catch (const std::exception& live) {
-          return recover_from_throw<T>(f, &live);
-        } catch (...) {
-          return recover_from_throw<T>(f, nullptr);
-        }
-      }
+      // A throwing callable with no options: call it directly and hand its value back, without
+      // wrapping it in a Result on the way.
+      // One breaker or none is the common shape; more take the general path.
+      if (fast_ && fast_breaker_count_ == 1) [[likely]] return execute_direct<1, T>(f);
+      if (fast_ && fast_breaker_count_ == 0) return execute_direct<0, T>(f);
     }
     return value_or_throw(run_call<T, true>(f, no_call_options()));
   }
@@ -324,53 +339,74 @@ class Pipeline {
         }
       }
     }
-    if (fast_) [[likely]] {
-      // The success path, flattened. Consecutive breakers that are closed with nothing to
-      // forgive need no permit and no word after the call; failure-rate breakers take a permit
-      // (they time the call) without side effects. If any breaker is not in that state, or the
-      // call fails, the general path takes over and behaves exactly as if it had made this
-      // first attempt itself.
-      bool ready = consecutive_breakers_ready();
-      if (ready) [[likely]] {
-        if (fast_rate_count_ == 0) {
-          Result<T> r = invoke<T>(f, scope);
-          if (r.ok()) [[likely]] {
-            record_fast_success();
-            return r;
-          }
-          return continue_after_failure<T>(f, scope, std::move(r));
-        }
-        std::array<CircuitBreaker::Permit, kMaxFastStages> permits;
-        for (std::size_t i = 0; i < fast_rate_count_; ++i) {
-          permits[i] = fast_rate_[i]->try_acquire_if_closed(*env_.clock);
-          ready = ready && permits[i].allowed();
-        }
-        if (ready) [[likely]] {
-          Result<T> r = invoke<T>(f, scope);
-          if (r.ok()) [[likely]] {
-            for (std::size_t i = 0; i < fast_rate_count_; ++i) {
-              fast_rate_[i]->on_success(permits[i], *env_.clock);
-            }
-            record_fast_success();
-            return r;
-          }
-          return continue_after_failure<T>(f, scope, std::move(r));
-        }
-      }
-    }
+    if (fast_ && fast_breaker_count_ == 1) [[likely]] return run_flat<1, T>(f, scope);
+    if (fast_ && fast_breaker_count_ == 0) return run_flat<0, T>(f, scope);
     return run<T>(0, f, scope);
   }
 
-  bool consecutive_breakers_ready() const noexcept {
-    bool ready = true;
-    for (std::size_t i = 0; i < fast_consecutive_count_; ++i) {
-      ready = ready && fast_consecutive_[i]->closed_without_failures();
+  using Permits = std::array<CircuitBreaker::Permit, 4>;
+
+  // The success path, flattened, for a pipeline of retries and N breakers (N known here, so the
+  // loops unroll and the permits stay in registers): when every breaker is closed, take their
+  // permits (without side effects), make the call once, and on success tell each breaker and
+  // budget. When a breaker is not closed, the general path runs instead; when the call fails,
+  // the general path takes over from it, with these permits standing for the first attempt.
+  template <std::size_t N>
+  [[gnu::always_inline]] bool admit_all(std::array<CircuitBreaker::Permit, N>& permits) const {
+    for (std::size_t i = 0; i < N; ++i) {
+      permits[i] = fast_breakers_[i]->try_acquire_if_closed(*env_.clock);
+      if (!permits[i].allowed()) [[unlikely]] return false;
     }
-    return ready;
+    return true;
   }
-  void record_fast_success() const noexcept {
+  template <std::size_t N>
+  [[gnu::always_inline]] void record_fast_success(
+      const std::array<CircuitBreaker::Permit, N>& permits) const {
+    for (std::size_t i = 0; i < N; ++i) fast_breakers_[i]->on_success(permits[i], *env_.clock);
     for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
   }
+  template <std::size_t N>
+  static Permits widen(const std::array<CircuitBreaker::Permit, N>& permits) {
+    Permits all;
+    for (std::size_t i = 0; i < N; ++i) all[i] = permits[i];
+    return all;
+  }
+
+  template <std::size_t N, class T, class F>
+  [[gnu::always_inline]] Result<T> run_flat(F& f, const CallScope& scope) const {
+    std::array<CircuitBreaker::Permit, N> permits;
+    if (!admit_all(permits)) [[unlikely]] return run<T>(0, f, scope);
+    Result<T> r = invoke<T>(f, scope);
+    if (r.ok()) [[likely]] {
+      record_fast_success(permits);
+      return r;
+    }
+    return continue_after_failure<T>(f, scope.options, std::move(r), widen(permits));
+  }
+
+  template <std::size_t N, class T, class F>
+  [[gnu::always_inline]] T execute_direct(F& f) const {
+    std::array<CircuitBreaker::Permit, N> permits;
+    if (!admit_all(permits)) [[unlikely]] {
+      return value_or_throw(run<T>(0, f, CallScope{env_, no_call_options()}));
+    }
+    try {
+      if constexpr (std::is_void_v<T>) {
+        f();
+        record_fast_success(permits);
+        return;
+      } else {
+        T value = f();
+        record_fast_success(permits);
+        return value;
+      }
+    } catch (const std::exception& live) {
+      return recover_from_throw<T>(f, &live, widen(permits));
+    } catch (...) {
+      return recover_from_throw<T>(f, nullptr, widen(permits));
+    }
+  }
+
   static Error capture(const std::exception& live, const CallScope& scope) {
     Error error = Error::from_live_exception(live, std::current_exception());
     scope.classify(error, &live);
@@ -384,10 +420,12 @@ class Pipeline {
 
   // Called from a catch block of execute()'s direct path: the general path from there on.
   template <class T, class F>
-  [[gnu::noinline]] T recover_from_throw(F& f, const std::exception* live) const {
+  [[gnu::noinline]] T recover_from_throw(F& f, const std::exception* live,
+                                         const Permits& permits) const {
     const CallScope scope{env_, no_call_options()};
     Error error = live != nullptr ? capture(*live, scope) : capture_unknown(scope);
-    return value_or_throw(continue_after_failure<T>(f, scope, Result<T>(std::move(error))));
+    return value_or_throw(
+        continue_after_failure<T>(f, no_call_options(), Result<T>(std::move(error)), permits));
   }
 
   // Shared by calls without options, so that they do not build and destroy a CallOptions each.
@@ -396,10 +434,14 @@ class Pipeline {
     return none;
   }
 
-  // Runs the general path with `first` standing in for the first call's outcome.
+  // Runs the general path with `first` standing in for the first call's outcome, and the
+  // permits it was admitted with standing in for the breakers' first admissions.
   template <class T, class F>
-  [[gnu::noinline]] Result<T> continue_after_failure(F& f, const CallScope& scope,
-                                                     Result<T> first) const {
+  [[gnu::noinline]] Result<T> continue_after_failure(F& f, const CallOptions& options,
+                                                     Result<T> first,
+                                                     const Permits& permits) const {
+    FirstAttemptPermits first_permits{permits.data(), 0};
+    const CallScope scope{env_, options, &first_permits};
     bool replayed = false;
     auto replay = [&]() -> Result<T> {
       if (!replayed) {
@@ -449,11 +491,9 @@ class Pipeline {
   std::vector<Stage> stages_;
   // The flattened success path applies when the stages are retries and breakers only.
   bool fast_ = false;
-  std::size_t fast_consecutive_count_ = 0;
-  std::size_t fast_rate_count_ = 0;
+  std::size_t fast_breaker_count_ = 0;
   std::size_t fast_budget_count_ = 0;
-  std::array<const CircuitBreaker*, kMaxFastStages> fast_consecutive_{};
-  std::array<CircuitBreaker*, kMaxFastStages> fast_rate_{};
+  std::array<CircuitBreaker*, kMaxFastStages> fast_breakers_{};
   std::array<RetryBudget*, kMaxFastStages> fast_budgets_{};
 };
 

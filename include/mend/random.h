@@ -37,7 +37,7 @@ class SeededRandom final : public RandomSource {
   std::atomic<std::uint64_t> state_;
 };
 
-// Returns the same value for every draw (clamped into [0, 1)).
+// Returns the same value for every draw (clamped into [0, 1); NaN becomes 0).
 class FixedRandom final : public RandomSource {
  public:
   explicit FixedRandom(double value);

@@ -26,24 +26,42 @@ namespace mend {
 namespace detail {
 // The error half of a Result: out of line, so that a successful Result<T> is no bigger than T
 // plus a pointer, and moving or destroying one costs a pointer test rather than a variant switch.
+// The pointer is also the Result's discriminant. A moved-from error slot points at a shared,
+// immutable placeholder (not null), so a moved-from failed Result still reads as failed.
 class ErrorSlot {
  public:
   ErrorSlot() = default;
-  explicit ErrorSlot(Error error) : error_(std::make_unique<Error>(std::move(error))) {}
-  ErrorSlot(const ErrorSlot& other)
-      : error_(other.error_ ? std::make_unique<Error>(*other.error_) : nullptr) {}
+  explicit ErrorSlot(Error error) : error_(new Error(std::move(error))) {}
+  ErrorSlot(const ErrorSlot& other) : error_(other.owns() ? new Error(*other.error_) : other.error_) {}
   ErrorSlot& operator=(const ErrorSlot& other) {
-    if (this != &other) error_ = other.error_ ? std::make_unique<Error>(*other.error_) : nullptr;
+    if (this != &other) {
+      ErrorSlot copy(other);
+      swap(copy);
+    }
     return *this;
   }
-  ErrorSlot(ErrorSlot&&) noexcept = default;
-  ErrorSlot& operator=(ErrorSlot&&) noexcept = default;
+  ErrorSlot(ErrorSlot&& other) noexcept : error_(other.error_) {
+    if (other.error_ != nullptr) other.error_ = moved_from();
+  }
+  ErrorSlot& operator=(ErrorSlot&& other) noexcept {
+    if (this != &other) {
+      ErrorSlot taken(std::move(other));
+      swap(taken);
+    }
+    return *this;
+  }
+  ~ErrorSlot() {
+    if (owns()) delete error_;
+  }
 
   bool has_error() const noexcept { return error_ != nullptr; }
   Error& get() const noexcept { return *error_; }
 
  private:
-  std::unique_ptr<Error> error_;
+  static Error* moved_from() noexcept;
+  bool owns() const noexcept { return error_ != nullptr && error_ != moved_from(); }
+  void swap(ErrorSlot& other) noexcept { std::swap(error_, other.error_); }
+  Error* error_ = nullptr;
 };
 }  // namespace detail
 
@@ -53,8 +71,31 @@ class [[nodiscard]] Result {
 
  public:
   using value_type = T;
-  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit
+  Result(T value) { ::new (static_cast<void*>(&value_)) T(std::move(value)); }  // NOLINT: implicit
   Result(Error error) : error_(std::move(error)) {}  // NOLINT: implicit
+  Result(const Result& other) : error_(other.error_) {
+    if (ok()) ::new (static_cast<void*>(&value_)) T(other.value_);
+  }
+  Result(Result&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
+      : error_(std::move(other.error_)) {
+    if (ok()) ::new (static_cast<void*>(&value_)) T(std::move(other.value_));
+  }
+  Result& operator=(const Result& other) {
+    if (this != &other) {
+      Result copy(other);
+      *this = std::move(copy);
+    }
+    return *this;
+  }
+  Result& operator=(Result&& other) noexcept(std::is_nothrow_move_constructible_v<T>) {
+    if (this != &other) {
+      destroy_value();
+      error_ = std::move(other.error_);
+      if (ok()) ::new (static_cast<void*>(&value_)) T(std::move(other.value_));
+    }
+    return *this;
+  }
+  ~Result() { destroy_value(); }
 
   bool ok() const noexcept { return !error_.has_error(); }
   explicit operator bool() const noexcept { return ok(); }
@@ -62,13 +103,13 @@ class [[nodiscard]] Result {
   T& value() & { return checked(); }
   const T& value() const& { return const_cast<Result*>(this)->checked(); }
   T&& value() && { return std::move(checked()); }
-  T& operator*() & { return *value_; }
-  const T& operator*() const& { return *value_; }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
+  T& operator*() & { return value_; }
+  const T& operator*() const& { return value_; }
+  T* operator->() { return &value_; }
+  const T* operator->() const { return &value_; }
   template <class U>
   T value_or(U&& fallback) const& {
-    return ok() ? *value_ : static_cast<T>(std::forward<U>(fallback));
+    return ok() ? value_ : static_cast<T>(std::forward<U>(fallback));
   }
 
   Error& error() & { return error_.get(); }
@@ -78,9 +119,17 @@ class [[nodiscard]] Result {
  private:
   T& checked() {
     if (!ok()) throw_error(error());
-    return *value_;
+    return value_;
   }
-  std::optional<T> value_;
+  void destroy_value() noexcept {
+    if (ok()) value_.~T();
+  }
+  // The value lives here exactly when there is no error. A union rather than std::optional: the
+  // error pointer already says which, and optional's extra flag byte, copied together with a
+  // small T as one word, stalled every call on store forwarding.
+  union {
+    T value_;
+  };
   detail::ErrorSlot error_;
 };
 

@@ -55,9 +55,10 @@ class RetryBudget {
   // Tokens in thousandths, so updates are single integer CAS operations.
   static constexpr std::int64_t kScale = 1000;
   RetryBudgetOptions options_;
+  // One line for what record_success() reads on a full bucket.
+  alignas(64) std::atomic<std::int64_t> milli_tokens_;
   std::int64_t max_milli_;
   std::int64_t ratio_milli_;
-  alignas(64) std::atomic<std::int64_t> milli_tokens_;
   alignas(64) std::atomic<int> in_flight_{0};
 };
 

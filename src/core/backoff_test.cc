@@ -4,6 +4,9 @@
 
 #include "mend/random.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace mend {
 namespace {
 
@@ -99,6 +102,25 @@ TEST(BackoffProperty, EveryDelayIsWithinItsBoundsOverManySeeds) {
       const double u = random.next_unit();
       const Duration d = compute_backoff(o, attempt, type, severity, previous, u);
       const DelayBounds b = backoff_bounds(o, attempt, type, severity, previous);
+      // Bounds worked out independently of the implementation, from each formula.
+      const double base = to_seconds(o.base), cap = to_seconds(o.cap);
+      const double e = std::min(cap, base * std::pow(2.0, attempt));
+      double lo = 0, hi = cap;
+      switch (o.kind) {
+        case BackoffKind::constant: lo = hi = std::min(base, cap); break;
+        case BackoffKind::linear: lo = hi = std::min(cap, base * (attempt + 1)); break;
+        case BackoffKind::exponential: lo = hi = e; break;
+        case BackoffKind::full_jitter: lo = 0, hi = e; break;
+        case BackoffKind::equal_jitter: lo = e / 2, hi = e; break;
+        case BackoffKind::decorrelated_jitter: {
+          const double prev = previous > Duration::zero() ? to_seconds(previous) : base;
+          lo = std::min(cap, base), hi = std::min(cap, std::max(base, 3 * prev));
+          break;
+        }
+        case BackoffKind::seed: lo = 0, hi = cap; break;  // checked against the midpoint below
+      }
+      ASSERT_GE(to_seconds(d), lo - 1e-6) << to_string(o.kind) << " attempt " << attempt;
+      ASSERT_LE(to_seconds(d), hi + 1e-6) << to_string(o.kind) << " attempt " << attempt;
       ASSERT_GE(d, Duration::zero());
       ASSERT_LE(d, o.cap);
       ASSERT_GE(d, b.min) << to_string(o.kind) << " attempt " << attempt;

@@ -9,15 +9,18 @@ Bulkhead::Bulkhead(std::string name, BulkheadOptions options)
     : name_(std::move(name)), options_(options) {
   if (options_.max_concurrent < 1) throw std::invalid_argument("bulkhead: max_concurrent must be >= 1");
   if (options_.max_queue < 0) throw std::invalid_argument("bulkhead: max_queue must be >= 0");
-  if (options_.max_wait < Duration::zero()) {
-    throw std::invalid_argument("bulkhead: max_wait must not be negative");
+  if (options_.max_wait < Duration::zero() || options_.max_wait > std::chrono::hours(24 * 365)) {
+    throw std::invalid_argument("bulkhead: max_wait must be between 0 and one year");
   }
 }
 
 bool Bulkhead::try_take() noexcept {
-  int used = in_use_.load(std::memory_order_relaxed);
+  // seq_cst, pairing with leave(): a waiter's "waiting_++ then read in_use_" and a leaver's
+  // "in_use_-- then read waiting_" must not both read the old values (store buffering), or the
+  // waiter would sleep past a free slot.
+  int used = in_use_.load(std::memory_order_seq_cst);
   while (used < options_.max_concurrent) {
-    if (in_use_.compare_exchange_weak(used, used + 1, std::memory_order_acq_rel)) return true;
+    if (in_use_.compare_exchange_weak(used, used + 1, std::memory_order_seq_cst)) return true;
   }
   return false;
 }

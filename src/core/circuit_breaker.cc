@@ -159,9 +159,11 @@ CircuitBreakerOptions CircuitBreakerOptions::failure_rate() {
 }
 
 CircuitBreaker::CircuitBreaker(std::string name, CircuitBreakerOptions options)
-    : name_(std::move(name)), options_(options), mode_(options.mode) {
+    : name_(std::move(name)), options_(options), mode_(options.mode) {  // word_ is zero: closed
   const auto& o = options_;
-  require(o.recovery_timeout >= Duration::zero(), "recovery_timeout must not be negative");
+  constexpr Duration kTenYears = std::chrono::hours(24 * 365 * 10);
+  require(o.recovery_timeout >= Duration::zero() && o.recovery_timeout <= kTenYears,
+          "recovery_timeout must be between 0 and ten years");
   require(o.failure_threshold >= 1 && o.failure_threshold < (1 << 29),
           "failure_threshold must be at least 1");
   require(o.success_threshold >= 1, "success_threshold must be at least 1");
@@ -172,7 +174,8 @@ CircuitBreaker::CircuitBreaker(std::string name, CircuitBreakerOptions options)
     require(o.slow_call_rate_threshold > 0 && o.slow_call_rate_threshold <= 1,
             "slow_call_rate_threshold must be in (0, 1]");
     require(o.minimum_calls >= 1, "minimum_calls must be at least 1");
-    require(o.slow_call_threshold > Duration::zero(), "slow_call_threshold must be positive");
+    require(o.slow_call_threshold > Duration::zero() && o.slow_call_threshold <= kTenYears,
+            "slow_call_threshold must be positive and at most ten years");
     if (o.window == WindowKind::count) {
       require(o.window_size >= 1 && o.window_size <= 1'000'000,
               "window_size must be in [1, 1000000]");
@@ -182,8 +185,8 @@ CircuitBreaker::CircuitBreaker(std::string name, CircuitBreakerOptions options)
     } else {
       require(o.window_buckets >= 1 && o.window_buckets <= 3600,
               "window_buckets must be in [1, 3600]");
-      require(o.window_duration.count() / o.window_buckets > 0,
-              "window_duration must be positive");
+      require(o.window_duration.count() / o.window_buckets > 0 && o.window_duration <= kTenYears,
+              "window_duration must be positive and at most ten years");
       window_ = std::make_unique<TimeWindow>(o.window_duration, o.window_buckets);
     }
   }
@@ -246,6 +249,8 @@ bool CircuitBreaker::is_slow(const Permit& permit, TimePoint now) const {
 }
 
 void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, const Clock& clock) {
+  // A call admitted before a transition must not land in the window the transition reset.
+  if (generation_of(word_.load(std::memory_order_relaxed)) != permit.generation()) return;
   const TimePoint now = clock.coarse_now();
   const bool slow_call = is_slow(permit, now);
   const auto outcome =
@@ -262,7 +267,7 @@ void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, cons
   {
     std::lock_guard lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
-    if (state_of(w) != CircuitState::closed || generation_of(w) != permit.generation_) return;
+    if (state_of(w) != CircuitState::closed || generation_of(w) != permit.generation()) return;
     const Totals t = window_->totals(now);
     if (t.calls < options_.minimum_calls) return;
     const double failure_rate = static_cast<double>(t.failures) / t.calls;
@@ -312,8 +317,8 @@ void CircuitBreaker::half_open_outcome_locked(bool failed, bool slow_call, TimeP
 }
 
 void CircuitBreaker::success_slow(const Permit& permit, const Clock& clock) {
-  if (!permit.allowed_) return;
-  if (permit.state_ == CircuitState::closed && mode_ == BreakerMode::failure_rate) {
+  if (!permit.allowed()) return;
+  if (permit.state() == CircuitState::closed && mode_ == BreakerMode::failure_rate) {
     closed_rate_outcome(permit, false, clock);
     return;
   }
@@ -321,7 +326,7 @@ void CircuitBreaker::success_slow(const Permit& permit, const Clock& clock) {
   {
     std::lock_guard lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
-    if (generation_of(w) != permit.generation_) return;  // admitted before a transition
+    if (generation_of(w) != permit.generation()) return;  // admitted before a transition
     switch (state_of(w)) {
       case CircuitState::closed:
         if (count_of(w) > 0) {
@@ -342,8 +347,8 @@ void CircuitBreaker::success_slow(const Permit& permit, const Clock& clock) {
 }
 
 void CircuitBreaker::on_failure(const Permit& permit, const Clock& clock) {
-  if (!permit.allowed_) return;
-  if (permit.state_ == CircuitState::closed && mode_ == BreakerMode::failure_rate) {
+  if (!permit.allowed()) return;
+  if (permit.state() == CircuitState::closed && mode_ == BreakerMode::failure_rate) {
     closed_rate_outcome(permit, true, clock);
     return;
   }
@@ -351,7 +356,7 @@ void CircuitBreaker::on_failure(const Permit& permit, const Clock& clock) {
   {
     std::lock_guard lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
-    if (generation_of(w) != permit.generation_) return;
+    if (generation_of(w) != permit.generation()) return;
     switch (state_of(w)) {
       case CircuitState::closed: {
         const std::uint32_t failures = count_of(w) + 1;
@@ -375,18 +380,18 @@ void CircuitBreaker::on_failure(const Permit& permit, const Clock& clock) {
 }
 
 void CircuitBreaker::on_ignored(const Permit& permit) {
-  if (!permit.allowed_ || permit.state_ != CircuitState::half_open) return;
+  if (!permit.allowed() || permit.state() != CircuitState::half_open) return;
   std::lock_guard lock(mu_);
   const std::uint64_t w = word_.load(std::memory_order_relaxed);
-  if (generation_of(w) != permit.generation_ || state_of(w) != CircuitState::half_open) return;
+  if (generation_of(w) != permit.generation() || state_of(w) != CircuitState::half_open) return;
   if (half_open_in_flight_ > 0) --half_open_in_flight_;
   if (half_open_admitted_ > 0) --half_open_admitted_;
 }
 
 Error CircuitBreaker::rejection(const Permit& permit) const {
-  std::string message = "circuit '" + name_ + "' is " + std::string(to_string(permit.state_));
-  if (permit.state_ == CircuitState::half_open) message += " and its probes are all in flight";
-  if (permit.state_ == CircuitState::isolated) message += " by an operator";
+  std::string message = "circuit '" + name_ + "' is " + std::string(to_string(permit.state()));
+  if (permit.state() == CircuitState::half_open) message += " and its probes are all in flight";
+  if (permit.state() == CircuitState::isolated) message += " by an operator";
   Error e = Error::classified_as(ErrorType::external_service_down, Severity::medium,
                                  std::move(message));
   e.kind = "circuit_open";
@@ -442,9 +447,20 @@ void CircuitBreaker::add_listener(Listener listener) {
 
 void CircuitBreaker::notify(const std::vector<CircuitTransition>& transitions) {
   if (transitions.empty()) return;
-  std::lock_guard lock(listeners_mu_);
+  std::vector<Listener> listeners;
+  {
+    std::lock_guard lock(listeners_mu_);
+    listeners = listeners_;
+  }
+  // Outside every lock: a listener may reset the breaker, add listeners or make calls.
   for (const auto& t : transitions) {
-    for (const auto& l : listeners_) l(t);
+    for (const auto& l : listeners) {
+      try {
+        l(t);
+      } catch (...) {
+        // A listener's failure must not undo the transition or reach the caller.
+      }
+    }
   }
 }
 

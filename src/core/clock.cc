@@ -32,12 +32,16 @@ std::int64_t monotonic_nanos() noexcept {
 // twice per call. The ticker starts on the first reading and parks after a second without
 // readers, so an idle process has no thread waking up; the first reading after that takes the
 // precise clock and wakes it. After fork() the child starts its own.
-// Readers touch only these three constant-initialized atomics: no guard, no call.
-alignas(64) std::atomic<std::int64_t> g_coarse_nanos{0};
-alignas(64) std::atomic<bool> g_coarse_demanded{false};
-alignas(64) std::atomic<bool> g_coarse_parked{true};
+// Stores a reading unless a later one is there already: wake() and the ticker race, and the
+// coarse clock must never go backwards.
+void publish_coarse(std::int64_t nanos) noexcept {
+  std::int64_t seen = detail::g_coarse_ticker.nanos.load(std::memory_order_relaxed);
+  while (seen < nanos && !detail::g_coarse_ticker.nanos.compare_exchange_weak(
+                             seen, nanos, std::memory_order_release, std::memory_order_relaxed)) {
+  }
+}
 
-class CoarseTicker {
+class TickerThread {
  public:
   static constexpr auto kTick = std::chrono::milliseconds(1);
   static constexpr int kIdleTicksBeforeParking = 1000;
@@ -46,9 +50,9 @@ class CoarseTicker {
     const std::int64_t now = monotonic_nanos();
     try {
       std::lock_guard lock(mu_);
-      g_coarse_nanos.store(now, std::memory_order_release);
-      g_coarse_demanded.store(true, std::memory_order_relaxed);
-      g_coarse_parked.store(false, std::memory_order_release);
+      publish_coarse(now);
+      detail::g_coarse_ticker.demanded.store(true, std::memory_order_relaxed);
+      detail::g_coarse_ticker.parked.store(false, std::memory_order_release);
       if (!thread_running_) {
         std::thread([this] { run(); }).detach();
         thread_running_ = true;
@@ -57,7 +61,7 @@ class CoarseTicker {
       }
     } catch (...) {
       // No thread to be had: stay parked, so every reading takes the precise clock.
-      g_coarse_parked.store(true, std::memory_order_release);
+      detail::g_coarse_ticker.parked.store(true, std::memory_order_release);
     }
     return TimePoint(Duration(now));
   }
@@ -68,7 +72,7 @@ class CoarseTicker {
     new (&mu_) std::mutex();
     new (&cv_) std::condition_variable();
     thread_running_ = false;
-    g_coarse_parked.store(true, std::memory_order_release);
+    detail::g_coarse_ticker.parked.store(true, std::memory_order_release);
   }
 
  private:
@@ -78,13 +82,13 @@ class CoarseTicker {
     while (true) {
       lock.unlock();
       std::this_thread::sleep_for(kTick);
-      g_coarse_nanos.store(monotonic_nanos(), std::memory_order_release);
+      publish_coarse(monotonic_nanos());
       lock.lock();
-      if (g_coarse_demanded.exchange(false, std::memory_order_relaxed)) {
+      if (detail::g_coarse_ticker.demanded.exchange(false, std::memory_order_relaxed)) {
         idle_ticks = 0;
       } else if (++idle_ticks >= kIdleTicksBeforeParking) {
-        g_coarse_parked.store(true, std::memory_order_release);
-        cv_.wait(lock, [] { return !g_coarse_parked.load(std::memory_order_acquire); });
+        detail::g_coarse_ticker.parked.store(true, std::memory_order_release);
+        cv_.wait(lock, [] { return !detail::g_coarse_ticker.parked.load(std::memory_order_acquire); });
         idle_ticks = 0;
       }
     }
@@ -96,27 +100,20 @@ class CoarseTicker {
 };
 
 // Never destroyed: the detached ticker may still be running while static destructors run.
-CoarseTicker& ticker() {
-  static CoarseTicker* const instance = [] {
-    auto* t = new CoarseTicker();
+TickerThread& ticker() {
+  static TickerThread* const instance = [] {
+    auto* t = new TickerThread();
     ::pthread_atfork(nullptr, nullptr, [] { ticker().after_fork_in_child(); });
     return t;
   }();
   return *instance;
 }
 
-[[gnu::noinline]] TimePoint wake_ticker() noexcept { return ticker().wake(); }
-
 }  // namespace
 
-TimePoint SystemClock::coarse_now() const noexcept {
-  if (g_coarse_parked.load(std::memory_order_acquire)) [[unlikely]] return wake_ticker();
-  // At most one shared write per tick, not one per reading.
-  if (!g_coarse_demanded.load(std::memory_order_relaxed)) {
-    g_coarse_demanded.store(true, std::memory_order_relaxed);
-  }
-  return TimePoint(Duration(g_coarse_nanos.load(std::memory_order_acquire)));
-}
+detail::CoarseTicker detail::g_coarse_ticker;
+
+TimePoint detail::wake_coarse_ticker() noexcept { return ticker().wake(); }
 
 SystemClock& SystemClock::instance() {
   static SystemClock clock;

@@ -69,7 +69,6 @@ TEST(Concurrency, ConsecutiveBreakerStaysConsistentUnderMixedOutcomes) {
   CircuitSnapshot s = breaker.snapshot(clock);
   EXPECT_EQ(static_cast<std::uint64_t>(notified.load()), s.transitions);
   EXPECT_GT(s.transitions, 0u);
-  EXPECT_GE(s.half_open_in_flight, 0);
   EXPECT_LE(s.half_open_in_flight, o.half_open_calls);
   if (s.state == CircuitState::closed) {
     EXPECT_LT(s.failure_count, o.failure_threshold);
@@ -109,32 +108,41 @@ TEST(Concurrency, FailureRateBreakerUnderThreads) {
       }
     }
   });
+  // 60 % failures over windows of 100 calls: it must have opened, and it must have closed
+  // again after probes (the failure rate of 10 probes is often below 50 %).
   CircuitSnapshot s = breaker.snapshot(clock);
-  EXPECT_GT(s.transitions, 0u);
-  EXPECT_LE(s.window_calls, o.window_size);
+  EXPECT_GE(s.transitions, 3u);
 }
 
-TEST(Concurrency, RetryBudgetStaysWithinBounds) {
-  RetryBudget budget({.max_tokens = 50, .token_ratio = 0.5, .min_retries_in_flight = 2});
-  std::atomic<int> max_in_flight{0};
+TEST(Concurrency, RetryBudgetTokensStayWithinBounds) {
+  RetryBudget budget({.max_tokens = 50, .token_ratio = 0.5});
+  std::atomic<int> out_of_bounds{0};
   run_threads([&](int id) {
     SeededRandom random(static_cast<std::uint64_t>(id) + 11);
     for (int i = 0; i < 20000; ++i) {
       random.next_unit() < 0.5 ? budget.record_failure() : budget.record_success();
-      if (budget.try_acquire_retry()) {
-        int now = budget.retries_in_flight();
-        int seen = max_in_flight.load();
-        while (now > seen && !max_in_flight.compare_exchange_weak(seen, now)) {
-        }
-        budget.release_retry();
-      }
+      if (budget.try_acquire_retry()) budget.release_retry();
       const double tokens = budget.tokens();
-      ASSERT_GE(tokens, 0);
-      ASSERT_LE(tokens, 50);
+      if (tokens < 0 || tokens > 50) out_of_bounds.fetch_add(1);
     }
   });
+  EXPECT_EQ(out_of_bounds.load(), 0);
   EXPECT_EQ(budget.retries_in_flight(), 0);
-  EXPECT_LE(max_in_flight.load(), kThreads);
+}
+
+TEST(Concurrency, RetryBudgetFloorAdmitsExactlyItsRetriesAtOnce) {
+  RetryBudget budget({.max_tokens = 10, .token_ratio = 0.1, .min_retries_in_flight = 2});
+  for (int i = 0; i < 10; ++i) budget.record_failure();  // empty: only the floor admits
+  std::atomic<int> granted{0};
+  std::barrier holding(kThreads);
+  run_threads([&](int) {
+    const bool got = budget.try_acquire_retry();
+    granted += got;
+    holding.arrive_and_wait();  // everyone has asked while the winners still hold theirs
+    if (got) budget.release_retry();
+  });
+  EXPECT_EQ(granted.load(), 2);
+  EXPECT_EQ(budget.retries_in_flight(), 0);
 }
 
 TEST(Concurrency, RateLimiterGrantsExactlyTheBurstAtOneInstant) {
@@ -167,7 +175,7 @@ TEST(Concurrency, BulkheadNeverExceedsItsCapacity) {
   EXPECT_EQ(bulkhead.in_use(), 0);
 }
 
-TEST(Concurrency, CoarseClockReadersStartTheTickerOnceAndStayClose) {
+TEST(Concurrency, CoarseClockReadersStayCloseToThePreciseClock) {
   const SystemClock& clock = SystemClock::instance();
   std::atomic<int> far_off{0};
   run_threads([&](int) {

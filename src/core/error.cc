@@ -1,4 +1,5 @@
 #include "mend/error.h"
+#include "mend/result.h"
 
 #include <array>
 #include <cstdio>
@@ -154,6 +155,12 @@ std::string Error::describe() const {
     out.append("]");
   }
   return out;
+}
+
+Error* detail::ErrorSlot::moved_from() noexcept {
+  static Error placeholder = Error::classified_as(ErrorType::processing_failed, Severity::medium,
+                                                 "moved-from error");
+  return &placeholder;
 }
 
 Exception::Exception(Error error) : std::runtime_error(error.describe()), error_(std::move(error)) {}

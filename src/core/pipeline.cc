@@ -81,7 +81,10 @@ void CircuitBreakerStage::record_failure(const CircuitBreaker::Permit& permit, c
     // Refused before reaching the dependency, or abandoned: says nothing about its health.
     case StopReason::cancelled:
     case StopReason::bulkhead_full:
-    case StopReason::rate_limited: breaker_->on_ignored(permit); return;
+    case StopReason::rate_limited:
+    case StopReason::circuit_open:  // an inner breaker's refusal
+      breaker_->on_ignored(permit);
+      return;
     default:
       if (breaker_->options().ignored.contains(error.type)) {
         breaker_->on_ignored(permit);
@@ -113,25 +116,25 @@ Error RateLimiterStage::reject(const RateLimiter::Decision& decision,
 }
 
 Pipeline::Pipeline(Env env, std::vector<Stage> stages) : env_(env), stages_(std::move(stages)) {
+  static_assert(std::tuple_size_v<Permits> == kMaxFastStages);
+  // The flattened path serves pipelines of retries and at most one breaker (the common shape;
+  // see run_call). first_attempt_slot_ numbers every breaker all the same.
   fast_ = true;
-  auto add = [this](auto& slots, std::size_t& count, auto* item) {
-    if (count == kMaxFastStages) {
-      fast_ = false;
-      return;
-    }
-    slots[count++] = item;
-  };
-  for (const Stage& stage : stages_) {
+  for (Stage& stage : stages_) {
     if (const auto* retry = std::get_if<RetryStage>(&stage)) {
       if (RetryBudget* budget = retry->policy().options().budget.get()) {
-        add(fast_budgets_, fast_budget_count_, budget);
+        if (fast_budget_count_ == kMaxFastStages) {
+          fast_ = false;
+        } else {
+          fast_budgets_[fast_budget_count_++] = budget;
+        }
       }
-    } else if (const auto* guard = std::get_if<CircuitBreakerStage>(&stage)) {
-      CircuitBreaker* breaker = guard->breaker().get();
-      if (breaker->options().mode == BreakerMode::consecutive) {
-        add(fast_consecutive_, fast_consecutive_count_, breaker);
+    } else if (auto* guard = std::get_if<CircuitBreakerStage>(&stage)) {
+      if (fast_breaker_count_ == kMaxFastStages) {
+        fast_ = false;
       } else {
-        add(fast_rate_, fast_rate_count_, breaker);
+        guard->first_attempt_slot_ = static_cast<std::uint32_t>(fast_breaker_count_);
+        fast_breakers_[fast_breaker_count_++] = guard->breaker().get();
       }
     } else {
       fast_ = false;  // bulkheads and rate limiters act on every call

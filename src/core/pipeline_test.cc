@@ -203,6 +203,88 @@ TEST_F(PipelineTest, LocalRefusalsDoNotDrainTheRetryBudget) {
   EXPECT_DOUBLE_EQ(retry.budget->tokens(), 10);
 }
 
+// The flattened success path must behave as the general path does.
+
+TEST_F(PipelineTest, AFailureIsRecordedAgainstThePermitItWasAdmittedWith) {
+  Pipeline p = Pipeline::Builder().env(t.env()).circuit_breaker(breaker).build();
+  Result<int> r = p.try_execute([&]() -> Result<int> {
+    // While this call runs, others open the circuit and its recovery timeout passes.
+    for (int i = 0; i < 5; ++i) {
+      (void)p.try_execute([]() -> Result<int> { return Error::http(503); });
+    }
+    t.clock.advance(seconds(60));
+    return Error::http(400, "bad task");
+  });
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().type, ErrorType::validation_failed);  // its own error, not circuit_open
+  EXPECT_EQ(r.error().stop, StopReason::none);
+  // It was admitted while closed, long ago: no phantom half-open probe, no re-opening.
+  EXPECT_EQ(breaker->state(), CircuitState::open);
+  EXPECT_EQ(breaker->snapshot(t.clock).transitions, 1u);
+}
+
+TEST_F(PipelineTest, ASuccessForgivesAFailureThatHappenedDuringIt) {
+  Pipeline p = Pipeline::Builder().env(t.env()).retry({}).circuit_breaker(breaker).build();
+  RetryOptions once;
+  once.max_retries = 0;
+  Pipeline other = Pipeline::Builder().env(t.env()).retry(once).circuit_breaker(breaker).build();
+  EXPECT_EQ(p.execute([&] {
+    (void)other.try_execute([]() -> Result<int> { return Error::http(503); });
+    EXPECT_EQ(breaker->snapshot(t.clock).failure_count, 1);
+    return 7;
+  }),
+            7);
+  EXPECT_EQ(breaker->snapshot(t.clock).failure_count, 0);
+}
+
+TEST_F(PipelineTest, AFailedCallIsTimedFromItsAdmission) {
+  CircuitBreakerOptions o = CircuitBreakerOptions::failure_rate();
+  o.window_size = 4;
+  o.minimum_calls = 4;
+  o.failure_rate_threshold = 1.0;
+  o.slow_call_threshold = seconds(1);
+  o.slow_call_rate_threshold = 0.5;
+  auto rate = std::make_shared<CircuitBreaker>("agent", o);
+  Pipeline p = Pipeline::Builder().env(t.env()).circuit_breaker(rate).build();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(p.execute([] { return 1; }), 1);
+  for (int i = 0; i < 2; ++i) {
+    Result<int> r = p.try_execute([&]() -> Result<int> {
+      t.clock.advance(seconds(2));  // slow, then fails
+      return Error::http(504);
+    });
+    EXPECT_FALSE(r.ok());
+  }
+  EXPECT_EQ(rate->state(), CircuitState::open);  // 2 of 4 slow
+}
+
+TEST_F(PipelineTest, ThrownAndReturnedExceptionsAreClassifiedAlike) {
+  Pipeline p = Pipeline::Builder().env(t.env()).build();
+  Result<int> thrown = p.try_execute([]() -> int { throw std::bad_alloc(); });
+  Result<int> returned = p.try_execute([]() -> Result<int> {
+    try {
+      throw std::bad_alloc();
+    } catch (...) {
+      return Error::from_exception(std::current_exception());
+    }
+  });
+  ASSERT_FALSE(thrown.ok());
+  ASSERT_FALSE(returned.ok());
+  EXPECT_EQ(thrown.error().type, ErrorType::memory_exhausted);
+  EXPECT_EQ(returned.error().type, ErrorType::memory_exhausted);
+  EXPECT_EQ(returned.error().severity, Severity::high);
+}
+
+TEST_F(PipelineTest, AnInnerBreakersRefusalDoesNotCountAgainstTheOuterOne) {
+  auto inner = std::make_shared<CircuitBreaker>("inner", CircuitBreakerOptions{});
+  inner->isolate(t.clock);
+  CircuitBreakerOptions strict;
+  strict.failure_threshold = 1;
+  auto outer = std::make_shared<CircuitBreaker>("outer", strict);
+  Pipeline p = Pipeline::Builder().env(t.env()).circuit_breaker(outer).circuit_breaker(inner).build();
+  EXPECT_THROW(p.execute([] { return 1; }), CircuitOpenError);
+  EXPECT_EQ(outer->state(), CircuitState::closed);
+}
+
 TEST_F(PipelineTest, EventsDescribeEachDecision) {
   Pipeline p = Pipeline::Builder().env(t.env()).retry({}).build();
   int calls = 0;

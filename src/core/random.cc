@@ -1,5 +1,8 @@
 #include "mend/random.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <random>
 
 namespace mend {
@@ -21,6 +24,10 @@ double SeededRandom::next_unit() noexcept {
 
 SeededRandom& SeededRandom::system() {
   static SeededRandom random([] {
+    // A forked child would otherwise draw the same jitter as its parent.
+    ::pthread_atfork(nullptr, nullptr, [] {
+      system().state_.fetch_xor(static_cast<std::uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ULL);
+    });
     std::random_device device;
     return (static_cast<std::uint64_t>(device()) << 32) ^ device();
   }());
@@ -29,7 +36,7 @@ SeededRandom& SeededRandom::system() {
 
 FixedRandom::FixedRandom(double value) {
   constexpr double kBelowOne = 1.0 - 0x1.0p-53;
-  value_ = value < 0 ? 0 : (value > kBelowOne ? kBelowOne : value);
+  value_ = !(value > 0) ? 0 : (value > kBelowOne ? kBelowOne : value);  // NaN -> 0
 }
 
 }  // namespace mend

@@ -19,11 +19,17 @@ RateLimiter::RateLimiter(std::string name, RateLimiterOptions options)
   if (!(options.burst >= 1 && std::isfinite(options.burst))) {
     throw std::invalid_argument("rate limiter: burst must be at least 1");
   }
+  // The bucket's depth in time must fit the nanosecond arithmetic with room to spare.
+  if (!(tolerance_ns_ < 1e18)) {
+    throw std::invalid_argument("rate limiter: burst / rate_per_second must be under 30 years");
+  }
 }
 
 RateLimiter::Decision RateLimiter::try_acquire(TimePoint now, double permits) noexcept {
   const std::int64_t t = now.time_since_epoch().count();
-  const auto cost = static_cast<std::int64_t>(std::llround(std::max(0.0, permits) * interval_ns_));
+  // More permits than the burst are never granted; clamping keeps the arithmetic in range.
+  const double wanted = std::clamp(std::isfinite(permits) ? permits : 0.0, 0.0, options_.burst + 1);
+  const auto cost = static_cast<std::int64_t>(std::llround(wanted * interval_ns_));
   const auto tolerance = static_cast<std::int64_t>(std::llround(tolerance_ns_));
   std::int64_t tat = theoretical_arrival_ns_.load(std::memory_order_relaxed);
   while (true) {

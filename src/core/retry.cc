@@ -7,8 +7,10 @@ namespace mend {
 
 RetryPolicy::RetryPolicy(RetryOptions options) : options_(std::move(options)) {
   if (options_.max_retries < 0) throw std::invalid_argument("retry: max_retries must be >= 0");
-  if (options_.backoff.base < Duration::zero() || options_.backoff.cap < Duration::zero()) {
-    throw std::invalid_argument("retry: backoff base and cap must not be negative");
+  constexpr Duration kOneYear = std::chrono::hours(24 * 365);
+  if (options_.backoff.base < Duration::zero() || options_.backoff.cap < Duration::zero() ||
+      options_.backoff.base > kOneYear || options_.backoff.cap > kOneYear) {
+    throw std::invalid_argument("retry: backoff base and cap must be between 0 and one year");
   }
   if (!(options_.backoff.multiplier >= 1.0)) {
     throw std::invalid_argument("retry: backoff multiplier must be >= 1");
