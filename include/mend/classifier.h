@@ -160,6 +160,7 @@ class Classifier {
   Classifier& add_exception_rule(ExceptionMatcher matcher, Code code, ErrorType type,
                                  Severity severity);
   Classifier& add_kind_rule(std::string kind, Code code, ErrorType type, Severity severity);
+  Classifier& add_code_rule(Code code, ErrorType type, Severity severity);
   Classifier& add_rule(Rule rule);
   int stage_of(const Rule& rule, const Error& error, const std::exception* live,
                const Context& context, const std::string& lowered_message) const;

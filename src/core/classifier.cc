@@ -201,18 +201,19 @@ Classifier& Classifier::declare_kind(std::string child, std::string parent) {
   return *this;
 }
 
-Classifier& Classifier::on_status(int status, ErrorType type, Severity severity) {
-  Rule r;
-  r.code = Code::http(status);
+Classifier& Classifier::add_code_rule(Code code, ErrorType type, Severity severity) {
+  Rule r;  // subject any: the code decides, whatever raised it
+  r.code = code;
   r.result = {type, severity};
   return add_rule(std::move(r));
 }
 
+Classifier& Classifier::on_status(int status, ErrorType type, Severity severity) {
+  return add_code_rule(Code::http(status), type, severity);
+}
+
 Classifier& Classifier::on_errc(std::errc errc, ErrorType type, Severity severity) {
-  Rule r;
-  r.code = Code::errc(errc);
-  r.result = {type, severity};
-  return add_rule(std::move(r));
+  return add_code_rule(Code::errc(errc), type, severity);
 }
 
 Classifier& Classifier::on_keywords(std::vector<std::string> keywords, ErrorType type,
@@ -305,10 +306,7 @@ Result<void> Classifier::add(const RuleSpec& spec) {
   if (code.kind == Code::Kind::none) {
     return config_error("a rule needs one of: exception, kind, status, errno, keywords");
   }
-  Rule r;
-  r.code = code;
-  r.result = {*type, *severity};
-  add_rule(std::move(r));
+  add_code_rule(code, *type, *severity);
   return {};
 }
 
