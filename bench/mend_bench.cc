@@ -39,7 +39,9 @@ namespace {
 
 // The protected call. noipa as well as noinline, so that GCC cannot see that it is pure and
 // hoist it out of the loop. It touches no shared memory.
-[[gnu::noinline, gnu::noipa]] int work(int x) { return x * 2 + 1; }
+[[gnu::noinline, gnu::noipa]] int work(int x) {
+  return x * 2 + 1;
+}
 
 // Shared objects: function-local statics, constructed once (thread-safely) and shared by every
 // thread of every run.
@@ -130,7 +132,9 @@ void pipeline_execute(benchmark::State& state, const mend::Pipeline& pipeline) {
   state.SetItemsProcessed(state.iterations());
 }
 
-void BM_RetryAlone(benchmark::State& state) { pipeline_execute(state, retry_pipeline()); }
+void BM_RetryAlone(benchmark::State& state) {
+  pipeline_execute(state, retry_pipeline());
+}
 
 void BM_Pipeline_Consecutive(benchmark::State& state) {
   pipeline_execute(state, consecutive_pipeline());

@@ -5,8 +5,9 @@
 // cap wait in a bounded FIFO queue for at most max_wait; beyond the queue they are rejected at
 // once with a clear error (connection_pool_exhausted, which the seed retries).
 //
-//   auto bulkhead = std::make_shared<mend::Bulkhead>("search", mend::BulkheadOptions{.max_concurrent = 8});
-//   if (bulkhead->enter({}) == mend::Bulkhead::Admission::admitted) {
+//   auto bulkhead = std::make_shared<mend::Bulkhead>("search",
+//   mend::BulkheadOptions{.max_concurrent = 8}); if (bulkhead->enter({}) ==
+//   mend::Bulkhead::Admission::admitted) {
 //     call();
 //     bulkhead->leave();
 //   }

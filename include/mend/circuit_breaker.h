@@ -22,8 +22,8 @@
 // Manual control: isolate() holds the circuit open until reset(); reset() closes it.
 // Listeners hear every transition.
 //
-//   auto breaker = std::make_shared<mend::CircuitBreaker>("billing", mend::CircuitBreakerOptions{});
-//   mend::CircuitBreaker::Permit p = breaker->try_acquire(clock);
+//   auto breaker = std::make_shared<mend::CircuitBreaker>("billing",
+//   mend::CircuitBreakerOptions{}); mend::CircuitBreaker::Permit p = breaker->try_acquire(clock);
 //   if (!p.allowed()) return breaker->rejection(p);     // CircuitOpenError's error value
 //   ok ? breaker->on_success(p, clock) : breaker->on_failure(p, clock);
 // Every allowed permit must be completed by exactly one of on_success, on_failure or on_ignored.
@@ -70,7 +70,7 @@ struct CircuitBreakerOptions {
   // failure-rate mode (Resilience4j's defaults)
   double failure_rate_threshold = 0.5;
   WindowKind window = WindowKind::count;
-  int window_size = 100;  // calls, for a count window
+  int window_size = 100;                                // calls, for a count window
   Duration window_duration = std::chrono::seconds(60);  // for a time window
   int window_buckets = 10;                              // for a time window
   int minimum_calls = 100;
@@ -158,7 +158,8 @@ class CircuitBreaker {
   [[nodiscard]] Permit try_acquire(const Clock& clock) {
     const std::uint64_t w = word_.load(std::memory_order_acquire);
     if (state_of(w) == CircuitState::closed) [[likely]] {
-      if (mode_ == BreakerMode::consecutive) return Permit::admit(CircuitState::closed, generation_of(w));
+      if (mode_ == BreakerMode::consecutive)
+        return Permit::admit(CircuitState::closed, generation_of(w));
       return Permit::admit(CircuitState::closed, generation_of(w), clock.coarse_now());
     }
     return acquire_slow(clock);
@@ -175,8 +176,10 @@ class CircuitBreaker {
   // general path when any is not closed.
   [[nodiscard]] Permit try_acquire_if_closed(const Clock& clock) const {
     const std::uint64_t w = word_.load(std::memory_order_acquire);
-    if (state_of(w) != CircuitState::closed) [[unlikely]] return Permit::reject(state_of(w), 0);
-    if (mode_ == BreakerMode::consecutive) return Permit::admit(CircuitState::closed, generation_of(w));
+    if (state_of(w) != CircuitState::closed) [[unlikely]]
+      return Permit::reject(state_of(w), 0);
+    if (mode_ == BreakerMode::consecutive)
+      return Permit::admit(CircuitState::closed, generation_of(w));
     return Permit::admit(CircuitState::closed, generation_of(w), clock.coarse_now());
   }
   void on_success(const Permit& permit, const Clock& clock) {
@@ -218,9 +221,15 @@ class CircuitBreaker {
   // bits 32-63 generation (bumped at every transition).
   static constexpr std::uint64_t kStateMask = 0x3;
   static constexpr std::uint64_t kLowMask = 0xFFFFFFFFull;
-  static CircuitState state_of(std::uint64_t w) { return static_cast<CircuitState>(w & kStateMask); }
-  static std::uint32_t count_of(std::uint64_t w) { return static_cast<std::uint32_t>((w & kLowMask) >> 2); }
-  static std::uint32_t generation_of(std::uint64_t w) { return static_cast<std::uint32_t>(w >> 32); }
+  static CircuitState state_of(std::uint64_t w) {
+    return static_cast<CircuitState>(w & kStateMask);
+  }
+  static std::uint32_t count_of(std::uint64_t w) {
+    return static_cast<std::uint32_t>((w & kLowMask) >> 2);
+  }
+  static std::uint32_t generation_of(std::uint64_t w) {
+    return static_cast<std::uint32_t>(w >> 32);
+  }
   static std::uint64_t make_word(CircuitState s, std::uint32_t count, std::uint32_t generation) {
     return (static_cast<std::uint64_t>(generation) << 32) |
            (static_cast<std::uint64_t>(count) << 2) | static_cast<std::uint64_t>(s);

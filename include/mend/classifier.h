@@ -37,8 +37,8 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <typeindex>
 #include <type_traits>
+#include <typeindex>
 #include <typeinfo>
 #include <vector>
 
@@ -60,10 +60,10 @@ struct Classification {
 // A rule as data. Exactly one way to match must be given: an exception name or a kind (each
 // optionally with a status or an errno), a status alone, an errno alone, or keywords.
 struct RuleSpec {
-  std::string exception;  // a name registered with name_exception(), e.g. "std::bad_alloc"
-  std::string kind;       // a plain error kind, e.g. "database"
-  std::optional<int> status;      // 100..599
-  std::string errno_name;         // e.g. "ETIMEDOUT"
+  std::string exception;      // a name registered with name_exception(), e.g. "std::bad_alloc"
+  std::string kind;           // a plain error kind, e.g. "database"
+  std::optional<int> status;  // 100..599
+  std::string errno_name;     // e.g. "ETIMEDOUT"
   std::vector<std::string> keywords;
   std::string type;      // one of the 20 type names
   std::string severity;  // low, medium, high, critical

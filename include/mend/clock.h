@@ -27,7 +27,9 @@ using Duration = std::chrono::nanoseconds;
 using TimePoint = std::chrono::steady_clock::time_point;
 
 // Seconds as a double, for messages and arithmetic on backoff factors.
-inline double to_seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+inline double to_seconds(Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 // The inverse, saturating instead of overflowing for absurd inputs.
 Duration from_seconds(double seconds);
 
@@ -63,7 +65,8 @@ class Clock {
   // policy itself. Same epoch as now(). Not virtual on purpose: the system clock's coarse
   // reading is an inline load, with no call at all; other clocks override coarse_reading().
   TimePoint coarse_now() const noexcept {
-    if (uses_coarse_ticker_) [[likely]] return detail::read_coarse_ticker();
+    if (uses_coarse_ticker_) [[likely]]
+      return detail::read_coarse_ticker();
     return coarse_reading();
   }
 

@@ -31,12 +31,12 @@ enum class CircuitState : std::uint8_t { closed, open, half_open, isolated };
 std::string_view to_string(CircuitState state) noexcept;
 
 enum class EventKind : std::uint8_t {
-  retry_scheduled,       // a failed attempt will be retried after `delay`
-  gave_up,               // a retry loop stopped; `stop` says why
-  circuit_transition,    // a breaker went from `from` to `to`
-  circuit_rejected,      // an open or isolated breaker refused a call
-  bulkhead_rejected,     // no slot and no room to wait
-  rate_limited,          // a rate limiter refused a call
+  retry_scheduled,     // a failed attempt will be retried after `delay`
+  gave_up,             // a retry loop stopped; `stop` says why
+  circuit_transition,  // a breaker went from `from` to `to`
+  circuit_rejected,    // an open or isolated breaker refused a call
+  bulkhead_rejected,   // no slot and no room to wait
+  rate_limited,        // a rate limiter refused a call
 };
 std::string_view to_string(EventKind kind) noexcept;
 

@@ -3,8 +3,8 @@
 // A pipeline composes policies in the order the caller chooses, outermost first, as Polly's
 // resilience pipelines do, and runs calls through them:
 //
-//   auto breaker = std::make_shared<mend::CircuitBreaker>("agent-a", mend::CircuitBreakerOptions{});
-//   mend::Pipeline pipeline = mend::Pipeline::Builder()
+//   auto breaker = std::make_shared<mend::CircuitBreaker>("agent-a",
+//   mend::CircuitBreakerOptions{}); mend::Pipeline pipeline = mend::Pipeline::Builder()
 //                                 .retry(mend::RetryOptions{})   // outermost: retries ...
 //                                 .circuit_breaker(breaker)      // ... each pass the breaker
 //                                 .build();
@@ -179,7 +179,8 @@ class CircuitBreakerStage {
     CircuitBreaker& breaker = *breaker_;
     const Clock& clock = *scope.env.clock;
     const CircuitBreaker::Permit permit = admit(scope, clock);
-    if (!permit.allowed()) [[unlikely]] return detail::error_result<T>(reject(permit, scope));
+    if (!permit.allowed()) [[unlikely]]
+      return detail::error_result<T>(reject(permit, scope));
     Result<T> r = next();
     if (r.ok()) [[likely]] {
       breaker.on_success(permit, clock);
@@ -243,7 +244,8 @@ class RateLimiterStage {
   template <class T, class Next>
   Result<T> run(Next& next, const CallScope& scope) const {
     const RateLimiter::Decision d = limiter_->try_acquire(scope.env.clock->now());
-    if (!d.allowed) [[unlikely]] return detail::error_result<T>(reject(d, scope));
+    if (!d.allowed) [[unlikely]]
+      return detail::error_result<T>(reject(d, scope));
     return next();
   }
 
@@ -307,7 +309,8 @@ class Pipeline {
       // A throwing callable with no options: call it directly and hand its value back, without
       // wrapping it in a Result on the way.
       // One breaker or none is the common shape; more take the general path.
-      if (fast_ && fast_breaker_count_ == 1) [[likely]] return execute_direct<1, T>(f);
+      if (fast_ && fast_breaker_count_ == 1) [[likely]]
+        return execute_direct<1, T>(f);
       if (fast_ && fast_breaker_count_ == 0) return execute_direct<0, T>(f);
     }
     return value_or_throw(run_call<T, true>(f, no_call_options()));
@@ -323,7 +326,8 @@ class Pipeline {
  private:
   template <class T>
   static T value_or_throw(Result<T>&& r) {
-    if (!r.ok()) [[unlikely]] throw_error(r.error());
+    if (!r.ok()) [[unlikely]]
+      throw_error(r.error());
     if constexpr (!std::is_void_v<T>) return std::move(*r);
   }
 
@@ -339,7 +343,8 @@ class Pipeline {
         }
       }
     }
-    if (fast_ && fast_breaker_count_ == 1) [[likely]] return run_flat<1, T>(f, scope);
+    if (fast_ && fast_breaker_count_ == 1) [[likely]]
+      return run_flat<1, T>(f, scope);
     if (fast_ && fast_breaker_count_ == 0) return run_flat<0, T>(f, scope);
     return run<T>(0, f, scope);
   }
@@ -355,7 +360,8 @@ class Pipeline {
   [[gnu::always_inline]] bool admit_all(std::array<CircuitBreaker::Permit, N>& permits) const {
     for (std::size_t i = 0; i < N; ++i) {
       permits[i] = fast_breakers_[i]->try_acquire_if_closed(*env_.clock);
-      if (!permits[i].allowed()) [[unlikely]] return false;
+      if (!permits[i].allowed()) [[unlikely]]
+        return false;
     }
     return true;
   }
@@ -375,7 +381,8 @@ class Pipeline {
   template <std::size_t N, class T, class F>
   [[gnu::always_inline]] Result<T> run_flat(F& f, const CallScope& scope) const {
     std::array<CircuitBreaker::Permit, N> permits;
-    if (!admit_all(permits)) [[unlikely]] return run<T>(0, f, scope);
+    if (!admit_all(permits)) [[unlikely]]
+      return run<T>(0, f, scope);
     Result<T> r = invoke<T>(f, scope);
     if (r.ok()) [[likely]] {
       record_fast_success(permits);
@@ -470,7 +477,8 @@ class Pipeline {
     try {
       if constexpr (is_result_v<R>) {
         Result<T> r = f();
-        if (!r.ok()) [[unlikely]] scope.classify(r.error(), nullptr);
+        if (!r.ok()) [[unlikely]]
+          scope.classify(r.error(), nullptr);
         return r;
       } else if constexpr (std::is_void_v<R>) {
         f();

@@ -48,7 +48,7 @@ class RateLimiter {
  private:
   const std::string name_;
   const RateLimiterOptions options_;
-  const double interval_ns_;  // time one token takes to come back
+  const double interval_ns_;   // time one token takes to come back
   const double tolerance_ns_;  // burst * interval
   std::atomic<std::int64_t> theoretical_arrival_ns_;
 };

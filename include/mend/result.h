@@ -32,7 +32,8 @@ class ErrorSlot {
  public:
   ErrorSlot() = default;
   explicit ErrorSlot(Error error) : error_(new Error(std::move(error))) {}
-  ErrorSlot(const ErrorSlot& other) : error_(other.owns() ? new Error(*other.error_) : other.error_) {}
+  ErrorSlot(const ErrorSlot& other)
+      : error_(other.owns() ? new Error(*other.error_) : other.error_) {}
   ErrorSlot& operator=(const ErrorSlot& other) {
     if (this != &other) {
       ErrorSlot copy(other);
@@ -72,7 +73,7 @@ class [[nodiscard]] Result {
  public:
   using value_type = T;
   Result(T value) { ::new (static_cast<void*>(&value_)) T(std::move(value)); }  // NOLINT: implicit
-  Result(Error error) : error_(std::move(error)) {}  // NOLINT: implicit
+  Result(Error error) : error_(std::move(error)) {}                             // NOLINT: implicit
   Result(const Result& other) : error_(other.error_) {
     if (ok()) ::new (static_cast<void*>(&value_)) T(other.value_);
   }

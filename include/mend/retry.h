@@ -45,7 +45,7 @@ struct RetryOptions {
   int max_retries = 3;         // seed: 3 (so at most 4 attempts)
   BackoffOptions backoff;      // seed: base 1 s, cap 60 s, seed formula
   ErrorTypeSet retryable = seed_retryable_types();
-  bool honor_retry_after = true;  // the error's retry_after replaces the computed delay
+  bool honor_retry_after = true;        // the error's retry_after replaces the computed delay
   std::shared_ptr<RetryBudget> budget;  // none by default; share one per backend
 };
 

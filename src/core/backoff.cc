@@ -8,8 +8,8 @@ namespace mend {
 namespace {
 
 constexpr std::array<std::string_view, 7> kKindNames = {
-    "seed", "constant", "linear", "exponential", "full_jitter", "equal_jitter",
-    "decorrelated_jitter"};
+    "seed",         "constant",           "linear", "exponential", "full_jitter",
+    "equal_jitter", "decorrelated_jitter"};
 
 // base * multiplier^attempt in seconds, without overflow for large attempts.
 double exponential_seconds(const BackoffOptions& o, int attempt) {
@@ -43,10 +43,14 @@ double raw_seconds(const BackoffOptions& o, int attempt, ErrorType type, Severit
       double delay = exponential_seconds(o, attempt) * seed_factor(o, type, severity);
       return delay + delay * o.jitter * (2 * u - 1);
     }
-    case BackoffKind::constant: return base;
-    case BackoffKind::linear: return base * (std::max(attempt, 0) + 1.0);
-    case BackoffKind::exponential: return exponential_seconds(o, attempt);
-    case BackoffKind::full_jitter: return u * std::min(cap, exponential_seconds(o, attempt));
+    case BackoffKind::constant:
+      return base;
+    case BackoffKind::linear:
+      return base * (std::max(attempt, 0) + 1.0);
+    case BackoffKind::exponential:
+      return exponential_seconds(o, attempt);
+    case BackoffKind::full_jitter:
+      return u * std::min(cap, exponential_seconds(o, attempt));
     case BackoffKind::equal_jitter: {
       double e = std::min(cap, exponential_seconds(o, attempt));
       return e / 2 + u * (e / 2);

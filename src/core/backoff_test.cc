@@ -2,10 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include "mend/random.h"
-
 #include <algorithm>
 #include <cmath>
+
+#include "mend/random.h"
 
 namespace mend {
 namespace {
@@ -107,17 +107,29 @@ TEST(BackoffProperty, EveryDelayIsWithinItsBoundsOverManySeeds) {
       const double e = std::min(cap, base * std::pow(2.0, attempt));
       double lo = 0, hi = cap;
       switch (o.kind) {
-        case BackoffKind::constant: lo = hi = std::min(base, cap); break;
-        case BackoffKind::linear: lo = hi = std::min(cap, base * (attempt + 1)); break;
-        case BackoffKind::exponential: lo = hi = e; break;
-        case BackoffKind::full_jitter: lo = 0, hi = e; break;
-        case BackoffKind::equal_jitter: lo = e / 2, hi = e; break;
+        case BackoffKind::constant:
+          lo = hi = std::min(base, cap);
+          break;
+        case BackoffKind::linear:
+          lo = hi = std::min(cap, base * (attempt + 1));
+          break;
+        case BackoffKind::exponential:
+          lo = hi = e;
+          break;
+        case BackoffKind::full_jitter:
+          lo = 0, hi = e;
+          break;
+        case BackoffKind::equal_jitter:
+          lo = e / 2, hi = e;
+          break;
         case BackoffKind::decorrelated_jitter: {
           const double prev = previous > Duration::zero() ? to_seconds(previous) : base;
           lo = std::min(cap, base), hi = std::min(cap, std::max(base, 3 * prev));
           break;
         }
-        case BackoffKind::seed: lo = 0, hi = cap; break;  // checked against the midpoint below
+        case BackoffKind::seed:
+          lo = 0, hi = cap;
+          break;  // checked against the midpoint below
       }
       ASSERT_GE(to_seconds(d), lo - 1e-6) << to_string(o.kind) << " attempt " << attempt;
       ASSERT_LE(to_seconds(d), hi + 1e-6) << to_string(o.kind) << " attempt " << attempt;

@@ -7,7 +7,8 @@ namespace mend {
 
 Bulkhead::Bulkhead(std::string name, BulkheadOptions options)
     : name_(std::move(name)), options_(options) {
-  if (options_.max_concurrent < 1) throw std::invalid_argument("bulkhead: max_concurrent must be >= 1");
+  if (options_.max_concurrent < 1)
+    throw std::invalid_argument("bulkhead: max_concurrent must be >= 1");
   if (options_.max_queue < 0) throw std::invalid_argument("bulkhead: max_queue must be >= 0");
   if (options_.max_wait < Duration::zero() || options_.max_wait > std::chrono::hours(24 * 365)) {
     throw std::invalid_argument("bulkhead: max_wait must be between 0 and one year");
@@ -33,7 +34,8 @@ bool Bulkhead::try_enter() noexcept {
 Bulkhead::Admission Bulkhead::enter(const std::stop_token& stop) {
   if (stop.stop_requested()) return Admission::cancelled;
   if (try_enter()) return Admission::admitted;
-  if (options_.max_queue == 0 || options_.max_wait <= Duration::zero()) return Admission::queue_full;
+  if (options_.max_queue == 0 || options_.max_wait <= Duration::zero())
+    return Admission::queue_full;
 
   std::unique_lock lock(mu_);
   if (static_cast<int>(queue_.size()) >= options_.max_queue) return Admission::queue_full;
@@ -65,15 +67,21 @@ void Bulkhead::leave() noexcept {
 }
 
 Error Bulkhead::rejection(Admission admission) const {
-  std::string message = "bulkhead '" + name_ + "' is full (" +
-                        std::to_string(options_.max_concurrent) + " in use";
+  std::string message =
+      "bulkhead '" + name_ + "' is full (" + std::to_string(options_.max_concurrent) + " in use";
   switch (admission) {
     case Admission::queue_full:
       message += options_.max_queue > 0 ? ", wait queue full)" : ", no waiting allowed)";
       break;
-    case Admission::timed_out: message += ", waited " + std::to_string(to_seconds(options_.max_wait)) + " s)"; break;
-    case Admission::cancelled: message += ", cancelled while waiting)"; break;
-    case Admission::admitted: message += ")"; break;
+    case Admission::timed_out:
+      message += ", waited " + std::to_string(to_seconds(options_.max_wait)) + " s)";
+      break;
+    case Admission::cancelled:
+      message += ", cancelled while waiting)";
+      break;
+    case Admission::admitted:
+      message += ")";
+      break;
   }
   Error e = Error::classified_as(ErrorType::connection_pool_exhausted, Severity::medium,
                                  std::move(message));

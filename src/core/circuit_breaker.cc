@@ -220,11 +220,13 @@ CircuitBreaker::Permit CircuitBreaker::acquire_slow(const Clock& clock) {
       return Permit::admit(CircuitState::closed, generation_of(w),
                            mode_ != BreakerMode::consecutive ? clock.coarse_now() : TimePoint{});
     }
-    if (s == CircuitState::isolated) return Permit::reject(CircuitState::isolated, generation_of(w));
+    if (s == CircuitState::isolated)
+      return Permit::reject(CircuitState::isolated, generation_of(w));
     if (s == CircuitState::open) {
       const TimePoint now = clock.now();
       const TimePoint probe_at = opened_at_ + options_.recovery_timeout;
-      if (now < probe_at) return Permit::reject(CircuitState::open, generation_of(w), probe_at - now);
+      if (now < probe_at)
+        return Permit::reject(CircuitState::open, generation_of(w), probe_at - now);
       out.push_back(transition_locked(CircuitState::half_open, now, "recovery timeout elapsed"));
       w = word_.load(std::memory_order_relaxed);
     }
@@ -245,7 +247,8 @@ CircuitBreaker::Permit CircuitBreaker::acquire_slow(const Clock& clock) {
 }
 
 bool CircuitBreaker::is_slow(const Permit& permit, TimePoint now) const {
-  return mode_ == BreakerMode::failure_rate && now - permit.started() >= options_.slow_call_threshold;
+  return mode_ == BreakerMode::failure_rate &&
+         now - permit.started() >= options_.slow_call_threshold;
 }
 
 void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, const Clock& clock) {
@@ -273,13 +276,13 @@ void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, cons
     const double failure_rate = static_cast<double>(t.failures) / t.calls;
     const double slow_rate = static_cast<double>(t.slow) / t.calls;
     if (failure_rate >= options_.failure_rate_threshold) {
-      out.push_back(transition_locked(CircuitState::open, clock.now(),
-                                      "failure rate " + percent(failure_rate) + " over " +
-                                          std::to_string(t.calls) + " calls"));
+      out.push_back(transition_locked(
+          CircuitState::open, clock.now(),
+          "failure rate " + percent(failure_rate) + " over " + std::to_string(t.calls) + " calls"));
     } else if (slow_rate >= options_.slow_call_rate_threshold) {
-      out.push_back(transition_locked(CircuitState::open, clock.now(),
-                                      "slow-call rate " + percent(slow_rate) + " over " +
-                                          std::to_string(t.calls) + " calls"));
+      out.push_back(transition_locked(
+          CircuitState::open, clock.now(),
+          "slow-call rate " + percent(slow_rate) + " over " + std::to_string(t.calls) + " calls"));
     }
   }
   notify(out);
@@ -292,9 +295,9 @@ void CircuitBreaker::half_open_outcome_locked(bool failed, bool slow_call, TimeP
     if (failed) {
       out.push_back(transition_locked(CircuitState::open, now, "half-open probe failed"));
     } else if (++half_open_successes_ >= options_.success_threshold) {
-      out.push_back(transition_locked(
-          CircuitState::closed, now,
-          std::to_string(half_open_successes_) + " half-open probes succeeded"));
+      out.push_back(
+          transition_locked(CircuitState::closed, now,
+                            std::to_string(half_open_successes_) + " half-open probes succeeded"));
     }
     return;
   }
@@ -340,7 +343,8 @@ void CircuitBreaker::success_slow(const Permit& permit, const Clock& clock) {
         break;
       }
       case CircuitState::open:
-      case CircuitState::isolated: return;
+      case CircuitState::isolated:
+        return;
     }
   }
   notify(out);
@@ -373,7 +377,8 @@ void CircuitBreaker::on_failure(const Permit& permit, const Clock& clock) {
         half_open_outcome_locked(true, false, clock.now(), out);
         break;
       case CircuitState::open:
-      case CircuitState::isolated: return;
+      case CircuitState::isolated:
+        return;
     }
   }
   notify(out);
@@ -392,8 +397,8 @@ Error CircuitBreaker::rejection(const Permit& permit) const {
   std::string message = "circuit '" + name_ + "' is " + std::string(to_string(permit.state()));
   if (permit.state() == CircuitState::half_open) message += " and its probes are all in flight";
   if (permit.state() == CircuitState::isolated) message += " by an operator";
-  Error e = Error::classified_as(ErrorType::external_service_down, Severity::medium,
-                                 std::move(message));
+  Error e =
+      Error::classified_as(ErrorType::external_service_down, Severity::medium, std::move(message));
   e.kind = "circuit_open";
   e.stop = StopReason::circuit_open;
   if (permit.retry_after() > Duration::zero()) e.retry_after = permit.retry_after();
@@ -493,8 +498,8 @@ std::shared_ptr<CircuitBreaker> CircuitBreakerRegistry::get(std::string_view key
   std::unique_lock lock(mu_);
   if (auto it = breakers_.find(key); it != breakers_.end()) return it->second;
   auto o = options_.find(key);
-  auto breaker =
-      std::make_shared<CircuitBreaker>(std::string(key), o != options_.end() ? o->second : defaults_);
+  auto breaker = std::make_shared<CircuitBreaker>(std::string(key),
+                                                  o != options_.end() ? o->second : defaults_);
   for (const auto& l : listeners_) breaker->add_listener(l);
   breakers_.emplace(std::string(key), breaker);
   return breaker;

@@ -108,9 +108,9 @@ TEST_F(Breaker, HalfOpensAfterTheRecoveryTimeoutAndClosesAfterThreeSuccesses) {
   ASSERT_TRUE(call(true));
   EXPECT_EQ(breaker->state(), CS::closed);
   EXPECT_EQ(breaker->snapshot(clock).failure_count, 0);
-  EXPECT_EQ(transitions, (std::vector<std::pair<CS, CS>>{
-                             {CS::closed, CS::open}, {CS::open, CS::half_open},
-                             {CS::half_open, CS::closed}}));
+  EXPECT_EQ(transitions,
+            (std::vector<std::pair<CS, CS>>{
+                {CS::closed, CS::open}, {CS::open, CS::half_open}, {CS::half_open, CS::closed}}));
   // Closed again: it takes five fresh failures to open.
   for (int i = 0; i < 4; ++i) call(false);
   EXPECT_EQ(breaker->state(), CS::closed);
@@ -161,7 +161,7 @@ TEST_F(Breaker, ResultsOfCallsAdmittedBeforeATransitionAreIgnored) {
   for (int i = 0; i < 5; ++i) call(false);
   ASSERT_EQ(breaker->state(), CS::open);
   clock.advance(seconds(60));
-  call(true);  // half-open, 1 success
+  call(true);                         // half-open, 1 success
   breaker->on_failure(stale, clock);  // admitted while closed, long ago: must not re-open
   EXPECT_EQ(breaker->state(), CS::half_open);
   breaker->on_success(stale, clock);  // nor count as a probe success

@@ -124,11 +124,10 @@ Classifier Classifier::standard() {
   c.on_status(507, T::disk_full, S::high);
   // errno, from std::system_error or set on the error directly.
   c.on_errc(std::errc::timed_out, T::network_timeout, S::medium);
-  for (std::errc e : {std::errc::connection_reset, std::errc::connection_refused,
-                      std::errc::connection_aborted, std::errc::broken_pipe,
-                      std::errc::not_connected, std::errc::network_unreachable,
-                      std::errc::host_unreachable, std::errc::network_down,
-                      std::errc::network_reset}) {
+  for (std::errc e :
+       {std::errc::connection_reset, std::errc::connection_refused, std::errc::connection_aborted,
+        std::errc::broken_pipe, std::errc::not_connected, std::errc::network_unreachable,
+        std::errc::host_unreachable, std::errc::network_down, std::errc::network_reset}) {
     c.on_errc(e, T::connection_reset, S::medium);
   }
   c.on_errc(std::errc::not_enough_memory, T::memory_exhausted, S::high);
@@ -148,14 +147,22 @@ Classifier Classifier::standard() {
 Classifier& Classifier::add_rule(Rule rule) {
   std::string d;
   switch (rule.subject) {
-    case Rule::Subject::exception: d = "exception " + rule.exception.name; break;
-    case Rule::Subject::kind: d = "kind " + rule.kind; break;
-    case Rule::Subject::any: d = "any"; break;
+    case Rule::Subject::exception:
+      d = "exception " + rule.exception.name;
+      break;
+    case Rule::Subject::kind:
+      d = "kind " + rule.kind;
+      break;
+    case Rule::Subject::any:
+      d = "any";
+      break;
     case Rule::Subject::keywords:
       d = "keywords";
       for (const auto& k : rule.keywords) d += " '" + k + "'";
       break;
-    case Rule::Subject::predicate: d = "predicate " + rule.kind; break;
+    case Rule::Subject::predicate:
+      d = "predicate " + rule.kind;
+      break;
   }
   d += code_text(static_cast<int>(rule.code.kind), rule.code.value);
   rule.description = std::make_shared<const std::string>(std::move(d));
@@ -261,7 +268,8 @@ Result<void> Classifier::add(const RuleSpec& spec) {
   }
   if (!spec.keywords.empty() &&
       (!spec.exception.empty() || !spec.kind.empty() || spec.status || !spec.errno_name.empty())) {
-    return config_error("field 'keywords' cannot be combined with exception, kind, status or errno");
+    return config_error(
+        "field 'keywords' cannot be combined with exception, kind, status or errno");
   }
   Code code;
   if (spec.status) {
@@ -312,8 +320,10 @@ Result<void> Classifier::add(const RuleSpec& spec) {
 
 bool Classifier::code_matches(const Code& code, const Error& error) {
   switch (code.kind) {
-    case Code::Kind::none: return true;
-    case Code::Kind::http: return error.status && *error.status == code.value;
+    case Code::Kind::none:
+      return true;
+    case Code::Kind::http:
+      return error.status && *error.status == code.value;
     case Code::Kind::errc:
       // Compares through error_condition, so system_category errnos match std::errc values.
       return error.code && error.code == static_cast<std::errc>(code.value);
@@ -344,7 +354,8 @@ int Classifier::stage_of(const Rule& rule, const Error& error, const std::except
     return exact ? 2 : 4;
   };
   switch (rule.subject) {
-    case Rule::Subject::predicate: return rule.predicate(error, context) ? 0 : kNoMatch;
+    case Rule::Subject::predicate:
+      return rule.predicate(error, context) ? 0 : kNoMatch;
     case Rule::Subject::exception: {
       if (live == nullptr) return kNoMatch;
       bool exact = std::type_index(typeid(*live)) == rule.exception.type;
@@ -355,7 +366,8 @@ int Classifier::stage_of(const Rule& rule, const Error& error, const std::except
       bool exact = error.kind == rule.kind;
       return subject_stage(exact, !exact && kind_is_a(error.kind, rule.kind));
     }
-    case Rule::Subject::any: return code_matches(rule.code, error) ? 5 : kNoMatch;
+    case Rule::Subject::any:
+      return code_matches(rule.code, error) ? 5 : kNoMatch;
     case Rule::Subject::keywords:
       for (const auto& k : rule.keywords) {
         if (lowered_message.find(k) != std::string::npos) return 6;

@@ -185,12 +185,12 @@ TEST(RuleSpec, ValidDescriptionsAddRules) {
   Classifier c;
   ASSERT_TRUE(c.add({.kind = "vector_db", .type = "database_error", .severity = "high"}).ok());
   ASSERT_TRUE(c.add({.status = 418, .type = "validation_failed", .severity = "low"}).ok());
-  ASSERT_TRUE(c.add({.errno_name = "EPIPE", .type = "connection_reset", .severity = "medium"}).ok());
-  ASSERT_TRUE(c.add({.exception = "std::out_of_range", .type = "data_corruption",
-                     .severity = "critical"})
-                  .ok());
   ASSERT_TRUE(
-      c.add({.keywords = {"GPU"}, .type = "cpu_overload", .severity = "high"}).ok());
+      c.add({.errno_name = "EPIPE", .type = "connection_reset", .severity = "medium"}).ok());
+  ASSERT_TRUE(
+      c.add({.exception = "std::out_of_range", .type = "data_corruption", .severity = "critical"})
+          .ok());
+  ASSERT_TRUE(c.add({.keywords = {"GPU"}, .type = "cpu_overload", .severity = "high"}).ok());
   EXPECT_EQ(c.rule_count(), 5u);
   expect(c.classify(Error::of_kind("vector_db")), T::database_error, S::high);
   expect(c.classify(Error::http(418)), T::validation_failed, S::low);
@@ -241,7 +241,8 @@ TEST(RuleSpec, ExceptionsRegisteredByNameAreUsable) {
   Classifier c;
   c.name_exception<DatabaseError>("app::DatabaseError");
   ASSERT_TRUE(
-      c.add({.exception = "app::DatabaseError", .type = "database_error", .severity = "high"}).ok());
+      c.add({.exception = "app::DatabaseError", .type = "database_error", .severity = "high"})
+          .ok());
   expect(of_exception(c, DeadlockError("x")), T::database_error, S::high);
   EXPECT_EQ(of_exception(c, DeadlockError("x")).rule, "exception app::DatabaseError");
 }

@@ -13,7 +13,7 @@ namespace mend {
 
 Duration from_seconds(double seconds) {
   if (!(seconds > 0)) return Duration::zero();  // also maps NaN to zero
-  constexpr double kMaxSeconds = 1e9;          // ~31 years: beyond any sane delay
+  constexpr double kMaxSeconds = 1e9;           // ~31 years: beyond any sane delay
   if (seconds >= kMaxSeconds) seconds = kMaxSeconds;
   return Duration(static_cast<Duration::rep>(std::llround(seconds * 1e9)));
 }
@@ -88,7 +88,8 @@ class TickerThread {
         idle_ticks = 0;
       } else if (++idle_ticks >= kIdleTicksBeforeParking) {
         detail::g_coarse_ticker.parked.store(true, std::memory_order_release);
-        cv_.wait(lock, [] { return !detail::g_coarse_ticker.parked.load(std::memory_order_acquire); });
+        cv_.wait(lock,
+                 [] { return !detail::g_coarse_ticker.parked.load(std::memory_order_acquire); });
         idle_ticks = 0;
       }
     }
@@ -113,7 +114,9 @@ TickerThread& ticker() {
 
 detail::CoarseTicker detail::g_coarse_ticker;
 
-TimePoint detail::wake_coarse_ticker() noexcept { return ticker().wake(); }
+TimePoint detail::wake_coarse_ticker() noexcept {
+  return ticker().wake();
+}
 
 SystemClock& SystemClock::instance() {
   static SystemClock clock;

@@ -156,8 +156,8 @@ TEST(Concurrency, RateLimiterGrantsExactlyTheBurstAtOneInstant) {
 }
 
 TEST(Concurrency, BulkheadNeverExceedsItsCapacity) {
-  Bulkhead bulkhead("b", {.max_concurrent = 2, .max_queue = kThreads,
-                          .max_wait = std::chrono::minutes(1)});
+  Bulkhead bulkhead(
+      "b", {.max_concurrent = 2, .max_queue = kThreads, .max_wait = std::chrono::minutes(1)});
   std::atomic<int> inside{0};
   std::atomic<int> most{0};
   run_threads([&](int) {

@@ -1,20 +1,34 @@
 #include "mend/error.h"
-#include "mend/result.h"
 
 #include <array>
 #include <cstdio>
+
+#include "mend/result.h"
 
 namespace mend {
 namespace {
 
 constexpr std::array<std::string_view, kErrorTypeCount> kTypeNames = {
-    "network_timeout",       "connection_reset",     "rate_limit_exceeded",
-    "temporary_unavailable", "memory_exhausted",     "cpu_overload",
-    "disk_full",             "connection_pool_exhausted", "validation_failed",
-    "processing_failed",     "data_corruption",      "business_rule_violation",
-    "service_unavailable",   "database_error",       "configuration_error",
-    "security_error",        "api_error",            "authentication_failed",
-    "authorization_failed",  "external_service_down",
+    "network_timeout",
+    "connection_reset",
+    "rate_limit_exceeded",
+    "temporary_unavailable",
+    "memory_exhausted",
+    "cpu_overload",
+    "disk_full",
+    "connection_pool_exhausted",
+    "validation_failed",
+    "processing_failed",
+    "data_corruption",
+    "business_rule_violation",
+    "service_unavailable",
+    "database_error",
+    "configuration_error",
+    "security_error",
+    "api_error",
+    "authentication_failed",
+    "authorization_failed",
+    "external_service_down",
 };
 constexpr std::array<std::string_view, kErrorCategoryCount> kCategoryNames = {
     "transient", "resource", "logic", "system", "external"};
@@ -58,15 +72,24 @@ std::optional<Severity> parse_severity(std::string_view name) noexcept {
 
 std::string_view to_string(StopReason reason) noexcept {
   switch (reason) {
-    case StopReason::none: return "none";
-    case StopReason::non_retryable: return "non_retryable";
-    case StopReason::retries_exhausted: return "retries_exhausted";
-    case StopReason::retry_budget_exhausted: return "retry_budget_exhausted";
-    case StopReason::deadline_exceeded: return "deadline_exceeded";
-    case StopReason::cancelled: return "cancelled";
-    case StopReason::circuit_open: return "circuit_open";
-    case StopReason::bulkhead_full: return "bulkhead_full";
-    case StopReason::rate_limited: return "rate_limited";
+    case StopReason::none:
+      return "none";
+    case StopReason::non_retryable:
+      return "non_retryable";
+    case StopReason::retries_exhausted:
+      return "retries_exhausted";
+    case StopReason::retry_budget_exhausted:
+      return "retry_budget_exhausted";
+    case StopReason::deadline_exceeded:
+      return "deadline_exceeded";
+    case StopReason::cancelled:
+      return "cancelled";
+    case StopReason::circuit_open:
+      return "circuit_open";
+    case StopReason::bulkhead_full:
+      return "bulkhead_full";
+    case StopReason::rate_limited:
+      return "rate_limited";
   }
   return "unknown";
 }
@@ -141,8 +164,12 @@ std::string Error::describe() const {
   out.append(to_string(type)).append("/").append(to_string(severity));
   if (!message.empty()) out.append(": ").append(message);
   if (status) out.append(" (status ").append(std::to_string(*status)).append(")");
-  if (code) out.append(" (").append(code.category().name()).append(" ").append(
-      std::to_string(code.value())).append(")");
+  if (code)
+    out.append(" (")
+        .append(code.category().name())
+        .append(" ")
+        .append(std::to_string(code.value()))
+        .append(")");
   if (retry_after) {
     char buf[48];
     std::snprintf(buf, sizeof buf, " (retry after %.3f s)", to_seconds(*retry_after));
@@ -150,32 +177,42 @@ std::string Error::describe() const {
   }
   if (stop != StopReason::none) {
     out.append(" [").append(to_string(stop));
-    if (!attempts.empty()) out.append(" after ").append(std::to_string(attempts.size())).append(
-        attempts.size() == 1 ? " attempt" : " attempts");
+    if (!attempts.empty())
+      out.append(" after ")
+          .append(std::to_string(attempts.size()))
+          .append(attempts.size() == 1 ? " attempt" : " attempts");
     out.append("]");
   }
   return out;
 }
 
 Error* detail::ErrorSlot::moved_from() noexcept {
-  static Error placeholder = Error::classified_as(ErrorType::processing_failed, Severity::medium,
-                                                 "moved-from error");
+  static Error placeholder =
+      Error::classified_as(ErrorType::processing_failed, Severity::medium, "moved-from error");
   return &placeholder;
 }
 
-Exception::Exception(Error error) : std::runtime_error(error.describe()), error_(std::move(error)) {}
+Exception::Exception(Error error)
+    : std::runtime_error(error.describe()), error_(std::move(error)) {}
 
 void throw_error(const Error& error) {
   switch (error.stop) {
     case StopReason::retries_exhausted:
-    case StopReason::retry_budget_exhausted: throw RetryExhaustedError(error);
-    case StopReason::circuit_open: throw CircuitOpenError(error);
-    case StopReason::bulkhead_full: throw BulkheadFullError(error);
-    case StopReason::rate_limited: throw RateLimitedError(error);
-    case StopReason::deadline_exceeded: throw DeadlineExceededError(error);
-    case StopReason::cancelled: throw CancelledError(error);
+    case StopReason::retry_budget_exhausted:
+      throw RetryExhaustedError(error);
+    case StopReason::circuit_open:
+      throw CircuitOpenError(error);
+    case StopReason::bulkhead_full:
+      throw BulkheadFullError(error);
+    case StopReason::rate_limited:
+      throw RateLimitedError(error);
+    case StopReason::deadline_exceeded:
+      throw DeadlineExceededError(error);
+    case StopReason::cancelled:
+      throw CancelledError(error);
     case StopReason::none:
-    case StopReason::non_retryable: break;
+    case StopReason::non_retryable:
+      break;
   }
   if (error.exception) std::rethrow_exception(error.exception);
   throw Exception(error);

@@ -12,16 +12,26 @@ namespace {
 
 TEST(ErrorTaxonomy, HasTheSeedsTwentyTypesInFiveCategories) {
   const std::vector<std::pair<std::string, std::string>> seed = {
-      {"network_timeout", "transient"},       {"connection_reset", "transient"},
-      {"rate_limit_exceeded", "transient"},   {"temporary_unavailable", "transient"},
-      {"memory_exhausted", "resource"},       {"cpu_overload", "resource"},
-      {"disk_full", "resource"},              {"connection_pool_exhausted", "resource"},
-      {"validation_failed", "logic"},         {"processing_failed", "logic"},
-      {"data_corruption", "logic"},           {"business_rule_violation", "logic"},
-      {"service_unavailable", "system"},      {"database_error", "system"},
-      {"configuration_error", "system"},      {"security_error", "system"},
-      {"api_error", "external"},              {"authentication_failed", "external"},
-      {"authorization_failed", "external"},   {"external_service_down", "external"},
+      {"network_timeout", "transient"},
+      {"connection_reset", "transient"},
+      {"rate_limit_exceeded", "transient"},
+      {"temporary_unavailable", "transient"},
+      {"memory_exhausted", "resource"},
+      {"cpu_overload", "resource"},
+      {"disk_full", "resource"},
+      {"connection_pool_exhausted", "resource"},
+      {"validation_failed", "logic"},
+      {"processing_failed", "logic"},
+      {"data_corruption", "logic"},
+      {"business_rule_violation", "logic"},
+      {"service_unavailable", "system"},
+      {"database_error", "system"},
+      {"configuration_error", "system"},
+      {"security_error", "system"},
+      {"api_error", "external"},
+      {"authentication_failed", "external"},
+      {"authorization_failed", "external"},
+      {"external_service_down", "external"},
   };
   ASSERT_EQ(seed.size(), static_cast<std::size_t>(kErrorTypeCount));
   std::set<std::string_view> seen;
@@ -64,8 +74,8 @@ TEST(Error, FactoriesRecordWhatWasObserved) {
   EXPECT_EQ(c.code, std::errc::connection_reset);
   EXPECT_FALSE(c.message.empty());
 
-  Error x = Error::from_exception(
-      std::make_exception_ptr(std::system_error(std::make_error_code(std::errc::timed_out), "dial")));
+  Error x = Error::from_exception(std::make_exception_ptr(
+      std::system_error(std::make_error_code(std::errc::timed_out), "dial")));
   EXPECT_EQ(x.code, std::errc::timed_out);
   EXPECT_NE(x.message.find("dial"), std::string::npos);
   EXPECT_TRUE(x.exception);

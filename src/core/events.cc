@@ -7,22 +7,32 @@ namespace mend {
 
 std::string_view to_string(CircuitState state) noexcept {
   switch (state) {
-    case CircuitState::closed: return "closed";
-    case CircuitState::open: return "open";
-    case CircuitState::half_open: return "half_open";
-    case CircuitState::isolated: return "isolated";
+    case CircuitState::closed:
+      return "closed";
+    case CircuitState::open:
+      return "open";
+    case CircuitState::half_open:
+      return "half_open";
+    case CircuitState::isolated:
+      return "isolated";
   }
   return "unknown";
 }
 
 std::string_view to_string(EventKind kind) noexcept {
   switch (kind) {
-    case EventKind::retry_scheduled: return "retry_scheduled";
-    case EventKind::gave_up: return "gave_up";
-    case EventKind::circuit_transition: return "circuit_transition";
-    case EventKind::circuit_rejected: return "circuit_rejected";
-    case EventKind::bulkhead_rejected: return "bulkhead_rejected";
-    case EventKind::rate_limited: return "rate_limited";
+    case EventKind::retry_scheduled:
+      return "retry_scheduled";
+    case EventKind::gave_up:
+      return "gave_up";
+    case EventKind::circuit_transition:
+      return "circuit_transition";
+    case EventKind::circuit_rejected:
+      return "circuit_rejected";
+    case EventKind::bulkhead_rejected:
+      return "bulkhead_rejected";
+    case EventKind::rate_limited:
+      return "rate_limited";
   }
   return "unknown";
 }
@@ -80,8 +90,8 @@ std::vector<Event> RecordingEventSink::events() const {
 
 std::size_t RecordingEventSink::count(EventKind kind) const {
   std::lock_guard lock(mu_);
-  return static_cast<std::size_t>(
-      std::count_if(events_.begin(), events_.end(), [&](const Event& e) { return e.kind == kind; }));
+  return static_cast<std::size_t>(std::count_if(events_.begin(), events_.end(),
+                                                [&](const Event& e) { return e.kind == kind; }));
 }
 
 void RecordingEventSink::clear() {

@@ -23,8 +23,10 @@ RetryDecision RetryStage::decide(int attempt, Error& error, Duration previous,
     case StopReason::retries_exhausted:
     case StopReason::retry_budget_exhausted:
     case StopReason::deadline_exceeded:
-    case StopReason::cancelled: return {false, error.stop, {}};
-    default: break;
+    case StopReason::cancelled:
+      return {false, error.stop, {}};
+    default:
+      break;
   }
   RetryBudget* budget = o.budget.get();
   // Only failures of the dependency drain the budget; a local refusal (rate limiter, bulkhead,

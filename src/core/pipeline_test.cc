@@ -103,8 +103,7 @@ TEST_F(PipelineTest, NonStandardExceptionsAreClassifiedByDefaultAndRethrown) {
 TEST_F(PipelineTest, ClassificationUsesTheCallsContext) {
   Classifier classifier = Classifier::standard();
   classifier.on_predicate(
-      "vip",
-      [](const Error&, const Context& ctx) { return ctx.count("vip") > 0; },
+      "vip", [](const Error&, const Context& ctx) { return ctx.count("vip") > 0; },
       ErrorType::external_service_down, Severity::critical);
   Env env = t.env();
   env.classifier = &classifier;
@@ -280,7 +279,8 @@ TEST_F(PipelineTest, AnInnerBreakersRefusalDoesNotCountAgainstTheOuterOne) {
   CircuitBreakerOptions strict;
   strict.failure_threshold = 1;
   auto outer = std::make_shared<CircuitBreaker>("outer", strict);
-  Pipeline p = Pipeline::Builder().env(t.env()).circuit_breaker(outer).circuit_breaker(inner).build();
+  Pipeline p =
+      Pipeline::Builder().env(t.env()).circuit_breaker(outer).circuit_breaker(inner).build();
   EXPECT_THROW(p.execute([] { return 1; }), CircuitOpenError);
   EXPECT_EQ(outer->state(), CircuitState::closed);
 }

@@ -73,7 +73,8 @@ TEST(RateLimiter, RefusalIsARetryableErrorWithRetryAfter) {
 
 TEST(RateLimiter, InsideARetryTheCallWaitsForItsToken) {
   TestEnv t;
-  auto limiter = std::make_shared<RateLimiter>("api", RateLimiterOptions{.rate_per_second = 4, .burst = 1});
+  auto limiter =
+      std::make_shared<RateLimiter>("api", RateLimiterOptions{.rate_per_second = 4, .burst = 1});
   Pipeline p = Pipeline::Builder().env(t.env()).retry({}).rate_limiter(limiter).build();
   EXPECT_EQ(p.execute([] { return 1; }), 1);
   EXPECT_EQ(p.execute([] { return 2; }), 2);  // refused once, retried after 250 ms

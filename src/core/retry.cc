@@ -25,8 +25,8 @@ RetryDecision RetryPolicy::decide(int attempt, const Error& error, TimePoint now
                                   double u) const {
   if (!options_.retryable.contains(error.type)) return {false, StopReason::non_retryable, {}};
   if (attempt >= options_.max_retries) return {false, StopReason::retries_exhausted, {}};
-  Duration delay = compute_backoff(options_.backoff, attempt, error.type, error.severity,
-                                   previous, u);
+  Duration delay =
+      compute_backoff(options_.backoff, attempt, error.type, error.severity, previous, u);
   if (options_.honor_retry_after && error.retry_after && *error.retry_after >= Duration::zero()) {
     delay = std::min(*error.retry_after, options_.backoff.cap);
   }

@@ -49,7 +49,9 @@ bool RetryBudget::try_acquire_retry() noexcept {
   }
 }
 
-void RetryBudget::release_retry() noexcept { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+void RetryBudget::release_retry() noexcept {
+  in_flight_.fetch_sub(1, std::memory_order_relaxed);
+}
 
 double RetryBudget::tokens() const noexcept {
   return static_cast<double>(milli_tokens_.load(std::memory_order_relaxed)) / kScale;

@@ -17,7 +17,9 @@ Error classified(ErrorType type, Severity severity = Severity::medium) {
   return Error::classified_as(type, severity, "x");
 }
 
-std::system_error timed_out() { return std::system_error(std::make_error_code(std::errc::timed_out)); }
+std::system_error timed_out() {
+  return std::system_error(std::make_error_code(std::errc::timed_out));
+}
 
 TEST(RetryPolicy, DefaultsAreTheSeeds) {
   RetryOptions o;
@@ -29,7 +31,8 @@ TEST(RetryPolicy, DefaultsAreTheSeeds) {
                           ErrorType::rate_limit_exceeded, ErrorType::temporary_unavailable,
                           ErrorType::connection_pool_exhausted}));
   int retryable = 0;
-  for (int i = 0; i < kErrorTypeCount; ++i) retryable += o.retryable.contains(static_cast<ErrorType>(i));
+  for (int i = 0; i < kErrorTypeCount; ++i)
+    retryable += o.retryable.contains(static_cast<ErrorType>(i));
   EXPECT_EQ(retryable, 5);
 }
 

@@ -36,7 +36,9 @@ struct TestEnv {
   TimePoint start_ = clock.now();
 };
 
-inline Duration secs(double s) { return from_seconds(s); }
+inline Duration secs(double s) {
+  return from_seconds(s);
+}
 
 }  // namespace mend::testing
 
