@@ -397,19 +397,26 @@ class Pipeline {
     if (!admit_all(permits)) [[unlikely]] {
       return value_or_throw(run<T>(0, f, CallScope{env_, no_call_options()}));
     }
+    // Set once the call has returned: an exception after that comes from recording the success
+    // and must reach the caller as it is. Retrying would run a call that succeeded again.
+    bool returned = false;
     try {
       if constexpr (std::is_void_v<T>) {
         f();
+        returned = true;
         record_fast_success(permits);
         return;
       } else {
         T value = f();
+        returned = true;
         record_fast_success(permits);
         return value;
       }
     } catch (const std::exception& live) {
+      if (returned) throw;
       return recover_from_throw<T>(f, &live, widen(permits));
     } catch (...) {
+      if (returned) throw;
       return recover_from_throw<T>(f, nullptr, widen(permits));
     }
   }

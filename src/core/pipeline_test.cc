@@ -222,6 +222,23 @@ TEST_F(PipelineTest, AFailureIsRecordedAgainstThePermitItWasAdmittedWith) {
   EXPECT_EQ(breaker->snapshot(t.clock).transitions, 1u);
 }
 
+TEST_F(PipelineTest, TheThrowingPathRecordsAFailureAgainstItsOwnPermitToo) {
+  Pipeline p = Pipeline::Builder().env(t.env()).retry({}).circuit_breaker(breaker).build();
+  int calls = 0;
+  EXPECT_THROW(p.execute([&]() -> int {
+    ++calls;
+    for (int i = 0; i < 5; ++i) {
+      (void)p.try_execute([]() -> Result<int> { return Error::http(400); });
+    }
+    t.clock.advance(seconds(60));
+    throw std::invalid_argument("bad task");
+  }),
+               std::invalid_argument);
+  EXPECT_EQ(calls, 1);  // not retryable: raised at once, as the original
+  EXPECT_EQ(breaker->state(), CircuitState::open);
+  EXPECT_EQ(breaker->snapshot(t.clock).transitions, 1u);
+}
+
 TEST_F(PipelineTest, ASuccessForgivesAFailureThatHappenedDuringIt) {
   Pipeline p = Pipeline::Builder().env(t.env()).retry({}).circuit_breaker(breaker).build();
   RetryOptions once;
