@@ -369,10 +369,16 @@ class Pipeline {
   [[gnu::always_inline]] void record_fast_success(
       const std::array<CircuitBreaker::Permit, N>& permits) const {
     for (std::size_t i = 0; i < N; ++i) fast_breakers_[i]->on_success(permits[i], *env_.clock);
-    for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
+    if (fast_budget_count_ == 1) [[likely]] {
+      fast_budgets_[0]->record_success();
+    } else {
+      for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
+    }
   }
+  // By value, so that the permits' address never escapes and they can stay in registers on the
+  // success path.
   template <std::size_t N>
-  static Permits widen(const std::array<CircuitBreaker::Permit, N>& permits) {
+  static Permits widen(std::array<CircuitBreaker::Permit, N> permits) {
     Permits all;
     for (std::size_t i = 0; i < N; ++i) all[i] = permits[i];
     return all;
