@@ -309,9 +309,12 @@ class Pipeline {
       // A throwing callable with no options: call it directly and hand its value back, without
       // wrapping it in a Result on the way.
       // One breaker or none is the common shape; more take the general path.
-      if (fast_ && fast_breaker_count_ == 1) [[likely]]
-        return execute_direct<1, T>(f);
-      if (fast_ && fast_breaker_count_ == 0) return execute_direct<0, T>(f);
+      switch (fast_shape_) {
+        case FastShape::one_consecutive_breaker: return execute_direct<1, true, T>(f);
+        case FastShape::one_breaker: return execute_direct<1, false, T>(f);
+        case FastShape::no_breaker: return execute_direct<0, false, T>(f);
+        case FastShape::none: break;
+      }
     }
     return value_or_throw(run_call<T, true>(f, no_call_options()));
   }
@@ -343,9 +346,12 @@ class Pipeline {
         }
       }
     }
-    if (fast_ && fast_breaker_count_ == 1) [[likely]]
-      return run_flat<1, T>(f, scope);
-    if (fast_ && fast_breaker_count_ == 0) return run_flat<0, T>(f, scope);
+    switch (fast_shape_) {
+      case FastShape::one_consecutive_breaker: return run_flat<1, true, T>(f, scope);
+      case FastShape::one_breaker: return run_flat<1, false, T>(f, scope);
+      case FastShape::no_breaker: return run_flat<0, false, T>(f, scope);
+      case FastShape::none: break;
+    }
     return run<T>(0, f, scope);
   }
 
@@ -356,19 +362,30 @@ class Pipeline {
   // permits (without side effects), make the call once, and on success tell each breaker and
   // budget. When a breaker is not closed, the general path runs instead; when the call fails,
   // the general path takes over from it, with these permits standing for the first attempt.
-  template <std::size_t N>
+  // kConsecutive: the breakers are known to be in consecutive mode.
+  template <std::size_t N, bool kConsecutive>
   [[gnu::always_inline]] bool admit_all(std::array<CircuitBreaker::Permit, N>& permits) const {
     for (std::size_t i = 0; i < N; ++i) {
-      permits[i] = fast_breakers_[i]->try_acquire_if_closed(*env_.clock);
+      if constexpr (kConsecutive) {
+        permits[i] = fast_breakers_[i]->try_acquire_if_closed_consecutive();
+      } else {
+        permits[i] = fast_breakers_[i]->try_acquire_if_closed(*env_.clock);
+      }
       if (!permits[i].allowed()) [[unlikely]]
         return false;
     }
     return true;
   }
-  template <std::size_t N>
+  template <std::size_t N, bool kConsecutive>
   [[gnu::always_inline]] void record_fast_success(
       const std::array<CircuitBreaker::Permit, N>& permits) const {
-    for (std::size_t i = 0; i < N; ++i) fast_breakers_[i]->on_success(permits[i], *env_.clock);
+    for (std::size_t i = 0; i < N; ++i) {
+      if constexpr (kConsecutive) {
+        fast_breakers_[i]->on_success_consecutive(permits[i], *env_.clock);
+      } else {
+        fast_breakers_[i]->on_success(permits[i], *env_.clock);
+      }
+    }
     if (fast_budget_count_ == 1) [[likely]] {
       fast_budgets_[0]->record_success();
     } else {
@@ -384,23 +401,23 @@ class Pipeline {
     return all;
   }
 
-  template <std::size_t N, class T, class F>
+  template <std::size_t N, bool kConsecutive, class T, class F>
   [[gnu::always_inline]] Result<T> run_flat(F& f, const CallScope& scope) const {
     std::array<CircuitBreaker::Permit, N> permits;
-    if (!admit_all(permits)) [[unlikely]]
+    if (!admit_all<N, kConsecutive>(permits)) [[unlikely]]
       return run<T>(0, f, scope);
     Result<T> r = invoke<T>(f, scope);
     if (r.ok()) [[likely]] {
-      record_fast_success(permits);
+      record_fast_success<N, kConsecutive>(permits);
       return r;
     }
     return continue_after_failure<T>(f, scope.options, std::move(r), widen(permits));
   }
 
-  template <std::size_t N, class T, class F>
+  template <std::size_t N, bool kConsecutive, class T, class F>
   [[gnu::always_inline]] T execute_direct(F& f) const {
     std::array<CircuitBreaker::Permit, N> permits;
-    if (!admit_all(permits)) [[unlikely]] {
+    if (!admit_all<N, kConsecutive>(permits)) [[unlikely]] {
       return value_or_throw(run<T>(0, f, CallScope{env_, no_call_options()}));
     }
     // Set once the call has returned: an exception after that comes from recording the success
@@ -410,12 +427,12 @@ class Pipeline {
       if constexpr (std::is_void_v<T>) {
         f();
         returned = true;
-        record_fast_success(permits);
+        record_fast_success<N, kConsecutive>(permits);
         return;
       } else {
         T value = f();
         returned = true;
-        record_fast_success(permits);
+        record_fast_success<N, kConsecutive>(permits);
         return value;
       }
     } catch (const std::exception& live) {
@@ -510,7 +527,9 @@ class Pipeline {
 
   Env env_;
   std::vector<Stage> stages_;
-  // The flattened success path applies when the stages are retries and breakers only.
+  // Which flattened success path applies: pipelines of retries and at most one breaker.
+  enum class FastShape : std::uint8_t { none, no_breaker, one_breaker, one_consecutive_breaker };
+  FastShape fast_shape_ = FastShape::none;
   bool fast_ = false;
   std::size_t fast_breaker_count_ = 0;
   std::size_t fast_budget_count_ = 0;

@@ -142,6 +142,12 @@ Pipeline::Pipeline(Env env, std::vector<Stage> stages) : env_(env), stages_(std:
       fast_ = false;  // bulkheads and rate limiters act on every call
     }
   }
+  if (fast_ && fast_breaker_count_ == 0) fast_shape_ = FastShape::no_breaker;
+  if (fast_ && fast_breaker_count_ == 1) {
+    fast_shape_ = fast_breakers_[0]->options().mode == BreakerMode::consecutive
+                      ? FastShape::one_consecutive_breaker
+                      : FastShape::one_breaker;
+  }
 }
 
 std::optional<Error> Pipeline::refuse_before_start(const CallScope& scope) const {
