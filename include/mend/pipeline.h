@@ -64,19 +64,20 @@ struct CallOptions {
   CallReport* report = nullptr;      // filled in when set
 };
 
-// Breaker permits taken by the flattened success path before the first attempt, handed to the
-// breaker stages when that attempt failed and the general path takes over, so that the attempt
-// is recorded against the permit it was admitted with.
-struct FirstAttemptPermits {
-  const CircuitBreaker::Permit* permits = nullptr;
-  std::uint32_t used = 0;  // bit i: permit i has been handed out
+// The breaker permit taken by the flattened success path before the first attempt, handed to the
+// breaker stage when that attempt failed and the general path takes over, so that the attempt is
+// recorded against the permit it was admitted with. (The flattened path serves pipelines with at
+// most one breaker, so there is one permit at most.)
+struct FirstAttemptPermit {
+  CircuitBreaker::Permit permit;
+  bool used = false;
 };
 
 // What stages see of the call in progress.
 struct CallScope {
   const Env& env;
   const CallOptions& options;
-  FirstAttemptPermits* first_attempt = nullptr;
+  FirstAttemptPermit* first_attempt = nullptr;
 
   const Context& context() const noexcept {
     static const Context kEmpty;
@@ -193,15 +194,13 @@ class CircuitBreakerStage {
   const std::shared_ptr<CircuitBreaker>& breaker() const noexcept { return breaker_; }
 
  private:
-  friend class Pipeline;  // assigns first_attempt_slot_
   // The permit the flattened path took for this breaker before the first attempt, once; else a
   // fresh one.
   CircuitBreaker::Permit admit(const CallScope& scope, const Clock& clock) const {
-    if (FirstAttemptPermits* first = scope.first_attempt) [[unlikely]] {
-      const std::uint32_t bit = 1u << first_attempt_slot_;
-      if ((first->used & bit) == 0) {
-        first->used |= bit;
-        return first->permits[first_attempt_slot_];
+    if (FirstAttemptPermit* first = scope.first_attempt) [[unlikely]] {
+      if (!first->used) {
+        first->used = true;
+        return first->permit;
       }
     }
     return breaker_->try_acquire(clock);
@@ -210,7 +209,6 @@ class CircuitBreakerStage {
   void record_failure(const CircuitBreaker::Permit& permit, const Error& error,
                       const Clock& clock) const;
   std::shared_ptr<CircuitBreaker> breaker_;
-  std::uint32_t first_attempt_slot_ = 0;  // index among the pipeline's breakers
 };
 
 // Caps concurrent calls to everything inside it (mend/bulkhead.h).
@@ -310,9 +308,9 @@ class Pipeline {
       // wrapping it in a Result on the way.
       // One breaker or none is the common shape; more take the general path.
       switch (fast_shape_) {
-        case FastShape::one_consecutive_breaker: return execute_direct<1, true, T>(f);
-        case FastShape::one_breaker: return execute_direct<1, false, T>(f);
-        case FastShape::no_breaker: return execute_direct<0, false, T>(f);
+        case FastShape::one_consecutive_breaker: return execute_direct<true, true, T>(f);
+        case FastShape::one_breaker: return execute_direct<true, false, T>(f);
+        case FastShape::no_breaker: return execute_direct<false, false, T>(f);
         case FastShape::none: break;
       }
     }
@@ -347,44 +345,37 @@ class Pipeline {
       }
     }
     switch (fast_shape_) {
-      case FastShape::one_consecutive_breaker: return run_flat<1, true, T>(f, scope);
-      case FastShape::one_breaker: return run_flat<1, false, T>(f, scope);
-      case FastShape::no_breaker: return run_flat<0, false, T>(f, scope);
+      case FastShape::one_consecutive_breaker: return run_flat<true, true, T>(f, scope);
+      case FastShape::one_breaker: return run_flat<true, false, T>(f, scope);
+      case FastShape::no_breaker: return run_flat<false, false, T>(f, scope);
       case FastShape::none: break;
     }
     return run<T>(0, f, scope);
   }
 
-  using Permits = std::array<CircuitBreaker::Permit, 4>;
-
-  // The success path, flattened, for a pipeline of retries and N breakers (N known here, so the
-  // loops unroll and the permits stay in registers): when every breaker is closed, take their
-  // permits (without side effects), make the call once, and on success tell each breaker and
-  // budget. When a breaker is not closed, the general path runs instead; when the call fails,
-  // the general path takes over from it, with these permits standing for the first attempt.
-  // kConsecutive: the breakers are known to be in consecutive mode.
-  template <std::size_t N, bool kConsecutive>
-  [[gnu::always_inline]] bool admit_all(std::array<CircuitBreaker::Permit, N>& permits) const {
-    for (std::size_t i = 0; i < N; ++i) {
-      if constexpr (kConsecutive) {
-        permits[i] = fast_breakers_[i]->try_acquire_if_closed_consecutive();
-      } else {
-        permits[i] = fast_breakers_[i]->try_acquire_if_closed(*env_.clock);
-      }
-      if (!permits[i].allowed()) [[unlikely]]
-        return false;
+  // The success path, flattened, for a pipeline of retries and at most one breaker (kBreaker),
+  // known at build time to be in consecutive mode or not (kConsecutive): when the breaker is
+  // closed, take its permit (without side effects), make the call once, and on success tell the
+  // breaker and the budgets. When the breaker is not closed, the general path runs instead; when
+  // the call fails, the general path takes over from it, with this permit standing for the first
+  // attempt's. The permit is passed by value, so its address never escapes the success path.
+  template <bool kBreaker, bool kConsecutive>
+  [[gnu::always_inline]] bool admit_flat(CircuitBreaker::Permit& permit) const {
+    if constexpr (!kBreaker) {
+      return true;
+    } else if constexpr (kConsecutive) {
+      permit = fast_breaker_->try_acquire_if_closed_consecutive();
+    } else {
+      permit = fast_breaker_->try_acquire_if_closed(*env_.clock);
     }
-    return true;
+    return permit.allowed();
   }
-  template <std::size_t N, bool kConsecutive>
-  [[gnu::always_inline]] void record_fast_success(
-      const std::array<CircuitBreaker::Permit, N>& permits) const {
-    for (std::size_t i = 0; i < N; ++i) {
-      if constexpr (kConsecutive) {
-        fast_breakers_[i]->on_success_consecutive(permits[i], *env_.clock);
-      } else {
-        fast_breakers_[i]->on_success(permits[i], *env_.clock);
-      }
+  template <bool kBreaker, bool kConsecutive>
+  [[gnu::always_inline]] void record_flat_success(CircuitBreaker::Permit permit) const {
+    if constexpr (kBreaker && kConsecutive) {
+      fast_breaker_->on_success_consecutive(permit, *env_.clock);
+    } else if constexpr (kBreaker) {
+      fast_breaker_->on_success(permit, *env_.clock);
     }
     if (fast_budget_count_ == 1) [[likely]] {
       fast_budgets_[0]->record_success();
@@ -392,32 +383,24 @@ class Pipeline {
       for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
     }
   }
-  // By value, so that the permits' address never escapes and they can stay in registers on the
-  // success path.
-  template <std::size_t N>
-  static Permits widen(std::array<CircuitBreaker::Permit, N> permits) {
-    Permits all;
-    for (std::size_t i = 0; i < N; ++i) all[i] = permits[i];
-    return all;
-  }
 
-  template <std::size_t N, bool kConsecutive, class T, class F>
+  template <bool kBreaker, bool kConsecutive, class T, class F>
   [[gnu::always_inline]] Result<T> run_flat(F& f, const CallScope& scope) const {
-    std::array<CircuitBreaker::Permit, N> permits;
-    if (!admit_all<N, kConsecutive>(permits)) [[unlikely]]
+    CircuitBreaker::Permit permit{};
+    if (!admit_flat<kBreaker, kConsecutive>(permit)) [[unlikely]]
       return run<T>(0, f, scope);
     Result<T> r = invoke<T>(f, scope);
     if (r.ok()) [[likely]] {
-      record_fast_success<N, kConsecutive>(permits);
+      record_flat_success<kBreaker, kConsecutive>(permit);
       return r;
     }
-    return continue_after_failure<T>(f, scope.options, std::move(r), widen(permits));
+    return continue_after_failure<T>(f, scope.options, std::move(r), permit);
   }
 
-  template <std::size_t N, bool kConsecutive, class T, class F>
+  template <bool kBreaker, bool kConsecutive, class T, class F>
   [[gnu::always_inline]] T execute_direct(F& f) const {
-    std::array<CircuitBreaker::Permit, N> permits;
-    if (!admit_all<N, kConsecutive>(permits)) [[unlikely]] {
+    CircuitBreaker::Permit permit{};
+    if (!admit_flat<kBreaker, kConsecutive>(permit)) [[unlikely]] {
       return value_or_throw(run<T>(0, f, CallScope{env_, no_call_options()}));
     }
     // Set once the call has returned: an exception after that comes from recording the success
@@ -427,20 +410,20 @@ class Pipeline {
       if constexpr (std::is_void_v<T>) {
         f();
         returned = true;
-        record_fast_success<N, kConsecutive>(permits);
+        record_flat_success<kBreaker, kConsecutive>(permit);
         return;
       } else {
         T value = f();
         returned = true;
-        record_fast_success<N, kConsecutive>(permits);
+        record_flat_success<kBreaker, kConsecutive>(permit);
         return value;
       }
     } catch (const std::exception& live) {
       if (returned) throw;
-      return recover_from_throw<T>(f, &live, widen(permits));
+      return recover_from_throw<T>(f, &live, permit);
     } catch (...) {
       if (returned) throw;
-      return recover_from_throw<T>(f, nullptr, widen(permits));
+      return recover_from_throw<T>(f, nullptr, permit);
     }
   }
 
@@ -458,11 +441,11 @@ class Pipeline {
   // Called from a catch block of execute()'s direct path: the general path from there on.
   template <class T, class F>
   [[gnu::noinline]] T recover_from_throw(F& f, const std::exception* live,
-                                         const Permits& permits) const {
+                                         CircuitBreaker::Permit permit) const {
     const CallScope scope{env_, no_call_options()};
     Error error = live != nullptr ? capture(*live, scope) : capture_unknown(scope);
     return value_or_throw(
-        continue_after_failure<T>(f, no_call_options(), Result<T>(std::move(error)), permits));
+        continue_after_failure<T>(f, no_call_options(), Result<T>(std::move(error)), permit));
   }
 
   // Shared by calls without options, so that they do not build and destroy a CallOptions each.
@@ -471,14 +454,14 @@ class Pipeline {
     return none;
   }
 
-  // Runs the general path with `first` standing in for the first call's outcome, and the
-  // permits it was admitted with standing in for the breakers' first admissions.
+  // Runs the general path with `first` standing in for the first call's outcome, and the permit
+  // it was admitted with standing in for the breaker's first admission.
   template <class T, class F>
   [[gnu::noinline]] Result<T> continue_after_failure(F& f, const CallOptions& options,
                                                      Result<T> first,
-                                                     const Permits& permits) const {
-    FirstAttemptPermits first_permits{permits.data(), 0};
-    const CallScope scope{env_, options, &first_permits};
+                                                     CircuitBreaker::Permit permit) const {
+    FirstAttemptPermit first_permit{permit};
+    const CallScope scope{env_, options, &first_permit};
     bool replayed = false;
     auto replay = [&]() -> Result<T> {
       if (!replayed) {
@@ -523,18 +506,16 @@ class Pipeline {
     }
   }
 
-  static constexpr std::size_t kMaxFastStages = 4;
+  static constexpr std::size_t kMaxFastBudgets = 4;
 
   Env env_;
   std::vector<Stage> stages_;
   // Which flattened success path applies: pipelines of retries and at most one breaker.
   enum class FastShape : std::uint8_t { none, no_breaker, one_breaker, one_consecutive_breaker };
   FastShape fast_shape_ = FastShape::none;
-  bool fast_ = false;
-  std::size_t fast_breaker_count_ = 0;
+  CircuitBreaker* fast_breaker_ = nullptr;  // the one breaker, when the shape has one
   std::size_t fast_budget_count_ = 0;
-  std::array<CircuitBreaker*, kMaxFastStages> fast_breakers_{};
-  std::array<RetryBudget*, kMaxFastStages> fast_budgets_{};
+  std::array<RetryBudget*, kMaxFastBudgets> fast_budgets_{};
 };
 
 }  // namespace mend

@@ -118,33 +118,31 @@ Error RateLimiterStage::reject(const RateLimiter::Decision& decision,
 }
 
 Pipeline::Pipeline(Env env, std::vector<Stage> stages) : env_(env), stages_(std::move(stages)) {
-  static_assert(std::tuple_size_v<Permits> == kMaxFastStages);
-  // The flattened path serves pipelines of retries and at most one breaker (the common shape;
-  // see run_call). first_attempt_slot_ numbers every breaker all the same.
-  fast_ = true;
-  for (Stage& stage : stages_) {
+  // The flattened path serves pipelines of retries (up to kMaxFastBudgets budgets) and at most
+  // one breaker: the common shape (see run_call). Anything else runs the general path.
+  bool flat = true;
+  std::size_t breakers = 0;
+  for (const Stage& stage : stages_) {
     if (const auto* retry = std::get_if<RetryStage>(&stage)) {
       if (RetryBudget* budget = retry->policy().options().budget.get()) {
-        if (fast_budget_count_ == kMaxFastStages) {
-          fast_ = false;
+        if (fast_budget_count_ == kMaxFastBudgets) {
+          flat = false;
         } else {
           fast_budgets_[fast_budget_count_++] = budget;
         }
       }
-    } else if (auto* guard = std::get_if<CircuitBreakerStage>(&stage)) {
-      if (fast_breaker_count_ == kMaxFastStages) {
-        fast_ = false;
-      } else {
-        guard->first_attempt_slot_ = static_cast<std::uint32_t>(fast_breaker_count_);
-        fast_breakers_[fast_breaker_count_++] = guard->breaker().get();
-      }
+    } else if (const auto* guard = std::get_if<CircuitBreakerStage>(&stage)) {
+      fast_breaker_ = guard->breaker().get();
+      ++breakers;
     } else {
-      fast_ = false;  // bulkheads and rate limiters act on every call
+      flat = false;  // bulkheads and rate limiters act on every call
     }
   }
-  if (fast_ && fast_breaker_count_ == 0) fast_shape_ = FastShape::no_breaker;
-  if (fast_ && fast_breaker_count_ == 1) {
-    fast_shape_ = fast_breakers_[0]->options().mode == BreakerMode::consecutive
+  if (!flat || breakers > 1) return;
+  if (breakers == 0) {
+    fast_shape_ = FastShape::no_breaker;
+  } else {
+    fast_shape_ = fast_breaker_->options().mode == BreakerMode::consecutive
                       ? FastShape::one_consecutive_breaker
                       : FastShape::one_breaker;
   }
