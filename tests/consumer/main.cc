@@ -1,4 +1,5 @@
-// A consumer of an installed mend, found with find_package: protects a flaky call with retry and a breaker.
+// A consumer of mend, built through add_subdirectory and through find_package (one source for
+// both): protects a flaky call with retry and a breaker.
 #include <mend/circuit_breaker.h>
 #include <mend/pipeline.h>
 
