@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
+  libboost-dev libssl-dev libsqlite3-dev nlohmann-json3-dev openssl
 )
 
 missing=()

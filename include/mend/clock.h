@@ -19,12 +19,16 @@
 #include <cstdint>
 #include <mutex>
 #include <stop_token>
+#include <string>
 #include <vector>
 
 namespace mend {
 
 using Duration = std::chrono::nanoseconds;
 using TimePoint = std::chrono::steady_clock::time_point;
+// Calendar time, for what outlives the process (tickets, incidents, the outbox): a steady
+// TimePoint means nothing after a restart.
+using WallTime = std::chrono::system_clock::time_point;
 
 // Seconds as a double, for messages and arithmetic on backoff factors.
 inline double to_seconds(Duration d) {
@@ -32,6 +36,8 @@ inline double to_seconds(Duration d) {
 }
 // The inverse, saturating instead of overflowing for absurd inputs.
 Duration from_seconds(double seconds);
+// "2026-01-01T00:15:00.000Z": UTC, millisecond precision, for records and notifications.
+std::string to_iso8601(std::chrono::system_clock::time_point t);
 
 namespace detail {
 // The shared state of the system clock's coarse ticker (see SystemClock). Readers load it inline.
@@ -69,6 +75,9 @@ class Clock {
       return detail::read_coarse_ticker();
     return coarse_reading();
   }
+  // Calendar time. The system clock's is std::chrono::system_clock; a manual clock's moves with
+  // its monotonic reading, so SLA deadlines stored as wall time are testable by hand too.
+  virtual WallTime wall_now() const noexcept { return std::chrono::system_clock::now(); }
 
  protected:
   Clock() = default;
@@ -91,13 +100,20 @@ class SystemClock final : public Clock {
 };
 
 // A clock that moves only when told to. Starts at a fixed instant well after the epoch so that
-// "now - duration" never underflows in tests.
+// "now - duration" never underflows in tests. Its wall time starts at `wall_start` (by default
+// 2026-01-01T00:00:00Z) and moves with it.
 class ManualClock final : public Clock {
  public:
-  explicit ManualClock(TimePoint start = TimePoint(std::chrono::hours(1000)))
-      : nanos_(start.time_since_epoch().count()) {}
+  static constexpr WallTime kDefaultWallStart = WallTime(std::chrono::seconds(1767225600));
+
+  explicit ManualClock(TimePoint start = TimePoint(std::chrono::hours(1000)),
+                       WallTime wall_start = kDefaultWallStart)
+      : nanos_(start.time_since_epoch().count()), start_(start), wall_start_(wall_start) {}
   TimePoint now() const noexcept override {
     return TimePoint(Duration(nanos_.load(std::memory_order_acquire)));
+  }
+  WallTime wall_now() const noexcept override {
+    return wall_start_ + std::chrono::duration_cast<WallTime::duration>(now() - start_);
   }
   void advance(Duration d) noexcept { nanos_.fetch_add(d.count(), std::memory_order_acq_rel); }
   void set(TimePoint t) noexcept {
@@ -106,6 +122,8 @@ class ManualClock final : public Clock {
 
  private:
   std::atomic<std::int64_t> nanos_;
+  const TimePoint start_;
+  const WallTime wall_start_;
 };
 
 // Waits. The synchronous executor waits out backoff delays through one of these.

@@ -104,6 +104,14 @@ std::optional<ErrorType> parse_error_type(std::string_view name) noexcept;
 std::optional<ErrorCategory> parse_error_category(std::string_view name) noexcept;
 std::optional<Severity> parse_severity(std::string_view name) noexcept;
 
+// The severity a type gets when whoever reported it said only the type (an agent's error body
+// without "severity"): the seed's where it names one (rate limit low, timeouts and connection
+// errors medium, memory, database and authentication high), otherwise mend's reading of the
+// type's blast radius: security_error critical; disk_full, data_corruption, service_unavailable,
+// configuration_error, authorization_failed, external_service_down high; validation_failed and
+// business_rule_violation low; the rest medium. docs/classification.md has the table.
+Severity default_severity(ErrorType type) noexcept;
+
 // Why mend stopped trying, or refused to try. `none` on an error that mend merely passed on.
 enum class StopReason : std::uint8_t {
   none,

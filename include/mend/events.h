@@ -37,13 +37,22 @@ enum class EventKind : std::uint8_t {
   circuit_rejected,    // an open or isolated breaker refused a call
   bulkhead_rejected,   // no slot and no room to wait
   rate_limited,        // a rate limiter refused a call
+  // The workflow's decisions (mend/workflow.h); `task_id` names the task.
+  agent_skipped,      // an agent in the plan was unavailable; detail says why
+  attempt_failed,     // an agent failed; detail is the route taken (retry, fallback, ...)
+  fallback_used,      // a task was answered by an agent other than its primary
+  self_healing,       // recovery ran for an agent; detail is the issue and its result
+  degraded_answer,    // no agent answered: the degraded service did
+  escalated,          // a ticket or incident was opened or touched; detail is its id
+  task_finished,      // the workflow's outcome; detail is its status
 };
 std::string_view to_string(EventKind kind) noexcept;
 
 struct Event {
   EventKind kind = EventKind::retry_scheduled;
   TimePoint at{};
-  std::string source;  // the policy's name (breaker key, retry name, ...)
+  std::string source;   // the policy's name (breaker key, retry name, ...) or the agent
+  std::string task_id;  // the workflow's task, when the event is about one
   int attempt = 0;
   ErrorType error_type = ErrorType::processing_failed;
   Severity severity = Severity::medium;

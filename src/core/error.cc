@@ -218,4 +218,27 @@ void throw_error(const Error& error) {
   throw Exception(error);
 }
 
+Severity default_severity(ErrorType type) noexcept {
+  switch (type) {
+    case ErrorType::rate_limit_exceeded:
+    case ErrorType::validation_failed:
+    case ErrorType::business_rule_violation:
+      return Severity::low;
+    case ErrorType::memory_exhausted:
+    case ErrorType::disk_full:
+    case ErrorType::data_corruption:
+    case ErrorType::service_unavailable:
+    case ErrorType::database_error:
+    case ErrorType::configuration_error:
+    case ErrorType::authentication_failed:
+    case ErrorType::authorization_failed:
+    case ErrorType::external_service_down:
+      return Severity::high;
+    case ErrorType::security_error:
+      return Severity::critical;
+    default:
+      return Severity::medium;
+  }
+}
+
 }  // namespace mend

@@ -33,6 +33,20 @@ std::string_view to_string(EventKind kind) noexcept {
       return "bulkhead_rejected";
     case EventKind::rate_limited:
       return "rate_limited";
+    case EventKind::agent_skipped:
+      return "agent_skipped";
+    case EventKind::attempt_failed:
+      return "attempt_failed";
+    case EventKind::fallback_used:
+      return "fallback_used";
+    case EventKind::self_healing:
+      return "self_healing";
+    case EventKind::degraded_answer:
+      return "degraded_answer";
+    case EventKind::escalated:
+      return "escalated";
+    case EventKind::task_finished:
+      return "task_finished";
   }
   return "unknown";
 }
@@ -41,6 +55,7 @@ std::string Event::describe() const {
   char buf[160];
   std::string out(to_string(kind));
   out += " [" + source + "]";
+  if (!task_id.empty()) out += " task " + task_id;
   switch (kind) {
     case EventKind::retry_scheduled:
       std::snprintf(buf, sizeof buf, " attempt %d failed with %s/%s, retry in %.3f s", attempt,
@@ -68,6 +83,19 @@ std::string Event::describe() const {
         std::snprintf(buf, sizeof buf, " retry after %.3f s", to_seconds(delay));
         out += buf;
       }
+      break;
+    case EventKind::attempt_failed:
+      std::snprintf(buf, sizeof buf, " attempt %d failed with %s/%s", attempt,
+                    std::string(to_string(error_type)).c_str(),
+                    std::string(to_string(severity)).c_str());
+      out += buf;
+      break;
+    case EventKind::agent_skipped:
+    case EventKind::fallback_used:
+    case EventKind::self_healing:
+    case EventKind::degraded_answer:
+    case EventKind::escalated:
+    case EventKind::task_finished:
       break;
   }
   if (!detail.empty()) out += " (" + detail + ")";

@@ -1,0 +1,99 @@
+// File: mend/http.h
+//
+// HTTP messages as plain values, shared by mend's HTTP client (mend/http_client.h) and its small
+// HTTP server (mend/http_server.h). They carry no transport detail, so that code which builds or
+// inspects requests does not pull in Boost.Beast.
+//
+//   mend::HttpRequest request;
+//   request.method = "POST";
+//   request.target = "/task";
+//   request.headers.push_back({"Content-Type", "application/json"});
+//   request.body = R"({"type":"code_review"})";
+//   std::string type = request.header("content-type");  // "application/json": names ignore case
+//
+// Header names are compared case-insensitively, as HTTP says; the first header of a name wins.
+// Framing headers (Content-Length, Transfer-Encoding) are computed from the body by the client
+// and the server; values given for them are replaced.
+//
+// Thread-safety: value types; distinct objects may be used from distinct threads.
+#ifndef MEND_HTTP_H_
+#define MEND_HTTP_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mend {
+
+struct HttpHeader {
+  std::string name;
+  std::string value;
+};
+
+// The value of the first header called `name` (case-insensitive), or "" when there is none.
+std::string find_header(const std::vector<HttpHeader>& headers, std::string_view name);
+
+// RFC 9110 token: what a method or a header name may be made of.
+bool is_http_token(std::string_view text) noexcept;
+// A header value that cannot split the message: no CR, LF or NUL.
+bool is_valid_header_value(std::string_view value) noexcept;
+
+struct HttpRequest {
+  std::string method = "GET";
+  // On the server side, the path and query as received ("/task?x=1"). On the client side the URL
+  // passed to the call says where to go.
+  std::string target = "/";
+  std::vector<HttpHeader> headers;
+  std::string body;
+
+  std::string header(std::string_view name) const { return find_header(headers, name); }
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::vector<HttpHeader> headers;
+  std::string body;
+
+  std::string header(std::string_view name) const { return find_header(headers, name); }
+};
+
+// --- Implementation details below this line ---------------------------------------------------
+
+namespace http_detail {
+inline char lower_ascii(char c) noexcept {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+}  // namespace http_detail
+
+inline std::string find_header(const std::vector<HttpHeader>& headers, std::string_view name) {
+  for (const HttpHeader& h : headers) {
+    if (h.name.size() != name.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < name.size() && same; ++i) {
+      same = http_detail::lower_ascii(h.name[i]) == http_detail::lower_ascii(name[i]);
+    }
+    if (same) return h.value;
+  }
+  return {};
+}
+
+inline bool is_http_token(std::string_view text) noexcept {
+  if (text.empty()) return false;
+  for (char c : text) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!ok) ok = std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+inline bool is_valid_header_value(std::string_view value) noexcept {
+  for (char c : value) {
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  }
+  return true;
+}
+
+}  // namespace mend
+
+#endif  // MEND_HTTP_H_

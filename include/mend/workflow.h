@@ -1,0 +1,247 @@
+// File: mend/workflow.h
+//
+// The recovery workflow of the user's specification, as one entry point: a task goes through
+// detect -> classify -> route by category -> recover -> escalate, and comes back as a structured
+// `Outcome`: how it ended, which agent answered, every attempt with its error type, severity and
+// delay, the agents skipped and why, the self-healing that ran, and the escalation taken.
+//
+//   mend::Workflow workflow(agents, {.degraded = &degraded, .healer = &healer,
+//                                    .escalations = &escalator});
+//   mend::Outcome out = workflow.run(task, invoker, &operations);   // synchronous
+//   // or, on Asio coroutines: co_await mend::run_workflow_async(workflow, task, ...)
+//   //                         (mend/async_workflow.h)
+//
+// Routing, per failed attempt (DESIGN.md §1 and the seed's architecture diagram):
+//   transient -> retry the same agent with backoff (RetryOptions; Retry-After honoured); when
+//                retries are exhausted, fall back to the next agent of the plan.
+//   resource  -> a retryable one (connection_pool_exhausted) is retried first; then another
+//                replica of the same agent; then fall back.
+//   logic     -> no retry: fall back (the next agent, in the end the degraded answer).
+//   system    -> self-healing of that agent (diagnose, recover, re-check), then one more attempt
+//                on it when it recovered; otherwise it is marked unhealthy and the task fails
+//                over to the next agent.
+//   external  -> the agent's circuit breaker counts it; fall back to the next agent.
+// Every agent has a circuit breaker (mend/agents.h): an agent whose circuit is open, or that is
+// unhealthy or full, is skipped with the reason recorded. When no agent answered, the degraded
+// service answers (mend/degradation.h), or the task fails with the last error.
+//
+// Escalation (mend/escalation.h): a task whose low or medium failures were resolved by retrying
+// (or healing) the primary is only logged. Otherwise the most severe error decides the level
+// (low is raised to medium, as the seed's "escalate to medium" when retries did not resolve it;
+// high and critical escalate even when resolved) and the escalation sink opens or touches a
+// ticket or incident keyed by the fingerprint (agent, error type, task type).
+//
+// Drivers: the workflow itself is a state machine (`WorkflowRun`) that yields steps: call an
+// agent, wait, heal an agent, escalate, done. `Workflow::run` drives it synchronously (waits go
+// through env.sleeper); mend/async_workflow.h drives the same machine on Asio coroutines. Tests
+// drive it on a manual clock.
+//
+// Thread-safety: a Workflow is immutable once built and may run many tasks on many threads at
+// once; the registry, healer and sinks it points to are thread-safe. A WorkflowRun belongs to
+// one driver at a time.
+#ifndef MEND_WORKFLOW_H_
+#define MEND_WORKFLOW_H_
+
+#include <coroutine>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mend/agents.h"
+#include "mend/degradation.h"
+#include "mend/env.h"
+#include "mend/error.h"
+#include "mend/escalation.h"
+#include "mend/recovery.h"
+#include "mend/result.h"
+#include "mend/retry.h"
+
+namespace mend {
+
+struct Task {
+  std::string id;
+  std::string type;   // code_review, deployment, ai_analysis, security_scan, ...
+  std::string agent;  // the primary agent
+  std::vector<std::string> capabilities;  // needed; empty: the primary's own
+  std::string payload = "{}";             // JSON sent to agents as the task's "payload"
+  // Top-level string fields of the payload ("content", ...): degraded handlers read them.
+  std::map<std::string, std::string> fields;
+  std::optional<Duration> attempt_timeout;  // per call; nullopt: the invoker's default
+  std::optional<Duration> deadline;         // for the whole task, from its start
+};
+
+enum class OutcomeStatus : std::uint8_t {
+  succeeded,              // the primary answered at the first attempt
+  succeeded_after_retry,  // the primary answered after retries (or after self-healing)
+  fallback,               // another agent answered
+  degraded,               // no agent answered; the degraded service did
+  failed,                 // nothing answered
+};
+std::string_view to_string(OutcomeStatus status) noexcept;
+
+// One call to an agent.
+struct AttemptLog {
+  std::string agent;
+  int replica = 0;
+  int attempt = 0;  // per agent: 0 for the first call
+  bool succeeded = false;
+  ErrorType error_type = ErrorType::processing_failed;  // when it failed
+  Severity severity = Severity::medium;
+  std::optional<int> status;  // HTTP status, when there was one
+  std::string message;
+  // What the workflow did next: "answered", "retry", "next_replica", "self_healing", "fallback".
+  std::string decision;
+  Duration delay{};  // the wait before the next attempt
+};
+
+// What escalation did for a task.
+struct EscalationTaken {
+  Severity level = Severity::medium;
+  std::string action;  // logged, notified_and_ticketed, high_priority_alert, critical_incident
+  bool retry_recommended = false;
+  std::int64_t record_id = 0;  // 0 when no record (logged only)
+  std::string record;          // "TKT-3", "INC-1"
+  RecordKind kind = RecordKind::ticket;
+  bool created = false;        // false: an occurrence of an active record
+  std::int64_t occurrences = 0;
+  std::optional<Duration> sla;
+  std::string channel;
+  std::string assignee;
+  std::string war_room_url;
+  std::string fingerprint;
+};
+
+// What the workflow asks the escalation sink to do.
+struct EscalationRequest {
+  Severity level = Severity::medium;  // already raised from low when unresolved
+  Error error;                        // the most severe error of the task
+  std::string agent;                  // the agent it came from
+  std::string task_id;
+  std::string task_type;
+  std::map<std::string, std::string> labels;  // agent, error_type, task_type, severity
+};
+
+// Carries escalations out (mend/escalator.h writes tickets, incidents and notifications).
+class EscalationSink {
+ public:
+  virtual ~EscalationSink() = default;
+  virtual Result<EscalationTaken> escalate(const EscalationRequest& request) = 0;
+};
+
+struct Outcome {
+  std::string task_id;
+  std::string task_type;
+  std::string primary_agent;
+  OutcomeStatus status = OutcomeStatus::failed;
+  std::string answered_by;  // the agent, or "degraded_service"; empty when failed
+  std::string answer;       // the agent's JSON result, or the degraded answer's JSON
+  std::vector<AttemptLog> attempts;
+  std::vector<SkippedAgent> skipped;
+  std::vector<HealingReport> healing;
+  std::optional<Error> error;  // the last error, when any attempt failed
+  std::optional<EscalationTaken> escalation;
+  std::string escalation_error;  // the sink failed: why (the outcome stands regardless)
+  Duration elapsed{};
+
+  bool answered() const noexcept { return status != OutcomeStatus::failed; }
+  std::string to_json() const;
+};
+
+// Calls an agent, synchronously. The runtime's HTTP invoker implements it (mend/agent_client.h);
+// tests and in-process agents may implement it directly. An error status or an unreachable agent
+// is an Error (unclassified is fine: the workflow classifies).
+class AgentInvoker {
+ public:
+  virtual ~AgentInvoker() = default;
+  virtual Result<std::string> invoke(const AgentInfo& agent, int replica, const Task& task,
+                                     int attempt) = 0;
+};
+
+struct WorkflowOptions {
+  RetryOptions retry;  // seed defaults: 3 retries, base 1 s, cap 60 s, seed's retryable set
+  DegradedService* degraded = nullptr;   // none: a task nobody answered fails
+  SelfHealer* healer = nullptr;          // none: system errors fall back without healing
+  EscalationSink* escalations = nullptr; // none: escalation is decided but not carried out
+  int max_agents = 8;                    // agents tried per task at most, primary included
+};
+
+class WorkflowRun;
+
+class Workflow {
+ public:
+  Workflow(AgentRegistry& agents, WorkflowOptions options, Env env = Env::system());
+
+  // Runs `task` to its outcome on this thread. `operations` serves self-healing (probes and
+  // recovery actions); without it, system errors fall back without healing.
+  Outcome run(const Task& task, AgentInvoker& invoker, AgentOperations* operations = nullptr) const;
+
+  // The state machine behind run(), for other drivers. Without `can_heal` (the driver has no
+  // AgentOperations), system errors fall back without healing.
+  std::unique_ptr<WorkflowRun> start(Task task, bool can_heal) const;
+
+  AgentRegistry& agents() const noexcept { return agents_; }
+  const WorkflowOptions& options() const noexcept { return options_; }
+  const Env& env() const noexcept { return env_; }
+
+ private:
+  AgentRegistry& agents_;
+  WorkflowOptions options_;
+  Env env_;
+  RetryPolicy retry_;
+  friend class WorkflowRun;
+};
+
+// One step the driver must carry out before resuming the run.
+struct WorkflowStep {
+  enum class Kind : std::uint8_t { call, wait, heal, escalate, done };
+  Kind kind = Kind::done;
+  const AgentInfo* agent = nullptr;  // call, heal
+  int replica = 0;                   // call
+  int attempt = 0;                   // call
+  Duration delay{};                  // wait
+  Symptoms symptoms;                 // heal
+  EscalationRequest escalation;      // escalate
+};
+
+// A task in progress. The driver loops: step = next(); carry it out; hand the result back with
+// the matching provide_*(); until step.kind is done, then take_outcome().
+class WorkflowRun {
+ public:
+  ~WorkflowRun();
+  WorkflowRun(const WorkflowRun&) = delete;
+  WorkflowRun& operator=(const WorkflowRun&) = delete;
+
+  const WorkflowStep& next();
+  void provide_call_result(Result<std::string> result) { call_result_ = std::move(result); }
+  void provide_healing(HealingReport report) { healing_ = std::move(report); }
+  void provide_escalation(Result<EscalationTaken> taken) { escalation_ = std::move(taken); }
+  Outcome take_outcome() { return std::move(outcome_); }
+  const Task& task() const noexcept { return task_; }
+
+  // The coroutine type of the script; public only so that the script's definition can name it.
+  struct Script;
+
+ private:
+  friend class Workflow;
+  WorkflowRun(const Workflow& workflow, Task task, bool can_heal);
+  Script script();
+  void emit(EventKind kind, const std::string& agent, const Error* error, std::string detail,
+            int attempt = 0, Duration delay = {}) const;
+
+  const Workflow& workflow_;
+  Task task_;
+  const bool can_heal_;
+  Outcome outcome_;
+  WorkflowStep step_;
+  std::optional<Result<std::string>> call_result_;
+  std::optional<HealingReport> healing_;
+  std::optional<Result<EscalationTaken>> escalation_;
+  std::coroutine_handle<> handle_;
+};
+
+}  // namespace mend
+
+#endif  // MEND_WORKFLOW_H_

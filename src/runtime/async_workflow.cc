@@ -1,0 +1,70 @@
+#include "mend/async_workflow.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace mend {
+namespace {
+
+// Runs `fn` on `executor` and resumes the caller on its own executor with the result. (co_spawn
+// wants a default-constructible result, which Result<T> is not: hence the optional.)
+template <class Fn>
+auto offload(boost::asio::any_io_executor executor, Fn fn)
+    -> boost::asio::awaitable<decltype(fn())> {
+  using R = decltype(fn());
+  std::optional<R> r = co_await boost::asio::co_spawn(
+      executor,
+      [fn = std::move(fn)]() mutable -> boost::asio::awaitable<std::optional<R>> {
+        co_return std::optional<R>(fn());
+      },
+      boost::asio::use_awaitable);
+  co_return std::move(*r);
+}
+
+}  // namespace
+
+boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Task task,
+                                                   AsyncAgentInvoker& invoker,
+                                                   AgentOperations* operations,
+                                                   boost::asio::any_io_executor blocking) {
+  std::unique_ptr<WorkflowRun> run = workflow.start(std::move(task), operations != nullptr);
+  const auto io = co_await boost::asio::this_coro::executor;
+  for (;;) {
+    const WorkflowStep& step = run->next();
+    switch (step.kind) {
+      case WorkflowStep::Kind::call:
+        run->provide_call_result(
+            co_await invoker.invoke_async(*step.agent, step.replica, run->task(), step.attempt));
+        break;
+      case WorkflowStep::Kind::wait: {
+        boost::asio::steady_timer timer(io, step.delay);
+        co_await timer.async_wait(boost::asio::use_awaitable);
+        break;
+      }
+      case WorkflowStep::Kind::heal: {
+        // start() enabled healing only with both a healer and operations.
+        SelfHealer* healer = workflow.options().healer;
+        const std::string agent = step.agent->name;
+        const Symptoms symptoms = step.symptoms;
+        const Clock* clock = workflow.env().clock;
+        run->provide_healing(co_await offload(blocking, [=] {
+          return healer->heal(agent, symptoms, *operations, clock->now());
+        }));
+        break;
+      }
+      case WorkflowStep::Kind::escalate: {
+        EscalationSink* sink = workflow.options().escalations;
+        EscalationRequest request = step.escalation;
+        run->provide_escalation(co_await offload(
+            blocking, [sink, request = std::move(request)] { return sink->escalate(request); }));
+        break;
+      }
+      case WorkflowStep::Kind::done:
+        co_return run->take_outcome();
+    }
+  }
+}
+
+}  // namespace mend

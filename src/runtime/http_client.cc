@@ -1,0 +1,624 @@
+#include "mend/http_client.h"
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cstdio>
+#include <future>
+#include <map>
+#include <mutex>
+#include <system_error>
+
+namespace mend {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// Headers larger than this are a malformed response, not something to buffer without end.
+constexpr std::uint32_t kMaxResponseHeaderBytes = 64 * 1024;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = http_detail::lower_ascii(c);
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (http_detail::lower_ascii(a[i]) != http_detail::lower_ascii(b[i])) return false;
+  }
+  return true;
+}
+
+Error configuration_error(std::string message) {
+  return Error::of_kind("configuration", std::move(message));
+}
+
+// What may be quoted back in an error message: bounded, and without control characters.
+std::string printable(std::string_view text) {
+  constexpr std::size_t kMax = 200;
+  std::string out;
+  for (char c : text.substr(0, kMax)) {
+    out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+  }
+  if (text.size() > kMax) out += "...";
+  return out;
+}
+
+std::string describe_duration(Duration d) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  if (ms < 1000) return std::to_string(ms) + " ms";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + " s";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ms) / 1000.0);
+  return text;
+}
+
+// An errno from Asio, as a std::error_code the classifier compares with std::errc values.
+std::error_code to_std(const boost::system::error_code& ec) {
+  if (ec.category() == boost::system::system_category() ||
+      ec.category() == boost::system::generic_category()) {
+    return {ec.value(), std::system_category()};
+  }
+  return {};
+}
+
+bool is_ip_literal(const std::string& host) {
+  boost::system::error_code ec;
+  net::ip::make_address(host, ec);
+  return !ec;
+}
+
+// The peer went away: what a pooled connection that the server closed meanwhile looks like.
+bool is_closed_by_peer(const boost::system::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == http::error::partial_message ||
+         ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::connection_aborted || ec == net::error::broken_pipe ||
+         ec == net::error::not_connected || ec == net::ssl::error::stream_truncated;
+}
+
+struct Connection {
+  Connection(net::any_io_executor strand, ssl::context* tls_context) : executor(strand) {
+    if (tls_context != nullptr) {
+      tls.emplace(strand, *tls_context);
+    } else {
+      plain.emplace(strand);
+    }
+  }
+  beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+
+  net::any_io_executor executor;  // a strand: every operation on the streams runs on it
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;  // bytes read past the previous response stay here
+};
+
+// One call, prepared once and sent once or twice (a retry after a stale pooled connection).
+struct Call {
+  std::string method;
+  std::string url;
+  UrlParts url_parts;
+  std::string pool_key;
+  bool tls = false;
+  bool head = false;
+  Duration timeout{};
+  SteadyTime deadline{};
+  http::request<http::string_body> request;
+
+  std::string what() const { return method + " " + printable(url); }
+};
+
+// The outcome of one try on one connection. Default-constructible, as co_spawn requires.
+struct Exchange {
+  std::optional<Result<HttpResponse>> result;
+  bool stale = false;     // a pooled connection failed before any byte of the response: retry
+  bool reusable = false;  // the connection may go back to the pool
+};
+
+Error timeout_error(const Call& call) {
+  Error e = Error::from_code(std::make_error_code(std::errc::timed_out),
+                             call.what() + " timed out after " + describe_duration(call.timeout));
+  e.kind = "timeout";
+  return e;
+}
+
+Error connect_timeout_error(const Call& call, Duration connect_timeout) {
+  Error e = Error::from_code(std::make_error_code(std::errc::timed_out),
+                             call.what() + ": connecting to " + call.url_parts.host + ":" +
+                                 call.url_parts.port + " timed out after " +
+                                 describe_duration(connect_timeout));
+  e.kind = "timeout";
+  return e;
+}
+
+// Refused, reset, closed early: kind "connect" and the errno, connection_reset when the peer
+// simply closed (EOF has no errno of its own).
+Error transport_error(const Call& call, std::string_view stage,
+                      const boost::system::error_code& ec) {
+  std::error_code code = to_std(ec);
+  std::string why = ec.message();
+  if (!code) {
+    code = std::make_error_code(std::errc::connection_reset);
+    if (is_closed_by_peer(ec)) why = "the server closed the connection";
+  }
+  Error e = Error::from_code(code, call.what() + " failed while " + std::string(stage) + ": " + why);
+  e.kind = "connect";
+  return e;
+}
+
+}  // namespace
+
+// --- parse_url ---------------------------------------------------------------------------------
+
+Result<UrlParts> parse_url(std::string_view url) {
+  auto bad = [&](const std::string& why) {
+    return configuration_error("invalid URL \"" + printable(url) + "\": " + why);
+  };
+  if (url.empty()) return bad("it is empty");
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      return bad("it contains a space or a control character");
+    }
+  }
+  std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return bad("no scheme (expected http:// or https://)");
+  UrlParts parts;
+  parts.scheme = lower(url.substr(0, scheme_end));
+  if (parts.scheme != "http" && parts.scheme != "https") {
+    return bad("unsupported scheme \"" + parts.scheme + "\" (expected http or https)");
+  }
+  std::string_view rest = url.substr(scheme_end + 3);
+  std::size_t authority_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, authority_end);
+  std::string_view tail =
+      authority_end == std::string_view::npos ? std::string_view{} : rest.substr(authority_end);
+  if (authority.find('@') != std::string_view::npos) {
+    return bad("user names and passwords in URLs are not supported");
+  }
+  if (authority.empty()) return bad("no host");
+
+  std::string_view port_text;
+  if (authority.front() == '[') {
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return bad("unterminated IPv6 literal (no ']')");
+    parts.host = lower(authority.substr(1, close - 1));
+    boost::system::error_code ec;
+    net::ip::make_address_v6(parts.host, ec);
+    if (ec) return bad("\"[" + parts.host + "]\" is not an IPv6 address");
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return bad("unexpected text after the IPv6 literal");
+      port_text = after.substr(1);
+    }
+  } else {
+    std::size_t colon = authority.rfind(':');
+    std::string_view host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return bad("an IPv6 address must be written in brackets, as in http://[::1]:8080/");
+    }
+    if (host.empty()) return bad("no host");
+    for (char c : host) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '.' || c == '_';
+      if (!ok) return bad("invalid character '" + printable(std::string(1, c)) + "' in the host");
+    }
+    parts.host = lower(host);
+  }
+
+  if (port_text.empty()) {
+    parts.port = parts.scheme == "https" ? "443" : "80";
+  } else {
+    bool digits = port_text.size() <= 5 &&
+                  std::all_of(port_text.begin(), port_text.end(),
+                              [](char c) { return c >= '0' && c <= '9'; });
+    long value = digits ? std::stol(std::string(port_text)) : 0;
+    if (!digits || value < 1 || value > 65535) {
+      return bad("port \"" + printable(port_text) + "\" is not a number from 1 to 65535");
+    }
+    parts.port = std::to_string(value);
+  }
+
+  tail = tail.substr(0, tail.find('#'));
+  if (tail.empty()) {
+    parts.target = "/";
+  } else if (tail.front() == '?') {
+    parts.target = "/" + std::string(tail);
+  } else {
+    parts.target = std::string(tail);
+  }
+  return parts;
+}
+
+// --- HttpClient ----------------------------------------------------------------------------------
+
+struct HttpClient::Impl {
+  Impl(net::any_io_executor ex, HttpClientOptions opts)
+      : executor(std::move(ex)), options(std::move(opts)) {
+    tls_context = std::make_unique<ssl::context>(ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(tls_context->native_handle(), TLS1_2_VERSION);
+    if (options.verify_peer) {
+      boost::system::error_code ec;
+      if (options.ca_file.empty()) {
+        tls_context->set_default_verify_paths(ec);
+        if (ec) {
+          tls_setup_error = configuration_error(
+              "cannot load the system's default CA certificates: " + ec.message());
+        }
+      } else {
+        tls_context->load_verify_file(options.ca_file, ec);
+        if (ec) {
+          tls_setup_error = configuration_error("cannot load ca_file \"" + options.ca_file +
+                                                "\": " + ec.message());
+        }
+      }
+    }
+  }
+
+  static net::awaitable<Result<HttpResponse>> run(std::shared_ptr<Impl> self, std::string method,
+                                                  std::string url, std::vector<HttpHeader> headers,
+                                                  std::string body,
+                                                  std::optional<Duration> timeout);
+
+  Result<Call> prepare(std::string method, std::string url, std::vector<HttpHeader> headers,
+                       std::string body, std::optional<Duration> timeout) const;
+  net::awaitable<Exchange> exchange(std::shared_ptr<Connection> conn, const Call& call,
+                                    bool pooled);
+  net::awaitable<std::optional<Error>> connect(Connection& conn, const Call& call);
+  template <class Stream>
+  net::awaitable<Exchange> send_and_receive(Connection& conn, Stream& stream, const Call& call,
+                                            bool pooled);
+
+  std::shared_ptr<Connection> take_idle(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = idle.find(key);
+    if (it == idle.end() || it->second.empty()) return nullptr;
+    // The most recently used connection is the least likely to have been closed by the server.
+    std::shared_ptr<Connection> conn = std::move(it->second.back());
+    it->second.pop_back();
+    --idle_count;
+    return conn;
+  }
+  void put_idle(const std::string& key, std::shared_ptr<Connection> conn) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& list = idle[key];
+    if (list.size() >= options.max_idle_per_host) return;  // conn closes as it goes out of scope
+    list.push_back(std::move(conn));
+    ++idle_count;
+  }
+  // A pooled connection to this server was found closed: its siblings probably were too.
+  void drop_idle(const std::string& key) {
+    std::vector<std::shared_ptr<Connection>> dropped;
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = idle.find(key);
+    if (it == idle.end()) return;
+    idle_count -= it->second.size();
+    dropped.swap(it->second);
+    idle.erase(it);
+  }
+
+  net::any_io_executor executor;
+  HttpClientOptions options;
+  std::unique_ptr<ssl::context> tls_context;
+  std::optional<Error> tls_setup_error;  // reported by every https call
+
+  mutable std::mutex mu;
+  std::map<std::string, std::vector<std::shared_ptr<Connection>>> idle;  // guarded by mu
+  std::size_t idle_count = 0;                                            // guarded by mu
+};
+
+Result<Call> HttpClient::Impl::prepare(std::string method, std::string url,
+                                       std::vector<HttpHeader> headers, std::string body,
+                                       std::optional<Duration> timeout) const {
+  Result<UrlParts> parts = parse_url(url);
+  if (!parts.ok()) return std::move(parts).error();
+  if (!is_http_token(method)) {
+    return configuration_error("invalid HTTP method \"" + printable(method) + "\"");
+  }
+  Call call;
+  call.timeout = timeout.value_or(options.default_timeout);
+  if (call.timeout <= Duration::zero()) {
+    return configuration_error(method + " " + printable(url) + ": the timeout must be positive");
+  }
+  call.method = std::move(method);
+  call.url = std::move(url);
+  call.url_parts = std::move(*parts);
+  call.tls = call.url_parts.scheme == "https";
+  call.head = call.method == "HEAD";
+  call.pool_key = call.url_parts.scheme + "://" + call.url_parts.host + ":" + call.url_parts.port;
+
+  const UrlParts& u = call.url_parts;
+  http::request<http::string_body>& req = call.request;
+  req.method_string(call.method);
+  req.target(u.target);
+  req.version(11);
+  std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
+  bool default_port = (u.scheme == "http" && u.port == "80") ||
+                      (u.scheme == "https" && u.port == "443");
+  if (!default_port) host += ":" + u.port;
+  bool has_host = false;
+  bool has_user_agent = false;
+  for (HttpHeader& h : headers) {
+    if (!is_http_token(h.name) || !is_valid_header_value(h.value)) {
+      return configuration_error(call.what() + ": invalid header \"" + printable(h.name) +
+                                 "\" (names are tokens; values have no CR, LF or NUL)");
+    }
+    // Framing is computed from the body; a caller's value could only contradict it.
+    if (iequals(h.name, "Content-Length") || iequals(h.name, "Transfer-Encoding")) continue;
+    has_host = has_host || iequals(h.name, "Host");
+    has_user_agent = has_user_agent || iequals(h.name, "User-Agent");
+    req.insert(h.name, h.value);
+  }
+  if (!has_host) req.set(http::field::host, host);
+  if (!has_user_agent && !options.user_agent.empty()) {
+    req.set(http::field::user_agent, options.user_agent);
+  }
+  req.body() = std::move(body);
+  req.prepare_payload();
+  call.deadline = std::chrono::steady_clock::now() + call.timeout;
+  return call;
+}
+
+net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl> self,
+                                                            std::string method, std::string url,
+                                                            std::vector<HttpHeader> headers,
+                                                            std::string body,
+                                                            std::optional<Duration> timeout) {
+  Result<Call> prepared =
+      self->prepare(std::move(method), std::move(url), std::move(headers), std::move(body),
+                    timeout);
+  if (!prepared.ok()) co_return std::move(prepared).error();
+  const Call& call = *prepared;
+  if (call.tls && self->tls_setup_error) co_return *self->tls_setup_error;
+
+  for (int attempt = 0;; ++attempt) {
+    // The retry after a stale pooled connection always takes a fresh one.
+    std::shared_ptr<Connection> conn = attempt == 0 ? self->take_idle(call.pool_key) : nullptr;
+    bool pooled = conn != nullptr;
+    if (!conn) {
+      conn = std::make_shared<Connection>(net::make_strand(self->executor),
+                                          call.tls ? self->tls_context.get() : nullptr);
+    }
+    // The exchange runs on the connection's strand, whatever executor the caller runs on, so the
+    // stream's timers and operations never race.
+    Exchange ex = co_await net::co_spawn(conn->executor, self->exchange(conn, call, pooled),
+                                         net::use_awaitable);
+    if (ex.stale) {
+      self->drop_idle(call.pool_key);
+      continue;
+    }
+    if (ex.reusable) self->put_idle(call.pool_key, std::move(conn));
+    co_return std::move(*ex.result);
+  }
+}
+
+net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn,
+                                                               const Call& call) {
+  const UrlParts& u = call.url_parts;
+  SteadyTime connect_deadline =
+      std::min(call.deadline, std::chrono::steady_clock::now() + options.connect_timeout);
+  auto timed_out = [&]() -> Error {
+    return connect_deadline < call.deadline ? connect_timeout_error(call, options.connect_timeout)
+                                            : timeout_error(call);
+  };
+  boost::system::error_code ec;
+  auto port = static_cast<unsigned short>(std::stoi(u.port));
+  std::vector<tcp::endpoint> endpoints;
+  net::ip::address address = net::ip::make_address(u.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(address, port);
+  } else {
+    // The resolver has no deadline of its own: a timer cancels it.
+    auto resolver = std::make_shared<tcp::resolver>(conn.executor);
+    net::steady_timer timer(conn.executor);
+    timer.expires_at(connect_deadline);
+    timer.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](
+                         const boost::system::error_code& wait_ec) {
+      if (wait_ec) return;
+      if (auto r = weak.lock()) r->cancel();
+    });
+    ec = {};
+    auto results = co_await resolver->async_resolve(u.host, u.port,
+                                                    net::redirect_error(net::use_awaitable, ec));
+    timer.cancel();
+    if (ec == net::error::operation_aborted) co_return timed_out();
+    if (ec) {
+      Error e = Error::of_kind("connect", call.what() + " failed: cannot resolve host \"" +
+                                              u.host + "\": " + ec.message());
+      e.code = to_std(ec);
+      co_return e;
+    }
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  }
+
+  beast::tcp_stream& tcp = conn.tcp();
+  tcp.expires_at(connect_deadline);
+  ec = {};
+  co_await tcp.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) co_return timed_out();
+  if (ec) co_return transport_error(call, "connecting to " + u.host + ":" + u.port, ec);
+  tcp.socket().set_option(tcp::no_delay(true), ec);
+
+  if (!conn.tls) co_return std::nullopt;
+  SSL* native = conn.tls->native_handle();
+  bool ip = is_ip_literal(u.host);
+  // SNI carries host names only (RFC 6066).
+  if (!ip) SSL_set_tlsext_host_name(native, u.host.c_str());
+  if (options.verify_peer) {
+    // OpenSSL's own host check (what ssl::host_name_verification calls) rather than a verify
+    // callback: on a mismatch the verify result then says so, and the error can tell why.
+    X509_VERIFY_PARAM* param = SSL_get0_param(native);
+    if (ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, u.host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      X509_VERIFY_PARAM_set1_host(param, u.host.c_str(), u.host.size());
+    }
+    conn.tls->set_verify_mode(ssl::verify_peer);
+  } else {
+    conn.tls->set_verify_mode(ssl::verify_none);
+  }
+  ec = {};
+  co_await conn.tls->async_handshake(ssl::stream_base::client,
+                                     net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) co_return timed_out();
+  if (ec) {
+    long verify = SSL_get_verify_result(native);
+    if (ec.category() != net::error::get_ssl_category() && verify == X509_V_OK) {
+      co_return transport_error(call, "in the TLS handshake with " + u.host + ":" + u.port, ec);
+    }
+    std::string why = verify != X509_V_OK
+                          ? std::string("certificate verification failed: ") +
+                                X509_verify_cert_error_string(verify)
+                          : ec.message();
+    Error e = Error::of_kind("tls", call.what() + " failed: TLS handshake with " + u.host + ":" +
+                                        u.port + " failed: " + why);
+    co_return e;
+  }
+  co_return std::nullopt;
+}
+
+net::awaitable<Exchange> HttpClient::Impl::exchange(std::shared_ptr<Connection> conn,
+                                                    const Call& call, bool pooled) {
+  if (std::chrono::steady_clock::now() >= call.deadline) {
+    co_return Exchange{timeout_error(call), false, pooled};
+  }
+  if (!pooled) {
+    std::optional<Error> failed = co_await connect(*conn, call);
+    if (failed) co_return Exchange{std::move(*failed), false, false};
+  }
+  if (conn->tls) co_return co_await send_and_receive(*conn, *conn->tls, call, pooled);
+  co_return co_await send_and_receive(*conn, *conn->plain, call, pooled);
+}
+
+template <class Stream>
+net::awaitable<Exchange> HttpClient::Impl::send_and_receive(Connection& conn, Stream& stream,
+                                                            const Call& call, bool pooled) {
+  beast::tcp_stream& tcp = conn.tcp();
+  boost::system::error_code ec;
+  tcp.expires_at(call.deadline);
+  co_await http::async_write(stream, call.request, net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) co_return Exchange{timeout_error(call), false, false};
+  if (ec) {
+    if (pooled && is_closed_by_peer(ec)) co_return Exchange{std::nullopt, true, false};
+    co_return Exchange{transport_error(call, "sending the request", ec), false, false};
+  }
+
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(options.max_response_bytes);
+  parser.header_limit(kMaxResponseHeaderBytes);
+  if (call.head) parser.skip(true);
+  bool nothing_buffered = conn.buffer.size() == 0;
+  tcp.expires_at(call.deadline);
+  ec = {};
+  co_await http::async_read(stream, conn.buffer, parser,
+                            net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) co_return Exchange{timeout_error(call), false, false};
+  if (ec == http::error::body_limit) {
+    co_return Exchange{Error::of_kind("response_too_large",
+                                      call.what() + ": the response body exceeds the limit of " +
+                                          std::to_string(options.max_response_bytes) + " bytes"),
+                       false, false};
+  }
+  if (ec) {
+    if (pooled && nothing_buffered && !parser.got_some() && is_closed_by_peer(ec)) {
+      co_return Exchange{std::nullopt, true, false};
+    }
+    if (is_closed_by_peer(ec) || ec.category() != http::make_error_code(http::error{}).category()) {
+      co_return Exchange{transport_error(call, "reading the response", ec), false, false};
+    }
+    co_return Exchange{
+        Error::of_kind("protocol", call.what() + ": malformed response: " + ec.message()), false,
+        false};
+  }
+
+  http::response<http::string_body> res = parser.release();
+  HttpResponse response;
+  response.status = static_cast<int>(res.result_int());
+  response.headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())));
+  for (const auto& field : res) {
+    response.headers.push_back({std::string(field.name_string()), std::string(field.value())});
+  }
+  response.body = std::move(res.body());
+  bool reusable = res.keep_alive() && !res.need_eof();
+  co_return Exchange{std::move(response), false, reusable};
+}
+
+HttpClient::HttpClient(boost::asio::any_io_executor executor, HttpClientOptions options)
+    : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {}
+
+HttpClient::~HttpClient() = default;
+
+boost::asio::awaitable<Result<HttpResponse>> HttpClient::request(std::string method,
+                                                                 std::string url,
+                                                                 std::vector<HttpHeader> headers,
+                                                                 std::string body,
+                                                                 std::optional<Duration> timeout) {
+  // Not a coroutine itself: the call holds the shared state, not `this`.
+  return Impl::run(impl_, std::move(method), std::move(url), std::move(headers), std::move(body),
+                   timeout);
+}
+
+Result<HttpResponse> HttpClient::request_sync(std::string method, std::string url,
+                                              std::vector<HttpHeader> headers, std::string body,
+                                              std::optional<Duration> timeout) {
+  auto promise = std::make_shared<std::promise<Result<HttpResponse>>>();
+  std::future<Result<HttpResponse>> future = promise->get_future();
+  net::co_spawn(
+      impl_->executor,
+      [impl = impl_, promise, method = std::move(method), url = std::move(url),
+       headers = std::move(headers), body = std::move(body),
+       timeout]() mutable -> net::awaitable<void> {
+        std::optional<Result<HttpResponse>> result;
+        try {
+          result.emplace(co_await Impl::run(impl, std::move(method), std::move(url),
+                                            std::move(headers), std::move(body), timeout));
+        } catch (const std::exception& e) {
+          result.emplace(Error::from_live_exception(e, std::current_exception()));
+        }
+        promise->set_value(std::move(*result));
+      },
+      net::detached);
+  return future.get();
+}
+
+std::size_t HttpClient::idle_connections() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->idle_count;
+}
+
+void HttpClient::close_idle_connections() {
+  std::map<std::string, std::vector<std::shared_ptr<Connection>>> dropped;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  dropped.swap(impl_->idle);
+  impl_->idle_count = 0;
+}
+
+const HttpClientOptions& HttpClient::options() const noexcept { return impl_->options; }
+
+}  // namespace mend
