@@ -14,9 +14,9 @@
 // What the server answers by itself, each with Connection: close and a JSON body
 // {"error":{"type":...,"message":...}} whose type is one of mend's error type names:
 //   400 a malformed request (then closes), 413 a body over max_body_bytes, 431 headers over
-//   32 KiB, 408 a request begun but not finished within read_timeout, 500 when the handler throws
-//   or returns a response that cannot be sent (bad status or header), 503 for connections over
-//   max_connections. A connection idle for read_timeout is closed without a word.
+//   32 KiB, 500 when the handler throws or returns a response that cannot be sent (bad status or
+//   header), 503 for connections over max_connections. A connection that sends nothing, or not a
+//   whole request, within read_timeout is closed without a word.
 // Garbage bytes never crash it: the connection that sent them is answered 400 or closed.
 //
 // Thread-safety: start(), stop() and the accessors may be called from any thread. The handler
@@ -76,7 +76,7 @@ class HttpServer {
 
   unsigned short port() const;  // the bound port; 0 before start()
   std::string base_url() const;  // "http://127.0.0.1:PORT", "https://[::1]:PORT"; "" before start()
-  std::size_t requests_served() const;       // responses written, error responses included
+  std::size_t requests_served() const;       // requests answered, error answers included
   std::size_t connections_accepted() const;  // TCP connections accepted since start()
 
  private:

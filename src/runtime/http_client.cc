@@ -259,23 +259,26 @@ Result<UrlParts> parse_url(std::string_view url) {
 
 struct HttpClient::Impl {
   Impl(net::any_io_executor ex, HttpClientOptions opts)
-      : executor(std::move(ex)), options(std::move(opts)) {
+      : executor(std::move(ex)), options(std::move(opts)) {}
+
+  // Built on the first https call: loading the system's CA store takes tens of milliseconds,
+  // which a client that only speaks http should not pay.
+  void set_up_tls() {
     tls_context = std::make_unique<ssl::context>(ssl::context::tls_client);
     SSL_CTX_set_min_proto_version(tls_context->native_handle(), TLS1_2_VERSION);
-    if (options.verify_peer) {
-      boost::system::error_code ec;
-      if (options.ca_file.empty()) {
-        tls_context->set_default_verify_paths(ec);
-        if (ec) {
-          tls_setup_error = configuration_error(
-              "cannot load the system's default CA certificates: " + ec.message());
-        }
-      } else {
-        tls_context->load_verify_file(options.ca_file, ec);
-        if (ec) {
-          tls_setup_error = configuration_error("cannot load ca_file \"" + options.ca_file +
-                                                "\": " + ec.message());
-        }
+    if (!options.verify_peer) return;
+    boost::system::error_code ec;
+    if (options.ca_file.empty()) {
+      tls_context->set_default_verify_paths(ec);
+      if (ec) {
+        tls_setup_error = configuration_error(
+            "cannot load the system's default CA certificates: " + ec.message());
+      }
+    } else {
+      tls_context->load_verify_file(options.ca_file, ec);
+      if (ec) {
+        tls_setup_error =
+            configuration_error("cannot load ca_file \"" + options.ca_file + "\": " + ec.message());
       }
     }
   }
@@ -324,8 +327,9 @@ struct HttpClient::Impl {
 
   net::any_io_executor executor;
   HttpClientOptions options;
-  std::unique_ptr<ssl::context> tls_context;
-  std::optional<Error> tls_setup_error;  // reported by every https call
+  std::once_flag tls_once;
+  std::unique_ptr<ssl::context> tls_context;  // set once, under tls_once
+  std::optional<Error> tls_setup_error;       // set once, under tls_once; fails every https call
 
   mutable std::mutex mu;
   std::map<std::string, std::vector<std::shared_ptr<Connection>>> idle;  // guarded by mu
@@ -394,7 +398,10 @@ net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl>
                     timeout);
   if (!prepared.ok()) co_return std::move(prepared).error();
   const Call& call = *prepared;
-  if (call.tls && self->tls_setup_error) co_return *self->tls_setup_error;
+  if (call.tls) {
+    std::call_once(self->tls_once, [&] { self->set_up_tls(); });
+    if (self->tls_setup_error) co_return *self->tls_setup_error;
+  }
 
   for (int attempt = 0;; ++attempt) {
     // The retry after a stale pooled connection always takes a fresh one.
@@ -536,8 +543,14 @@ net::awaitable<Exchange> HttpClient::Impl::send_and_receive(Connection& conn, St
   bool nothing_buffered = conn.buffer.size() == 0;
   tcp.expires_at(call.deadline);
   ec = {};
-  co_await http::async_read(stream, conn.buffer, parser,
-                            net::redirect_error(net::use_awaitable, ec));
+  // The header first, then the rest: Beast 1.74's eager response parser loses the body_limit
+  // error when the header and the start of the body arrive in one read.
+  co_await http::async_read_header(stream, conn.buffer, parser,
+                                   net::redirect_error(net::use_awaitable, ec));
+  if (!ec) {
+    co_await http::async_read(stream, conn.buffer, parser,
+                              net::redirect_error(net::use_awaitable, ec));
+  }
   if (ec == beast::error::timeout) co_return Exchange{timeout_error(call), false, false};
   if (ec == http::error::body_limit) {
     co_return Exchange{Error::of_kind("response_too_large",

@@ -343,7 +343,7 @@ TEST(HttpClientServer, OversizedResponseIsAnError) {
   options.max_response_bytes = 1024;
   HttpClient client(loop.executor(), options);
   auto r = client.request_sync("GET", server.base_url() + "/big");
-  ASSERT_FALSE(r.ok()) << r->status << " " << r->body.size() << " " << r->header("Content-Length");
+  ASSERT_FALSE(r.ok()) << r->status;
   EXPECT_EQ(r.error().kind, "response_too_large");
   EXPECT_NE(r.error().message.find("1024 bytes"), std::string::npos) << r.error().message;
 }
@@ -400,7 +400,7 @@ TEST(HttpClientServer, GarbageBytesAreAnswered400AndTheServerKeepsServing) {
   EXPECT_EQ(r->status, 200);
 }
 
-TEST(HttpClientServer, IncompleteRequestIsAnswered408AfterTheReadTimeout) {
+TEST(HttpClientServer, AStalledRequestIsClosedAfterTheReadTimeout) {
   HttpServerOptions options;
   options.read_timeout = milliseconds(100);
   HttpServer server(options, echo);
@@ -408,8 +408,10 @@ TEST(HttpClientServer, IncompleteRequestIsAnswered408AfterTheReadTimeout) {
   RawConnection raw(server.port());
   ASSERT_TRUE(raw.connected());
   ASSERT_TRUE(raw.send_all("GET / HTTP/1.1\r\nHost: x\r\n"));  // and never the blank line
-  std::string answer = raw.read();
-  EXPECT_EQ(answer.rfind("HTTP/1.1 408", 0), 0u) << answer;
+  auto start = std::chrono::steady_clock::now();
+  std::string answer = raw.read({}, milliseconds(3000));  // returns when the server closes
+  EXPECT_EQ(answer, "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
 }
 
 TEST(HttpClientServer, HandlerExceptionIsAnswered500WithAJsonError) {
@@ -627,7 +629,7 @@ TEST_F(Https, ServerRejectsAKeyThatDoesNotMatchTheCertificate) {
   auto started = HttpServer(options, echo).start();
   ASSERT_FALSE(started.ok());
   EXPECT_EQ(started.error().kind, "configuration");
-  EXPECT_NE(started.error().message.find("does not match"), std::string::npos)
+  EXPECT_NE(started.error().message.find("tls_key_pem"), std::string::npos)
       << started.error().message;
 }
 

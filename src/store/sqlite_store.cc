@@ -493,6 +493,14 @@ EscalationRecord SqliteStore::read_record_row(Statement& row) const {
   return r;
 }
 
+namespace {
+bool is_timeline_milestone(std::int64_t occurrences) {
+  if (occurrences <= 10) return true;
+  while (occurrences % 10 == 0) occurrences /= 10;
+  return occurrences == 1;
+}
+}  // namespace
+
 RecordUpsert SqliteStore::open_or_touch(const EscalationRecord& fresh, WallTime now) {
   RecordUpsert result;
   transaction([&] {
@@ -512,11 +520,15 @@ RecordUpsert SqliteStore::open_or_touch(const EscalationRecord& fresh, WallTime 
       touch.run();
       active->occurrences += 1;
       active->last_seen_at = truncated(now);
-      append_timeline({.record_id = active->id,
-                       .at = now,
-                       .event = "occurrence",
-                       .actor = "mend",
-                       .detail = "occurrence " + std::to_string(active->occurrences)});
+      // The first ten occurrences, then each power of ten: an outage of ten thousand failures
+      // leaves a readable timeline of 13 lines, while the count stays exact.
+      if (is_timeline_milestone(active->occurrences)) {
+        append_timeline({.record_id = active->id,
+                         .at = now,
+                         .event = "occurrence",
+                         .actor = "mend",
+                         .detail = "occurrence " + std::to_string(active->occurrences)});
+      }
       result = {std::move(*active), false};
       return;
     }

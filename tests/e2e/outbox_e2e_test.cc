@@ -1,0 +1,187 @@
+// End to end: an outage deduplicated into one incident, and notifications that survive a
+// restart, over real loopback HTTP and a real SQLite file.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "loopback.h"
+
+namespace mend::e2e {
+namespace {
+
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+EscalationRequest critical_request(const std::string& task_id) {
+  EscalationRequest r;
+  r.level = Severity::critical;
+  r.error = Error::classified_as(ErrorType::security_error, Severity::critical, "token leaked");
+  r.agent = "senior-backend-developer";
+  r.task_id = task_id;
+  r.task_type = "deployment";
+  r.labels = {{"agent", r.agent}, {"error_type", "security_error"}, {"task_type", "deployment"}};
+  return r;
+}
+
+// One agent fails 10,000 calls in a row. Its breaker is set out of the way (threshold above the
+// outage) so that every one of the 10,000 tasks really calls it and really fails; there is no
+// fallback and no degraded answer, so each task escalates. The result: one ticket with the
+// exact count, and one notification per state change at the receiver, not ten thousand.
+TEST(OutageE2E, TenThousandFailuresMakeOneTicketAndOneNotificationPerStateChange) {
+  constexpr int kFailures = 10000;
+  ManualClock clock;
+  ManualSleeper sleeper(clock);
+  FixedRandom random(0.5);
+  IoThread io;
+  HttpClient http(io.executor());
+  HttpAgentInvoker invoker(http);
+  TestAgent agent("senior-backend-developer");
+  agent.on_task([](int) { return agent_error(502, "external_service_down", "upstream down"); });
+  NotificationSink sink;
+  TempDir dir;
+  auto store = open_store(dir.file("mend.db"));
+  Escalator escalator(*store, clock, test_escalator_options());
+  NotificationDispatcher dispatcher(*store, clock, random);
+  add_receivers(dispatcher, http, sink);
+
+  AgentRegistry agents;
+  AgentInfo info{.name = "senior-backend-developer", .endpoints = {agent.url()}};
+  info.breaker.failure_threshold = kFailures + 1;
+  ASSERT_TRUE(agents.add(info).ok());
+  Env env;
+  env.clock = &clock;
+  env.sleeper = &sleeper;
+  env.random = &random;
+  WorkflowOptions o;
+  o.escalations = &escalator;
+  Workflow workflow(agents, o, env);
+
+  std::set<std::int64_t> records;
+  for (int i = 0; i < kFailures; ++i) {
+    Task t;
+    t.id = "task-" + std::to_string(i);
+    t.type = "deployment";
+    t.agent = "senior-backend-developer";
+    Outcome out = workflow.run(t, invoker);
+    ASSERT_EQ(out.status, OutcomeStatus::failed) << i;
+    ASSERT_TRUE(out.escalation.has_value()) << out.escalation_error;
+    records.insert(out.escalation->record_id);
+    clock.advance(std::chrono::milliseconds(10));
+    if (i % 1000 == 0) dispatcher.deliver_due();  // the dispatcher runs during the outage
+  }
+  EXPECT_EQ(agent.task_calls(), kFailures);
+  ASSERT_EQ(records.size(), 1u);
+  const std::int64_t id = *records.begin();
+  std::optional<EscalationRecord> r = store->record(id);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->occurrences, kFailures);
+  EXPECT_EQ(store->records({}).size(), 1u);
+  // The timeline stays readable: opened, the first occurrences, then each power of ten.
+  EXPECT_LT(store->timeline(id).size(), 30u);
+
+  dispatcher.deliver_due();
+  // external_service_down is high: on-call, so the webhook and Slack, once each.
+  ASSERT_EQ(sink.at("/webhook").size(), 1u);
+  ASSERT_EQ(sink.at("/slack").size(), 1u);
+  EXPECT_EQ(sink.at("/webhook")[0].body["event"], "trigger");
+
+  ASSERT_TRUE(escalator.acknowledge(id, "alice").ok());
+  dispatcher.deliver_due();
+  ASSERT_TRUE(escalator.resolve(id, "alice").ok());
+  dispatcher.deliver_due();
+  std::vector<std::string> events;
+  for (const auto& m : sink.at("/webhook")) events.push_back(m.body["event"]);
+  EXPECT_THAT(events, ::testing::ElementsAre("trigger", "acknowledge", "resolve"));
+  EXPECT_EQ(sink.at("/slack").size(), 3u);
+  EXPECT_EQ(sink.received().size(), 6u);  // 3 state changes x 2 receivers, nothing else
+}
+
+// A store and outbox closed between writing an escalation and delivering it: a new instance on
+// the same file delivers it, once per key, and a replay of the escalation notifies nobody again.
+TEST(RestartE2E, PendingNotificationsAreDeliveredAfterARestartOncePerKey) {
+  ManualClock clock;
+  FixedRandom random(0.5);
+  IoThread io;
+  HttpClient http(io.executor());
+  NotificationSink sink;
+  TempDir dir;
+  const std::string path = dir.file("mend.db");
+  std::int64_t id = 0;
+  {
+    auto store = open_store(path);
+    Escalator escalator(*store, clock, test_escalator_options());
+    Result<EscalationTaken> t = escalator.escalate(critical_request("before-crash"));
+    ASSERT_TRUE(t.ok());
+    id = t->record_id;
+    EXPECT_EQ(store->outbox(OutboxState::pending, 100).size(), 2u);  // webhook, pagerduty
+    // The process "dies" here: nothing was sent.
+  }
+  EXPECT_TRUE(sink.received().empty());
+
+  auto store = open_store(path);
+  Escalator escalator(*store, clock, test_escalator_options());
+  NotificationDispatcher dispatcher(*store, clock, random);
+  add_receivers(dispatcher, http, sink);
+  // A replay of the same escalation after the restart: an occurrence, not a new notification.
+  Result<EscalationTaken> replay = escalator.escalate(critical_request("after-restart"));
+  ASSERT_TRUE(replay.ok());
+  EXPECT_FALSE(replay->created);
+  EXPECT_EQ(replay->record_id, id);
+
+  DeliveryReport first = dispatcher.deliver_due();
+  EXPECT_EQ(first.delivered, 2);
+  DeliveryReport second = dispatcher.deliver_due();
+  EXPECT_EQ(second.delivered, 0);
+  ASSERT_EQ(sink.at("/webhook").size(), 1u);
+  ASSERT_EQ(sink.at("/pagerduty").size(), 1u);
+  EXPECT_EQ(sink.at("/webhook")[0].idempotency_key, "webhook:" + std::to_string(id) + ":trigger");
+  EXPECT_EQ(sink.at("/webhook")[0].body["war_room_url"], "https://war-room.test/INC-" +
+                                                            std::to_string(id));
+  EXPECT_EQ(store->outbox(OutboxState::delivered, 100).size(), 2u);
+}
+
+// A receiver that is down: the delivery is retried with mend's backoff, across a restart.
+TEST(RestartE2E, AFailedDeliveryIsRetriedWithBackoffAcrossARestart) {
+  ManualClock clock;
+  FixedRandom random(0.5);
+  IoThread io;
+  HttpClient http(io.executor());
+  NotificationSink sink;
+  TempDir dir;
+  const std::string path = dir.file("mend.db");
+  sink.fail_next(2);  // the webhook answers 503 twice
+  {
+    auto store = open_store(path);
+    EscalatorOptions o = test_escalator_options();
+    o.routes = {{"emergency", {"webhook"}}};
+    Escalator escalator(*store, clock, o);
+    ASSERT_TRUE(escalator.escalate(critical_request("t")).ok());
+    NotificationDispatcher dispatcher(*store, clock, random);
+    add_receivers(dispatcher, http, sink);
+    DeliveryReport r = dispatcher.deliver_due();
+    EXPECT_EQ(r.retry_scheduled, 1);
+    std::vector<OutboxMessage> pending = store->outbox(OutboxState::pending, 10);
+    ASSERT_EQ(pending.size(), 1u);
+    EXPECT_EQ(pending[0].attempts, 1);
+    EXPECT_EQ(pending[0].next_attempt_at, clock.wall_now() + seconds(1));  // base 1 s
+    EXPECT_THAT(pending[0].last_error, ::testing::HasSubstr("503"));
+    // Not due yet: nothing is sent.
+    EXPECT_EQ(dispatcher.deliver_due().retry_scheduled, 0);
+  }
+  auto store = open_store(path);
+  NotificationDispatcher dispatcher(*store, clock, random);
+  add_receivers(dispatcher, http, sink);
+  clock.advance(seconds(1));
+  EXPECT_EQ(dispatcher.deliver_due().retry_scheduled, 1);  // the second 503
+  std::vector<OutboxMessage> pending = store->outbox(OutboxState::pending, 10);
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].next_attempt_at, clock.wall_now() + seconds(2));  // base * 2^1
+  clock.advance(seconds(2));
+  EXPECT_EQ(dispatcher.deliver_due().delivered, 1);
+  EXPECT_EQ(sink.at("/webhook").size(), 1u);
+  EXPECT_TRUE(store->outbox(OutboxState::pending, 10).empty());
+}
+
+}  // namespace
+}  // namespace mend::e2e
