@@ -160,6 +160,8 @@ class DemoSink final : public mend::EventSink {
         return print(e, buf);
       case mend::EventKind::bulkhead_rejected:
         return print(e, "bulkhead full");
+      default:
+        return;  // the workflow's events: this demo drives single pipelines, not the workflow
     }
   }
 

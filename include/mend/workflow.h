@@ -160,11 +160,20 @@ class AgentInvoker {
                                      int attempt) = 0;
 };
 
+// Keeps a record of every task's outcome (the store layer's StoreTaskJournal writes it to the
+// task journal). Called by the drivers once per task, after the outcome is final; must not throw.
+class TaskJournal {
+ public:
+  virtual ~TaskJournal() = default;
+  virtual void record(const Task& task, const Outcome& outcome) noexcept = 0;
+};
+
 struct WorkflowOptions {
   RetryOptions retry;  // seed defaults: 3 retries, base 1 s, cap 60 s, seed's retryable set
   DegradedService* degraded = nullptr;   // none: a task nobody answered fails
   SelfHealer* healer = nullptr;          // none: system errors fall back without healing
   EscalationSink* escalations = nullptr; // none: escalation is decided but not carried out
+  TaskJournal* journal = nullptr;        // none: outcomes are returned, not recorded
   int max_agents = 8;                    // agents tried per task at most, primary included
 };
 

@@ -63,8 +63,11 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
       case WorkflowStep::Kind::escalate:
         run->provide_escalation(options_.escalations->escalate(step.escalation));
         break;
-      case WorkflowStep::Kind::done:
-        return run->take_outcome();
+      case WorkflowStep::Kind::done: {
+        Outcome outcome = run->take_outcome();
+        if (options_.journal != nullptr) options_.journal->record(run->task(), outcome);
+        return outcome;
+      }
     }
   }
 }

@@ -61,8 +61,17 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
             blocking, [sink, request = std::move(request)] { return sink->escalate(request); }));
         break;
       }
-      case WorkflowStep::Kind::done:
-        co_return run->take_outcome();
+      case WorkflowStep::Kind::done: {
+        Outcome outcome = run->take_outcome();
+        if (TaskJournal* journal = workflow.options().journal) {
+          // A store write: off the I/O threads, like escalations.
+          outcome = co_await offload(blocking, [journal, &run, outcome = std::move(outcome)] {
+            journal->record(run->task(), outcome);
+            return outcome;
+          });
+        }
+        co_return outcome;
+      }
     }
   }
 }

@@ -132,8 +132,12 @@ class NotificationSink {
     nlohmann::json body;
   };
 
-  NotificationSink() {
-    server_ = std::make_unique<HttpServer>(HttpServerOptions{}, [this](const HttpRequest& r) {
+  // With a certificate and key (PEM), the sink speaks HTTPS only.
+  explicit NotificationSink(std::string tls_cert_pem = {}, std::string tls_key_pem = {}) {
+    HttpServerOptions options;
+    options.tls_cert_pem = std::move(tls_cert_pem);
+    options.tls_key_pem = std::move(tls_key_pem);
+    server_ = std::make_unique<HttpServer>(options, [this](const HttpRequest& r) {
       std::lock_guard lock(mu_);
       if (fail_next_ > 0) {
         --fail_next_;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "loopback.h"
+#include "test_tls.h"
 
 namespace mend::e2e {
 namespace {
@@ -181,6 +182,41 @@ TEST(RestartE2E, AFailedDeliveryIsRetriedWithBackoffAcrossARestart) {
   EXPECT_EQ(dispatcher.deliver_due().delivered, 1);
   EXPECT_EQ(sink.at("/webhook").size(), 1u);
   EXPECT_TRUE(store->outbox(OutboxState::pending, 10).empty());
+}
+
+// Notifications over HTTPS: delivered when the receiver's certificate verifies against the
+// configured CA; refused (and retried later, not sent in clear) when it does not.
+TEST(HttpsE2E, NotificationsGoOverVerifiedHttpsOnly) {
+  auto certs = testing::TestCertificates::generate();
+  NotificationSink sink(certs->cert_pem, certs->key_pem);
+  ASSERT_EQ(sink.url("/webhook").rfind("https://", 0), 0u);
+  ManualClock clock;
+  FixedRandom random(0.5);
+  IoThread io;
+  HttpClient trusting(io.executor(), {.ca_file = certs->ca_file});
+  HttpClient system_roots(io.executor());  // does not know the test CA
+  TempDir dir;
+  auto store = open_store(dir.file("mend.db"));
+  EscalatorOptions o = test_escalator_options();
+  o.routes = {{"emergency", {"webhook"}}};
+  Escalator escalator(*store, clock, o);
+  ASSERT_TRUE(escalator.escalate(critical_request("t")).ok());
+
+  NotificationDispatcher refused(*store, clock, random);
+  refused.add_receiver(
+      std::make_unique<WebhookReceiver>("webhook", system_roots, sink.url("/webhook")));
+  EXPECT_EQ(refused.deliver_due().retry_scheduled, 1);
+  EXPECT_TRUE(sink.received().empty());
+  std::vector<OutboxMessage> pending = store->outbox(OutboxState::pending, 10);
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_THAT(pending[0].last_error, ::testing::HasSubstr("certificate"));
+
+  clock.advance(seconds(1));
+  NotificationDispatcher verified(*store, clock, random);
+  verified.add_receiver(std::make_unique<WebhookReceiver>("webhook", trusting, sink.url("/webhook")));
+  EXPECT_EQ(verified.deliver_due().delivered, 1);
+  ASSERT_EQ(sink.at("/webhook").size(), 1u);
+  EXPECT_EQ(sink.at("/webhook")[0].body["event"], "trigger");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "loopback.h"
 #include "mend/async_workflow.h"
+#include "mend/journal.h"
 
 namespace mend::e2e {
 namespace {
@@ -49,6 +50,8 @@ class WorkflowE2E : public ::testing::Test {
     o.degraded = &degraded;
     o.healer = &healer;
     o.escalations = escalator.get();
+    journal = std::make_unique<StoreTaskJournal>(*store, clock);
+    o.journal = journal.get();
     workflow = std::make_unique<Workflow>(agents, o, env);
   }
   void add(AgentInfo info) { ASSERT_TRUE(agents.add(std::move(info)).ok()); }
@@ -94,6 +97,7 @@ class WorkflowE2E : public ::testing::Test {
   std::unique_ptr<SqliteStore> store;
   std::unique_ptr<Escalator> escalator;
   std::unique_ptr<NotificationDispatcher> dispatcher;
+  std::unique_ptr<StoreTaskJournal> journal;
   DegradedService degraded;
   SelfHealer healer;
   std::unique_ptr<Workflow> workflow;
@@ -121,6 +125,14 @@ TEST_F(WorkflowE2E, TransientFailuresAreRetriedAndOnlyLogged) {
   EXPECT_TRUE(store->records({}).empty());
   deliver();
   EXPECT_TRUE(sink.received().empty());
+  // The journal keeps what happened, for after a restart.
+  std::vector<JournalEntry> entries = store->journal(10);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].task_id, "task-1");
+  EXPECT_EQ(entries[0].status, "succeeded_after_retry");
+  EXPECT_EQ(entries[0].attempts, 3);
+  EXPECT_EQ(nlohmann::json::parse(entries[0].outcome_json)["attempts"].size(), 3u);
+  EXPECT_EQ(journal->failures(), 0);
 }
 
 // transient, exhausted: real timeouts detected by the client, retried 3 times with the seed's
@@ -302,6 +314,7 @@ TEST_F(WorkflowE2E, CriticalFailuresOpenAnIncidentPageAndWarRoom) {
   EXPECT_THAT(out.escalation->record, ::testing::StartsWith("INC-"));
   EXPECT_EQ(out.escalation->war_room_url, "https://war-room.test/" + out.escalation->record);
   EXPECT_EQ(out.escalation->sla, minutes(15));
+  EXPECT_EQ(store->journal(1).at(0).record_id, out.escalation->record_id);
   deliver();
   auto pages = sink.at("/pagerduty");
   ASSERT_EQ(pages.size(), 1u);
