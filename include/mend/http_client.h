@@ -27,13 +27,15 @@
 // any byte of the response arrives; the request is then sent once more on a fresh connection.
 //
 // Thread-safety: all methods may be called concurrently from any thread; the pool is shared and
-// locked. The client must outlive the calls it started. request_sync() must not be called from a
-// thread that runs the client's executor (it would wait for itself).
+// locked. Calls in flight keep the client's state alive, so the client may be destroyed before
+// they finish; the executor must outlive them. request_sync() must not be called from a thread
+// that runs the client's executor (it would wait for itself).
 #ifndef MEND_HTTP_CLIENT_H_
 #define MEND_HTTP_CLIENT_H_
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
-#include <utility>
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

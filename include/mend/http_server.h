@@ -4,8 +4,8 @@
 // synchronous handler. What the daemon's API and the tests' fake agents are built on.
 //
 //   mend::HttpServer server({}, [](const mend::HttpRequest& request) {
-//     if (request.target == "/health") return mend::HttpResponse{200, {}, R"({"status":"healthy"})"};
-//     return mend::HttpResponse{404, {}, "not found"};
+//     if (request.target != "/health") return mend::HttpResponse{404, {}, "not found"};
+//     return mend::HttpResponse{200, {}, R"({"status":"healthy"})"};
 //   });
 //   if (auto started = server.start(); !started.ok()) fail(started.error().message);
 //   client.request_sync("GET", server.base_url() + "/health");   // "http://127.0.0.1:PORT"
@@ -74,7 +74,7 @@ class HttpServer {
   // threads. Idempotent. A stopped server cannot be started again.
   void stop();
 
-  unsigned short port() const;  // the bound port; 0 before start()
+  unsigned short port() const;   // the bound port; 0 before start()
   std::string base_url() const;  // "http://127.0.0.1:PORT", "https://[::1]:PORT"; "" before start()
   std::size_t requests_served() const;       // requests answered, error answers included
   std::size_t connections_accepted() const;  // TCP connections accepted since start()

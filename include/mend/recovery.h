@@ -210,7 +210,8 @@ class SelfHealer {
   // diagnose; no issue or no strategy for it: no_strategy, escalate; intensity exceeded: no
   // action, reason restart_intensity_exceeded, escalate; else the strategy, then ops.probe(agent):
   // recovered only when the strategy succeeded and the probe answered healthy or degraded;
-  // otherwise escalate (reason still_unhealthy when the strategy itself succeeded).
+  // otherwise escalate (reason still_unhealthy when the strategy itself succeeded). Operations
+  // and strategies that fail or throw are reported, never propagated.
   HealingReport heal(const std::string& agent, const Symptoms& symptoms, AgentOperations& ops,
                      TimePoint now);
 

@@ -179,6 +179,21 @@ struct WorkflowOptions {
 
 class WorkflowRun;
 
+namespace detail {
+// Calls `fn`, turning an exception it throws into the error of its Result: an invoker or sink
+// that throws fails its step, not the whole run. For drivers.
+template <class Fn>
+auto guarded(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return Error::from_live_exception(e, std::current_exception());
+  } catch (...) {
+    return Error::from_exception(std::current_exception());
+  }
+}
+}  // namespace detail
+
 class Workflow {
  public:
   Workflow(AgentRegistry& agents, WorkflowOptions options, Env env = Env::system());
@@ -248,6 +263,10 @@ class WorkflowRun {
   std::optional<Result<std::string>> call_result_;
   std::optional<HealingReport> healing_;
   std::optional<Result<EscalationTaken>> escalation_;
+  // The call step handed to the driver and not yet answered: its capacity slot and breaker
+  // permit are given back if the run is destroyed before the answer (a driver that threw).
+  AgentRegistry::Entry* call_agent_ = nullptr;
+  CircuitBreaker::Permit call_permit_{};
   std::coroutine_handle<> handle_;
 };
 

@@ -49,19 +49,22 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
     const WorkflowStep& step = run->next();
     switch (step.kind) {
       case WorkflowStep::Kind::call:
-        run->provide_call_result(invoker.invoke(*step.agent, step.replica, run->task(),
-                                                step.attempt));
+        run->provide_call_result(detail::guarded([&] {
+          return invoker.invoke(*step.agent, step.replica, run->task(), step.attempt);
+        }));
         break;
       case WorkflowStep::Kind::wait:
         env_.sleeper->sleep_for(step.delay, {});
         break;
       case WorkflowStep::Kind::heal:
         // start() enabled healing only with both a healer and operations.
-        run->provide_healing(
-            options_.healer->heal(step.agent->name, step.symptoms, *operations, env_.clock->now()));
+        // heal() turns failures of the operations and strategies into its report.
+        run->provide_healing(options_.healer->heal(step.agent->name, step.symptoms, *operations,
+                                                   env_.clock->now()));
         break;
       case WorkflowStep::Kind::escalate:
-        run->provide_escalation(options_.escalations->escalate(step.escalation));
+        run->provide_escalation(
+            detail::guarded([&] { return options_.escalations->escalate(step.escalation); }));
         break;
       case WorkflowStep::Kind::done: {
         Outcome outcome = run->take_outcome();
@@ -78,6 +81,10 @@ WorkflowRun::WorkflowRun(const Workflow& workflow, Task task, bool can_heal)
 }
 
 WorkflowRun::~WorkflowRun() {
+  if (call_agent_ != nullptr) {
+    workflow_.agents_.release(call_agent_->info.name);
+    call_agent_->breaker.on_ignored(call_permit_);
+  }
   if (handle_) handle_.destroy();
 }
 
@@ -165,7 +172,10 @@ WorkflowRun::Script WorkflowRun::script() {
       step_.replica = replica;
       step_.attempt = attempt;
       call_result_.reset();
+      call_agent_ = entry;
+      call_permit_ = permit;
       co_yield 0;
+      call_agent_ = nullptr;
       agents.release(candidate.agent);
       ++calls;
       Result<std::string> result = call_result_ ? std::move(*call_result_)

@@ -395,6 +395,37 @@ TEST_F(WorkflowTest, AStateMachineDriverSeesEachStep) {
   EXPECT_EQ(run->take_outcome().status, OutcomeStatus::succeeded_after_retry);
 }
 
+TEST_F(WorkflowTest, AnInvokerThatThrowsFailsItsCallNotTheRun) {
+  class Throwing final : public AgentInvoker {
+   public:
+    Result<std::string> invoke(const AgentInfo& agent, int, const Task&, int) override {
+      if (agent.name == "senior-backend-developer") throw std::runtime_error("socket exploded");
+      return std::string("{}");
+    }
+  } throwing;
+  Outcome out = make().run(task(), throwing, &ops);
+  EXPECT_EQ(out.status, OutcomeStatus::fallback);
+  EXPECT_EQ(out.attempts[0].message, "socket exploded");
+  EXPECT_EQ(agents.find("senior-backend-developer")->in_flight.load(), 0);
+}
+
+TEST_F(WorkflowTest, AnAbandonedRunGivesBackItsSlotAndPermit) {
+  AgentRegistry limited;
+  AgentInfo one{.name = "a", .max_concurrent = 1};
+  one.breaker.success_threshold = 1;
+  ASSERT_TRUE(limited.add(one).ok());
+  Workflow wf(limited, {}, t.env());
+  Task k = task();
+  k.agent = "a";
+  {
+    auto run = wf.start(k, false);
+    ASSERT_EQ(run->next().kind, WorkflowStep::Kind::call);
+    EXPECT_EQ(limited.find("a")->in_flight.load(), 1);
+  }  // the driver gave up mid-call
+  EXPECT_EQ(limited.find("a")->in_flight.load(), 0);
+  EXPECT_EQ(wf.run(k, invoker).status, OutcomeStatus::succeeded);
+}
+
 TEST(AgentPlanTest, PrimaryChainCapabilityGeneralistWithoutRepeats) {
   AgentRegistry agents;
   ASSERT_TRUE(agents.add({.name = "senior-frontend-developer", .capabilities = {"ui"}}).ok());

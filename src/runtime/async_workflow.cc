@@ -34,10 +34,18 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
   for (;;) {
     const WorkflowStep& step = run->next();
     switch (step.kind) {
-      case WorkflowStep::Kind::call:
-        run->provide_call_result(
-            co_await invoker.invoke_async(*step.agent, step.replica, run->task(), step.attempt));
+      case WorkflowStep::Kind::call: {
+        std::optional<Result<std::string>> result;
+        try {
+          result.emplace(co_await invoker.invoke_async(*step.agent, step.replica, run->task(),
+                                                       step.attempt));
+        } catch (const std::exception& e) {
+          // As the synchronous driver: an invoker that throws fails its call, not the run.
+          result.emplace(Error::from_live_exception(e, std::current_exception()));
+        }
+        run->provide_call_result(std::move(*result));
         break;
+      }
       case WorkflowStep::Kind::wait: {
         boost::asio::steady_timer timer(io, step.delay);
         co_await timer.async_wait(boost::asio::use_awaitable);
@@ -49,6 +57,7 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
         const std::string agent = step.agent->name;
         const Symptoms symptoms = step.symptoms;
         const Clock* clock = workflow.env().clock;
+        // heal() turns failures of the operations and strategies into its report.
         run->provide_healing(co_await offload(blocking, [=] {
           return healer->heal(agent, symptoms, *operations, clock->now());
         }));
@@ -58,7 +67,9 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
         EscalationSink* sink = workflow.options().escalations;
         EscalationRequest request = step.escalation;
         run->provide_escalation(co_await offload(
-            blocking, [sink, request = std::move(request)] { return sink->escalate(request); }));
+            blocking, [sink, request = std::move(request)] {
+              return detail::guarded([&] { return sink->escalate(request); });
+            }));
         break;
       }
       case WorkflowStep::Kind::done: {

@@ -1,7 +1,8 @@
 #include "mend/http_client.h"
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
-#include <utility>
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -166,7 +167,8 @@ Error transport_error(const Call& call, std::string_view stage,
     code = std::make_error_code(std::errc::connection_reset);
     if (is_closed_by_peer(ec)) why = "the server closed the connection";
   }
-  Error e = Error::from_code(code, call.what() + " failed while " + std::string(stage) + ": " + why);
+  Error e =
+      Error::from_code(code, call.what() + " failed while " + std::string(stage) + ": " + why);
   e.kind = "connect";
   return e;
 }
@@ -234,9 +236,8 @@ Result<UrlParts> parse_url(std::string_view url) {
   if (port_text.empty()) {
     parts.port = parts.scheme == "https" ? "443" : "80";
   } else {
-    bool digits = port_text.size() <= 5 &&
-                  std::all_of(port_text.begin(), port_text.end(),
-                              [](char c) { return c >= '0' && c <= '9'; });
+    bool digits = port_text.size() <= 5 && std::all_of(port_text.begin(), port_text.end(),
+                                                       [](char c) { return c >= '0' && c <= '9'; });
     long value = digits ? std::stol(std::string(port_text)) : 0;
     if (!digits || value < 1 || value > 65535) {
       return bad("port \"" + printable(port_text) + "\" is not a number from 1 to 65535");
@@ -271,8 +272,8 @@ struct HttpClient::Impl {
     if (options.ca_file.empty()) {
       tls_context->set_default_verify_paths(ec);
       if (ec) {
-        tls_setup_error = configuration_error(
-            "cannot load the system's default CA certificates: " + ec.message());
+        tls_setup_error = configuration_error("cannot load the system's default CA certificates: " +
+                                              ec.message());
       }
     } else {
       tls_context->load_verify_file(options.ca_file, ec);
@@ -310,7 +311,8 @@ struct HttpClient::Impl {
   void put_idle(const std::string& key, std::shared_ptr<Connection> conn) {
     std::lock_guard<std::mutex> lock(mu);
     auto& list = idle[key];
-    if (list.size() >= options.max_idle_per_host) return;  // conn closes as it goes out of scope
+    // Over the limit, conn is closed as it goes out of scope (after the lock is released).
+    if (list.size() >= options.max_idle_per_host) return;
     list.push_back(std::move(conn));
     ++idle_count;
   }
@@ -362,8 +364,8 @@ Result<Call> HttpClient::Impl::prepare(std::string method, std::string url,
   req.target(u.target);
   req.version(11);
   std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
-  bool default_port = (u.scheme == "http" && u.port == "80") ||
-                      (u.scheme == "https" && u.port == "443");
+  bool default_port =
+      (u.scheme == "http" && u.port == "80") || (u.scheme == "https" && u.port == "443");
   if (!default_port) host += ":" + u.port;
   bool has_host = false;
   bool has_user_agent = false;
@@ -389,13 +391,12 @@ Result<Call> HttpClient::Impl::prepare(std::string method, std::string url,
 }
 
 net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl> self,
-                                                            std::string method, std::string url,
-                                                            std::vector<HttpHeader> headers,
-                                                            std::string body,
-                                                            std::optional<Duration> timeout) {
-  Result<Call> prepared =
-      self->prepare(std::move(method), std::move(url), std::move(headers), std::move(body),
-                    timeout);
+                                                           std::string method, std::string url,
+                                                           std::vector<HttpHeader> headers,
+                                                           std::string body,
+                                                           std::optional<Duration> timeout) {
+  Result<Call> prepared = self->prepare(std::move(method), std::move(url), std::move(headers),
+                                        std::move(body), timeout);
   if (!prepared.ok()) co_return std::move(prepared).error();
   const Call& call = *prepared;
   if (call.tls) {
@@ -424,8 +425,7 @@ net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl>
   }
 }
 
-net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn,
-                                                               const Call& call) {
+net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn, const Call& call) {
   const UrlParts& u = call.url_parts;
   SteadyTime connect_deadline =
       std::min(call.deadline, std::chrono::steady_clock::now() + options.connect_timeout);
@@ -444,19 +444,19 @@ net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn,
     auto resolver = std::make_shared<tcp::resolver>(conn.executor);
     net::steady_timer timer(conn.executor);
     timer.expires_at(connect_deadline);
-    timer.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](
-                         const boost::system::error_code& wait_ec) {
-      if (wait_ec) return;
-      if (auto r = weak.lock()) r->cancel();
-    });
+    timer.async_wait(
+        [weak = std::weak_ptr<tcp::resolver>(resolver)](const boost::system::error_code& wait_ec) {
+          if (wait_ec) return;
+          if (auto r = weak.lock()) r->cancel();
+        });
     ec = {};
     auto results = co_await resolver->async_resolve(u.host, u.port,
                                                     net::redirect_error(net::use_awaitable, ec));
     timer.cancel();
     if (ec == net::error::operation_aborted) co_return timed_out();
     if (ec) {
-      Error e = Error::of_kind("connect", call.what() + " failed: cannot resolve host \"" +
-                                              u.host + "\": " + ec.message());
+      Error e = Error::of_kind("connect", call.what() + " failed: cannot resolve host \"" + u.host +
+                                              "\": " + ec.message());
       e.code = to_std(ec);
       co_return e;
     }
@@ -499,10 +499,9 @@ net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn,
     if (ec.category() != net::error::get_ssl_category() && verify == X509_V_OK) {
       co_return transport_error(call, "in the TLS handshake with " + u.host + ":" + u.port, ec);
     }
-    std::string why = verify != X509_V_OK
-                          ? std::string("certificate verification failed: ") +
-                                X509_verify_cert_error_string(verify)
-                          : ec.message();
+    std::string why = verify != X509_V_OK ? std::string("certificate verification failed: ") +
+                                                X509_verify_cert_error_string(verify)
+                                          : ec.message();
     Error e = Error::of_kind("tls", call.what() + " failed: TLS handshake with " + u.host + ":" +
                                         u.port + " failed: " + why);
     co_return e;
@@ -632,6 +631,8 @@ void HttpClient::close_idle_connections() {
   impl_->idle_count = 0;
 }
 
-const HttpClientOptions& HttpClient::options() const noexcept { return impl_->options; }
+const HttpClientOptions& HttpClient::options() const noexcept {
+  return impl_->options;
+}
 
 }  // namespace mend

@@ -1,6 +1,8 @@
 // Tests of HttpClient and HttpServer together, over real loopback sockets: servers the tests
 // start, raw sockets where a misbehaving peer is needed, and test certificates generated on the
 // spot. Every wait is bounded.
+#include "mend/http_client.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -23,7 +25,6 @@
 #include <vector>
 
 #include "mend/classifier.h"
-#include "mend/http_client.h"
 #include "mend/http_server.h"
 #include "test_tls.h"
 
@@ -57,7 +58,8 @@ class ClientLoop {
 // the body. "/status/N" answers status N.
 HttpResponse echo(const HttpRequest& request) {
   HttpResponse response;
-  if (request.target.rfind("/status/", 0) == 0) response.status = std::stoi(request.target.substr(8));
+  if (request.target.rfind("/status/", 0) == 0)
+    response.status = std::stoi(request.target.substr(8));
   response.headers = {{"X-Method", request.method},
                       {"X-Target", request.target},
                       {"X-Test-Echo", request.header("x-test")},
@@ -95,8 +97,8 @@ class RawConnection {
     auto deadline = std::chrono::steady_clock::now() + limit;
     for (;;) {
       if (!until.empty() && out.find(until) != std::string::npos) return out;
-      auto left = std::chrono::duration_cast<milliseconds>(deadline -
-                                                           std::chrono::steady_clock::now());
+      auto left =
+          std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return out;
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
@@ -197,9 +199,9 @@ TEST(HttpClientServer, GetAndPostRoundTripWithHeadersAndBody) {
   EXPECT_EQ(get->body, "");
 
   std::string payload = R"({"task":"review","lines":[1,2,3]})";
-  auto post = client.request_sync("POST", server.base_url() + "/task",
-                                  {{"Content-Type", "application/json"}, {"X-Test", "two"}},
-                                  payload);
+  auto post =
+      client.request_sync("POST", server.base_url() + "/task",
+                          {{"Content-Type", "application/json"}, {"X-Test", "two"}}, payload);
   ASSERT_TRUE(post.ok()) << post.error().describe();
   EXPECT_EQ(post->status, 200);
   EXPECT_EQ(post->header("X-Method"), "POST");
@@ -359,7 +361,8 @@ TEST(HttpClientServer, OversizedRequestIsAnswered413) {
   ASSERT_TRUE(server.start().ok());
   ClientLoop loop;
   HttpClient client(loop.executor());
-  auto r = client.request_sync("POST", server.base_url() + "/task", {}, std::string(64 * 1024, 'a'));
+  auto r =
+      client.request_sync("POST", server.base_url() + "/task", {}, std::string(64 * 1024, 'a'));
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_EQ(r->status, 413);
   auto body = nlohmann::json::parse(r->body);
@@ -568,8 +571,8 @@ TEST_F(Https, SucceedsWithTheTestCaAndReusesTheConnection) {
   EXPECT_EQ(client.idle_connections(), 1u);
 
   // By name too: the certificate names localhost.
-  auto by_name = client.request_sync(
-      "GET", "https://localhost:" + std::to_string(server.port()) + "/name");
+  auto by_name =
+      client.request_sync("GET", "https://localhost:" + std::to_string(server.port()) + "/name");
   ASSERT_TRUE(by_name.ok()) << by_name.error().describe();
   EXPECT_EQ(by_name->status, 200);
 }
@@ -607,8 +610,7 @@ TEST_F(Https, ACertificateForAnotherAddressIsATlsError) {
   auto r = client.request_sync("GET", server.base_url() + "/");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, "tls");
-  EXPECT_NE(r.error().message.find("IP address mismatch"), std::string::npos)
-      << r.error().message;
+  EXPECT_NE(r.error().message.find("IP address mismatch"), std::string::npos) << r.error().message;
 }
 
 TEST_F(Https, AMissingCaFileIsAConfigurationError) {

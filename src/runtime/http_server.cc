@@ -1,7 +1,8 @@
 #include "mend/http_server.h"
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
-#include <utility>
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
 
 #include <algorithm>
 #include <array>
@@ -265,9 +266,9 @@ net::awaitable<void> HttpServer::Impl::serve_requests(Stream& stream, beast::fla
       bool malformed = ec.category() == http::make_error_code(http::error::bad_method).category() &&
                        ec != http::error::end_of_stream && ec != http::error::partial_message;
       if (malformed) {
-        co_await answer_and_close(stream, version,
-                                  json_error(400, "validation_failed",
-                                             "malformed HTTP request: " + ec.message()));
+        co_await answer_and_close(
+            stream, version,
+            json_error(400, "validation_failed", "malformed HTTP request: " + ec.message()));
       }
       co_return;  // closed, reset or aborted by stop()
     }
@@ -282,12 +283,11 @@ net::awaitable<void> HttpServer::Impl::serve_requests(Stream& stream, beast::fla
     request.body = std::move(req.body());
 
     bool keep_alive = req.keep_alive() && !over_capacity && !stopping.load();
-    HttpResponse response =
-        over_capacity
-            ? json_error(503, "temporary_unavailable",
-                         "too many connections (limit " +
-                             std::to_string(options.max_connections) + ")")
-            : call_handler(request);
+    HttpResponse response = over_capacity
+                                ? json_error(503, "temporary_unavailable",
+                                             "too many connections (limit " +
+                                                 std::to_string(options.max_connections) + ")")
+                                : call_handler(request);
     std::string why;
     std::optional<BeastResponse> res =
         to_beast(response, req.version(), keep_alive, req.method() == http::verb::head, &why);
@@ -300,8 +300,7 @@ net::awaitable<void> HttpServer::Impl::serve_requests(Stream& stream, beast::fla
 }
 
 template <class S>
-net::awaitable<void> HttpServer::Impl::run_session(std::shared_ptr<S> session,
-                                                   bool over_capacity) {
+net::awaitable<void> HttpServer::Impl::run_session(std::shared_ptr<S> session, bool over_capacity) {
   struct Unregister {
     Impl* server;
     std::shared_ptr<Session> session;
@@ -379,7 +378,9 @@ net::awaitable<void> HttpServer::Impl::accept_loop() {
 HttpServer::HttpServer(HttpServerOptions options, Handler handler)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 Result<void> HttpServer::start() {
   Impl& s = *impl_;
@@ -416,11 +417,12 @@ Result<void> HttpServer::start() {
   std::string where = (address.is_v6() ? "[" + o.bind_address + "]" : o.bind_address) + ":" +
                       std::to_string(o.port);
 
-  auto io = std::make_unique<net::io_context>(static_cast<int>(std::max<std::size_t>(o.threads, 1)));
+  auto io =
+      std::make_unique<net::io_context>(static_cast<int>(std::max<std::size_t>(o.threads, 1)));
   auto acceptor = std::make_unique<tcp::acceptor>(net::make_strand(*io));
   auto fail = [&](std::string_view doing) -> Error {
-    Error e = Error::from_code(to_std(ec), "cannot " + std::string(doing) + " " + where + ": " +
-                                               ec.message());
+    Error e = Error::from_code(to_std(ec),
+                               "cannot " + std::string(doing) + " " + where + ": " + ec.message());
     e.kind = "configuration";
     return e;
   };
@@ -488,7 +490,9 @@ void HttpServer::stop() {
   s.threads.clear();
 }
 
-unsigned short HttpServer::port() const { return impl_->port.load(); }
+unsigned short HttpServer::port() const {
+  return impl_->port.load();
+}
 
 std::string HttpServer::base_url() const {
   std::lock_guard<std::mutex> lock(impl_->url_mu);

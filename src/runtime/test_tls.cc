@@ -103,7 +103,8 @@ std::string pem_of_certificate(X509* cert) {
 
 std::string pem_of_key(EVP_PKEY* key) {
   Bio bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     fail("writing a private key as PEM");
   }
   return bio_text(bio.get());
@@ -111,8 +112,8 @@ std::string pem_of_key(EVP_PKEY* key) {
 
 std::string write_temporary_file(const std::string& contents) {
   const char* dir = std::getenv("TMPDIR");
-  std::string pattern = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") +
-                        "/mend-test-ca-XXXXXX";
+  std::string pattern =
+      std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/mend-test-ca-XXXXXX";
   std::vector<char> path(pattern.begin(), pattern.end());
   path.push_back('\0');
   int fd = ::mkstemp(path.data());
