@@ -49,6 +49,11 @@ class AsyncAgentInvoker {
                                                                    int attempt) = 0;
 };
 
+// Copies the payload's top-level string fields into task.fields (without replacing fields already
+// set), so that degraded handlers see "content" and friends. Errors: the payload is not a JSON
+// object (validation_failed, kind invalid_task).
+Result<void> fill_task_fields(Task& task);
+
 // The body mend POSTs to /task. Errors: the task's payload is not JSON (validation_failed/low).
 Result<std::string> task_request_body(const Task& task, int attempt);
 

@@ -12,6 +12,12 @@
 // Backoff waits use real time (an Asio steady_timer) whatever clock the workflow's Env holds;
 // tests of timing use the synchronous driver on a manual clock, which runs the same machine.
 //
+// Lifetimes: `workflow`, `invoker`, `operations` and the blocking executor's context must outlive
+// the awaitable. `blocking` must not be an executor of the I/O threads: HttpAgentOperations
+// blocks on request_sync(), which would wait for itself there. An invoker that throws fails its
+// call (as in the synchronous driver); an exception of the escalation sink fails the escalation
+// step only (Outcome::escalation_error).
+//
 // Thread-safety: as Workflow::run. Many tasks may run concurrently on one io_context.
 #ifndef MEND_ASYNC_WORKFLOW_H_
 #define MEND_ASYNC_WORKFLOW_H_

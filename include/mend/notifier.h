@@ -11,7 +11,8 @@
 // The Escalator writes messages; the dispatcher sends what is due, marks each delivered, or
 // schedules its next attempt with mend's own retry policy (backoff with jitter, Retry-After
 // honoured) until it gives up and marks it dead. Transport errors, 5xx, 408 and 429 are retried;
-// other statuses are final (a 400 will not get better). Because a message is marked delivered
+// other statuses are final (a 400 will not get better), and so are errors of mend's own making
+// (a payload a receiver cannot format, a missing CA file). Because a message is marked delivered
 // only after the receiver accepted it, a crash between the two sends it again on restart:
 // delivery is at least once, and every receiver gets a key to drop the repeat (the webhook's
 // Idempotency-Key header, PagerDuty's dedup_key, the file line's "delivery_key").
@@ -120,8 +121,8 @@ class FileReceiver final : public NotificationReceiver {
 };
 
 struct DispatcherOptions {
-  // Backoff between delivery attempts: base 1 s doubling to a 5 min cap, 10 retries (about
-  // 20 minutes in all) before a message is dead.
+  // Backoff between delivery attempts: base 1 s doubling to a 5 min cap, +-25 % jitter, 10
+  // retries (811 s, about 13.5 minutes, of waiting in all) before a message is dead.
   RetryOptions retry = [] {
     RetryOptions r;
     r.name = "notifications";
@@ -136,6 +137,7 @@ struct DeliveryReport {
   int delivered = 0;
   int retry_scheduled = 0;
   int dead = 0;  // gave up, or no receiver of that name is configured
+  int held_back = 0;  // due, but an older message for the same receiver and record is pending
 };
 
 class NotificationDispatcher {

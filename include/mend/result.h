@@ -161,6 +161,22 @@ struct is_result<Result<T>> : std::true_type {};
 template <class T>
 inline constexpr bool is_result_v = is_result<std::remove_cvref_t<T>>::value;
 
+namespace detail {
+// Calls `fn`, which returns a Result, turning an exception it throws into the error of that
+// Result: for callers of user code (invokers, sinks, receivers) whose failure must fail one step,
+// not the caller's whole loop.
+template <class Fn>
+auto guarded(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return Error::from_live_exception(e, std::current_exception());
+  } catch (...) {
+    return Error::from_exception(std::current_exception());
+  }
+}
+}  // namespace detail
+
 }  // namespace mend
 
 #endif  // MEND_RESULT_H_

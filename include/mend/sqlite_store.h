@@ -91,6 +91,7 @@ class SqliteStore final : public Store {
 
   bool enqueue(OutboxMessage& message) override;
   std::vector<OutboxMessage> due_messages(WallTime now, std::size_t limit) override;
+  bool has_older_pending(const OutboxMessage& message) override;
   std::vector<OutboxMessage> outbox(std::optional<OutboxState> state, std::size_t limit) override;
   // State delivered, delivered_at = at, attempts + 1 (the attempt that got through). last_error
   // is kept, as the history of the earlier failures. Both marks ignore an unknown id.

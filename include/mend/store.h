@@ -108,6 +108,10 @@ class Store {
   virtual std::vector<OutboxMessage> due_messages(WallTime now, std::size_t limit) = 0;
   virtual std::vector<OutboxMessage> outbox(std::optional<OutboxState> state,
                                             std::size_t limit) = 0;
+  // True when a message for the same receiver and record, enqueued before `message`, is still
+  // pending: the dispatcher holds `message` back so that a receiver never sees "resolve" before
+  // the "trigger" it closes. False for messages about no record.
+  virtual bool has_older_pending(const OutboxMessage& message) = 0;
   virtual void mark_delivered(std::int64_t message_id, WallTime at) = 0;
   // A failed delivery: attempts recorded, retried at next_attempt_at, or `dead` when mend gave up.
   virtual void mark_failed(std::int64_t message_id, int attempts, WallTime next_attempt_at,

@@ -70,7 +70,9 @@ struct Task {
   // Top-level string fields of the payload ("content", ...): degraded handlers read them.
   std::map<std::string, std::string> fields;
   std::optional<Duration> attempt_timeout;  // per call; nullopt: the invoker's default
-  std::optional<Duration> deadline;         // for the whole task, from its start
+  // For the whole task, from its start: no retry wait ends after it, and no further agent is
+  // tried once it has passed (the degraded answer still serves).
+  std::optional<Duration> deadline;
 };
 
 enum class OutcomeStatus : std::uint8_t {
@@ -92,7 +94,8 @@ struct AttemptLog {
   Severity severity = Severity::medium;
   std::optional<int> status;  // HTTP status, when there was one
   std::string message;
-  // What the workflow did next: "answered", "retry", "next_replica", "self_healing", "fallback".
+  // What the workflow did next: "answered", "retry", "next_replica", "self_healing", "fallback",
+  // "invalid_task"; or why a scheduled retry was refused: "circuit_open", "no_capacity".
   std::string decision;
   Duration delay{};  // the wait before the next attempt
 };
@@ -179,20 +182,10 @@ struct WorkflowOptions {
 
 class WorkflowRun;
 
-namespace detail {
-// Calls `fn`, turning an exception it throws into the error of its Result: an invoker or sink
-// that throws fails its step, not the whole run. For drivers.
-template <class Fn>
-auto guarded(Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const std::exception& e) {
-    return Error::from_live_exception(e, std::current_exception());
-  } catch (...) {
-    return Error::from_exception(std::current_exception());
-  }
-}
-}  // namespace detail
+// The Error::kind of a task that no agent can take as it is (its payload is not JSON, ...): the
+// workflow fails it at once, without fallback, escalation or breaker accounting.
+inline constexpr std::string_view kInvalidTaskKind = "invalid_task";
+
 
 class Workflow {
  public:
@@ -267,6 +260,7 @@ class WorkflowRun {
   // permit are given back if the run is destroyed before the answer (a driver that threw).
   AgentRegistry::Entry* call_agent_ = nullptr;
   CircuitBreaker::Permit call_permit_{};
+  bool retry_token_held_ = false;  // a retry budget token, given back after the retry's call
   std::coroutine_handle<> handle_;
 };
 

@@ -109,6 +109,10 @@ Classifier Classifier::standard() {
   c.on_kind("database", T::database_error, S::high);
   c.on_kind("authentication", T::authentication_failed, S::high);
   c.on_kind("authorization", T::authorization_failed, S::high);
+  // The runtime's HTTP client: a certificate that does not verify is a security matter, not a
+  // glitch to retry; a URL, header or CA file that cannot be used is mend's configuration.
+  c.on_kind("tls", T::security_error, S::high);
+  c.on_kind("configuration", T::configuration_error, S::high);
   // HTTP status codes, whatever raised them.
   c.on_status(400, T::validation_failed, S::low);
   c.on_status(401, T::authentication_failed, S::high);

@@ -28,7 +28,14 @@ std::vector<HealthTransition> HealthMonitor::check_due(AgentOperations& ops, Tim
     }
     if (!t->probe_due(now)) continue;
     const HealthState before = t->state();
-    const ProbeResult result = ops.probe(name);
+    ProbeResult result;
+    try {
+      result = ops.probe(name);
+    } catch (const std::exception& e) {
+      // One agent's probe that throws is that agent's failed probe, not the end of the pass.
+      result = ProbeResult{};
+      result.detail = e.what();
+    }
     HealthState after = t->record(result, now);
     if (after == before) {
       agents_.set_health(name, after);
@@ -63,7 +70,8 @@ std::vector<HealthTransition> HealthMonitor::check_due(AgentOperations& ops, Tim
       request.labels = {{"agent", name},
                         {"error_type", "service_unavailable"},
                         {"task_type", "health_check"}};
-      Result<EscalationTaken> taken = alerts_->escalate(request);
+      Result<EscalationTaken> taken =
+          detail::guarded([&]() -> Result<EscalationTaken> { return alerts_->escalate(request); });
       if (taken.ok()) {
         tr.alert = std::move(*taken);
       } else {

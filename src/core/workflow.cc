@@ -81,6 +81,7 @@ WorkflowRun::WorkflowRun(const Workflow& workflow, Task task, bool can_heal)
 }
 
 WorkflowRun::~WorkflowRun() {
+  if (retry_token_held_) workflow_.options_.retry.budget->release_retry();
   if (call_agent_ != nullptr) {
     workflow_.agents_.release(call_agent_->info.name);
     call_agent_->breaker.on_ignored(call_permit_);
@@ -132,11 +133,18 @@ WorkflowRun::Script WorkflowRun::script() {
   std::string worst_agent;
   bool healing_failed = false;  // self-healing asked for escalation
   bool answered = false;
+  bool invalid_task = false;
   bool primary_answered_after_retry = false;
   int agents_tried = 0;
 
+  RetryBudget* budget = wf.options_.retry.budget.get();
   for (const Candidate& candidate : agents.plan(task_.agent, task_.capabilities)) {
     if (agents_tried >= wf.options_.max_agents) break;
+    if (deadline && env.clock->now() >= *deadline) {
+      // The task's time is up: no further agent is called (the degraded answer still serves).
+      emit(EventKind::attempt_failed, candidate.agent, nullptr, "deadline_exceeded");
+      break;
+    }
     auto skip = [&](SkipReason reason) {
       outcome_.skipped.push_back({candidate.agent, candidate.role, reason});
       emit(EventKind::agent_skipped, candidate.agent, nullptr, std::string(to_string(reason)));
@@ -153,17 +161,32 @@ WorkflowRun::Script WorkflowRun::script() {
     int calls = 0;
     bool healed = false;
     Duration previous{};
+    std::optional<Error> retried;  // the failure whose retry is about to be made
+    // Before the first call, an agent that cannot be called is a skip. Before a retry (another
+    // task opened the circuit, or took the last slot, during the wait) the retry is refused:
+    // the failure it was for becomes the agent's last word, and the plan moves on.
+    auto refuse = [&](SkipReason reason, StopReason stop) {
+      if (calls == 0) {
+        skip(reason);
+        return;
+      }
+      if (!outcome_.attempts.empty()) outcome_.attempts.back().decision = to_string(reason);
+      if (retried) {
+        retried->stop = stop;
+        emit(EventKind::attempt_failed, candidate.agent, &*retried,
+             std::string(to_string(reason)), attempt);
+        outcome_.error = std::move(*retried);
+      }
+    };
     for (;;) {
       const CircuitBreaker::Permit permit = entry->breaker.try_acquire(*env.clock);
       if (!permit.allowed()) {
-        // Open before the first call: a skip. Open after failures of this task: the breaker
-        // just stopped the retries, and the failures are already logged.
-        if (calls == 0) skip(SkipReason::circuit_open);
+        refuse(SkipReason::circuit_open, StopReason::circuit_open);
         break;
       }
       if (!agents.try_reserve(candidate.agent)) {
         entry->breaker.on_ignored(permit);
-        if (calls == 0) skip(SkipReason::no_capacity);
+        refuse(SkipReason::no_capacity, StopReason::bulkhead_full);
         break;
       }
       step_ = WorkflowStep{};
@@ -177,6 +200,10 @@ WorkflowRun::Script WorkflowRun::script() {
       co_yield 0;
       call_agent_ = nullptr;
       agents.release(candidate.agent);
+      if (retry_token_held_) {
+        budget->release_retry();
+        retry_token_held_ = false;
+      }
       ++calls;
       Result<std::string> result = call_result_ ? std::move(*call_result_)
                                                 : Result<std::string>(Error::classified_as(
@@ -191,6 +218,7 @@ WorkflowRun::Script WorkflowRun::script() {
       log.attempt = attempt;
       if (result.ok()) {
         entry->breaker.on_success(permit, *env.clock);
+        if (budget != nullptr) budget->record_success();
         log.succeeded = true;
         log.decision = "answered";
         outcome_.attempts.push_back(std::move(log));
@@ -210,6 +238,20 @@ WorkflowRun::Script WorkflowRun::script() {
       }
 
       Error error = std::move(result).error();
+      if (error.kind == kInvalidTaskKind) {
+        // The task itself is unusable (its payload is not JSON): every agent would refuse it
+        // alike, and no agent is at fault. Fail it at once; nobody is paged for a bad request.
+        entry->breaker.on_ignored(permit);
+        log.error_type = error.type;
+        log.severity = error.severity;
+        log.message = error.message;
+        log.decision = "invalid_task";
+        outcome_.attempts.push_back(std::move(log));
+        emit(EventKind::attempt_failed, candidate.agent, &error, "invalid_task", attempt);
+        outcome_.error = std::move(error);
+        invalid_task = true;
+        break;
+      }
       env.classifier->classify_in_place(error, context);
       if (entry->breaker.options().ignored.contains(error.type)) {
         entry->breaker.on_ignored(permit);
@@ -228,10 +270,20 @@ WorkflowRun::Script WorkflowRun::script() {
       // Transient errors, and retryable resource errors, are retried with backoff.
       RetryDecision d = wf.retry_.decide(attempt, error, env.clock->now(), deadline, previous,
                                          env.random->next_unit());
-      RetryBudget* budget = wf.options_.retry.budget.get();
+      const CircuitState circuit = entry->breaker.state();
+      if (d.retry && (circuit == CircuitState::open || circuit == CircuitState::isolated)) {
+        // This failure opened the circuit: retrying would only be refused after the wait.
+        d = {false, StopReason::circuit_open};
+      }
       if (budget != nullptr && wf.options_.retry.retryable.contains(error.type)) {
         budget->record_failure();
-        if (d.retry && !budget->try_acquire_retry()) d = {false, StopReason::retry_budget_exhausted};
+        if (d.retry) {
+          if (budget->try_acquire_retry()) {
+            retry_token_held_ = true;  // given back when the retry's call has answered
+          } else {
+            d = {false, StopReason::retry_budget_exhausted};
+          }
+        }
       }
       if (d.retry) {
         log.decision = "retry";
@@ -239,6 +291,7 @@ WorkflowRun::Script WorkflowRun::script() {
         outcome_.attempts.push_back(std::move(log));
         emit(EventKind::retry_scheduled, candidate.agent, &error, error.message, attempt,
              d.delay);
+        retried = error;
         step_ = WorkflowStep{};
         step_.kind = WorkflowStep::Kind::wait;
         step_.delay = d.delay;
@@ -298,9 +351,15 @@ WorkflowRun::Script WorkflowRun::script() {
       outcome_.error = std::move(error);
       break;
     }
-    if (answered) break;
+    if (answered || invalid_task) break;
   }
 
+  if (invalid_task) {
+    outcome_.status = OutcomeStatus::failed;
+    outcome_.elapsed = env.clock->now() - started;
+    emit(EventKind::task_finished, task_.agent, nullptr, "failed: invalid_task");
+    co_return;
+  }
   if (!answered) {
     if (wf.options_.degraded != nullptr) {
       outcome_.status = OutcomeStatus::degraded;
@@ -435,6 +494,8 @@ std::string Outcome::to_json() const {
     w.key("retry_recommended").boolean(e.retry_recommended);
     if (!e.record.empty()) {
       w.key("record").string(e.record);
+      w.key("record_id").number(e.record_id);
+      w.key("fingerprint").string(e.fingerprint);
       w.key("kind").string(to_string(e.kind));
       w.key("created").boolean(e.created);
       w.key("occurrences").number(e.occurrences);

@@ -412,18 +412,89 @@ TEST_F(WorkflowTest, AnInvokerThatThrowsFailsItsCallNotTheRun) {
 TEST_F(WorkflowTest, AnAbandonedRunGivesBackItsSlotAndPermit) {
   AgentRegistry limited;
   AgentInfo one{.name = "a", .max_concurrent = 1};
-  one.breaker.success_threshold = 1;
+  one.breaker.failure_threshold = 1;
+  one.breaker.half_open_calls = 1;  // a single probe slot: leaking it would shut the agent out
   ASSERT_TRUE(limited.add(one).ok());
+  CircuitBreaker& breaker = limited.find("a")->breaker;
+  breaker.on_failure(breaker.try_acquire(t.clock), t.clock);  // open
+  t.clock.advance(std::chrono::seconds(60));                   // a probe may go through
   Workflow wf(limited, {}, t.env());
   Task k = task();
   k.agent = "a";
   {
     auto run = wf.start(k, false);
-    ASSERT_EQ(run->next().kind, WorkflowStep::Kind::call);
+    ASSERT_EQ(run->next().kind, WorkflowStep::Kind::call);  // the half-open probe
+    EXPECT_EQ(breaker.state(), CircuitState::half_open);
     EXPECT_EQ(limited.find("a")->in_flight.load(), 1);
   }  // the driver gave up mid-call
   EXPECT_EQ(limited.find("a")->in_flight.load(), 0);
-  EXPECT_EQ(wf.run(k, invoker).status, OutcomeStatus::succeeded);
+  Outcome out = wf.run(k, invoker);  // the probe slot is free again
+  EXPECT_EQ(out.status, OutcomeStatus::succeeded);
+  EXPECT_TRUE(out.skipped.empty());
+}
+
+TEST_F(WorkflowTest, AFailureThatOpensTheCircuitStopsTheRetriesWithoutWaiting) {
+  AgentRegistry two;
+  AgentInfo fragile{.name = "a"};
+  fragile.breaker.failure_threshold = 2;
+  ASSERT_TRUE(two.add(fragile).ok());
+  ASSERT_TRUE(two.add({.name = "g", .generalist = true}).ok());
+  Workflow wf(two, {}, t.env());
+  invoker.fail_always("a", Error::http(503));
+  Task k = task();
+  k.agent = "a";
+  Outcome out = wf.run(k, invoker);
+  EXPECT_THAT(t.sleeper.sleeps(), ElementsAre(secs(1)));  // no wait after the opening failure
+  EXPECT_EQ(out.attempts[1].decision, "fallback");
+  EXPECT_EQ(out.answered_by, "g");
+  ASSERT_TRUE(out.error.has_value());
+  EXPECT_EQ(out.error->type, ErrorType::temporary_unavailable);
+  EXPECT_EQ(out.error->stop, StopReason::circuit_open);
+}
+
+TEST_F(WorkflowTest, AnInvalidTaskFailsAtOnceWithoutFallbackOrEscalation) {
+  Error invalid = Error::classified_as(ErrorType::validation_failed, Severity::low, "not JSON");
+  invalid.kind = std::string(kInvalidTaskKind);
+  invoker.fail_always("senior-backend-developer", invalid);
+  Outcome out = make().run(task(), invoker, &ops);
+  EXPECT_EQ(out.status, OutcomeStatus::failed);
+  EXPECT_EQ(invoker.calls.size(), 1u);
+  EXPECT_EQ(out.attempts[0].decision, "invalid_task");
+  EXPECT_FALSE(out.escalation.has_value());
+  EXPECT_TRUE(sink.requests.empty());
+  EXPECT_EQ(agents.find("senior-backend-developer")->breaker.snapshot(t.clock).failure_count, 0);
+}
+
+TEST_F(WorkflowTest, APassedDeadlineTriesNoFurtherAgent) {
+  invoker.fail_always("senior-backend-developer", Error::http(503));
+  Task k = task();
+  k.deadline = secs(7.5);  // 1 + 2 + 4 s of backoff fit; the fallback would start at 7 s + ...
+  t.sleeper.clear();
+  Outcome out = make().run(k, invoker, &ops);
+  EXPECT_THAT(t.sleeper.sleeps(), ElementsAre(secs(1), secs(2), secs(4)));
+  EXPECT_EQ(out.status, OutcomeStatus::fallback);  // at 7 s the deadline has not passed yet
+  agents.find("senior-backend-developer")->breaker.reset(t.clock);  // forget the 4 failures
+  Task late = task("t2");
+  late.deadline = secs(1.8);
+  ScriptedInvoker slow;
+  slow.fail_always("senior-backend-developer", Error::http(503));
+  class Clocked final : public AgentInvoker {
+   public:
+    Clocked(ScriptedInvoker& inner, ManualClock& clock) : inner_(inner), clock_(clock) {}
+    Result<std::string> invoke(const AgentInfo& a, int r, const Task& t, int n) override {
+      clock_.advance(secs(0.5));  // each call takes half a second
+      return inner_.invoke(a, r, t, n);
+    }
+   private:
+    ScriptedInvoker& inner_;
+    ManualClock& clock_;
+  } clocked(slow, t.clock);
+  Outcome timed_out = make().run(late, clocked, &ops);
+  // Call (0.5 s), wait 1 s, call (0.5 s): at 2 s the deadline (1.8 s) has passed while the
+  // retry ran, so no fallback agent is called; the degraded service answers.
+  EXPECT_EQ(timed_out.status, OutcomeStatus::degraded);
+  EXPECT_THAT(slow.calls,
+              ElementsAre("senior-backend-developer#0/0", "senior-backend-developer#0/1"));
 }
 
 TEST(AgentPlanTest, PrimaryChainCapabilityGeneralistWithoutRepeats) {

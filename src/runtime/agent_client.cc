@@ -42,6 +42,39 @@ std::optional<Duration> retry_after_header(const HttpResponse& response) {
   return std::nullopt;
 }
 
+// Deeper nesting than any agent answer or task needs. nlohmann's parser is iterative, but
+// dump() and the destructor recurse once per level: a 400 KB "[[[[..." from a hostile agent
+// would overflow the stack. Such input is refused before it is parsed.
+constexpr int kMaxJsonDepth = 64;
+
+bool nesting_within(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+// Parses untrusted JSON: discarded when it is not JSON or nests deeper than kMaxJsonDepth.
+json parse_untrusted(std::string_view text) {
+  if (!nesting_within(text, kMaxJsonDepth)) return json(json::value_t::discarded);
+  return json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
 std::string shorten(std::string_view text, std::size_t limit = 200) {
   if (text.size() <= limit) return std::string(text);
   return std::string(text.substr(0, limit)) + "...";
@@ -50,11 +83,13 @@ std::string shorten(std::string_view text, std::size_t limit = 200) {
 }  // namespace
 
 Result<std::string> task_request_body(const Task& task, int attempt) {
-  json payload = json::parse(task.payload.empty() ? std::string_view("{}") : task.payload,
-                             nullptr, /*allow_exceptions=*/false);
+  json payload = parse_untrusted(task.payload.empty() ? std::string_view("{}") : task.payload);
   if (payload.is_discarded()) {
-    return Error::classified_as(ErrorType::validation_failed, Severity::low,
-                                "task " + task.id + ": payload is not valid JSON");
+    Error e = Error::classified_as(ErrorType::validation_failed, Severity::low,
+                                   "task " + task.id + ": payload is not valid JSON (or nests deeper than " +
+                                       std::to_string(kMaxJsonDepth) + " levels)");
+    e.kind = std::string(kInvalidTaskKind);
+    return e;
   }
   json body = {{"id", task.id}, {"type", task.type}, {"attempt", attempt},
                {"payload", std::move(payload)}};
@@ -63,7 +98,7 @@ Result<std::string> task_request_body(const Task& task, int attempt) {
 
 Result<std::string> interpret_task_response(const HttpResponse& response,
                                             const std::string& agent) {
-  json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  json body = parse_untrusted(response.body);
   if (response.status >= 200 && response.status < 300) {
     if (body.is_discarded()) {
       return Error::classified_as(ErrorType::processing_failed, Severity::medium,
@@ -73,7 +108,10 @@ Result<std::string> interpret_task_response(const HttpResponse& response,
     }
     return body.dump(-1, ' ', false, json::error_handler_t::replace);
   }
-  std::string message = "agent '" + agent + "' answered " + std::to_string(response.status);
+  // The agent's name stays out of the message: the classifier's keyword rules read it, and an
+  // agent called "db-connector" must not make every 404 a connection error.
+  (void)agent;
+  std::string message = "answered " + std::to_string(response.status);
   std::optional<Duration> retry_after = retry_after_header(response);
   std::optional<ErrorType> type;
   std::optional<Severity> severity;
@@ -113,19 +151,23 @@ ProbeResult interpret_health_response(const HttpResponse& response) {
     r.detail = "health answered " + std::to_string(response.status);
     return r;
   }
-  json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object() || !body.contains("status") ||
-      !body["status"].is_string()) {
-    r.detail = "health answer has no \"status\"";
-    return r;
-  }
-  std::optional<HealthState> state = parse_health_state(body["status"].get<std::string>());
-  if (!state || *state == HealthState::unknown) {
-    r.detail = "health status '" + shorten(body["status"].get<std::string>(), 40) + "' is unknown";
-    return r;
-  }
+  json body = parse_untrusted(response.body);
   r.answered = true;
-  r.reported = *state;
+  std::optional<HealthState> state;
+  if (!body.is_discarded() && body.is_object() && body.contains("status") &&
+      body["status"].is_string()) {
+    state = parse_health_state(body["status"].get<std::string>());
+    if (!state) {
+      r.detail = "health status '" + shorten(body["status"].get<std::string>(), 40) +
+                 "' is unknown";
+    }
+  } else {
+    r.detail = "health answer has no \"status\"";
+  }
+  // As a k8s HTTP probe: without a status it says, 200 passes and 503 fails.
+  r.reported = state.value_or(response.status == 200 ? HealthState::unknown
+                                                     : HealthState::unhealthy);
+  if (!body.is_object()) return r;
   if (auto it = body.find("metrics"); it != body.end() && it->is_object()) {
     for (auto m = it->begin(); m != it->end(); ++m) {
       if (m.value().is_number()) r.metrics[m.key()] = m.value().get<double>();
@@ -181,9 +223,10 @@ ProbeResult HttpAgentOperations::probe(const std::string& agent) {
     return best;
   }
   best.detail = "no replica answered";
+  // One reading of an answer everywhere: observed_health() (mend/health.h).
   auto rank = [](const ProbeResult& p) {
     if (!p.answered) return 0;
-    switch (p.reported) {
+    switch (observed_health(p)) {
       case HealthState::healthy: return 3;
       case HealthState::degraded: return 2;
       default: return 1;
@@ -252,10 +295,7 @@ Result<void> HttpAgentOperations::wait_until_ready(const std::string& agent, Dur
   std::string last;
   for (std::int64_t i = 0; i < max_polls; ++i) {
     ProbeResult p = probe(agent);
-    if (p.answered &&
-        (p.reported == HealthState::healthy || p.reported == HealthState::degraded)) {
-      return {};
-    }
+    if (observed_health(p) != HealthState::unhealthy) return {};
     last = p.detail;
     if (clock_.now() >= until) break;
     sleeper_.sleep_for(std::min(options_.ready_poll_interval, until - clock_.now()), {});
@@ -263,6 +303,20 @@ Result<void> HttpAgentOperations::wait_until_ready(const std::string& agent, Dur
   return Error::classified_as(ErrorType::service_unavailable, Severity::high,
                               "agent '" + agent + "' not ready after " +
                                   std::to_string(to_seconds(timeout)) + " s: " + last);
+}
+
+Result<void> fill_task_fields(Task& task) {
+  json payload = parse_untrusted(task.payload.empty() ? std::string_view("{}") : task.payload);
+  if (payload.is_discarded() || !payload.is_object()) {
+    Error e = Error::classified_as(ErrorType::validation_failed, Severity::low,
+                                   "task " + task.id + ": payload is not a JSON object");
+    e.kind = std::string(kInvalidTaskKind);
+    return e;
+  }
+  for (auto it = payload.begin(); it != payload.end(); ++it) {
+    if (it.value().is_string()) task.fields.try_emplace(it.key(), it.value().get<std::string>());
+  }
+  return {};
 }
 
 }  // namespace mend

@@ -113,10 +113,16 @@ TEST(InterpretHealthResponseTest, StatusesAndMetrics) {
   EXPECT_TRUE(sick.answered);
   EXPECT_EQ(sick.reported, HealthState::unhealthy);
   EXPECT_FALSE(interpret_health_response(response(500, R"({"status":"healthy"})")).answered);
-  EXPECT_FALSE(interpret_health_response(response(200, "ok")).answered);
+  // As a k8s HTTP probe: without a status mend can read, 200 passes and 503 fails.
+  ProbeResult plain = interpret_health_response(response(200, "ok"));
+  EXPECT_TRUE(plain.answered);
+  EXPECT_EQ(plain.reported, HealthState::unknown);
+  EXPECT_NE(observed_health(plain), HealthState::unhealthy);
   ProbeResult odd = interpret_health_response(response(200, R"({"status":"fine"})"));
-  EXPECT_FALSE(odd.answered);
+  EXPECT_TRUE(odd.answered);
   EXPECT_THAT(odd.detail, HasSubstr("unknown"));
+  ProbeResult down = interpret_health_response(response(503, "<html>"));
+  EXPECT_EQ(observed_health(down), HealthState::unhealthy);
 }
 
 }  // namespace

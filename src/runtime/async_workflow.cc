@@ -76,10 +76,12 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
         Outcome outcome = run->take_outcome();
         if (TaskJournal* journal = workflow.options().journal) {
           // A store write: off the I/O threads, like escalations.
-          outcome = co_await offload(blocking, [journal, &run, outcome = std::move(outcome)] {
-            journal->record(run->task(), outcome);
-            return outcome;
-          });
+          // Copies, not references into this frame: the pool thread must not outlive them.
+          outcome = co_await offload(
+              blocking, [journal, task = run->task(), outcome = std::move(outcome)] {
+                journal->record(task, outcome);
+                return outcome;
+              });
         }
         co_return outcome;
       }

@@ -89,6 +89,12 @@ std::error_code to_std(const boost::system::error_code& ec) {
   return {};
 }
 
+// now + d, saturating: a caller's Duration::max() means "no limit", not an overflow.
+SteadyTime deadline_after(Duration d) {
+  SteadyTime now = std::chrono::steady_clock::now();
+  return d >= SteadyTime::max() - now ? SteadyTime::max() : now + d;
+}
+
 bool is_ip_literal(const std::string& host) {
   boost::system::error_code ec;
   net::ip::make_address(host, ec);
@@ -386,7 +392,7 @@ Result<Call> HttpClient::Impl::prepare(std::string method, std::string url,
   }
   req.body() = std::move(body);
   req.prepare_payload();
-  call.deadline = std::chrono::steady_clock::now() + call.timeout;
+  call.deadline = deadline_after(call.timeout);
   return call;
 }
 
@@ -427,8 +433,7 @@ net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl>
 
 net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn, const Call& call) {
   const UrlParts& u = call.url_parts;
-  SteadyTime connect_deadline =
-      std::min(call.deadline, std::chrono::steady_clock::now() + options.connect_timeout);
+  SteadyTime connect_deadline = std::min(call.deadline, deadline_after(options.connect_timeout));
   auto timed_out = [&]() -> Error {
     return connect_deadline < call.deadline ? connect_timeout_error(call, options.connect_timeout)
                                             : timeout_error(call);

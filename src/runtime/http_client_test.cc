@@ -208,6 +208,10 @@ TEST(HttpClientServer, GetAndPostRoundTripWithHeadersAndBody) {
   EXPECT_EQ(post->header("X-Test-Echo"), "two");
   EXPECT_EQ(post->body, payload);
 
+  // No limit at all is a deadline far away, not an overflow into the past.
+  auto unlimited = client.request_sync("GET", server.base_url() + "/", {}, {}, Duration::max());
+  ASSERT_TRUE(unlimited.ok()) << unlimited.error().describe();
+
   // An error status is an answer, not a transport error.
   auto unavailable = client.request_sync("GET", server.base_url() + "/status/503");
   ASSERT_TRUE(unavailable.ok()) << unavailable.error().describe();

@@ -1,5 +1,6 @@
 #include "mend/notifier.h"
 
+
 #include <nlohmann/json.hpp>
 
 namespace mend {
@@ -43,6 +44,11 @@ Result<void> post_json(HttpClient& http, const std::string& url, std::vector<Htt
 
 // Delivery failures worth another try: the network, the receiver's own trouble, throttling.
 bool delivery_retryable(const Error& e) {
+  if (e.classified && (e.category() == ErrorCategory::logic ||
+                       e.type == ErrorType::configuration_error)) {
+    return false;  // mend's own mistake: sending it again will not mend it
+  }
+  if (e.kind == "configuration") return false;  // a receiver URL that does not parse
   if (!e.status) return true;
   return *e.status >= 500 || *e.status == 429 || *e.status == 408;
 }
@@ -221,7 +227,12 @@ DeliveryReport NotificationDispatcher::deliver_due() {
       ++report.dead;
       continue;
     }
-    Result<void> sent = it->second->deliver(m);
+    if (store_.has_older_pending(m)) {
+      ++report.held_back;  // its predecessor for this receiver and record goes first
+      continue;
+    }
+    // A receiver that throws fails this delivery, not the pass.
+    Result<void> sent = detail::guarded([&]() -> Result<void> { return it->second->deliver(m); });
     const WallTime now = clock_.wall_now();
     if (sent.ok()) {
       store_.mark_delivered(m.id, now);

@@ -110,6 +110,22 @@ Result<EscalationTaken> Escalator::escalate(const EscalationRequest& request) {
           store_.append_timeline({r.id, now, "war_room_opened", "mend", r.war_room_url});
         }
         notify(r, "trigger", "", "mend", now);
+      } else if (request.level > r.level) {
+        // A worse failure of an active record raises it (a critical one on a medium ticket
+        // pages now), with a war room once it is critical.
+        const Reescalation step{r.level, request.level, r.tier};
+        policy_.apply(r, step, now);
+        if (plan.war_room && r.war_room_url.empty()) {
+          r.war_room_url = policy_.war_room_url(r);
+          store_.append_timeline({r.id, now, "war_room_opened", "mend", r.war_room_url});
+        }
+        store_.update_record(r);
+        store_.append_timeline({r.id, now, "raised", "mend",
+                                std::string(to_string(step.from_level)) + " -> " +
+                                    std::string(to_string(step.to_level)) + ": task " +
+                                    request.task_id});
+        notify(r, "reescalate", std::string(to_string(r.level)) + "." + std::to_string(r.tier),
+               "mend", now);
       }
       taken.created = u.created;
       taken.record_id = r.id;
@@ -198,6 +214,11 @@ Result<std::vector<EscalationRecord>> Escalator::check_slas() {
         std::optional<Reescalation> step = policy_.reescalation_due(r, now);
         if (!step) continue;
         policy_.apply(r, *step, now);
+        if (r.level == Severity::critical && r.war_room_url.empty()) {
+          // Reaching critical brings the war room, whether the record opened there or not.
+          r.war_room_url = policy_.war_room_url(r);
+          store_.append_timeline({r.id, now, "war_room_opened", "mend", r.war_room_url});
+        }
         store_.update_record(r);
         const std::string detail = std::string(to_string(step->from_level)) + " -> " +
                                    std::string(to_string(step->to_level)) + ", tier " +

@@ -209,6 +209,7 @@ TEST_F(EscalatorTest, AnAcknowledgedCriticalIncidentIsNotReescalated) {
 TEST_F(EscalatorTest, AMediumTicketClimbsToHighWhenItsSlaPasses) {
   Escalator e = make();
   Result<EscalationTaken> t = e.escalate(request(Severity::medium));
+  ASSERT_TRUE(t.ok());
   clock.advance(hours(24));
   Result<std::vector<EscalationRecord>> raised = e.check_slas();
   ASSERT_EQ(raised->size(), 1u);
@@ -217,8 +218,15 @@ TEST_F(EscalatorTest, AMediumTicketClimbsToHighWhenItsSlaPasses) {
   EXPECT_EQ((*raised)[0].assignee, "on-call-engineer");
   // The next occurrence reports the level the record has reached.
   Result<EscalationTaken> again = e.escalate(request(Severity::medium));
+  ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->record_id, t->record_id);
   EXPECT_EQ(again->level, Severity::high);
+  // Two more hours unacknowledged: critical, and with it a war room.
+  clock.advance(hours(2));
+  Result<std::vector<EscalationRecord>> critical = e.check_slas();
+  ASSERT_EQ(critical->size(), 1u);
+  EXPECT_EQ((*critical)[0].level, Severity::critical);
+  EXPECT_FALSE((*critical)[0].war_room_url.empty());
 }
 
 TEST_F(EscalatorTest, LifecycleNotifiesEachStateChangeOnce) {
@@ -251,6 +259,29 @@ TEST_F(EscalatorTest, LifecycleNotifiesEachStateChangeOnce) {
   ResponseTimes rt = response_times(store->records({}));
   EXPECT_EQ(rt.mtta, minutes(5));
   EXPECT_EQ(rt.mttr, minutes(30));
+}
+
+TEST_F(EscalatorTest, AWorseOccurrenceRaisesTheActiveRecordAndPages) {
+  Escalator e = make({.war_room_url_template = "https://war.test/{id}"});
+  Result<EscalationTaken> first = e.escalate(request(Severity::medium));
+  ASSERT_TRUE(first.ok());
+  Result<EscalationTaken> worse = e.escalate(request(Severity::critical));
+  ASSERT_TRUE(worse.ok());
+  EXPECT_FALSE(worse->created);
+  EXPECT_EQ(worse->record_id, first->record_id);
+  EXPECT_EQ(worse->level, Severity::critical);
+  EXPECT_EQ(worse->war_room_url, "https://war.test/TKT-" + std::to_string(first->record_id));
+  std::optional<EscalationRecord> r = store->record(first->record_id);
+  EXPECT_EQ(r->channel, "emergency");
+  EXPECT_EQ(r->sla_due, clock.wall_now() + minutes(15));
+  std::vector<std::string> sent;
+  for (const OutboxMessage& m : pending()) sent.push_back(m.receiver + ":" + m.event);
+  EXPECT_THAT(sent, ::testing::ElementsAre("webhook:trigger", "webhook:reescalate",
+                                           "pagerduty:reescalate"));
+  // A milder occurrence changes nothing.
+  ASSERT_TRUE(e.escalate(request(Severity::medium)).ok());
+  EXPECT_EQ(store->record(first->record_id)->level, Severity::critical);
+  EXPECT_EQ(pending().size(), 3u);
 }
 
 TEST_F(EscalatorTest, AChannelWithoutReceiversSaysSoInTheTimeline) {

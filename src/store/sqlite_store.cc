@@ -666,6 +666,18 @@ bool SqliteStore::enqueue(OutboxMessage& message) {
   return true;
 }
 
+bool SqliteStore::has_older_pending(const OutboxMessage& message) {
+  if (message.record_id == 0) return false;
+  std::lock_guard lock(mu_);
+  Statement s = prepare(
+      "SELECT 1 FROM outbox WHERE receiver = ?1 AND record_id = ?2 AND state = 'pending'"
+      " AND id < ?3 LIMIT 1");
+  s.bind_text(1, message.receiver);
+  s.bind_int(2, message.record_id);
+  s.bind_int(3, message.id);
+  return s.step();
+}
+
 std::vector<OutboxMessage> SqliteStore::due_messages(WallTime now, std::size_t limit) {
   std::lock_guard lock(mu_);
   Statement s = prepare("SELECT " MEND_OUTBOX_COLUMNS

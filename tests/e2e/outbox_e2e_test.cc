@@ -184,6 +184,37 @@ TEST(RestartE2E, AFailedDeliveryIsRetriedWithBackoffAcrossARestart) {
   EXPECT_TRUE(store->outbox(OutboxState::pending, 10).empty());
 }
 
+// A receiver that refused the trigger never gets the acknowledge first: a later message for the
+// same receiver and record waits for its predecessor.
+TEST(OrderingE2E, AnAcknowledgeWaitsForTheTriggerItCloses) {
+  ManualClock clock;
+  FixedRandom random(0.5);
+  IoThread io;
+  HttpClient http(io.executor());
+  NotificationSink sink;
+  TempDir dir;
+  auto store = open_store(dir.file("mend.db"));
+  EscalatorOptions o = test_escalator_options();
+  o.routes = {{"emergency", {"pagerduty"}}};
+  Escalator escalator(*store, clock, o);
+  NotificationDispatcher dispatcher(*store, clock, random);
+  add_receivers(dispatcher, http, sink);
+  Result<EscalationTaken> t = escalator.escalate(critical_request("t"));
+  ASSERT_TRUE(t.ok());
+  sink.fail_next(1);  // PagerDuty is briefly unavailable
+  EXPECT_EQ(dispatcher.deliver_due().retry_scheduled, 1);
+  ASSERT_TRUE(escalator.acknowledge(t->record_id, "alice").ok());
+  DeliveryReport held = dispatcher.deliver_due();
+  EXPECT_EQ(held.held_back, 1);
+  EXPECT_EQ(held.delivered, 0);
+  clock.advance(seconds(1));
+  dispatcher.deliver_due();
+  dispatcher.deliver_due();
+  std::vector<std::string> actions;
+  for (const auto& r : sink.at("/pagerduty")) actions.push_back(r.body["event_action"]);
+  EXPECT_THAT(actions, ::testing::ElementsAre("trigger", "acknowledge"));
+}
+
 // Notifications over HTTPS: delivered when the receiver's certificate verifies against the
 // configured CA; refused (and retried later, not sent in clear) when it does not.
 TEST(HttpsE2E, NotificationsGoOverVerifiedHttpsOnly) {
