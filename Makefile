@@ -18,7 +18,8 @@ build: setup
 demo: build
 	@build/release/examples/policy_demo
 
-# The whole suite: every test in release, again under ASan+UBSan, and the concurrency tests under TSan.
+# The whole suite: every test in release, again under ASan+UBSan, and under TSan every test that
+# runs threads (concurrency, store, runtime, end to end).
 test: test-release test-asan test-tsan
 
 test-release: build

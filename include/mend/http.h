@@ -63,16 +63,19 @@ namespace http_detail {
 inline char lower_ascii(char c) noexcept {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
+// Equal ignoring ASCII case, as header names and URL schemes compare.
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower_ascii(a[i]) != lower_ascii(b[i])) return false;
+  }
+  return true;
+}
 }  // namespace http_detail
 
 inline std::string find_header(const std::vector<HttpHeader>& headers, std::string_view name) {
   for (const HttpHeader& h : headers) {
-    if (h.name.size() != name.size()) continue;
-    bool same = true;
-    for (std::size_t i = 0; i < name.size() && same; ++i) {
-      same = http_detail::lower_ascii(h.name[i]) == http_detail::lower_ascii(name[i]);
-    }
-    if (same) return h.value;
+    if (http_detail::iequals(h.name, name)) return h.value;
   }
   return {};
 }

@@ -115,6 +115,9 @@ struct EscalationTaken {
   std::string assignee;
   std::string war_room_url;
   std::string fingerprint;
+
+  // What `plan` decides, before any record exists (level, action, SLA, channel, assignee).
+  static EscalationTaken planned(const EscalationPlan& plan);
 };
 
 // What the workflow asks the escalation sink to do.

@@ -417,19 +417,23 @@ WorkflowRun::Script WorkflowRun::script() {
         escalation_.reset();
       } else {
         // Decided but not carried out: no sink was configured.
-        const EscalationPlan plan = EscalationPolicy().plan(request.level);
-        EscalationTaken decided;
-        decided.level = request.level;
-        decided.action = plan.action;
-        decided.retry_recommended = plan.retry_recommended;
-        decided.sla = plan.sla;
-        decided.channel = plan.channel;
-        outcome_.escalation = std::move(decided);
+        outcome_.escalation = EscalationTaken::planned(EscalationPolicy().plan(request.level));
       }
     }
   }
   outcome_.elapsed = env.clock->now() - started;
   emit(EventKind::task_finished, task_.agent, nullptr, std::string(to_string(outcome_.status)));
+}
+
+EscalationTaken EscalationTaken::planned(const EscalationPlan& plan) {
+  EscalationTaken t;
+  t.level = plan.level;
+  t.action = plan.action;
+  t.retry_recommended = plan.retry_recommended;
+  t.sla = plan.sla;
+  t.channel = plan.channel;
+  t.assignee = plan.assignee;
+  return t;
 }
 
 std::string Outcome::to_json() const {

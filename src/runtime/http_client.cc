@@ -48,13 +48,7 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (http_detail::lower_ascii(a[i]) != http_detail::lower_ascii(b[i])) return false;
-  }
-  return true;
-}
+using http_detail::iequals;
 
 Error configuration_error(std::string message) {
   return Error::of_kind("configuration", std::move(message));

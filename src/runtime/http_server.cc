@@ -68,13 +68,7 @@ HttpResponse json_error(int status, std::string_view type, std::string_view mess
   return response;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (http_detail::lower_ascii(a[i]) != http_detail::lower_ascii(b[i])) return false;
-  }
-  return true;
-}
+using http_detail::iequals;
 
 using BeastResponse = http::response<http::string_body>;
 

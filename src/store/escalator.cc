@@ -76,13 +76,7 @@ void Escalator::notify(const EscalationRecord& record, const std::string& event,
 
 Result<EscalationTaken> Escalator::escalate(const EscalationRequest& request) {
   const EscalationPlan plan = policy_.plan(request.level);
-  EscalationTaken taken;
-  taken.level = request.level;
-  taken.action = plan.action;
-  taken.retry_recommended = plan.retry_recommended;
-  taken.sla = plan.sla;
-  taken.channel = plan.channel;
-  taken.assignee = plan.assignee;
+  EscalationTaken taken = EscalationTaken::planned(plan);
   if (!plan.ticket && !plan.incident) return taken;  // low: logged only
 
   taken.fingerprint = policy_.fingerprint(request.labels);

@@ -2,14 +2,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
 #include "mend/sqlite_store.h"
+#include "mend_test/temp_dir.h"
 
 namespace mend {
 namespace {
@@ -19,23 +16,7 @@ using std::chrono::minutes;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("mend-escalator-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using mend::testing::TempDir;
 
 EscalationRequest request(Severity level, std::string agent = "senior-backend-developer",
                           ErrorType type = ErrorType::external_service_down,

@@ -1,4 +1,5 @@
 #include "mend/sqlite_store.h"
+#include "mend_test/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -28,14 +29,8 @@ constexpr WallTime kT0 = ManualClock::kDefaultWallStart;
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "mend_store_test_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-    path_ = (dir_ / "mend.db").string();
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
+    dir_ = temp_.path();
+    path_ = temp_.file("mend.db");
   }
 
   std::unique_ptr<SqliteStore> open_store(SqliteOptions options = {}) {
@@ -68,6 +63,7 @@ class SqliteStoreTest : public ::testing::Test {
     sqlite3_close(db);
   }
 
+  mend::testing::TempDir temp_{"mend-store-test"};
   fs::path dir_;
   std::string path_;
 };

@@ -4,12 +4,9 @@
 #ifndef MEND_TESTS_E2E_LOOPBACK_H_
 #define MEND_TESTS_E2E_LOOPBACK_H_
 
-#include <unistd.h>
-
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,6 +24,7 @@
 #include "mend/notifier.h"
 #include "mend/sqlite_store.h"
 #include "mend/workflow.h"
+#include "mend_test/temp_dir.h"
 
 namespace mend::e2e {
 
@@ -174,23 +172,7 @@ class NotificationSink {
   int fail_next_ = 0;
 };
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("mend-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using mend::testing::TempDir;
 
 // An io_context on its own thread, for the HTTP client.
 class IoThread {

@@ -25,22 +25,28 @@ EscalationRequest critical_request(const std::string& task_id) {
   return r;
 }
 
+// What every test here needs: a manual clock, a seeded random source, an HTTP client on its own
+// I/O thread, a loopback notification receiver and a scratch directory for the SQLite file.
+class OutboxE2E : public ::testing::Test {
+ protected:
+  ManualClock clock;
+  FixedRandom random{0.5};
+  IoThread io;
+  HttpClient http{io.executor()};
+  NotificationSink sink;
+  TempDir dir;
+};
+
 // One agent fails 10,000 calls in a row. Its breaker is set out of the way (threshold above the
 // outage) so that every one of the 10,000 tasks really calls it and really fails; there is no
 // fallback and no degraded answer, so each task escalates. The result: one ticket with the
 // exact count, and one notification per state change at the receiver, not ten thousand.
-TEST(OutageE2E, TenThousandFailuresMakeOneTicketAndOneNotificationPerStateChange) {
+TEST_F(OutboxE2E, TenThousandFailuresMakeOneTicketAndOneNotificationPerStateChange) {
   constexpr int kFailures = 10000;
-  ManualClock clock;
   ManualSleeper sleeper(clock);
-  FixedRandom random(0.5);
-  IoThread io;
-  HttpClient http(io.executor());
   HttpAgentInvoker invoker(http);
   TestAgent agent("senior-backend-developer");
   agent.on_task([](int) { return agent_error(502, "external_service_down", "upstream down"); });
-  NotificationSink sink;
-  TempDir dir;
   auto store = open_store(dir.file("mend.db"));
   Escalator escalator(*store, clock, test_escalator_options());
   NotificationDispatcher dispatcher(*store, clock, random);
@@ -100,13 +106,7 @@ TEST(OutageE2E, TenThousandFailuresMakeOneTicketAndOneNotificationPerStateChange
 
 // A store and outbox closed between writing an escalation and delivering it: a new instance on
 // the same file delivers it, once per key, and a replay of the escalation notifies nobody again.
-TEST(RestartE2E, PendingNotificationsAreDeliveredAfterARestartOncePerKey) {
-  ManualClock clock;
-  FixedRandom random(0.5);
-  IoThread io;
-  HttpClient http(io.executor());
-  NotificationSink sink;
-  TempDir dir;
+TEST_F(OutboxE2E, PendingNotificationsAreDeliveredAfterARestartOncePerKey) {
   const std::string path = dir.file("mend.db");
   std::int64_t id = 0;
   {
@@ -143,13 +143,7 @@ TEST(RestartE2E, PendingNotificationsAreDeliveredAfterARestartOncePerKey) {
 }
 
 // A receiver that is down: the delivery is retried with mend's backoff, across a restart.
-TEST(RestartE2E, AFailedDeliveryIsRetriedWithBackoffAcrossARestart) {
-  ManualClock clock;
-  FixedRandom random(0.5);
-  IoThread io;
-  HttpClient http(io.executor());
-  NotificationSink sink;
-  TempDir dir;
+TEST_F(OutboxE2E, AFailedDeliveryIsRetriedWithBackoffAcrossARestart) {
   const std::string path = dir.file("mend.db");
   sink.fail_next(2);  // the webhook answers 503 twice
   {
@@ -186,13 +180,7 @@ TEST(RestartE2E, AFailedDeliveryIsRetriedWithBackoffAcrossARestart) {
 
 // A receiver that refused the trigger never gets the acknowledge first: a later message for the
 // same receiver and record waits for its predecessor.
-TEST(OrderingE2E, AnAcknowledgeWaitsForTheTriggerItCloses) {
-  ManualClock clock;
-  FixedRandom random(0.5);
-  IoThread io;
-  HttpClient http(io.executor());
-  NotificationSink sink;
-  TempDir dir;
+TEST_F(OutboxE2E, AnAcknowledgeWaitsForTheTriggerItCloses) {
   auto store = open_store(dir.file("mend.db"));
   EscalatorOptions o = test_escalator_options();
   o.routes = {{"emergency", {"pagerduty"}}};
