@@ -24,7 +24,9 @@
 #ifndef MEND_AGENT_CLIENT_H_
 #define MEND_AGENT_CLIENT_H_
 
-#include <utility>  // before Asio's coroutine headers (Boost 1.74)
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
 
 #include <boost/asio/awaitable.hpp>
 #include <optional>
@@ -61,8 +63,7 @@ Result<std::string> task_request_body(const Task& task, int attempt);
 // (compacted); a 2xx body that is not JSON is processing_failed; an error status becomes an
 // Error with the status, the body's type/severity/message when it has them, and Retry-After from
 // the body or the header.
-Result<std::string> interpret_task_response(const HttpResponse& response,
-                                            const std::string& agent);
+Result<std::string> interpret_task_response(const HttpResponse& response, const std::string& agent);
 
 // An agent's answer to GET /health as a probe result. 200 and 503 with a JSON "status" are
 // answers; anything else is not (answered false, detail says why).
@@ -84,8 +85,7 @@ class HttpAgentInvoker final : public AgentInvoker, public AsyncAgentInvoker {
   Result<std::string> invoke(const AgentInfo& agent, int replica, const Task& task,
                              int attempt) override;
   boost::asio::awaitable<Result<std::string>> invoke_async(const AgentInfo& agent, int replica,
-                                                           const Task& task,
-                                                           int attempt) override;
+                                                           const Task& task, int attempt) override;
 
  private:
   HttpClient& http_;
@@ -99,8 +99,8 @@ class HttpAgentInvoker final : public AgentInvoker, public AsyncAgentInvoker {
 // the agents it supervises.
 class HttpAgentOperations : public AgentOperations {
  public:
-  HttpAgentOperations(HttpClient& http, AgentRegistry& agents, const Clock& clock,
-                      Sleeper& sleeper, AgentClientOptions options = {});
+  HttpAgentOperations(HttpClient& http, AgentRegistry& agents, const Clock& clock, Sleeper& sleeper,
+                      AgentClientOptions options = {});
   ProbeResult probe(const std::string& agent) override;
   Result<void> clear_caches(const std::string& agent) override;
   Result<void> reset_connection_pools(const std::string& agent) override;

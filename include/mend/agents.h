@@ -51,7 +51,7 @@ struct AgentInfo {
   // moves to the next before the workflow falls back to another agent. In-process agents may
   // leave it empty (one implicit replica).
   std::vector<std::string> endpoints;
-  int max_concurrent = 0;  // tasks in flight at once; 0: unlimited
+  int max_concurrent = 0;         // tasks in flight at once; 0: unlimited
   CircuitBreakerOptions breaker;  // seed defaults: 5 failures, 60 s, 3 successes
 
   int replicas() const noexcept {

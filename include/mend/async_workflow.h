@@ -22,7 +22,9 @@
 #ifndef MEND_ASYNC_WORKFLOW_H_
 #define MEND_ASYNC_WORKFLOW_H_
 
-#include <utility>  // before Asio's coroutine headers (Boost 1.74)
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

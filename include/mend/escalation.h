@@ -62,8 +62,8 @@ struct EscalationRecord {
   std::int64_t occurrences = 1;
   WallTime created_at{};
   WallTime last_seen_at{};
-  WallTime sla_due{};                    // acknowledgement is due by then
-  std::optional<WallTime> review_at;     // high: the scheduled review
+  WallTime sla_due{};                 // acknowledgement is due by then
+  std::optional<WallTime> review_at;  // high: the scheduled review
   std::optional<WallTime> acknowledged_at;
   std::string acknowledged_by;
   std::optional<WallTime> resolved_at;
@@ -113,10 +113,10 @@ struct EscalationPlan {
   bool ticket = false;
   bool incident = false;
   bool war_room = false;
-  bool page = false;         // critical: page the emergency team
-  std::string channel;       // empty for low: nobody is notified
-  std::string priority;      // of the ticket or incident
-  std::string assignee;      // high: on-call
+  bool page = false;     // critical: page the emergency team
+  std::string channel;   // empty for low: nobody is notified
+  std::string priority;  // of the ticket or incident
+  std::string assignee;  // high: on-call
   std::optional<Duration> sla;
   std::optional<Duration> review_in;
 };

@@ -38,13 +38,13 @@ enum class EventKind : std::uint8_t {
   bulkhead_rejected,   // no slot and no room to wait
   rate_limited,        // a rate limiter refused a call
   // The workflow's decisions (mend/workflow.h); `task_id` names the task.
-  agent_skipped,      // an agent in the plan was unavailable; detail says why
-  attempt_failed,     // an agent failed; detail is the route taken (retry, fallback, ...)
-  fallback_used,      // a task was answered by an agent other than its primary
-  self_healing,       // recovery ran for an agent; detail is the issue and its result
-  degraded_answer,    // no agent answered: the degraded service did
-  escalated,          // a ticket or incident was opened or touched; detail is its id
-  task_finished,      // the workflow's outcome; detail is its status
+  agent_skipped,    // an agent in the plan was unavailable; detail says why
+  attempt_failed,   // an agent failed; detail is the route taken (retry, fallback, ...)
+  fallback_used,    // a task was answered by an agent other than its primary
+  self_healing,     // recovery ran for an agent; detail is the issue and its result
+  degraded_answer,  // no agent answered: the degraded service did
+  escalated,        // a ticket or incident was opened or touched; detail is its id
+  task_finished,    // the workflow's outcome; detail is its status
 };
 std::string_view to_string(EventKind kind) noexcept;
 

@@ -67,8 +67,8 @@ class HealthMonitor {
   HealthMonitorOptions options_;
   SelfHealer* healer_;
   EscalationSink* alerts_;
-  std::mutex pass_mu_;      // one pass at a time
-  mutable std::mutex mu_;   // guards trackers_
+  std::mutex pass_mu_;     // one pass at a time
+  mutable std::mutex mu_;  // guards trackers_
   std::map<std::string, std::unique_ptr<HealthTracker>> trackers_;
 };
 

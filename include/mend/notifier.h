@@ -136,7 +136,7 @@ struct DispatcherOptions {
 struct DeliveryReport {
   int delivered = 0;
   int retry_scheduled = 0;
-  int dead = 0;  // gave up, or no receiver of that name is configured
+  int dead = 0;       // gave up, or no receiver of that name is configured
   int held_back = 0;  // due, but an older message for the same receiver and record is pending
 };
 

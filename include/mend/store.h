@@ -50,7 +50,7 @@ enum class OutboxState : std::uint8_t { pending, delivered, dead };
 std::string_view to_string(OutboxState state) noexcept;
 
 struct OutboxMessage {
-  std::int64_t id = 0;  // assigned by the store
+  std::int64_t id = 0;    // assigned by the store
   std::string receiver;   // the configured receiver's name
   std::string dedup_key;  // unique per receiver
   std::int64_t record_id = 0;
@@ -70,7 +70,7 @@ struct JournalEntry {
   std::string task_id;
   std::string task_type;
   std::string primary_agent;
-  std::string status;     // succeeded, succeeded_after_retry, fallback, degraded, failed
+  std::string status;  // succeeded, succeeded_after_retry, fallback, degraded, failed
   std::string answered_by;
   int attempts = 0;
   std::int64_t record_id = 0;  // the escalation record, 0 when none
@@ -91,7 +91,8 @@ class Store {
   // The active record (open or acknowledged) with fresh.fingerprint gets one more occurrence and
   // last_seen_at = now, and an "occurrence" timeline entry for each of the first ten and then at
   // each power of ten (so that an outage leaves a readable timeline; the count stays exact);
-  // without one, `fresh` is inserted with an "opened" entry. Atomic: two threads reporting the same fingerprint make one record.
+  // without one, `fresh` is inserted with an "opened" entry. Atomic: two threads reporting the same
+  // fingerprint make one record.
   virtual RecordUpsert open_or_touch(const EscalationRecord& fresh, WallTime now) = 0;
   virtual std::optional<EscalationRecord> record(std::int64_t id) = 0;
   virtual std::vector<EscalationRecord> records(const RecordFilter& filter) = 0;

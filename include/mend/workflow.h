@@ -108,7 +108,7 @@ struct EscalationTaken {
   std::int64_t record_id = 0;  // 0 when no record (logged only)
   std::string record;          // "TKT-3", "INC-1"
   RecordKind kind = RecordKind::ticket;
-  bool created = false;        // false: an occurrence of an active record
+  bool created = false;  // false: an occurrence of an active record
   std::int64_t occurrences = 0;
   std::optional<Duration> sla;
   std::string channel;
@@ -176,11 +176,11 @@ class TaskJournal {
 
 struct WorkflowOptions {
   RetryOptions retry;  // seed defaults: 3 retries, base 1 s, cap 60 s, seed's retryable set
-  DegradedService* degraded = nullptr;   // none: a task nobody answered fails
-  SelfHealer* healer = nullptr;          // none: system errors fall back without healing
-  EscalationSink* escalations = nullptr; // none: escalation is decided but not carried out
-  TaskJournal* journal = nullptr;        // none: outcomes are returned, not recorded
-  int max_agents = 8;                    // agents tried per task at most, primary included
+  DegradedService* degraded = nullptr;    // none: a task nobody answered fails
+  SelfHealer* healer = nullptr;           // none: system errors fall back without healing
+  EscalationSink* escalations = nullptr;  // none: escalation is decided but not carried out
+  TaskJournal* journal = nullptr;         // none: outcomes are returned, not recorded
+  int max_agents = 8;                     // agents tried per task at most, primary included
 };
 
 class WorkflowRun;
@@ -188,7 +188,6 @@ class WorkflowRun;
 // The Error::kind of a task that no agent can take as it is (its payload is not JSON, ...): the
 // workflow fails it at once, without fallback, escalation or breaker accounting.
 inline constexpr std::string_view kInvalidTaskKind = "invalid_task";
-
 
 class Workflow {
  public:

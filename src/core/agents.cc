@@ -20,20 +20,28 @@ std::map<std::string, std::vector<std::string>> seed_fallback_chains() {
 
 std::string_view to_string(CandidateRole role) noexcept {
   switch (role) {
-    case CandidateRole::primary: return "primary";
-    case CandidateRole::chain: return "chain";
-    case CandidateRole::capability: return "capability";
-    case CandidateRole::generalist: return "generalist";
+    case CandidateRole::primary:
+      return "primary";
+    case CandidateRole::chain:
+      return "chain";
+    case CandidateRole::capability:
+      return "capability";
+    case CandidateRole::generalist:
+      return "generalist";
   }
   return "unknown";
 }
 
 std::string_view to_string(SkipReason reason) noexcept {
   switch (reason) {
-    case SkipReason::unknown_agent: return "unknown_agent";
-    case SkipReason::circuit_open: return "circuit_open";
-    case SkipReason::unhealthy: return "unhealthy";
-    case SkipReason::no_capacity: return "no_capacity";
+    case SkipReason::unknown_agent:
+      return "unknown_agent";
+    case SkipReason::circuit_open:
+      return "circuit_open";
+    case SkipReason::unhealthy:
+      return "unhealthy";
+    case SkipReason::no_capacity:
+      return "no_capacity";
   }
   return "unknown";
 }
@@ -43,8 +51,8 @@ AgentRegistry::Entry::Entry(AgentInfo agent_info)
 
 Result<void> AgentRegistry::add(AgentInfo info) {
   auto config_error = [](std::string message) {
-    return Result<void>(Error::classified_as(ErrorType::configuration_error, Severity::high,
-                                             std::move(message)));
+    return Result<void>(
+        Error::classified_as(ErrorType::configuration_error, Severity::high, std::move(message)));
   };
   if (info.name.empty()) return config_error("agent name is empty");
   if (info.max_concurrent < 0) {

@@ -1,12 +1,11 @@
 #include "mend/clock.h"
 
-#include <cstdio>
-
 #include <pthread.h>
 #include <time.h>
 
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <limits>
 #include <new>
 #include <thread>
@@ -167,10 +166,10 @@ std::string to_iso8601(std::chrono::system_clock::time_point t) {
   const year_month_day ymd{day};
   const hh_mm_ss<milliseconds> hms{ms - day};
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                static_cast<int>(hms.seconds().count()),
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()), static_cast<int>(hms.hours().count()),
+                static_cast<int>(hms.minutes().count()), static_cast<int>(hms.seconds().count()),
                 static_cast<int>(hms.subseconds().count()));
   return buf;
 }

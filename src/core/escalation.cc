@@ -12,9 +12,12 @@ std::string_view to_string(RecordKind kind) noexcept {
 
 std::string_view to_string(RecordStatus status) noexcept {
   switch (status) {
-    case RecordStatus::open: return "open";
-    case RecordStatus::acknowledged: return "acknowledged";
-    case RecordStatus::resolved: return "resolved";
+    case RecordStatus::open:
+      return "open";
+    case RecordStatus::acknowledged:
+      return "acknowledged";
+    case RecordStatus::resolved:
+      return "resolved";
   }
   return "unknown";
 }

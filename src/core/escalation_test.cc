@@ -55,8 +55,8 @@ TEST(EscalationPolicyTest, FingerprintUsesOnlyConfiguredLabelsInAnyOrder) {
       {{"task_type", "deploy"}, {"agent", "x"}, {"error_type", "api_error"}, {"task_id", "2"}});
   EXPECT_EQ(a, b);  // task_id is not a fingerprint label
   EXPECT_EQ(a.size(), 16u);
-  EXPECT_NE(a, policy.fingerprint({{"agent", "y"}, {"error_type", "api_error"},
-                                   {"task_type", "deploy"}}));
+  EXPECT_NE(a, policy.fingerprint(
+                   {{"agent", "y"}, {"error_type", "api_error"}, {"task_type", "deploy"}}));
   // Value boundaries matter: "ab"+"c" is not "a"+"bc".
   EscalationPolicy two({.fingerprint_labels = {"p", "q"}});
   EXPECT_NE(two.fingerprint({{"p", "ab"}, {"q", "c"}}), two.fingerprint({{"p", "a"}, {"q", "bc"}}));

@@ -67,9 +67,8 @@ std::vector<HealthTransition> HealthMonitor::check_due(AgentOperations& ops, Tim
                                            "agent " + name + " is unhealthy: " + result.detail);
       request.agent = name;
       request.task_type = "health_check";
-      request.labels = {{"agent", name},
-                        {"error_type", "service_unavailable"},
-                        {"task_type", "health_check"}};
+      request.labels = {
+          {"agent", name}, {"error_type", "service_unavailable"}, {"task_type", "health_check"}};
       Result<EscalationTaken> taken =
           detail::guarded([&]() -> Result<EscalationTaken> { return alerts_->escalate(request); });
       if (taken.ok()) {

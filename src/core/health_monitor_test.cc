@@ -86,9 +86,9 @@ TEST_F(HealthMonitorTest, ThreeFailedProbesMakeAnAgentUnhealthyAndAlertOnce) {
     seen.push_back(agents.find("a")->health.load());
   }
   // 1 failure: flaky (degraded); 3 in a row: unhealthy.
-  EXPECT_THAT(seen, ElementsAre(HealthState::degraded, HealthState::degraded,
-                                HealthState::unhealthy, HealthState::unhealthy,
-                                HealthState::unhealthy));
+  EXPECT_THAT(seen,
+              ElementsAre(HealthState::degraded, HealthState::degraded, HealthState::unhealthy,
+                          HealthState::unhealthy, HealthState::unhealthy));
   ASSERT_EQ(alerts.requests.size(), 1u);
   EXPECT_EQ(alerts.requests[0].agent, "a");
   EXPECT_EQ(alerts.requests[0].level, Severity::high);
@@ -120,9 +120,8 @@ TEST_F(HealthMonitorTest, ADegradedAgentIsHealedFromWhatItsHealthAnswerShows) {
   SelfHealer healer;
   HealthMonitor monitor(agents, {}, &healer, &alerts);
   ops.cure_on_restart = true;
-  ops.answers["a"] = {.answered = true,
-                      .reported = HealthState::degraded,
-                      .metrics = {{"memory_percent", 96.0}}};
+  ops.answers["a"] = {
+      .answered = true, .reported = HealthState::degraded, .metrics = {{"memory_percent", 96.0}}};
   auto transitions = monitor.check_due(ops, clock.now());
   ASSERT_FALSE(transitions.empty());
   const HealthTransition& t = transitions[0];

@@ -36,8 +36,8 @@ class JsonWriter {
   JsonWriter& number(double value);
   // Any other integer type, without an ambiguous overload.
   template <class I>
-    requires(std::is_integral_v<I> && !std::is_same_v<I, bool> && !std::is_same_v<I, std::int64_t>)
-  JsonWriter& number(I value) {
+  requires(std::is_integral_v<I> && !std::is_same_v<I, bool> &&
+           !std::is_same_v<I, std::int64_t>) JsonWriter& number(I value) {
     return number(static_cast<std::int64_t>(value));
   }
   JsonWriter& boolean(bool value);

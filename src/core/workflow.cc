@@ -9,11 +9,16 @@ namespace mend {
 
 std::string_view to_string(OutcomeStatus status) noexcept {
   switch (status) {
-    case OutcomeStatus::succeeded: return "succeeded";
-    case OutcomeStatus::succeeded_after_retry: return "succeeded_after_retry";
-    case OutcomeStatus::fallback: return "fallback";
-    case OutcomeStatus::degraded: return "degraded";
-    case OutcomeStatus::failed: return "failed";
+    case OutcomeStatus::succeeded:
+      return "succeeded";
+    case OutcomeStatus::succeeded_after_retry:
+      return "succeeded_after_retry";
+    case OutcomeStatus::fallback:
+      return "fallback";
+    case OutcomeStatus::degraded:
+      return "degraded";
+    case OutcomeStatus::failed:
+      return "failed";
   }
   return "unknown";
 }
@@ -49,9 +54,8 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
     const WorkflowStep& step = run->next();
     switch (step.kind) {
       case WorkflowStep::Kind::call:
-        run->provide_call_result(detail::guarded([&] {
-          return invoker.invoke(*step.agent, step.replica, run->task(), step.attempt);
-        }));
+        run->provide_call_result(detail::guarded(
+            [&] { return invoker.invoke(*step.agent, step.replica, run->task(), step.attempt); }));
         break;
       case WorkflowStep::Kind::wait:
         env_.sleeper->sleep_for(step.delay, {});
@@ -59,8 +63,8 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
       case WorkflowStep::Kind::heal:
         // start() enabled healing only with both a healer and operations.
         // heal() turns failures of the operations and strategies into its report.
-        run->provide_healing(options_.healer->heal(step.agent->name, step.symptoms, *operations,
-                                                   env_.clock->now()));
+        run->provide_healing(
+            options_.healer->heal(step.agent->name, step.symptoms, *operations, env_.clock->now()));
         break;
       case WorkflowStep::Kind::escalate:
         run->provide_escalation(
@@ -173,8 +177,8 @@ WorkflowRun::Script WorkflowRun::script() {
       if (!outcome_.attempts.empty()) outcome_.attempts.back().decision = to_string(reason);
       if (retried) {
         retried->stop = stop;
-        emit(EventKind::attempt_failed, candidate.agent, &*retried,
-             std::string(to_string(reason)), attempt);
+        emit(EventKind::attempt_failed, candidate.agent, &*retried, std::string(to_string(reason)),
+             attempt);
         outcome_.error = std::move(*retried);
       }
     };
@@ -205,11 +209,11 @@ WorkflowRun::Script WorkflowRun::script() {
         retry_token_held_ = false;
       }
       ++calls;
-      Result<std::string> result = call_result_ ? std::move(*call_result_)
-                                                : Result<std::string>(Error::classified_as(
-                                                      ErrorType::processing_failed,
-                                                      Severity::medium,
-                                                      "the driver gave no call result"));
+      Result<std::string> result = call_result_
+                                       ? std::move(*call_result_)
+                                       : Result<std::string>(Error::classified_as(
+                                             ErrorType::processing_failed, Severity::medium,
+                                             "the driver gave no call result"));
       call_result_.reset();
 
       AttemptLog log;
@@ -289,8 +293,7 @@ WorkflowRun::Script WorkflowRun::script() {
         log.decision = "retry";
         log.delay = d.delay;
         outcome_.attempts.push_back(std::move(log));
-        emit(EventKind::retry_scheduled, candidate.agent, &error, error.message, attempt,
-             d.delay);
+        emit(EventKind::retry_scheduled, candidate.agent, &error, error.message, attempt, d.delay);
         retried = error;
         step_ = WorkflowStep{};
         step_.kind = WorkflowStep::Kind::wait;

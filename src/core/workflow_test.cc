@@ -12,9 +12,9 @@
 namespace mend {
 namespace {
 
-using testing::secs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::secs;
 
 // Agents answer from a script: per agent (and replica), a queue of results; an empty queue
 // answers success. A fake of mend's own interface: the loopback tests in tests/e2e do the real
@@ -32,7 +32,8 @@ class ScriptedInvoker final : public AgentInvoker {
     calls.push_back(agent.name + "#" + std::to_string(replica) + "/" + std::to_string(attempt));
     if (auto it = always_.find(agent.name); it != always_.end()) return it->second;
     auto& q = scripts_[{agent.name, replica}];
-    if (q.empty()) return std::string(R"({"by":")" + agent.name + R"(","task":")" + task.id + "\"}");
+    if (q.empty())
+      return std::string(R"({"by":")" + agent.name + R"(","task":")" + task.id + "\"}");
     Result<std::string> r = std::move(q.front());
     q.pop_front();
     return r;
@@ -213,9 +214,7 @@ TEST_F(WorkflowTest, LogicErrorsFallBackWithoutRetry) {
 
 TEST_F(WorkflowTest, ResourceErrorsMoveToAnotherReplicaThenEscalateHigh) {
   AgentRegistry replicated;
-  ASSERT_TRUE(replicated
-                  .add({.name = "analyst", .endpoints = {"http://a", "http://b"}})
-                  .ok());
+  ASSERT_TRUE(replicated.add({.name = "analyst", .endpoints = {"http://a", "http://b"}}).ok());
   WorkflowOptions o;
   o.escalations = &sink;
   Workflow wf(replicated, o, t.env());
@@ -361,8 +360,8 @@ TEST_F(WorkflowTest, EveryDecisionIsAnEventNamingTheTask) {
     EXPECT_EQ(e.task_id, "evt");
     kinds.push_back(std::string(to_string(e.kind)));
   }
-  EXPECT_THAT(kinds, ElementsAre("retry_scheduled", "attempt_failed", "fallback_used",
-                                 "escalated", "task_finished"));
+  EXPECT_THAT(kinds, ElementsAre("retry_scheduled", "attempt_failed", "fallback_used", "escalated",
+                                 "task_finished"));
 }
 
 TEST_F(WorkflowTest, OutcomeJsonCarriesAttemptsAndEscalation) {
@@ -387,7 +386,8 @@ TEST_F(WorkflowTest, AStateMachineDriverSeesEachStep) {
     kinds.push_back(step.kind);
     if (step.kind == WorkflowStep::Kind::done) break;
     if (step.kind == WorkflowStep::Kind::call) {
-      run->provide_call_result(invoker.invoke(*step.agent, step.replica, run->task(), step.attempt));
+      run->provide_call_result(
+          invoker.invoke(*step.agent, step.replica, run->task(), step.attempt));
     }
   }
   using K = WorkflowStep::Kind;
@@ -417,7 +417,7 @@ TEST_F(WorkflowTest, AnAbandonedRunGivesBackItsSlotAndPermit) {
   ASSERT_TRUE(limited.add(one).ok());
   CircuitBreaker& breaker = limited.find("a")->breaker;
   breaker.on_failure(breaker.try_acquire(t.clock), t.clock);  // open
-  t.clock.advance(std::chrono::seconds(60));                   // a probe may go through
+  t.clock.advance(std::chrono::seconds(60));                  // a probe may go through
   Workflow wf(limited, {}, t.env());
   Task k = task();
   k.agent = "a";
@@ -485,6 +485,7 @@ TEST_F(WorkflowTest, APassedDeadlineTriesNoFurtherAgent) {
       clock_.advance(secs(0.5));  // each call takes half a second
       return inner_.invoke(a, r, t, n);
     }
+
    private:
     ScriptedInvoker& inner_;
     ManualClock& clock_;

@@ -8,8 +8,7 @@ namespace {
 using nlohmann::json;
 
 std::vector<HttpHeader> json_headers(const AgentClientOptions& options) {
-  std::vector<HttpHeader> h{{"Content-Type", "application/json"},
-                            {"Accept", "application/json"}};
+  std::vector<HttpHeader> h{{"Content-Type", "application/json"}, {"Accept", "application/json"}};
   if (!options.bearer_token.empty()) {
     h.push_back({"Authorization", "Bearer " + options.bearer_token});
   }
@@ -86,13 +85,14 @@ Result<std::string> task_request_body(const Task& task, int attempt) {
   json payload = parse_untrusted(task.payload.empty() ? std::string_view("{}") : task.payload);
   if (payload.is_discarded()) {
     Error e = Error::classified_as(ErrorType::validation_failed, Severity::low,
-                                   "task " + task.id + ": payload is not valid JSON (or nests deeper than " +
+                                   "task " + task.id +
+                                       ": payload is not valid JSON (or nests deeper than " +
                                        std::to_string(kMaxJsonDepth) + " levels)");
     e.kind = std::string(kInvalidTaskKind);
     return e;
   }
-  json body = {{"id", task.id}, {"type", task.type}, {"attempt", attempt},
-               {"payload", std::move(payload)}};
+  json body = {
+      {"id", task.id}, {"type", task.type}, {"attempt", attempt}, {"payload", std::move(payload)}};
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -103,8 +103,10 @@ Result<std::string> interpret_task_response(const HttpResponse& response,
     if (body.is_discarded()) {
       return Error::classified_as(ErrorType::processing_failed, Severity::medium,
                                   "agent '" + agent + "' answered " +
-                                      std::to_string(response.status) + " with a body that is not "
-                                      "JSON: " + shorten(response.body));
+                                      std::to_string(response.status) +
+                                      " with a body that is not "
+                                      "JSON: " +
+                                      shorten(response.body));
     }
     return body.dump(-1, ' ', false, json::error_handler_t::replace);
   }
@@ -128,8 +130,8 @@ Result<std::string> interpret_task_response(const HttpResponse& response,
     if (auto it = e.find("severity"); it != e.end() && it->is_string()) {
       severity = parse_severity(it->get<std::string>());
     }
-    if (auto it = e.find("retry_after"); it != e.end() && it->is_number() &&
-                                         it->get<double>() >= 0) {
+    if (auto it = e.find("retry_after");
+        it != e.end() && it->is_number() && it->get<double>() >= 0) {
       retry_after = from_seconds(it->get<double>());
     }
   } else if (!response.body.empty()) {
@@ -158,15 +160,15 @@ ProbeResult interpret_health_response(const HttpResponse& response) {
       body["status"].is_string()) {
     state = parse_health_state(body["status"].get<std::string>());
     if (!state) {
-      r.detail = "health status '" + shorten(body["status"].get<std::string>(), 40) +
-                 "' is unknown";
+      r.detail =
+          "health status '" + shorten(body["status"].get<std::string>(), 40) + "' is unknown";
     }
   } else {
     r.detail = "health answer has no \"status\"";
   }
   // As a k8s HTTP probe: without a status it says, 200 passes and 503 fails.
-  r.reported = state.value_or(response.status == 200 ? HealthState::unknown
-                                                     : HealthState::unhealthy);
+  r.reported =
+      state.value_or(response.status == 200 ? HealthState::unknown : HealthState::unhealthy);
   if (!body.is_object()) return r;
   if (auto it = body.find("metrics"); it != body.end() && it->is_object()) {
     for (auto m = it->begin(); m != it->end(); ++m) {
@@ -182,8 +184,8 @@ ProbeResult interpret_health_response(const HttpResponse& response) {
 HttpAgentInvoker::HttpAgentInvoker(HttpClient& http, AgentClientOptions options)
     : http_(http), options_(std::move(options)) {}
 
-Result<std::string> HttpAgentInvoker::invoke(const AgentInfo& agent, int replica,
-                                             const Task& task, int attempt) {
+Result<std::string> HttpAgentInvoker::invoke(const AgentInfo& agent, int replica, const Task& task,
+                                             int attempt) {
   const std::string base = endpoint_of(agent, replica);
   if (base.empty()) return no_endpoint(agent);
   Result<std::string> body = task_request_body(task, attempt);
@@ -213,7 +215,11 @@ boost::asio::awaitable<Result<std::string>> HttpAgentInvoker::invoke_async(const
 HttpAgentOperations::HttpAgentOperations(HttpClient& http, AgentRegistry& agents,
                                          const Clock& clock, Sleeper& sleeper,
                                          AgentClientOptions options)
-    : http_(http), agents_(agents), clock_(clock), sleeper_(sleeper), options_(std::move(options)) {}
+    : http_(http),
+      agents_(agents),
+      clock_(clock),
+      sleeper_(sleeper),
+      options_(std::move(options)) {}
 
 ProbeResult HttpAgentOperations::probe(const std::string& agent) {
   const AgentRegistry::Entry* entry = agents_.find(agent);
@@ -227,15 +233,17 @@ ProbeResult HttpAgentOperations::probe(const std::string& agent) {
   auto rank = [](const ProbeResult& p) {
     if (!p.answered) return 0;
     switch (observed_health(p)) {
-      case HealthState::healthy: return 3;
-      case HealthState::degraded: return 2;
-      default: return 1;
+      case HealthState::healthy:
+        return 3;
+      case HealthState::degraded:
+        return 2;
+      default:
+        return 1;
     }
   };
   for (int i = 0; i < entry->info.replicas(); ++i) {
     Result<HttpResponse> r = http_.request_sync("GET", endpoint_of(entry->info, i) + "/health",
-                                                json_headers(options_), {},
-                                                options_.probe_timeout);
+                                                json_headers(options_), {}, options_.probe_timeout);
     ProbeResult p;
     if (r.ok()) {
       p = interpret_health_response(*r);

@@ -37,8 +37,8 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
       case WorkflowStep::Kind::call: {
         std::optional<Result<std::string>> result;
         try {
-          result.emplace(co_await invoker.invoke_async(*step.agent, step.replica, run->task(),
-                                                       step.attempt));
+          result.emplace(
+              co_await invoker.invoke_async(*step.agent, step.replica, run->task(), step.attempt));
         } catch (const std::exception& e) {
           // As the synchronous driver: an invoker that throws fails its call, not the run.
           result.emplace(Error::from_live_exception(e, std::current_exception()));
@@ -58,18 +58,16 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
         const Symptoms symptoms = step.symptoms;
         const Clock* clock = workflow.env().clock;
         // heal() turns failures of the operations and strategies into its report.
-        run->provide_healing(co_await offload(blocking, [=] {
-          return healer->heal(agent, symptoms, *operations, clock->now());
-        }));
+        run->provide_healing(co_await offload(
+            blocking, [=] { return healer->heal(agent, symptoms, *operations, clock->now()); }));
         break;
       }
       case WorkflowStep::Kind::escalate: {
         EscalationSink* sink = workflow.options().escalations;
         EscalationRequest request = step.escalation;
-        run->provide_escalation(co_await offload(
-            blocking, [sink, request = std::move(request)] {
-              return detail::guarded([&] { return sink->escalate(request); });
-            }));
+        run->provide_escalation(co_await offload(blocking, [sink, request = std::move(request)] {
+          return detail::guarded([&] { return sink->escalate(request); });
+        }));
         break;
       }
       case WorkflowStep::Kind::done: {
@@ -77,11 +75,11 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
         if (TaskJournal* journal = workflow.options().journal) {
           // A store write: off the I/O threads, like escalations.
           // Copies, not references into this frame: the pool thread must not outlive them.
-          outcome = co_await offload(
-              blocking, [journal, task = run->task(), outcome = std::move(outcome)] {
-                journal->record(task, outcome);
-                return outcome;
-              });
+          outcome = co_await offload(blocking,
+                                     [journal, task = run->task(), outcome = std::move(outcome)] {
+                                       journal->record(task, outcome);
+                                       return outcome;
+                                     });
         }
         co_return outcome;
       }

@@ -1,6 +1,5 @@
 #include "mend/notifier.h"
 
-
 #include <nlohmann/json.hpp>
 
 namespace mend {
@@ -8,7 +7,9 @@ namespace {
 
 using nlohmann::json;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 Result<json> parse_payload(std::string_view payload) {
   json j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
@@ -27,8 +28,8 @@ std::string str(const json& j, const char* key) {
 Result<void> post_json(HttpClient& http, const std::string& url, std::vector<HttpHeader> headers,
                        std::string body, Duration timeout) {
   headers.push_back({"Content-Type", "application/json"});
-  Result<HttpResponse> r = http.request_sync("POST", url, std::move(headers), std::move(body),
-                                             timeout);
+  Result<HttpResponse> r =
+      http.request_sync("POST", url, std::move(headers), std::move(body), timeout);
   if (!r.ok()) return std::move(r).error();
   if (r->status < 200 || r->status >= 300) {
     std::optional<Duration> retry_after;
@@ -44,8 +45,8 @@ Result<void> post_json(HttpClient& http, const std::string& url, std::vector<Htt
 
 // Delivery failures worth another try: the network, the receiver's own trouble, throttling.
 bool delivery_retryable(const Error& e) {
-  if (e.classified && (e.category() == ErrorCategory::logic ||
-                       e.type == ErrorType::configuration_error)) {
+  if (e.classified &&
+      (e.category() == ErrorCategory::logic || e.type == ErrorType::configuration_error)) {
     return false;  // mend's own mistake: sending it again will not mend it
   }
   if (e.kind == "configuration") return false;  // a receiver URL that does not parse
@@ -57,10 +58,14 @@ bool delivery_retryable(const Error& e) {
 
 std::string_view pagerduty_severity(Severity level) noexcept {
   switch (level) {
-    case Severity::critical: return "critical";
-    case Severity::high: return "error";
-    case Severity::medium: return "warning";
-    case Severity::low: return "info";
+    case Severity::critical:
+      return "critical";
+    case Severity::high:
+      return "error";
+    case Severity::medium:
+      return "warning";
+    case Severity::low:
+      return "info";
   }
   return "warning";
 }
@@ -86,8 +91,8 @@ Result<std::string> slack_body(std::string_view payload) {
   }
   std::string details = "*Level:* " + str(j, "level") + "   *Agent:* " + str(j, "agent") +
                         "   *Task type:* " + str(j, "task_type") + "\n*Error:* " +
-                        str(j, "error_type") + " - " + str(j, "description") +
-                        "\n*SLA due:* " + str(j, "sla_due");
+                        str(j, "error_type") + " - " + str(j, "description") + "\n*SLA due:* " +
+                        str(j, "sla_due");
   if (auto it = j.find("occurrences"); it != j.end() && it->is_number_integer()) {
     details += "   *Occurrences:* " + std::to_string(it->get<std::int64_t>());
   }
@@ -95,11 +100,11 @@ Result<std::string> slack_body(std::string_view payload) {
   if (!str(j, "war_room_url").empty()) {
     details += "\n*War room:* <" + str(j, "war_room_url") + ">";
   }
-  json body = {{"text", headline},
-               {"blocks",
-                json::array({{{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", headline}}}},
-                             {{"type", "section"},
-                              {"text", {{"type", "mrkdwn"}, {"text", details}}}}})}};
+  json body = {
+      {"text", headline},
+      {"blocks",
+       json::array({{{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", headline}}}},
+                    {{"type", "section"}, {"text", {{"type", "mrkdwn"}, {"text", details}}}}})}};
   return dump(body);
 }
 
@@ -153,7 +158,9 @@ Result<void> WebhookReceiver::deliver(const OutboxMessage& message) {
 
 SlackReceiver::SlackReceiver(std::string name, HttpClient& http, std::string webhook_url,
                              Duration timeout)
-    : NotificationReceiver(std::move(name)), http_(http), url_(std::move(webhook_url)),
+    : NotificationReceiver(std::move(name)),
+      http_(http),
+      url_(std::move(webhook_url)),
       timeout_(timeout) {}
 
 Result<void> SlackReceiver::deliver(const OutboxMessage& message) {
@@ -205,7 +212,10 @@ Result<void> FileReceiver::deliver(const OutboxMessage& message) {
 
 NotificationDispatcher::NotificationDispatcher(Store& store, const Clock& clock,
                                                RandomSource& random, DispatcherOptions options)
-    : store_(store), clock_(clock), random_(random), options_(std::move(options)),
+    : store_(store),
+      clock_(clock),
+      random_(random),
+      options_(std::move(options)),
       retry_(options_.retry) {}
 
 void NotificationDispatcher::add_receiver(std::unique_ptr<NotificationReceiver> receiver) {

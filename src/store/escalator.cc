@@ -1,14 +1,13 @@
 #include "mend/escalator.h"
 
 #include <exception>
-
 #include <nlohmann/json.hpp>
 
 namespace mend {
 namespace {
 
 std::string notification_payload(const EscalationRecord& r, const std::string& event,
-                                  const std::string& actor, WallTime now) {
+                                 const std::string& actor, WallTime now) {
   nlohmann::json j = {
       {"event", event},
       {"at", to_iso8601(now)},
@@ -81,9 +80,9 @@ Result<EscalationTaken> Escalator::escalate(const EscalationRequest& request) {
 
   taken.fingerprint = policy_.fingerprint(request.labels);
   const WallTime now = clock_.wall_now();
-  const std::string label = plan.incident ? "CRITICAL: " : (request.level == Severity::high
-                                                               ? "HIGH SEVERITY: "
-                                                               : "Medium Severity: ");
+  const std::string label =
+      plan.incident ? "CRITICAL: "
+                    : (request.level == Severity::high ? "HIGH SEVERITY: " : "Medium Severity: ");
   EscalationRecord fresh = policy_.open_record(
       request.level, taken.fingerprint,
       label + std::string(to_string(request.error.type)) + " on " + request.agent,
@@ -96,8 +95,8 @@ Result<EscalationTaken> Escalator::escalate(const EscalationRequest& request) {
       RecordUpsert u = store_.open_or_touch(fresh, now);
       EscalationRecord& r = u.record;
       if (u.created) {
-        store_.append_timeline({r.id, now, "task", "mend", "first occurrence: task " +
-                                                               request.task_id});
+        store_.append_timeline(
+            {r.id, now, "task", "mend", "first occurrence: task " + request.task_id});
         if (plan.war_room) {
           r.war_room_url = policy_.war_room_url(r);
           store_.update_record(r);
@@ -219,8 +218,8 @@ Result<std::vector<EscalationRecord>> Escalator::check_slas() {
                                    std::to_string(step->to_tier) + ": SLA passed unacknowledged";
         store_.append_timeline({r.id, now, "reescalated", "mend", detail});
         notify(r, "reescalate",
-               std::string(to_string(step->to_level)) + "." + std::to_string(step->to_tier),
-               "mend", now);
+               std::string(to_string(step->to_level)) + "." + std::to_string(step->to_tier), "mend",
+               now);
         raised.push_back(std::move(r));
       }
     });

@@ -27,8 +27,8 @@ EscalationRequest request(Severity level, std::string agent = "senior-backend-de
   r.agent = agent;
   r.task_id = std::move(task_id);
   r.task_type = "code_review";
-  r.labels = {{"agent", agent}, {"error_type", std::string(to_string(type))},
-              {"task_type", "code_review"}};
+  r.labels = {
+      {"agent", agent}, {"error_type", std::string(to_string(type))}, {"task_type", "code_review"}};
   return r;
 }
 
@@ -122,9 +122,9 @@ TEST_F(EscalatorTest, RepeatsOfAFingerprintCountOnOneRecordAndNotifyOnce) {
   std::int64_t id = 0;
   for (int i = 0; i < 200; ++i) {
     clock.advance(seconds(1));
-    Result<EscalationTaken> t = e.escalate(request(Severity::medium, "senior-backend-developer",
-                                                   ErrorType::external_service_down,
-                                                   "t" + std::to_string(i)));
+    Result<EscalationTaken> t =
+        e.escalate(request(Severity::medium, "senior-backend-developer",
+                           ErrorType::external_service_down, "t" + std::to_string(i)));
     ASSERT_TRUE(t.ok());
     if (i == 0) id = t->record_id;
     EXPECT_EQ(t->record_id, id);

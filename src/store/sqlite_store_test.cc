@@ -1,5 +1,4 @@
 #include "mend/sqlite_store.h"
-#include "mend_test/temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -13,6 +12,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "mend_test/temp_dir.h"
 
 namespace mend {
 namespace {

@@ -4,6 +4,8 @@
 #ifndef MEND_TESTS_E2E_LOOPBACK_H_
 #define MEND_TESTS_E2E_LOOPBACK_H_
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -11,12 +13,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "mend/agent_client.h"
 #include "mend/escalator.h"
@@ -108,7 +108,8 @@ class TestAgent {
       if (reaction) reaction();
       return json_response(200, {{"ok", true}});
     }
-    return json_response(404, {{"error", {{"type", "validation_failed"}, {"message", "no route"}}}});
+    return json_response(404,
+                         {{"error", {{"type", "validation_failed"}, {"message", "no route"}}}});
   }
 
   std::string name_;
@@ -141,8 +142,8 @@ class NotificationSink {
         --fail_next_;
         return HttpResponse{503, {}, "try later"};
       }
-      received_.push_back({r.target, r.header("Idempotency-Key"),
-                           nlohmann::json::parse(r.body, nullptr, false)});
+      received_.push_back(
+          {r.target, r.header("Idempotency-Key"), nlohmann::json::parse(r.body, nullptr, false)});
       return HttpResponse{r.target == "/pagerduty" ? 202 : 200, {}, "ok"};
     });
     Result<void> started = server_->start();
@@ -205,8 +206,8 @@ inline EscalatorOptions test_escalator_options() {
 inline void add_receivers(NotificationDispatcher& d, HttpClient& http, const NotificationSink& s) {
   d.add_receiver(std::make_unique<WebhookReceiver>("webhook", http, s.url("/webhook")));
   d.add_receiver(std::make_unique<SlackReceiver>("slack", http, s.url("/slack")));
-  d.add_receiver(
-      std::make_unique<PagerDutyReceiver>("pagerduty", http, "test-routing-key", s.url("/pagerduty")));
+  d.add_receiver(std::make_unique<PagerDutyReceiver>("pagerduty", http, "test-routing-key",
+                                                     s.url("/pagerduty")));
 }
 
 inline std::unique_ptr<SqliteStore> open_store(const std::string& path) {

@@ -137,8 +137,8 @@ TEST_F(OutboxE2E, PendingNotificationsAreDeliveredAfterARestartOncePerKey) {
   ASSERT_EQ(sink.at("/webhook").size(), 1u);
   ASSERT_EQ(sink.at("/pagerduty").size(), 1u);
   EXPECT_EQ(sink.at("/webhook")[0].idempotency_key, "webhook:" + std::to_string(id) + ":trigger");
-  EXPECT_EQ(sink.at("/webhook")[0].body["war_room_url"], "https://war-room.test/INC-" +
-                                                            std::to_string(id));
+  EXPECT_EQ(sink.at("/webhook")[0].body["war_room_url"],
+            "https://war-room.test/INC-" + std::to_string(id));
   EXPECT_EQ(store->outbox(OutboxState::delivered, 100).size(), 2u);
 }
 
@@ -232,7 +232,8 @@ TEST(HttpsE2E, NotificationsGoOverVerifiedHttpsOnly) {
 
   clock.advance(seconds(1));
   NotificationDispatcher verified(*store, clock, random);
-  verified.add_receiver(std::make_unique<WebhookReceiver>("webhook", trusting, sink.url("/webhook")));
+  verified.add_receiver(
+      std::make_unique<WebhookReceiver>("webhook", trusting, sink.url("/webhook")));
   EXPECT_EQ(verified.deliver_due().delivered, 1);
   ASSERT_EQ(sink.at("/webhook").size(), 1u);
   EXPECT_EQ(sink.at("/webhook")[0].body["event"], "trigger");

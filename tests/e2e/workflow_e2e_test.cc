@@ -24,7 +24,9 @@ using std::chrono::seconds;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-Duration secs(double s) { return from_seconds(s); }
+Duration secs(double s) {
+  return from_seconds(s);
+}
 
 class WorkflowE2E : public ::testing::Test {
  protected:
