@@ -17,7 +17,7 @@
 //   mend::SelfHealer healer;                           // the seed's four strategies
 //   mend::Symptoms s{.error_type = mend::ErrorType::memory_exhausted};
 //   mend::HealingReport r = healer.heal("code-reviewer", s, runtime_ops, clock.now());
-//   if (r.escalate) escalator.raise(..., r.to_json());
+//   if (r.escalate) ...;  // the workflow and HealthMonitor escalate through their EscalationSink
 //
 // Issue types are strings: the seed's "high_memory_usage", "connection_pool_exhausted",
 // "service_unresponsive" and "database_connection_lost"; RecoveryStrategies::add() takes more.

@@ -110,7 +110,7 @@ struct EscalationTaken {
   RecordKind kind = RecordKind::ticket;
   bool created = false;  // false: an occurrence of an active record
   std::int64_t occurrences = 0;
-  std::optional<Duration> sla;
+  std::optional<Duration> sla;  // the SLA of the level the request asked for
   std::string channel;
   std::string assignee;
   std::string war_room_url;
@@ -147,7 +147,9 @@ struct Outcome {
   std::vector<AttemptLog> attempts;
   std::vector<SkippedAgent> skipped;
   std::vector<HealingReport> healing;
-  std::optional<Error> error;  // the last error, when any attempt failed
+  // The error that made mend leave the last agent it left (or refuse the task); unset when the
+  // task never left its primary (answered at once, or after retries on it).
+  std::optional<Error> error;
   std::optional<EscalationTaken> escalation;
   std::string escalation_error;  // the sink failed: why (the outcome stands regardless)
   Duration elapsed{};
@@ -157,7 +159,8 @@ struct Outcome {
 };
 
 // Calls an agent, synchronously. The runtime's HTTP invoker implements it (mend/agent_client.h);
-// tests and in-process agents may implement it directly. An error status or an unreachable agent
+// tests and in-process agents may implement it directly. The answer must be JSON text (it is
+// embedded as is in Outcome::to_json() and the journal). An error status or an unreachable agent
 // is an Error (unclassified is fine: the workflow classifies).
 class AgentInvoker {
  public:
