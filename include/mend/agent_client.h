@@ -51,6 +51,13 @@ class AsyncAgentInvoker {
                                                                    int attempt) = 0;
 };
 
+// Deeper nesting than any agent answer, task or API request needs. nlohmann's parser is
+// iterative, but dump() and the destructor recurse once per level: a 400 KB "[[[[..." from a
+// hostile peer would overflow the stack. Such input is refused before it is parsed.
+inline constexpr int kMaxJsonDepth = 64;
+// True when `text` nests arrays and objects no deeper than `max_depth` (strings are skipped).
+bool json_nesting_within(std::string_view text, int max_depth = kMaxJsonDepth) noexcept;
+
 // Copies the payload's top-level string fields into task.fields (without replacing fields already
 // set), so that degraded handlers see "content" and friends. Errors: the payload is not a JSON
 // object (validation_failed, kind invalid_task).

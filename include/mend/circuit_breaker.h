@@ -175,11 +175,13 @@ class CircuitBreaker {
   // closed-state halves of try_acquire_if_closed() and on_success() without the mode tests.
   [[nodiscard]] Permit try_acquire_if_closed_consecutive() const noexcept {
     const std::uint64_t w = word_.load(std::memory_order_acquire);
-    if (state_of(w) != CircuitState::closed) [[unlikely]] return Permit::reject(state_of(w), 0);
+    if (state_of(w) != CircuitState::closed) [[unlikely]]
+      return Permit::reject(state_of(w), 0);
     return Permit::admit(CircuitState::closed, generation_of(w));
   }
   void on_success_consecutive(const Permit& permit, const Clock& clock) {
-    if ((word_.load(std::memory_order_relaxed) & kLowMask) == 0) [[likely]] return;
+    if ((word_.load(std::memory_order_relaxed) & kLowMask) == 0) [[likely]]
+      return;
     success_slow(permit, clock);
   }
 

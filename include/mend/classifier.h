@@ -77,6 +77,9 @@ class Classifier {
   Classifier();
   // The seed's rules plus the usual C++, errno and HTTP mappings (docs/classification.md).
   static Classifier standard();
+  // Appends standard()'s rules after the rules already added, so that those win within each
+  // stage: how a config file's rules take precedence over the standard table.
+  Classifier& add_standard_rules();
 
   // Adding rules. Each returns *this so rules can be chained.
   template <class E>

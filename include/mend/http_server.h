@@ -19,10 +19,32 @@
 //   whole request, within read_timeout is closed without a word.
 // Garbage bytes never crash it: the connection that sent them is answered 400 or closed.
 //
+// Answers that take time (a task the client waits for) and streams (server-sent events) use the
+// asynchronous handler instead: it is handed an HttpResponder and returns at once; whoever holds
+// the responder answers later, from any thread, or streams the body piece by piece:
+//
+//   mend::HttpServer server({}, [](mend::HttpRequest request,
+//                                  std::shared_ptr<mend::HttpResponder> responder) {
+//     if (request.target == "/events") {
+//       responder->start_stream(200, {{"Content-Type", "text/event-stream"}});
+//       hub.subscribe(responder);          // later: responder->send("data: ...\n\n")
+//       return;
+//     }
+//     pool.post([responder] { responder->respond({200, {}, "{}"}); });
+//   });
+//
+// A responder dropped without an answer makes the server answer 500 (an unfinished stream is
+// ended instead). While a connection waits for its answer or streams, its read timeout does not
+// run (the responder's holder bounds the wait) and the server watches it only to notice the
+// client leaving: closed() then turns true and the responder's calls do nothing. Bytes the
+// client sends meanwhile (a pipelined next request) are kept for after the answer.
+//
 // Thread-safety: start(), stop() and the accessors may be called from any thread. The handler
 // is called on the server's threads, for several connections at once when threads > 1: it must
-// be thread-safe. stop() waits for the handler calls in progress; it must not be called from the
-// handler.
+// be thread-safe. HttpResponder's members may be called from any thread. stop() waits for the
+// synchronous handler calls in progress and closes every connection, pending and streaming ones
+// included (their responders' calls then do nothing and send() returns false); it must not be
+// called from a handler.
 #ifndef MEND_HTTP_SERVER_H_
 #define MEND_HTTP_SERVER_H_
 
@@ -31,6 +53,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "mend/clock.h"
 #include "mend/http.h"
@@ -57,11 +80,45 @@ struct HttpServerOptions {
   std::string tls_key_pem;
 };
 
+// The other end of one request, for the asynchronous handler. Exactly one of respond() or
+// start_stream() takes effect; later calls of either do nothing. Calls after the exchange is
+// over (closed()) do nothing either, whatever the reason: answer sent, client gone, server
+// stopped or destroyed. A responder may outlive its server.
+class HttpResponder {
+ public:
+  virtual ~HttpResponder() = default;
+  // Sends the whole answer (keep-alive as the request asked), as a synchronous handler's answer
+  // is sent: HEAD gets the headers only, an unsendable answer (bad status or header) becomes 500.
+  virtual void respond(HttpResponse response) = 0;
+  // Sends status and headers now and the body as it comes: chunked for HTTP/1.1 (to HTTP/1.0 the
+  // body runs to the close), Connection: close, framing headers given are dropped. A HEAD
+  // request gets the header only and the stream is over. Returns false when the connection is
+  // gone already or an answer was given; an invalid status (1xx, 204, 304) or header also
+  // returns false, and the client is answered 500.
+  virtual bool start_stream(int status, std::vector<HttpHeader> headers) = 0;
+  // Queues a piece of a streamed body; pieces go out in order, as soon as the client takes them.
+  // Returns false once the client has gone, the server stops, the stream was ended, or more than
+  // 1 MiB would wait unsent (a client too slow to follow: its connection is reset).
+  virtual bool send(std::string piece) = 0;
+  // Ends a streamed body once the queued pieces are sent, then closes the connection.
+  virtual void end_stream() = 0;
+  // Closes the connection with a reset and without an answer (or, in a stream, without its end),
+  // as a crashing server would. For chaos testing; does nothing after respond().
+  virtual void abort() = 0;
+  // True once the exchange is over: answer or stream end written, aborted, client gone, server
+  // stopped.
+  virtual bool closed() const = 0;
+  // The request method and target ("POST /task"), for logs.
+  virtual const std::string& target() const = 0;
+};
+
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  using AsyncHandler = std::function<void(HttpRequest, std::shared_ptr<HttpResponder>)>;
 
   HttpServer(HttpServerOptions options, Handler handler);
+  HttpServer(HttpServerOptions options, AsyncHandler handler);
   ~HttpServer();  // stop()s
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -308,10 +308,14 @@ class Pipeline {
       // wrapping it in a Result on the way.
       // One breaker or none is the common shape; more take the general path.
       switch (fast_shape_) {
-        case FastShape::one_consecutive_breaker: return execute_direct<true, true, T>(f);
-        case FastShape::one_breaker: return execute_direct<true, false, T>(f);
-        case FastShape::no_breaker: return execute_direct<false, false, T>(f);
-        case FastShape::none: break;
+        case FastShape::one_consecutive_breaker:
+          return execute_direct<true, true, T>(f);
+        case FastShape::one_breaker:
+          return execute_direct<true, false, T>(f);
+        case FastShape::no_breaker:
+          return execute_direct<false, false, T>(f);
+        case FastShape::none:
+          break;
       }
     }
     return value_or_throw(run_call<T, true>(f, no_call_options()));
@@ -345,10 +349,14 @@ class Pipeline {
       }
     }
     switch (fast_shape_) {
-      case FastShape::one_consecutive_breaker: return run_flat<true, true, T>(f, scope);
-      case FastShape::one_breaker: return run_flat<true, false, T>(f, scope);
-      case FastShape::no_breaker: return run_flat<false, false, T>(f, scope);
-      case FastShape::none: break;
+      case FastShape::one_consecutive_breaker:
+        return run_flat<true, true, T>(f, scope);
+      case FastShape::one_breaker:
+        return run_flat<true, false, T>(f, scope);
+      case FastShape::no_breaker:
+        return run_flat<false, false, T>(f, scope);
+      case FastShape::none:
+        break;
     }
     return run<T>(0, f, scope);
   }

@@ -179,6 +179,8 @@ class TaskJournal {
 
 struct WorkflowOptions {
   RetryOptions retry;  // seed defaults: 3 retries, base 1 s, cap 60 s, seed's retryable set
+  // Per-agent retry policies (and budgets) that replace `retry` for calls to that agent.
+  std::map<std::string, RetryOptions> agent_retry;
   DegradedService* degraded = nullptr;    // none: a task nobody answered fails
   SelfHealer* healer = nullptr;           // none: system errors fall back without healing
   EscalationSink* escalations = nullptr;  // none: escalation is decided but not carried out
@@ -213,6 +215,10 @@ class Workflow {
   WorkflowOptions options_;
   Env env_;
   RetryPolicy retry_;
+  std::map<std::string, RetryPolicy, std::less<>> agent_retry_;
+  // The retry options and policy for calls to `agent`.
+  const RetryOptions& retry_options_for(std::string_view agent) const;
+  const RetryPolicy& retry_policy_for(std::string_view agent) const;
   friend class WorkflowRun;
 };
 
@@ -265,7 +271,7 @@ class WorkflowRun {
   // permit are given back if the run is destroyed before the answer (a driver that threw).
   AgentRegistry::Entry* call_agent_ = nullptr;
   CircuitBreaker::Permit call_permit_{};
-  bool retry_token_held_ = false;  // a retry budget token, given back after the retry's call
+  RetryBudget* retry_token_held_ = nullptr;  // a budget's token, given back after the retry's call
   std::coroutine_handle<> handle_;
 };
 

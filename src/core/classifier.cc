@@ -95,9 +95,15 @@ Classifier::Classifier() {
 }
 
 Classifier Classifier::standard() {
+  Classifier c;
+  c.add_standard_rules();
+  return c;
+}
+
+Classifier& Classifier::add_standard_rules() {
   using T = ErrorType;
   using S = Severity;
-  Classifier c;
+  Classifier& c = *this;
   // C++ exceptions.
   c.on_exception<std::bad_alloc>(T::memory_exhausted, S::high);
   c.on_exception<std::invalid_argument>(T::validation_failed, S::medium);

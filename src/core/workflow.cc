@@ -41,7 +41,19 @@ struct WorkflowRun::Script {
 };
 
 Workflow::Workflow(AgentRegistry& agents, WorkflowOptions options, Env env)
-    : agents_(agents), options_(std::move(options)), env_(env), retry_(options_.retry) {}
+    : agents_(agents), options_(std::move(options)), env_(env), retry_(options_.retry) {
+  for (const auto& [agent, retry] : options_.agent_retry) agent_retry_.emplace(agent, retry);
+}
+
+const RetryOptions& Workflow::retry_options_for(std::string_view agent) const {
+  auto it = options_.agent_retry.find(std::string(agent));
+  return it == options_.agent_retry.end() ? options_.retry : it->second;
+}
+
+const RetryPolicy& Workflow::retry_policy_for(std::string_view agent) const {
+  auto it = agent_retry_.find(agent);
+  return it == agent_retry_.end() ? retry_ : it->second;
+}
 
 std::unique_ptr<WorkflowRun> Workflow::start(Task task, bool can_heal) const {
   return std::unique_ptr<WorkflowRun>(
@@ -85,7 +97,7 @@ WorkflowRun::WorkflowRun(const Workflow& workflow, Task task, bool can_heal)
 }
 
 WorkflowRun::~WorkflowRun() {
-  if (retry_token_held_) workflow_.options_.retry.budget->release_retry();
+  if (retry_token_held_ != nullptr) retry_token_held_->release_retry();
   if (call_agent_ != nullptr) {
     workflow_.agents_.release(call_agent_->info.name);
     call_agent_->breaker.on_ignored(call_permit_);
@@ -141,7 +153,6 @@ WorkflowRun::Script WorkflowRun::script() {
   bool primary_answered_after_retry = false;
   int agents_tried = 0;
 
-  RetryBudget* budget = wf.options_.retry.budget.get();
   for (const Candidate& candidate : agents.plan(task_.agent, task_.capabilities)) {
     if (agents_tried >= wf.options_.max_agents) break;
     if (deadline && env.clock->now() >= *deadline) {
@@ -159,6 +170,9 @@ WorkflowRun::Script WorkflowRun::script() {
     }
     AgentRegistry::Entry* entry = agents.find(candidate.agent);
     ++agents_tried;
+    const RetryOptions& retry_options = wf.retry_options_for(candidate.agent);
+    const RetryPolicy& retry_policy = wf.retry_policy_for(candidate.agent);
+    RetryBudget* budget = retry_options.budget.get();
     Context context{{"agent", candidate.agent}, {"task_type", task_.type}};
     int replica = 0;
     int attempt = 0;
@@ -204,9 +218,8 @@ WorkflowRun::Script WorkflowRun::script() {
       co_yield 0;
       call_agent_ = nullptr;
       agents.release(candidate.agent);
-      if (retry_token_held_) {
-        budget->release_retry();
-        retry_token_held_ = false;
+      if (retry_token_held_ != nullptr) {
+        std::exchange(retry_token_held_, nullptr)->release_retry();
       }
       ++calls;
       Result<std::string> result = call_result_
@@ -272,18 +285,18 @@ WorkflowRun::Script WorkflowRun::script() {
       }
 
       // Transient errors, and retryable resource errors, are retried with backoff.
-      RetryDecision d = wf.retry_.decide(attempt, error, env.clock->now(), deadline, previous,
-                                         env.random->next_unit());
+      RetryDecision d = retry_policy.decide(attempt, error, env.clock->now(), deadline, previous,
+                                            env.random->next_unit());
       const CircuitState circuit = entry->breaker.state();
       if (d.retry && (circuit == CircuitState::open || circuit == CircuitState::isolated)) {
         // This failure opened the circuit: retrying would only be refused after the wait.
         d = {false, StopReason::circuit_open};
       }
-      if (budget != nullptr && wf.options_.retry.retryable.contains(error.type)) {
+      if (budget != nullptr && retry_options.retryable.contains(error.type)) {
         budget->record_failure();
         if (d.retry) {
           if (budget->try_acquire_retry()) {
-            retry_token_held_ = true;  // given back when the retry's call has answered
+            retry_token_held_ = budget;  // given back when the retry's call has answered
           } else {
             d = {false, StopReason::retry_budget_exhausted};
           }

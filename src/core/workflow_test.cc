@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -165,6 +166,36 @@ TEST_F(WorkflowTest, TransientErrorsAreRetriedWithSeedBackoffAndOnlyLogged) {
   EXPECT_EQ(out.escalation->action, "logged");
   EXPECT_TRUE(out.escalation->retry_recommended);
   EXPECT_TRUE(sink.requests.empty());
+}
+
+TEST_F(WorkflowTest, PerAgentRetryOptionsReplaceTheGlobalOnesForThatAgentOnly) {
+  invoker.fail_always("senior-backend-developer", Error::http(503, "overloaded"));
+  invoker.fail_always("senior-full-stack-developer", Error::http(503, "overloaded"));
+  WorkflowOptions o;
+  o.degraded = &degraded;
+  o.escalations = &sink;
+  RetryOptions once;
+  once.max_retries = 1;
+  once.backoff.base = secs(5);
+  o.agent_retry["senior-backend-developer"] = once;
+  Workflow wf(agents, o, t.env());
+  Outcome out = wf.run(task(), invoker, &ops);
+  // The primary: its own policy, 1 retry after 5 s. The chain's next agent: the global seed
+  // policy, 3 retries after 1, 2 and 4 s.
+  EXPECT_THAT(invoker.calls, ::testing::IsSupersetOf(
+                                 {"senior-backend-developer#0/0", "senior-backend-developer#0/1"}));
+  EXPECT_EQ(std::count(invoker.calls.begin(), invoker.calls.end(), "senior-backend-developer#0/2"),
+            0);
+  EXPECT_EQ(std::count_if(invoker.calls.begin(), invoker.calls.end(),
+                          [](const std::string& c) {
+                            return c.rfind("senior-full-stack-developer#0/", 0) == 0;
+                          }),
+            4);
+  const std::vector<Duration> sleeps = t.sleeper.sleeps();
+  ASSERT_GE(sleeps.size(), 4u);
+  EXPECT_THAT(std::vector<Duration>(sleeps.begin(), sleeps.begin() + 4),
+              ElementsAre(secs(5), secs(1), secs(2), secs(4)));
+  EXPECT_NE(out.status, OutcomeStatus::failed);
 }
 
 TEST_F(WorkflowTest, ExhaustedRetriesFallBackAlongTheSeedChainAndTicket) {

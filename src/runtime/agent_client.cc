@@ -41,12 +41,9 @@ std::optional<Duration> retry_after_header(const HttpResponse& response) {
   return std::nullopt;
 }
 
-// Deeper nesting than any agent answer or task needs. nlohmann's parser is iterative, but
-// dump() and the destructor recurse once per level: a 400 KB "[[[[..." from a hostile agent
-// would overflow the stack. Such input is refused before it is parsed.
-constexpr int kMaxJsonDepth = 64;
+}  // namespace
 
-bool nesting_within(std::string_view text, int max_depth) {
+bool json_nesting_within(std::string_view text, int max_depth) noexcept {
   int depth = 0;
   bool in_string = false;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -68,9 +65,11 @@ bool nesting_within(std::string_view text, int max_depth) {
   return true;
 }
 
+namespace {
+
 // Parses untrusted JSON: discarded when it is not JSON or nests deeper than kMaxJsonDepth.
 json parse_untrusted(std::string_view text) {
-  if (!nesting_within(text, kMaxJsonDepth)) return json(json::value_t::discarded);
+  if (!json_nesting_within(text, kMaxJsonDepth)) return json(json::value_t::discarded);
   return json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
 

@@ -10,16 +10,18 @@ namespace {
 
 // Runs `fn` on `executor` and resumes the caller on its own executor with the result. (co_spawn
 // wants a default-constructible result, which Result<T> is not: hence the optional.)
+// GCC 12 destroys a non-trivial temporary twice when it sits in the same full-expression as a
+// co_await (the lambdas passed here, with their captured strings): callers create the awaitable
+// in a statement of its own and co_await the named result.
 template <class Fn>
 auto offload(boost::asio::any_io_executor executor, Fn fn)
     -> boost::asio::awaitable<decltype(fn())> {
   using R = decltype(fn());
-  std::optional<R> r = co_await boost::asio::co_spawn(
-      executor,
-      [fn = std::move(fn)]() mutable -> boost::asio::awaitable<std::optional<R>> {
-        co_return std::optional<R>(fn());
-      },
-      boost::asio::use_awaitable);
+  auto call = [fn = std::move(fn)]() mutable -> boost::asio::awaitable<std::optional<R>> {
+    co_return std::optional<R>(fn());
+  };
+  auto spawned = boost::asio::co_spawn(executor, std::move(call), boost::asio::use_awaitable);
+  std::optional<R> r = co_await std::move(spawned);
   co_return std::move(*r);
 }
 
@@ -58,16 +60,18 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
         const Symptoms symptoms = step.symptoms;
         const Clock* clock = workflow.env().clock;
         // heal() turns failures of the operations and strategies into its report.
-        run->provide_healing(co_await offload(
-            blocking, [=] { return healer->heal(agent, symptoms, *operations, clock->now()); }));
+        auto healing = offload(
+            blocking, [=] { return healer->heal(agent, symptoms, *operations, clock->now()); });
+        run->provide_healing(co_await std::move(healing));
         break;
       }
       case WorkflowStep::Kind::escalate: {
         EscalationSink* sink = workflow.options().escalations;
         EscalationRequest request = step.escalation;
-        run->provide_escalation(co_await offload(blocking, [sink, request = std::move(request)] {
+        auto escalation = offload(blocking, [sink, request = std::move(request)] {
           return detail::guarded([&] { return sink->escalate(request); });
-        }));
+        });
+        run->provide_escalation(co_await std::move(escalation));
         break;
       }
       case WorkflowStep::Kind::done: {
@@ -75,11 +79,12 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
         if (TaskJournal* journal = workflow.options().journal) {
           // A store write: off the I/O threads, like escalations.
           // Copies, not references into this frame: the pool thread must not outlive them.
-          outcome = co_await offload(blocking,
-                                     [journal, task = run->task(), outcome = std::move(outcome)] {
-                                       journal->record(task, outcome);
-                                       return outcome;
-                                     });
+          auto recorded =
+              offload(blocking, [journal, task = run->task(), outcome = std::move(outcome)] {
+                journal->record(task, outcome);
+                return outcome;
+              });
+          outcome = co_await std::move(recorded);
         }
         co_return outcome;
       }

@@ -45,6 +45,12 @@ constexpr std::size_t kMaxLingerBytes = std::size_t{64} << 20;
 constexpr Duration kMaxLinger = std::chrono::seconds(2);
 // How long stop() lets connections wind down before stopping the threads' loop regardless.
 constexpr Duration kStopGrace = std::chrono::seconds(5);
+// A streamed body with more than this waiting unsent belongs to a client that does not keep up:
+// the stream is ended rather than buffered without bound.
+constexpr std::size_t kMaxStreamBacklog = std::size_t{1} << 20;
+// While a connection waits for its answer, bytes the client sends on (a next request) are kept
+// for later up to this much; beyond it the connection is no longer watched for the client leaving.
+constexpr std::size_t kMaxBufferedWhileWaiting = 64 * 1024;
 
 Error configuration_error(std::string message) {
   return Error::of_kind("configuration", std::move(message));
@@ -111,42 +117,232 @@ std::optional<BeastResponse> to_beast(const HttpResponse& response, unsigned ver
   return res;
 }
 
+struct Exchange;
+
 struct Session {
+  explicit Session(const net::any_io_executor& strand) : executor(strand), waiter(strand) {}
   virtual ~Session() = default;
   // Closes the socket; pending operations end with operation_aborted. Runs on the strand.
-  virtual void abort() = 0;
+  void abort() {
+    aborted = true;
+    close_socket();
+    waiter.cancel();
+  }
+  // Closes at once with a reset, unsent data dropped: what a crash or a hopeless client gets.
+  void reset() {
+    boost::system::error_code ignored;
+    lowest_socket().set_option(net::socket_base::linger(true, 0), ignored);
+    close_socket();
+  }
+  virtual void close_socket() = 0;
+  virtual tcp::socket& lowest_socket() = 0;
+
   net::any_io_executor executor;  // the connection's strand
+  // Where the session waits for its responder and its watch read. Strand only, as are the
+  // members below but `exchange`.
+  net::steady_timer waiter;
+  bool aborted = false;     // by stop()
+  bool watching = false;    // a read is pending to notice the client leaving
+  bool watch_done = false;  // that read completed and its result was not looked at yet
+  boost::system::error_code watch_error;
+  std::shared_ptr<Exchange> exchange;  // guarded by Impl::mu; the one in progress
 };
 
 struct PlainSession final : Session {
-  explicit PlainSession(tcp::socket socket) : stream(std::move(socket)) {
-    executor = stream.get_executor();
-  }
-  void abort() override { stream.close(); }
+  explicit PlainSession(tcp::socket socket)
+      : Session(socket.get_executor()), stream(std::move(socket)) {}
+  void close_socket() override { stream.close(); }
+  tcp::socket& lowest_socket() override { return stream.socket(); }
   beast::tcp_stream stream;
   beast::flat_buffer buffer;
 };
 
 struct TlsSession final : Session {
-  TlsSession(tcp::socket socket, ssl::context& context) : stream(std::move(socket), context) {
-    executor = stream.get_executor();
-  }
-  void abort() override { beast::get_lowest_layer(stream).close(); }
+  TlsSession(tcp::socket socket, ssl::context& context)
+      : Session(socket.get_executor()), stream(std::move(socket), context) {}
+  void close_socket() override { beast::get_lowest_layer(stream).close(); }
+  tcp::socket& lowest_socket() override { return beast::get_lowest_layer(stream).socket(); }
   beast::ssl_stream<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
+};
+
+// One asynchronous request/answer exchange, shared by the session that serves it and the
+// HttpResponder the handler holds. Holds no I/O object: the responder may outlive the server.
+struct Exchange : std::enable_shared_from_this<Exchange> {
+  enum class Phase { kPending, kAnswered, kStreaming, kAborted, kDropped };
+
+  Exchange(net::any_io_executor session_strand, std::string method_and_target)
+      : target(std::move(method_and_target)), strand(std::move(session_strand)) {}
+
+  // Asks the session to look at the state again. Called with mu held. Posts nothing once the
+  // exchange is closed: then the strand may belong to an io_context that is gone.
+  void wake_locked() {
+    if (closed || wake_posted || !strand) return;
+    wake_posted = true;
+    net::post(strand, [self = shared_from_this()] {
+      bool hopeless = false;
+      {
+        std::lock_guard<std::mutex> lock(self->mu);
+        self->wake_posted = false;
+        hopeless = self->phase == Phase::kAborted || self->overflowed;
+      }
+      if (self->session == nullptr) return;
+      // A write to a client that does not read would hold the session up until its timeout.
+      if (hopeless) self->session->reset();
+      self->session->waiter.cancel();
+    });
+  }
+
+  // Ends the exchange: responder calls do nothing from now on.
+  void close() {
+    std::lock_guard<std::mutex> lock(mu);
+    closed = true;
+    strand = {};
+  }
+
+  const std::string target;
+
+  std::mutex mu;
+  Phase phase = Phase::kPending;       // guarded by mu
+  std::optional<HttpResponse> answer;  // guarded by mu; set with kAnswered, taken by the session
+  int stream_status = 0;               // guarded by mu; set with kStreaming
+  std::vector<HttpHeader> stream_headers;  // guarded by mu
+  std::string queued;           // guarded by mu; stream bytes not taken by the session yet
+  std::size_t unsent = 0;       // guarded by mu; queued + being written
+  bool end_requested = false;   // guarded by mu
+  bool overflowed = false;      // guarded by mu; the client could not keep up
+  bool closed = false;          // guarded by mu
+  bool wake_posted = false;     // guarded by mu
+  net::any_io_executor strand;  // guarded by mu; empty once closed
+  Session* session = nullptr;   // set while the session serves it; strand only
+};
+
+// What the asynchronous handler is handed.
+class Responder final : public HttpResponder {
+ public:
+  explicit Responder(std::shared_ptr<Exchange> exchange) : exchange_(std::move(exchange)) {}
+  ~Responder() override {
+    Exchange& x = *exchange_;
+    std::lock_guard<std::mutex> lock(x.mu);
+    if (x.phase == Exchange::Phase::kPending) {
+      x.phase = Exchange::Phase::kDropped;
+      x.wake_locked();
+    } else if (x.phase == Exchange::Phase::kStreaming && !x.end_requested) {
+      x.end_requested = true;  // a stream nobody can feed any more: end it
+      x.wake_locked();
+    }
+  }
+  Responder(const Responder&) = delete;
+  Responder& operator=(const Responder&) = delete;
+
+  void respond(HttpResponse response) override {
+    Exchange& x = *exchange_;
+    std::lock_guard<std::mutex> lock(x.mu);
+    if (x.closed || x.phase != Exchange::Phase::kPending) return;
+    x.answer = std::move(response);
+    x.phase = Exchange::Phase::kAnswered;
+    x.wake_locked();
+  }
+
+  bool start_stream(int status, std::vector<HttpHeader> headers) override {
+    Exchange& x = *exchange_;
+    std::lock_guard<std::mutex> lock(x.mu);
+    if (x.closed || x.phase != Exchange::Phase::kPending) return false;
+    std::string why = stream_header_problem(status, headers);
+    if (!why.empty()) {
+      x.answer = json_error(500, "processing_failed", why);
+      x.phase = Exchange::Phase::kAnswered;
+      x.wake_locked();
+      return false;
+    }
+    x.stream_status = status;
+    x.stream_headers = std::move(headers);
+    x.phase = Exchange::Phase::kStreaming;
+    x.wake_locked();
+    return true;
+  }
+
+  bool send(std::string piece) override {
+    Exchange& x = *exchange_;
+    std::lock_guard<std::mutex> lock(x.mu);
+    if (x.closed || x.phase != Exchange::Phase::kStreaming || x.end_requested) return false;
+    if (x.unsent + piece.size() > kMaxStreamBacklog) {
+      x.overflowed = true;
+      x.end_requested = true;
+      x.wake_locked();
+      return false;
+    }
+    if (piece.empty()) return true;
+    x.unsent += piece.size();
+    x.queued += piece;
+    x.wake_locked();
+    return true;
+  }
+
+  void end_stream() override {
+    Exchange& x = *exchange_;
+    std::lock_guard<std::mutex> lock(x.mu);
+    if (x.closed || x.phase != Exchange::Phase::kStreaming || x.end_requested) return;
+    x.end_requested = true;
+    x.wake_locked();
+  }
+
+  void abort() override {
+    Exchange& x = *exchange_;
+    std::lock_guard<std::mutex> lock(x.mu);
+    if (x.closed) return;
+    if (x.phase == Exchange::Phase::kPending || x.phase == Exchange::Phase::kStreaming) {
+      x.phase = Exchange::Phase::kAborted;
+      x.wake_locked();
+    }
+  }
+
+  bool closed() const override {
+    std::lock_guard<std::mutex> lock(exchange_->mu);
+    return exchange_->closed;
+  }
+
+  const std::string& target() const override { return exchange_->target; }
+
+ private:
+  // Why status and headers cannot start a stream, or "".
+  static std::string stream_header_problem(int status, const std::vector<HttpHeader>& headers) {
+    // 1xx, 204 and 304 have no body to stream.
+    if (status < 200 || status > 999 || status == 204 || status == 304) {
+      return "the handler started a stream with the invalid status " + std::to_string(status);
+    }
+    for (const HttpHeader& h : headers) {
+      if (!is_http_token(h.name) || !is_valid_header_value(h.value)) {
+        return "the handler started a stream with an invalid header";
+      }
+    }
+    return {};
+  }
+
+  std::shared_ptr<Exchange> exchange_;
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
   Impl(HttpServerOptions opts, Handler h) : options(std::move(opts)), handler(std::move(h)) {}
+  Impl(HttpServerOptions opts, AsyncHandler h)
+      : options(std::move(opts)), async_handler(std::move(h)) {}
 
   net::awaitable<void> accept_loop();
   template <class S>
   net::awaitable<void> run_session(std::shared_ptr<S> session, bool over_capacity);
-  template <class Stream>
-  net::awaitable<void> serve_requests(Stream& stream, beast::flat_buffer& buffer,
-                                      bool over_capacity);
+  template <class S>
+  net::awaitable<void> serve_requests(std::shared_ptr<S> session, bool over_capacity);
+  // Hands the request to the asynchronous handler and carries out what its responder asks.
+  // Returns whether the connection goes on to its next request.
+  template <class S>
+  net::awaitable<bool> exchange(std::shared_ptr<S> session, unsigned version, bool keep_alive,
+                                bool head, HttpRequest request);
+  template <class S>
+  void watch(const std::shared_ptr<S>& session);
+  template <class S>
+  net::awaitable<void> stop_watching(const std::shared_ptr<S>& session);
   template <class Stream>
   net::awaitable<bool> write(Stream& stream, BeastResponse& response);
   template <class Stream>
@@ -160,7 +356,8 @@ struct HttpServer::Impl {
   }
 
   const HttpServerOptions options;
-  const Handler handler;
+  const Handler handler;  // one of these two is set
+  const AsyncHandler async_handler;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -229,9 +426,11 @@ net::awaitable<void> HttpServer::Impl::answer_and_close(Stream& stream, unsigned
   }
 }
 
-template <class Stream>
-net::awaitable<void> HttpServer::Impl::serve_requests(Stream& stream, beast::flat_buffer& buffer,
+template <class S>
+net::awaitable<void> HttpServer::Impl::serve_requests(std::shared_ptr<S> session,
                                                       bool over_capacity) {
+  auto& stream = session->stream;
+  beast::flat_buffer& buffer = session->buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(options.max_body_bytes);
@@ -276,6 +475,12 @@ net::awaitable<void> HttpServer::Impl::serve_requests(Stream& stream, beast::fla
     }
     request.body = std::move(req.body());
 
+    if (async_handler && !over_capacity) {
+      bool next = co_await exchange(session, req.version(), req.keep_alive(),
+                                    req.method() == http::verb::head, std::move(request));
+      if (!next) co_return;
+      continue;
+    }
     bool keep_alive = req.keep_alive() && !over_capacity && !stopping.load();
     HttpResponse response = over_capacity
                                 ? json_error(503, "temporary_unavailable",
@@ -294,6 +499,197 @@ net::awaitable<void> HttpServer::Impl::serve_requests(Stream& stream, beast::fla
 }
 
 template <class S>
+void HttpServer::Impl::watch(const std::shared_ptr<S>& session) {
+  // Bytes the client sends while it waits are kept in the session's buffer (a next request).
+  // No deadline: a write's expires_after() may have set one for reads too. Only the coroutine
+  // starts reads and writes, one at a time, so none is pending here.
+  beast::get_lowest_layer(session->stream).expires_never();
+  session->watching = true;
+  session->watch_done = false;
+  session->stream.async_read_some(session->buffer.prepare(4096),
+                                  [session](boost::system::error_code ec, std::size_t n) {
+                                    session->buffer.commit(n);
+                                    session->watching = false;
+                                    session->watch_done = true;
+                                    session->watch_error = ec;
+                                    session->waiter.cancel();
+                                  });
+}
+
+template <class S>
+net::awaitable<void> HttpServer::Impl::stop_watching(const std::shared_ptr<S>& session) {
+  if (session->watching) beast::get_lowest_layer(session->stream).cancel();
+  while (session->watching) {
+    session->waiter.expires_at(net::steady_timer::time_point::max());
+    boost::system::error_code ignored;
+    co_await session->waiter.async_wait(net::redirect_error(net::use_awaitable, ignored));
+  }
+  session->watch_done = false;  // its end was ours, or data already in the buffer
+}
+
+template <class S>
+net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsigned version,
+                                                bool keep_alive, bool head, HttpRequest request) {
+  using Phase = Exchange::Phase;
+  auto& stream = session->stream;
+  auto& lowest = beast::get_lowest_layer(stream);
+  auto state = std::make_shared<Exchange>(session->executor, request.method + " " + request.target);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    // Read under the lock: stop() sets it before closing the registered exchanges.
+    if (stopping.load()) co_return false;
+    session->exchange = state;
+  }
+  state->session = session.get();
+  // However this ends (the frame may also be destroyed with the io_context), the responder's
+  // calls do nothing afterwards and nothing refers to the session's timer.
+  struct Finish {
+    Impl* server;
+    S* session;
+    Exchange* state;
+    ~Finish() {
+      state->session = nullptr;
+      {
+        std::lock_guard<std::mutex> lock(server->mu);
+        session->exchange.reset();
+      }
+      state->close();
+    }
+  } finish{this, session.get(), state.get()};
+
+  std::optional<std::string> thrown;
+  try {
+    async_handler(std::move(request), std::make_shared<Responder>(state));
+  } catch (const std::exception& e) {
+    thrown = e.what();
+  } catch (...) {
+    thrown = "the handler threw a non-standard exception";
+  }
+  if (thrown) {
+    std::lock_guard<std::mutex> lock(state->mu);
+    // The responder may have been dropped by the unwinding already.
+    if (state->phase == Phase::kPending || state->phase == Phase::kDropped) {
+      state->answer = json_error(500, "processing_failed", *thrown);
+      state->phase = Phase::kAnswered;
+    }
+  }
+
+  // The wait for the responder has no deadline (watch() clears it): its holder bounds it.
+  bool streaming = false;  // the stream's header was sent
+  const bool chunked = version >= 11;
+  bool next_request = false;
+  for (;;) {
+    if (session->aborted) break;  // stop()
+    if (session->watch_done) {
+      session->watch_done = false;
+      if (session->watch_error) break;  // the client left (or reset the connection)
+      if (streaming) session->buffer.consume(session->buffer.size());
+    }
+    if (!session->watching && session->buffer.size() < kMaxBufferedWhileWaiting) watch(session);
+
+    Phase phase;
+    std::optional<HttpResponse> answer;
+    std::string pieces;
+    bool end = false;
+    bool overflowed = false;
+    int status = 0;
+    std::vector<HttpHeader> headers;
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      phase = state->phase;
+      if (phase == Phase::kAnswered) answer = std::move(state->answer);
+      if (phase == Phase::kStreaming) {
+        pieces.swap(state->queued);
+        end = state->end_requested;
+        overflowed = state->overflowed;
+        if (!streaming) {
+          status = state->stream_status;
+          headers = state->stream_headers;
+        }
+      }
+    }
+
+    if (phase == Phase::kPending ||
+        (phase == Phase::kStreaming && streaming && pieces.empty() && !end)) {
+      session->waiter.expires_at(net::steady_timer::time_point::max());
+      boost::system::error_code ignored;
+      co_await session->waiter.async_wait(net::redirect_error(net::use_awaitable, ignored));
+      continue;
+    }
+    if (phase == Phase::kAborted || overflowed) {
+      session->reset();  // as a crashing process would: no answer, no end of stream
+      break;
+    }
+    if (phase == Phase::kDropped || phase == Phase::kAnswered) {
+      HttpResponse response =
+          phase == Phase::kDropped
+              ? json_error(500, "processing_failed",
+                           "the handler dropped its responder without answering")
+              : std::move(*answer);
+      bool keep = keep_alive && !stopping.load();
+      std::string why;
+      std::optional<BeastResponse> res = to_beast(response, version, keep, head, &why);
+      if (!res) {
+        keep = false;
+        res = to_beast(json_error(500, "processing_failed", why), version, false, false, &why);
+      }
+      next_request = co_await write(stream, *res) && keep;
+      break;
+    }
+
+    // Streaming.
+    boost::system::error_code ec;
+    if (!streaming) {
+      http::response<http::empty_body> header;
+      header.result(static_cast<unsigned>(status));
+      header.version(version);
+      for (const HttpHeader& h : headers) {
+        if (iequals(h.name, "Content-Length") || iequals(h.name, "Transfer-Encoding") ||
+            iequals(h.name, "Connection")) {
+          continue;
+        }
+        header.insert(h.name, h.value);
+      }
+      header.keep_alive(false);
+      if (chunked) header.chunked(true);
+      http::response_serializer<http::empty_body> serializer(header);
+      served.fetch_add(1, std::memory_order_relaxed);
+      lowest.expires_after(options.read_timeout);
+      co_await http::async_write_header(stream, serializer,
+                                        net::redirect_error(net::use_awaitable, ec));
+      if (ec || head) break;
+      streaming = true;
+    }
+    if (!pieces.empty()) {
+      lowest.expires_after(options.read_timeout);
+      if (chunked) {
+        co_await net::async_write(stream, http::make_chunk(net::buffer(pieces)),
+                                  net::redirect_error(net::use_awaitable, ec));
+      } else {
+        co_await net::async_write(stream, net::buffer(pieces),
+                                  net::redirect_error(net::use_awaitable, ec));
+      }
+      if (ec) break;
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->unsent -= pieces.size();
+      continue;  // more may have come meanwhile, and the end is looked at once all was sent
+    }
+    if (end) {
+      if (chunked) {
+        lowest.expires_after(options.read_timeout);
+        co_await net::async_write(stream, http::make_chunk_last(),
+                                  net::redirect_error(net::use_awaitable, ec));
+      }
+      break;
+    }
+  }
+  state->close();  // before the wait below: responders learn at once that it is over
+  co_await stop_watching(session);
+  if (next_request && session->aborted) next_request = false;
+  co_return next_request;
+}
+
+template <class S>
 net::awaitable<void> HttpServer::Impl::run_session(std::shared_ptr<S> session, bool over_capacity) {
   struct Unregister {
     Impl* server;
@@ -309,7 +705,7 @@ net::awaitable<void> HttpServer::Impl::run_session(std::shared_ptr<S> session, b
                                     net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return;
   }
-  co_await serve_requests(stream, session->buffer, over_capacity);
+  co_await serve_requests(session, over_capacity);
   if constexpr (std::is_same_v<S, TlsSession>) {
     beast::get_lowest_layer(stream).expires_after(std::min(options.read_timeout, kMaxLinger));
     ec = {};
@@ -372,6 +768,9 @@ net::awaitable<void> HttpServer::Impl::accept_loop() {
 HttpServer::HttpServer(HttpServerOptions options, Handler handler)
     : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
 
+HttpServer::HttpServer(HttpServerOptions options, AsyncHandler handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+
 HttpServer::~HttpServer() {
   stop();
 }
@@ -381,7 +780,9 @@ Result<void> HttpServer::start() {
   std::lock_guard<std::mutex> lifecycle(s.lifecycle_mu);
   if (s.started) return configuration_error("the HTTP server was started already");
   if (s.stopped) return configuration_error("a stopped HTTP server cannot be started again");
-  if (!s.handler) return configuration_error("the HTTP server has no handler");
+  if (!s.handler && !s.async_handler) {
+    return configuration_error("the HTTP server has no handler");
+  }
   const HttpServerOptions& o = s.options;
 
   if (o.tls_cert_pem.empty() != o.tls_key_pem.empty()) {
@@ -475,6 +876,8 @@ void HttpServer::stop() {
   {
     std::unique_lock<std::mutex> lock(s.mu);
     for (const std::shared_ptr<Session>& session : s.sessions) {
+      // Responders learn at once that it is over, and post nothing to a context about to go.
+      if (session->exchange) session->exchange->close();
       net::post(session->executor, [session] { session->abort(); });
     }
     s.cv.wait_for(lock, kStopGrace, [&s] { return s.sessions.empty() && !s.accepting; });

@@ -1,0 +1,844 @@
+// The daemon's HTTP API (docs/api.md): tasks, agents and circuits, tickets and incidents,
+// health, metrics and the event stream.
+
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
+
+#include <openssl/crypto.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "daemon_impl.h"
+#include "mend/async_workflow.h"
+
+namespace mend::server_detail {
+namespace {
+
+namespace net = boost::asio;
+using nlohmann::json;
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+HttpResponse json_response(int status, const json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.headers.push_back({"Content-Type", "application/json"});
+  r.body = dump(body);
+  return r;
+}
+
+HttpResponse raw_json_response(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.headers.push_back({"Content-Type", "application/json"});
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse error_response(int status, ErrorType type, const std::string& message) {
+  return json_response(status, {{"error", {{"type", to_string(type)}, {"message", message}}}});
+}
+
+// The target split into path segments and query parameters (percent-decoded).
+struct Target {
+  std::vector<std::string> segments;
+  std::map<std::string, std::string> query;
+  std::string path;
+};
+
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size()) {
+      int value = 0;
+      auto [p, ec] = std::from_chars(in.data() + i + 1, in.data() + i + 3, value, 16);
+      if (ec == std::errc() && p == in.data() + i + 3) {
+        out.push_back(static_cast<char>(value));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(in[i] == '+' ? ' ' : in[i]);
+  }
+  return out;
+}
+
+Target parse_target(std::string_view target) {
+  Target t;
+  std::string_view path = target;
+  if (std::size_t q = target.find('?'); q != std::string_view::npos) {
+    path = target.substr(0, q);
+    std::string_view query = target.substr(q + 1);
+    while (!query.empty()) {
+      std::size_t amp = query.find('&');
+      std::string_view pair = query.substr(0, amp);
+      std::size_t eq = pair.find('=');
+      std::string key = percent_decode(pair.substr(0, eq));
+      std::string value = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+      if (!key.empty()) t.query[key] = value;
+      if (amp == std::string_view::npos) break;
+      query.remove_prefix(amp + 1);
+    }
+  }
+  t.path = std::string(path);
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    std::size_t slash = path.find('/');
+    t.segments.push_back(percent_decode(path.substr(0, slash)));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash);
+  }
+  return t;
+}
+
+// A non-negative number of seconds from a query parameter; nullopt when absent, an error
+// message when malformed.
+std::optional<double> parse_seconds(const std::map<std::string, std::string>& query,
+                                    const std::string& name, std::string* error) {
+  auto it = query.find(name);
+  if (it == query.end()) return std::nullopt;
+  double value = 0;
+  auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
+  if (ec != std::errc() || p != it->second.data() + it->second.size() || value < 0 ||
+      !(value < 1e9)) {
+    *error =
+        "query parameter '" + name + "' must be a number of seconds >= 0, not '" + it->second + "'";
+    return std::nullopt;
+  }
+  return value;
+}
+
+// Parses an API request body: an object, at most kMaxJsonDepth deep. Empty body: {}.
+Result<json> parse_body(const std::string& body) {
+  if (body.empty()) return json::object();
+  if (!json_nesting_within(body)) {
+    return Error::classified_as(
+        ErrorType::validation_failed, Severity::low,
+        "the request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  }
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    // Parse again with exceptions for the position of the mistake.
+    try {
+      json discarded = json::parse(body);
+      (void)discarded;
+    } catch (const json::parse_error& e) {
+      return Error::classified_as(ErrorType::validation_failed, Severity::low,
+                                  std::string("malformed JSON: ") + e.what());
+    }
+    return Error::classified_as(ErrorType::validation_failed, Severity::low, "malformed JSON");
+  }
+  if (!j.is_object()) {
+    return Error::classified_as(ErrorType::validation_failed, Severity::low,
+                                "the request body must be a JSON object");
+  }
+  return j;
+}
+
+std::string iso(WallTime t) {
+  return to_iso8601(t);
+}
+
+json record_json(const EscalationRecord& r) {
+  json j = {{"id", r.display_id()},
+            {"number", r.id},
+            {"kind", to_string(r.kind)},
+            {"status", to_string(r.status)},
+            {"level", to_string(r.level)},
+            {"tier", r.tier},
+            {"priority", r.priority},
+            {"title", r.title},
+            {"description", r.description},
+            {"agent", r.agent},
+            {"task_type", r.task_type},
+            {"error_type", to_string(r.error_type)},
+            {"channel", r.channel},
+            {"occurrences", r.occurrences},
+            {"created_at", iso(r.created_at)},
+            {"last_seen_at", iso(r.last_seen_at)},
+            {"sla_due", iso(r.sla_due)}};
+  if (!r.assignee.empty()) j["assignee"] = r.assignee;
+  if (r.review_at) j["review_at"] = iso(*r.review_at);
+  if (r.acknowledged_at) {
+    j["acknowledged_at"] = iso(*r.acknowledged_at);
+    j["acknowledged_by"] = r.acknowledged_by;
+  }
+  if (r.resolved_at) {
+    j["resolved_at"] = iso(*r.resolved_at);
+    j["resolved_by"] = r.resolved_by;
+  }
+  if (!r.war_room_url.empty()) j["war_room_url"] = r.war_room_url;
+  return j;
+}
+
+// "TKT-3", "INC-7" or "3": the record number, and the kind the prefix names.
+std::optional<std::pair<std::int64_t, std::optional<RecordKind>>> parse_record_id(
+    const std::string& text) {
+  std::string_view digits = text;
+  std::optional<RecordKind> kind;
+  if (text.rfind("TKT-", 0) == 0) {
+    kind = RecordKind::ticket;
+    digits.remove_prefix(4);
+  } else if (text.rfind("INC-", 0) == 0) {
+    kind = RecordKind::incident;
+    digits.remove_prefix(4);
+  }
+  std::int64_t id = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+  if (ec != std::errc() || p != digits.data() + digits.size() || id <= 0) return std::nullopt;
+  return std::make_pair(id, kind);
+}
+
+bool equal_constant_time(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+bool DaemonCore::authorized(const HttpRequest& request) const {
+  const std::string& token = boot_config_.server.token;
+  if (token.empty()) return true;
+  const std::string header = request.header("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
+    return false;
+  }
+  return equal_constant_time(header.substr(kBearer.size()), token);
+}
+
+void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> responder) {
+  const Target t = parse_target(request.target);
+  const std::vector<std::string>& s = t.segments;
+  const std::string& method = request.method;
+  const bool get = method == "GET" || method == "HEAD";
+  const bool post = method == "POST";
+  auto reply = [&](HttpResponse r) { responder->respond(std::move(r)); };
+  auto not_allowed = [&](const char* allowed) {
+    HttpResponse r =
+        error_response(405, ErrorType::validation_failed,
+                       method + " is not allowed on " + t.path + " (allowed: " + allowed + ")");
+    r.headers.push_back({"Allow", allowed});
+    reply(std::move(r));
+  };
+
+  if (post && !authorized(request)) {
+    HttpResponse r = error_response(401, ErrorType::authentication_failed,
+                                    "this call needs the header 'Authorization: Bearer <token>' "
+                                    "with the daemon's token (server.token)");
+    r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"mend\""});
+    return reply(std::move(r));
+  }
+
+  try {
+    if (s.size() == 1 && s[0] == "healthz") {
+      if (!get) return not_allowed("GET");
+      return reply(json_response(200, {{"status", "ok"}}));
+    }
+    if (s.size() == 1 && s[0] == "readyz") {
+      if (!get) return not_allowed("GET");
+      return api_readyz(responder);
+    }
+    if (s.size() == 1 && s[0] == "metrics") {
+      if (!get) return not_allowed("GET");
+      HttpResponse r;
+      r.headers.push_back({"Content-Type", "text/plain; version=0.0.4; charset=utf-8"});
+      m_.in_flight->with({}).set(static_cast<double>(in_flight_.load()));
+      r.body = metrics.render();
+      return reply(std::move(r));
+    }
+    if (s.empty() || s[0] != "v1") {
+      return reply(error_response(404, ErrorType::validation_failed,
+                                  "no such endpoint: " + method + " " + t.path +
+                                      " (the API lives under /v1; see docs/api.md)"));
+    }
+    std::string error;
+    if (s.size() == 2 && s[1] == "tasks") {
+      if (post) return api_submit(request, responder);
+      if (get) return api_tasks(responder);
+      return not_allowed("GET, POST");
+    }
+    if (s.size() == 3 && s[1] == "tasks") {
+      if (!get) return not_allowed("GET");
+      std::optional<double> wait = parse_seconds(t.query, "wait", &error);
+      if (!error.empty()) return reply(error_response(400, ErrorType::validation_failed, error));
+      return api_task(s[2], wait.value_or(0), responder);
+    }
+    if (s.size() == 2 && s[1] == "events") {
+      if (!get) return not_allowed("GET");
+      std::optional<double> replay = parse_seconds(t.query, "replay", &error);
+      if (!error.empty()) return reply(error_response(400, ErrorType::validation_failed, error));
+      events_.subscribe(responder, static_cast<std::size_t>(std::min(replay.value_or(0), 256.0)));
+      return;
+    }
+    if (s.size() == 2 && s[1] == "reload") {
+      if (!post) return not_allowed("POST");
+      net::post(*blocking_, [this, responder] {
+        Result<void> r = reload("");
+        if (r.ok()) {
+          responder->respond(json_response(200, {{"status", "reloaded"}}));
+        } else {
+          responder->respond(
+              error_response(422, ErrorType::configuration_error, r.error().message));
+        }
+      });
+      return;
+    }
+    if (s[1] == "agents" && (s.size() == 2 || s.size() == 3)) {
+      if (!get) return not_allowed("GET");
+      return api_agents(s.size() == 3 ? s[2] : "", responder);
+    }
+    if (s[1] == "agents" && s.size() == 4 && s[3] == "circuit") {
+      if (!post) return not_allowed("POST");
+      return api_circuit(s[2], request, responder);
+    }
+    if (s[1] == "agents" && s.size() == 4 && s[3] == "restart") {
+      if (!post) return not_allowed("POST");
+      std::shared_ptr<Generation> g = current();
+      if (g->agents.find(s[2]) == nullptr) {
+        return reply(
+            error_response(404, ErrorType::validation_failed, "unknown agent '" + s[2] + "'"));
+      }
+      std::string agent = s[2];
+      net::post(*blocking_, [this, agent, responder] {
+        if (restart_agent(agent, /*graceful=*/true, "api")) {
+          responder->respond(json_response(202, {{"agent", agent}, {"status", "restarting"}}));
+        } else {
+          responder->respond(error_response(409, ErrorType::validation_failed,
+                                            "agent '" + agent +
+                                                "' is not supervised by mend: it cannot be "
+                                                "restarted from here"));
+        }
+      });
+      return;
+    }
+    std::optional<RecordKind> kind;
+    bool records = false;
+    if (s[1] == "tickets") {
+      kind = RecordKind::ticket;
+      records = true;
+    } else if (s[1] == "incidents") {
+      kind = RecordKind::incident;
+      records = true;
+    } else if (s[1] == "escalations") {
+      records = true;
+    }
+    if (records && s.size() == 2) {
+      if (!get) return not_allowed("GET");
+      std::string status = t.query.count("status") ? t.query.at("status") : "";
+      return api_records(kind, status, responder);
+    }
+    if (records && s.size() == 3) {
+      if (!get) return not_allowed("GET");
+      return api_record(kind, s[2], "", request, responder);
+    }
+    if (records && s.size() == 4 && (s[3] == "acknowledge" || s[3] == "resolve")) {
+      if (!post) return not_allowed("POST");
+      return api_record(kind, s[2], s[3], request, responder);
+    }
+    return reply(
+        error_response(404, ErrorType::validation_failed,
+                       "no such endpoint: " + method + " " + t.path + " (see docs/api.md)"));
+  } catch (const std::exception& e) {
+    log("error", "API " + method + " " + t.path + ": " + e.what());
+    return reply(error_response(500, ErrorType::processing_failed, e.what()));
+  }
+}
+
+void DaemonCore::api_readyz(const std::shared_ptr<HttpResponder>& responder) {
+  json agents = json::object();
+  bool ready = !stopping_.load();
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    std::map<std::string, int> count;
+    for (const Replica& r : replicas_) count[r.agent] += r.ready ? 1 : 0;
+    for (const auto& [agent, n] : count) {
+      agents[agent] = n;
+      if (n == 0) ready = false;
+    }
+  }
+  json body = {{"status", stopping_.load() ? "stopping" : (ready ? "ready" : "not_ready")},
+               {"ready_replicas", agents}};
+  responder->respond(json_response(ready ? 200 : 503, body));
+}
+
+void DaemonCore::api_submit(const HttpRequest& request,
+                            const std::shared_ptr<HttpResponder>& responder) {
+  auto reply = [&](HttpResponse r) { responder->respond(std::move(r)); };
+  const Target t = parse_target(request.target);
+  std::string error;
+  std::optional<double> wait = parse_seconds(t.query, "wait", &error);
+  if (!error.empty()) return reply(error_response(400, ErrorType::validation_failed, error));
+  if (stopping_.load()) {
+    HttpResponse r = error_response(503, ErrorType::service_unavailable,
+                                    "mend is shutting down and takes no new tasks");
+    return reply(std::move(r));
+  }
+  Result<json> parsed = parse_body(request.body);
+  if (!parsed.ok())
+    return reply(error_response(400, ErrorType::validation_failed, parsed.error().message));
+  const json& body = *parsed;
+  static const std::set<std::string> kKnown = {
+      "id", "type", "agent", "capabilities", "payload", "deadline", "attempt_timeout"};
+  for (const auto& [key, value] : body.items()) {
+    if (!kKnown.count(key)) {
+      return reply(error_response(400, ErrorType::validation_failed,
+                                  "unknown field '" + key +
+                                      "' (a task has: id, type, agent, capabilities, payload, "
+                                      "deadline, attempt_timeout)"));
+    }
+  }
+  auto string_field = [&](const char* name, bool required, std::string* out) -> bool {
+    auto it = body.find(name);
+    if (it == body.end()) {
+      if (!required) return true;
+      reply(error_response(400, ErrorType::validation_failed,
+                           std::string("the field '") + name + "' is required"));
+      return false;
+    }
+    if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+      reply(error_response(400, ErrorType::validation_failed,
+                           std::string("the field '") + name + "' must be a non-empty string"));
+      return false;
+    }
+    *out = it->get<std::string>();
+    return true;
+  };
+  auto seconds_field = [&](const char* name, std::optional<Duration>* out) -> bool {
+    auto it = body.find(name);
+    if (it == body.end()) return true;
+    if (!it->is_number() || it->get<double>() <= 0 || it->get<double>() > 86400 * 7) {
+      reply(error_response(
+          400, ErrorType::validation_failed,
+          std::string("the field '") + name + "' must be a number of seconds in (0, 604800]"));
+      return false;
+    }
+    *out = from_seconds(it->get<double>());
+    return true;
+  };
+
+  Task task;
+  if (!string_field("type", true, &task.type) || !string_field("agent", false, &task.agent) ||
+      !string_field("id", false, &task.id) || !seconds_field("deadline", &task.deadline) ||
+      !seconds_field("attempt_timeout", &task.attempt_timeout)) {
+    return;
+  }
+  if (auto it = body.find("capabilities"); it != body.end()) {
+    bool ok = it->is_array();
+    for (const json& c : ok ? *it : json::array()) ok = ok && c.is_string();
+    if (!ok) {
+      return reply(error_response(400, ErrorType::validation_failed,
+                                  "the field 'capabilities' must be an array of strings"));
+    }
+    task.capabilities = it->get<std::vector<std::string>>();
+  }
+  if (task.agent.empty() && task.capabilities.empty()) {
+    return reply(error_response(400, ErrorType::validation_failed,
+                                "a task needs an 'agent', or 'capabilities' to choose one by"));
+  }
+  std::shared_ptr<Generation> g = current();
+  if (!task.agent.empty() && g->agents.find(task.agent) == nullptr) {
+    std::string known;
+    for (const std::string& n : g->agents.names()) known += (known.empty() ? "" : ", ") + n;
+    return reply(error_response(404, ErrorType::validation_failed,
+                                "unknown agent '" + task.agent + "' (known: " + known + ")"));
+  }
+  if (auto it = body.find("payload"); it != body.end()) task.payload = dump(*it);
+  (void)fill_task_fields(task);  // a payload that is not an object simply has no fields
+  if (!task.deadline) task.deadline = boot_config_.server.task_deadline;
+
+  const std::string key = request.header("Idempotency-Key");
+  const double wait_seconds =
+      std::min(wait.value_or(0), static_cast<double>(boot_config_.server.max_wait_seconds));
+  std::string id;
+  bool fresh = false;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (!key.empty()) {
+      if (auto it = idempotency_.find(key); it != idempotency_.end()) {
+        auto existing = tasks_.find(it->second);
+        if (existing != tasks_.end()) {
+          if (existing->second.request_fingerprint != request.body) {
+            return reply(error_response(409, ErrorType::validation_failed,
+                                        "Idempotency-Key '" + key +
+                                            "' was used for a different task (" + it->second +
+                                            "); use a new key for a new task"));
+          }
+          id = it->second;
+        }
+      }
+    }
+    if (id.empty()) {
+      if (in_flight_.load() >= boot_config_.server.max_tasks_in_flight) {
+        HttpResponse r =
+            error_response(503, ErrorType::temporary_unavailable,
+                           "too many tasks in flight (limit " +
+                               std::to_string(boot_config_.server.max_tasks_in_flight) + ")");
+        r.headers.push_back({"Retry-After", "1"});
+        return reply(std::move(r));
+      }
+      if (task.id.empty()) {
+        task.id = "task-" + std::to_string(next_task_number_++);
+      } else if (tasks_.count(task.id)) {
+        return reply(error_response(409, ErrorType::validation_failed,
+                                    "a task with id '" + task.id + "' exists already"));
+      }
+      id = task.id;
+      TaskEntry& entry = tasks_[id];
+      entry.task = task;
+      entry.idempotency_key = key;
+      entry.request_fingerprint = request.body;
+      entry.submitted_at = SystemClock::instance().wall_now();
+      entry.started = SystemClock::instance().now();
+      entry.status = "running";
+      if (!key.empty()) idempotency_[key] = id;
+      in_flight_.fetch_add(1);
+      fresh = true;
+    }
+  }
+  // Answers and the task's start happen outside tasks_mu_: wait_for_task() and the task's
+  // completion take it.
+  if (!fresh) {
+    // A replay of an idempotent submission: the same task, as it stands.
+    return wait_for_task(id, wait_seconds, responder, 200, true);
+  }
+  net::co_spawn(
+      *io_,
+      [this, g, task = std::move(task)]() -> net::awaitable<Outcome> {
+        // A named awaitable: GCC 12 mishandles temporaries that share a full-expression with
+        // co_await (see src/runtime/async_workflow.cc).
+        auto run = run_workflow_async(*g->workflow, task, *g->invoker, g->operations.get(),
+                                      blocking_->get_executor());
+        co_return co_await std::move(run);
+      },
+      [this, id, g](std::exception_ptr e, Outcome outcome) {
+        if (e) {
+          outcome.task_id = id;
+          outcome.status = OutcomeStatus::failed;
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            outcome.error =
+                Error::classified_as(ErrorType::processing_failed, Severity::high, ex.what());
+          } catch (...) {
+            outcome.error = Error::classified_as(ErrorType::processing_failed, Severity::high,
+                                                 "unknown exception");
+          }
+        }
+        finish_task(id, outcome);
+      });
+  if (wait_seconds <= 0) {
+    return reply(
+        json_response(202, {{"id", id}, {"state", "running"}, {"href", "/v1/tasks/" + id}}));
+  }
+  return wait_for_task(id, wait_seconds, responder, 200, false);
+}
+
+void DaemonCore::finish_task(const std::string& id, const Outcome& outcome) {
+  const std::string status(to_string(outcome.status));
+  m_.tasks->with({status}).inc();
+  if (outcome.status == OutcomeStatus::degraded) {
+    m_.degraded->with({outcome.task_type}).inc();
+  }
+  if (outcome.escalation && outcome.escalation->record_id != 0) {
+    m_.escalations->with({std::string(to_string(outcome.escalation->level))}).inc();
+  }
+  std::vector<TaskEntry::Waiter> waiters;
+  TaskEntry copy;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    auto it = tasks_.find(id);
+    if (it != tasks_.end()) {
+      TaskEntry& entry = it->second;
+      entry.done = true;
+      entry.status = status;
+      entry.outcome_json = outcome.to_json();
+      m_.latency->with({status}).observe(
+          std::chrono::duration<double>(SystemClock::instance().now() - entry.started).count());
+      waiters.swap(entry.waiters);
+      copy.task.id = entry.task.id;
+      copy.done = true;
+      copy.status = entry.status;
+      copy.outcome_json = entry.outcome_json;
+      copy.submitted_at = entry.submitted_at;
+      finished_order_.push_back(id);
+      while (finished_order_.size() > kFinishedTasksKept) {
+        auto old = tasks_.find(finished_order_.front());
+        if (old != tasks_.end()) {
+          if (!old->second.idempotency_key.empty()) idempotency_.erase(old->second.idempotency_key);
+          tasks_.erase(old);
+        }
+        finished_order_.pop_front();
+      }
+    }
+    in_flight_.fetch_sub(1);
+  }
+  drained_cv_.notify_all();
+  for (TaskEntry::Waiter& w : waiters) {
+    w.timer->cancel();
+    respond_task(w.responder, copy, 200, false);
+  }
+}
+
+void DaemonCore::respond_task(const std::shared_ptr<HttpResponder>& responder,
+                              const TaskEntry& entry, int status, bool replayed) {
+  std::string body = "{\"id\":" + dump(entry.task.id) +
+                     ",\"state\":" + (entry.done ? "\"done\"" : "\"running\"") +
+                     ",\"submitted_at\":" + dump(iso(entry.submitted_at));
+  if (entry.done)
+    body += ",\"status\":" + dump(entry.status) + ",\"outcome\":" + entry.outcome_json;
+  body += "}";
+  HttpResponse r = raw_json_response(entry.done ? status : 202, std::move(body));
+  if (replayed) r.headers.push_back({"Idempotent-Replayed", "true"});
+  responder->respond(std::move(r));
+}
+
+void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
+                               const std::shared_ptr<HttpResponder>& responder,
+                               int status_when_done, bool replayed) {
+  std::unique_lock<std::mutex> lock(tasks_mu_, std::defer_lock);
+  if (!lock.owns_lock()) lock.lock();
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) {
+    lock.unlock();
+    responder->respond(error_response(404, ErrorType::validation_failed,
+                                      "no task '" + id + "' (finished tasks are kept for the " +
+                                          std::to_string(kFinishedTasksKept) + " most recent)"));
+    return;
+  }
+  TaskEntry& entry = it->second;
+  if (entry.done || wait_seconds <= 0 || stopping_.load()) {
+    TaskEntry copy;
+    copy.task.id = entry.task.id;
+    copy.done = entry.done;
+    copy.status = entry.status;
+    copy.outcome_json = entry.outcome_json;
+    copy.submitted_at = entry.submitted_at;
+    lock.unlock();
+    respond_task(responder, copy, status_when_done, replayed);
+    return;
+  }
+  auto timer = std::make_shared<net::steady_timer>(*io_, from_seconds(wait_seconds));
+  entry.waiters.push_back({responder, timer});
+  TaskEntry running;
+  running.task.id = id;
+  running.submitted_at = entry.submitted_at;
+  timer->async_wait([this, id, responder, running, replayed](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: the task finished and answered
+    {
+      std::lock_guard<std::mutex> guard(tasks_mu_);
+      auto found = tasks_.find(id);
+      if (found != tasks_.end()) {
+        std::erase_if(found->second.waiters,
+                      [&](const TaskEntry::Waiter& w) { return w.responder == responder; });
+      }
+    }
+    respond_task(responder, running, 202, replayed);
+  });
+}
+
+void DaemonCore::api_task(const std::string& id, double wait_seconds,
+                          const std::shared_ptr<HttpResponder>& responder) {
+  wait_for_task(id,
+                std::min(wait_seconds, static_cast<double>(boot_config_.server.max_wait_seconds)),
+                responder, 200, false);
+}
+
+void DaemonCore::api_tasks(const std::shared_ptr<HttpResponder>& responder) {
+  json list = json::array();
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    for (const auto& [id, entry] : tasks_) {
+      list.push_back({{"id", id},
+                      {"type", entry.task.type},
+                      {"agent", entry.task.agent},
+                      {"state", entry.done ? "done" : "running"},
+                      {"status", entry.status},
+                      {"submitted_at", iso(entry.submitted_at)}});
+    }
+  }
+  responder->respond(json_response(200, {{"tasks", list}, {"in_flight", in_flight_.load()}}));
+}
+
+void DaemonCore::api_agents(const std::string& only,
+                            const std::shared_ptr<HttpResponder>& responder) {
+  std::shared_ptr<Generation> g = current();
+  if (!only.empty() && g->agents.find(only) == nullptr) {
+    return responder->respond(
+        error_response(404, ErrorType::validation_failed, "unknown agent '" + only + "'"));
+  }
+  std::map<std::string, json> replicas;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (const Replica& r : replicas_) {
+      json j = {{"index", r.index}, {"url", r.url}, {"ready", r.ready}, {"started", r.started}};
+      if (!r.last_probe.empty()) j["last_probe"] = r.last_probe;
+      if (!r.process.empty()) {
+        j["process"] = r.process;
+        if (std::optional<ProcessStatus> st = supervisor_->status(r.process)) {
+          j["pid"] = st->pid;
+          j["running"] = st->running;
+          j["restarts"] = st->restarts;
+          j["rss_bytes"] = st->rss_bytes;
+          if (!st->last_exit.empty()) j["last_exit"] = st->last_exit;
+        }
+      }
+      replicas[r.agent].push_back(std::move(j));
+    }
+  }
+  json list = json::array();
+  for (const std::string& name : g->agents.names()) {
+    if (!only.empty() && name != only) continue;
+    const AgentRegistry::Entry* e = g->agents.find(name);
+    const AgentConfig* config = g->config.agent(name);
+    CircuitSnapshot snap = e->breaker.snapshot(SystemClock::instance());
+    AgentCounters& c = counters(name);
+    json circuit = {{"state", to_string(snap.state)},
+                    {"failure_count", snap.failure_count},
+                    {"transitions", snap.transitions}};
+    if (snap.state == CircuitState::open) {
+      circuit["probe_in_seconds"] = std::max(
+          0.0,
+          std::chrono::duration<double>(snap.probe_at - SystemClock::instance().now()).count());
+    }
+    json agent = {{"name", name},
+                  {"supervised", config != nullptr && config->supervised()},
+                  {"health", to_string(e->health.load())},
+                  {"circuit", circuit},
+                  {"in_flight", e->in_flight.load()},
+                  {"max_concurrent", e->info.max_concurrent},
+                  {"capabilities", e->info.capabilities},
+                  {"generalist", e->info.generalist},
+                  {"counters",
+                   {{"calls", c.calls.load()},
+                    {"failures", c.failures.load()},
+                    {"retries", c.retries.load()},
+                    {"answered_as_fallback", c.answered_as_fallback.load()},
+                    {"restarts", c.restarts.load()}}},
+                  {"replicas", replicas.count(name) ? replicas[name] : json::array()}};
+    if (!only.empty()) return responder->respond(json_response(200, agent));
+    list.push_back(std::move(agent));
+  }
+  responder->respond(json_response(200, {{"agents", list}}));
+}
+
+void DaemonCore::api_circuit(const std::string& agent, const HttpRequest& request,
+                             const std::shared_ptr<HttpResponder>& responder) {
+  std::shared_ptr<Generation> g = current();
+  AgentRegistry::Entry* e = g->agents.find(agent);
+  if (e == nullptr) {
+    return responder->respond(
+        error_response(404, ErrorType::validation_failed, "unknown agent '" + agent + "'"));
+  }
+  Result<json> body = parse_body(request.body);
+  if (!body.ok()) {
+    return responder->respond(
+        error_response(400, ErrorType::validation_failed, body.error().message));
+  }
+  auto state = body->find("state");
+  if (state == body->end() || !state->is_string() || (*state != "open" && *state != "closed")) {
+    return responder->respond(error_response(
+        400, ErrorType::validation_failed,
+        "the body must be {\"state\": \"open\"} (hold the circuit open until closed) or "
+        "{\"state\": \"closed\"} (close it and forget its counts)"));
+  }
+  if (*state == "open") {
+    e->breaker.isolate(SystemClock::instance());
+  } else {
+    e->breaker.reset(SystemClock::instance());
+  }
+  log("info", "circuit of " + agent + " forced " + state->get<std::string>() + " through the API");
+  responder->respond(json_response(
+      200, {{"agent", agent}, {"circuit", {{"state", to_string(e->breaker.state())}}}}));
+}
+
+void DaemonCore::api_records(std::optional<RecordKind> kind, const std::string& status,
+                             const std::shared_ptr<HttpResponder>& responder) {
+  RecordFilter filter;
+  filter.kind = kind;
+  if (status == "active") {
+    filter.active_only = true;
+  } else if (!status.empty()) {
+    filter.status = parse_record_status(status);
+    if (!filter.status) {
+      return responder->respond(error_response(
+          400, ErrorType::validation_failed,
+          "status must be open, acknowledged, resolved or active, not '" + status + "'"));
+    }
+  }
+  net::post(*blocking_, [this, filter, responder] {
+    json list = json::array();
+    for (const EscalationRecord& r : store_->records(filter)) list.push_back(record_json(r));
+    responder->respond(json_response(200, {{"records", list}}));
+  });
+}
+
+void DaemonCore::api_record(std::optional<RecordKind> kind, const std::string& id_text,
+                            const std::string& action, const HttpRequest& request,
+                            const std::shared_ptr<HttpResponder>& responder) {
+  auto id = parse_record_id(id_text);
+  if (!id || (kind && id->second && *kind != *id->second)) {
+    return responder->respond(error_response(
+        404, ErrorType::validation_failed,
+        "no such record '" + id_text + "' (ids look like TKT-3 or INC-7, or a number)"));
+  }
+  std::string who = "api";
+  if (!action.empty()) {
+    Result<json> body = parse_body(request.body);
+    if (!body.ok()) {
+      return responder->respond(
+          error_response(400, ErrorType::validation_failed, body.error().message));
+    }
+    if (auto by = body->find("by"); by != body->end()) {
+      if (!by->is_string() || by->get_ref<const std::string&>().empty()) {
+        return responder->respond(
+            error_response(400, ErrorType::validation_failed, "'by' must be a non-empty string"));
+      }
+      who = by->get<std::string>();
+    }
+  }
+  const std::int64_t number = id->first;
+  const std::optional<RecordKind> wanted = kind ? kind : id->second;
+  net::post(*blocking_, [this, number, wanted, action, who, id_text, responder] {
+    std::optional<EscalationRecord> record = store_->record(number);
+    if (!record || (wanted && record->kind != *wanted)) {
+      return responder->respond(
+          error_response(404, ErrorType::validation_failed, "no such record '" + id_text + "'"));
+    }
+    if (action.empty()) {
+      json j = record_json(*record);
+      json timeline = json::array();
+      for (const TimelineEntry& t : store_->timeline(number)) {
+        timeline.push_back(
+            {{"at", iso(t.at)}, {"event", t.event}, {"actor", t.actor}, {"detail", t.detail}});
+      }
+      j["timeline"] = timeline;
+      return responder->respond(json_response(200, j));
+    }
+    std::shared_ptr<Generation> g = current();
+    Result<EscalationRecord> changed = action == "acknowledge"
+                                           ? g->escalator->acknowledge(number, who)
+                                           : g->escalator->resolve(number, who);
+    if (!changed.ok()) {
+      return responder->respond(error_response(409, changed.error().type, changed.error().message));
+    }
+    log("info", record->display_id() + " " + action + "d by " + who);
+    publish(action == "acknowledge" ? "acknowledged" : "resolved",
+            dump({{"kind", action}, {"source", who}, {"record", changed->display_id()}}));
+    responder->respond(json_response(200, record_json(*changed)));
+  });
+}
+
+}  // namespace mend::server_detail

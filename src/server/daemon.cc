@@ -1,0 +1,1083 @@
+#include "mend/daemon.h"
+
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <csignal>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "daemon_impl.h"
+#include "mend/async_workflow.h"
+
+namespace mend {
+namespace server_detail {
+namespace {
+
+namespace net = boost::asio;
+using nlohmann::json;
+
+constexpr Duration kProbeTick = std::chrono::milliseconds(100);
+
+// Free loopback ports for supervised agents, distinct from each other and from `taken`. The
+// sockets that found them stay open until all are found, or the system could hand out the same
+// port twice. The agents bind them moments later; another process could take one in between, in
+// which case that agent fails its startup and is restarted on the same port.
+Result<std::vector<unsigned short>> free_loopback_ports(std::size_t count,
+                                                        const std::set<unsigned short>& taken) {
+  std::vector<int> sockets;
+  std::vector<unsigned short> ports;
+  auto close_all = [&] {
+    for (int fd : sockets) ::close(fd);
+  };
+  for (int tries = 0; ports.size() < count && tries < 1000; ++tries) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      int err = errno;
+      close_all();
+      return Error::from_code({err, std::system_category()},
+                              "cannot open a socket to find a free port");
+    }
+    sockets.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      int err = errno;
+      close_all();
+      return Error::from_code({err, std::system_category()}, "cannot find a free loopback port");
+    }
+    const auto port = static_cast<unsigned short>(ntohs(addr.sin_port));
+    if (!taken.count(port)) ports.push_back(port);
+  }
+  close_all();
+  if (ports.size() < count) return Error::of_kind("configuration", "no free loopback ports left");
+  return ports;
+}
+
+std::string substitute_port(std::string text, unsigned short port) {
+  const std::string token = "{port}";
+  for (std::size_t at = text.find(token); at != std::string::npos; at = text.find(token, at + 1)) {
+    text.replace(at, token.size(), std::to_string(port));
+  }
+  return text;
+}
+
+double seconds(Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+// What decides whether a supervised agent's processes must be replaced on reload.
+bool same_process(const AgentConfig& a, const AgentConfig& b) {
+  return a.command == b.command && a.args == b.args && a.env == b.env &&
+         a.working_dir == b.working_dir && a.replicas == b.replicas &&
+         a.stop_timeout == b.stop_timeout;
+}
+
+// Counts a background loop as running for its lifetime.
+struct LoopGuard {
+  explicit LoopGuard(std::atomic<int>& count) : count_(count) { count_.fetch_add(1); }
+  ~LoopGuard() { count_.fetch_sub(1); }
+  std::atomic<int>& count_;
+};
+
+}  // namespace
+
+// --- Agent operations and invoker ------------------------------------------------------------
+
+void WorkflowEventSink::emit(const Event& event) noexcept {
+  try {
+    core_.on_workflow_event(event);
+  } catch (...) {
+    // Metrics and the event stream must never fail a task.
+  }
+}
+
+DaemonAgentOperations::DaemonAgentOperations(DaemonCore& core, HttpClient& http,
+                                             AgentRegistry& agents, AgentClientOptions options)
+    : HttpAgentOperations(http, agents, SystemClock::instance(), SystemSleeper::instance(),
+                          std::move(options)),
+      core_(core),
+      http_(http) {}
+
+Result<void> DaemonAgentOperations::reset_connection_pools(const std::string& agent) {
+  // mend's own side first: pooled connections to a wedged agent are as stale as its own.
+  http_.close_idle_connections();
+  return HttpAgentOperations::reset_connection_pools(agent);
+}
+
+Result<void> DaemonAgentOperations::restart(const std::string& agent, bool graceful) {
+  if (core_.restart_agent(agent, graceful, "recovery")) return {};
+  // Not supervised: the agent's own restart hook.
+  return HttpAgentOperations::restart(agent, graceful);
+}
+
+DaemonInvoker::DaemonInvoker(DaemonCore& core, HttpClient& http, AgentClientOptions options)
+    : core_(core), inner_(http, std::move(options)) {}
+
+void DaemonInvoker::configure(const AgentConfig& agent) {
+  call_timeouts_[agent.name] = agent.policies.call_timeout;
+  if (agent.policies.rate_limit) {
+    rate_limits_[agent.name] =
+        std::make_unique<RateLimiter>("rate_limit:" + agent.name, *agent.policies.rate_limit);
+  }
+}
+
+net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo& agent, int replica,
+                                                                const Task& task, int attempt) {
+  AgentCounters& counters = core_.counters(agent.name);
+  if (auto it = rate_limits_.find(agent.name); it != rate_limits_.end()) {
+    RateLimiter::Decision decision = it->second->try_acquire(SystemClock::instance().now());
+    if (!decision.allowed) co_return it->second->rejection(decision);
+  }
+  counters.calls.fetch_add(1, std::memory_order_relaxed);
+  Result<std::string> result =
+      Error::classified_as(ErrorType::processing_failed, Severity::medium, "not called");
+  auto timeout = call_timeouts_.find(agent.name);
+  if (!task.attempt_timeout && timeout != call_timeouts_.end()) {
+    Task with_timeout = task;
+    with_timeout.attempt_timeout = timeout->second;
+    result = co_await inner_.invoke_async(agent, replica, with_timeout, attempt);
+  } else {
+    result = co_await inner_.invoke_async(agent, replica, task, attempt);
+  }
+  if (!result.ok()) counters.failures.fetch_add(1, std::memory_order_relaxed);
+  core_.m_.attempts->with({agent.name, result.ok() ? "success" : "failure"}).inc();
+  co_return result;
+}
+
+// --- Construction and configuration ----------------------------------------------------------
+
+DaemonCore::DaemonCore(Config config, DaemonOptions options)
+    : boot_config_(std::move(config)), options_(std::move(options)) {
+  register_metrics();
+}
+
+DaemonCore::~DaemonCore() {
+  stop();
+  if (started_ && !finished_) wait();
+}
+
+void DaemonCore::log(std::string_view level, const std::string& line) {
+  if (options_.log) {
+    options_.log(level, line);
+    return;
+  }
+  if (level == "error") {
+    spdlog::error("{}", line);
+  } else if (level == "warn") {
+    spdlog::warn("{}", line);
+  } else {
+    spdlog::info("{}", line);
+  }
+}
+
+void DaemonCore::publish(const std::string& kind, const std::string& body) {
+  events_.publish(kind, body);
+}
+
+AgentCounters& DaemonCore::counters(const std::string& agent) {
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  auto& slot = counters_[agent];
+  if (!slot) slot = std::make_unique<AgentCounters>();
+  return *slot;
+}
+
+std::shared_ptr<Generation> DaemonCore::current() const {
+  std::lock_guard<std::mutex> lock(generation_mu_);
+  return generation_;
+}
+
+std::string DaemonCore::base_url() const {
+  return server_ ? server_->base_url() : std::string();
+}
+
+void DaemonCore::register_metrics() {
+  m_.tasks = &metrics.counter("mend_tasks_total", "Tasks finished, by outcome.", {"outcome"});
+  m_.latency =
+      &metrics.histogram("mend_task_duration_seconds", "Task latency from submission to outcome.",
+                         {"outcome"}, default_latency_buckets());
+  m_.in_flight = &metrics.gauge("mend_tasks_in_flight", "Tasks running now.", {});
+  m_.attempts = &metrics.counter("mend_attempts_total", "Calls to agents, by agent and result.",
+                                 {"agent", "result"});
+  m_.retries = &metrics.counter("mend_retries_total", "Retries scheduled, by agent.", {"agent"});
+  m_.fallbacks = &metrics.counter("mend_fallbacks_total",
+                                  "Tasks answered by a fallback agent, by that agent.", {"agent"});
+  m_.degraded = &metrics.counter("mend_degraded_answers_total",
+                                 "Tasks answered by the degraded service.", {"task_type"});
+  m_.escalations = &metrics.counter("mend_escalations_total",
+                                    "Escalations carried out, by severity.", {"severity"});
+  m_.transitions = &metrics.counter("mend_circuit_transitions_total",
+                                    "Circuit breaker transitions.", {"agent", "to"});
+  m_.restarts = &metrics.counter("mend_agent_restarts_total", "Restarts of supervised agents.",
+                                 {"agent", "reason"});
+  m_.notifications = &metrics.counter("mend_notifications_total",
+                                      "Notification deliveries, by result.", {"result"});
+  m_.reloads = &metrics.counter("mend_config_reloads_total", "Configuration reloads, by result.",
+                                {"result"});
+  metrics.gauge_callback("mend_circuit_state",
+                         "Circuit state per agent: 0 closed, 1 half-open, 2 open, 3 isolated.",
+                         {"agent"}, [this] {
+                           std::vector<Sample> samples;
+                           if (auto g = current()) {
+                             for (const std::string& name : g->agents.names()) {
+                               const CircuitState s = g->agents.find(name)->breaker.state();
+                               double v = s == CircuitState::closed      ? 0
+                                          : s == CircuitState::half_open ? 1
+                                          : s == CircuitState::open      ? 2
+                                                                         : 3;
+                               samples.push_back({{name}, v});
+                             }
+                           }
+                           return samples;
+                         });
+  metrics.gauge_callback("mend_agent_ready_replicas", "Replicas of each agent that are ready.",
+                         {"agent"}, [this] {
+                           std::map<std::string, double> ready;
+                           std::lock_guard<std::mutex> lock(replicas_mu_);
+                           for (const Replica& r : replicas_) ready[r.agent] += r.ready ? 1 : 0;
+                           std::vector<Sample> samples;
+                           for (const auto& [agent, n] : ready) samples.push_back({{agent}, n});
+                           return samples;
+                         });
+  metrics.gauge_callback("mend_agent_rss_bytes", "Resident memory of each supervised replica.",
+                         {"process"}, [this] {
+                           std::vector<Sample> samples;
+                           if (!supervisor_) return samples;
+                           for (const ProcessStatus& s : supervisor_->statuses()) {
+                             samples.push_back({{s.name}, static_cast<double>(s.rss_bytes)});
+                           }
+                           return samples;
+                         });
+  metrics.gauge_callback(
+      "mend_event_stream_clients", "Clients following GET /v1/events.", {}, [this] {
+        return std::vector<Sample>{{{}, static_cast<double>(events_.subscribers())}};
+      });
+}
+
+void DaemonCore::on_workflow_event(const Event& event) {
+  switch (event.kind) {
+    case EventKind::retry_scheduled:
+      m_.retries->with({event.source}).inc();
+      counters(event.source).retries.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case EventKind::fallback_used:
+      m_.fallbacks->with({event.source}).inc();
+      counters(event.source).answered_as_fallback.fetch_add(1, std::memory_order_relaxed);
+      break;
+    default:
+      break;
+  }
+  json j = {{"kind", to_string(event.kind)},
+            {"at", to_iso8601(SystemClock::instance().wall_now())},
+            {"source", event.source}};
+  if (!event.task_id.empty()) j["task_id"] = event.task_id;
+  if (event.kind == EventKind::attempt_failed || event.kind == EventKind::retry_scheduled ||
+      event.kind == EventKind::gave_up) {
+    j["attempt"] = event.attempt;
+    j["error_type"] = to_string(event.error_type);
+    j["severity"] = to_string(event.severity);
+  }
+  if (event.delay.count() > 0) j["delay_seconds"] = seconds(event.delay);
+  if (event.kind == EventKind::circuit_transition) {
+    j["from"] = to_string(event.from);
+    j["to"] = to_string(event.to);
+  }
+  if (!event.detail.empty()) j["detail"] = event.detail;
+  publish(std::string(to_string(event.kind)),
+          j.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
+  auto g = std::make_shared<Generation>();
+  g->config = config;
+  for (const RuleSpec& rule : config.classifier_rules) {
+    if (auto added = g->classifier.add(rule); !added.ok()) return added.error();
+  }
+  g->classifier.add_standard_rules();
+  g->env.classifier = &g->classifier;
+  g->env.events = &event_sink_;
+
+  std::map<std::string, std::vector<std::string>> endpoints;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (const Replica& r : replicas_) endpoints[r.agent].push_back(r.url);
+  }
+  for (const AgentConfig& agent : config.agents) {
+    AgentInfo info;
+    info.name = agent.name;
+    info.capabilities = agent.capabilities;
+    info.generalist = agent.generalist;
+    info.endpoints = agent.supervised() ? endpoints[agent.name] : agent.urls;
+    info.max_concurrent = agent.max_concurrent;
+    if (agent.policies.bulkhead) {
+      int limit = agent.policies.bulkhead->max_concurrent;
+      info.max_concurrent = info.max_concurrent == 0 ? limit : std::min(info.max_concurrent, limit);
+    }
+    info.breaker = agent.policies.breaker;
+    if (auto added = g->agents.add(std::move(info)); !added.ok()) return added.error();
+    const std::string name = agent.name;
+    g->agents.find(name)->breaker.add_listener([this, name](const CircuitTransition& t) {
+      m_.transitions->with({name, std::string(to_string(t.to))}).inc();
+      json j = {{"kind", "circuit_transition"},
+                {"at", to_iso8601(SystemClock::instance().wall_now())},
+                {"source", name},
+                {"from", to_string(t.from)},
+                {"to", to_string(t.to)}};
+      publish("circuit_transition", j.dump());
+    });
+  }
+  std::map<std::string, std::vector<std::string>> chains;
+  if (config.seed_fallback_chains) chains = seed_fallback_chains();
+  for (const auto& [agent, chain] : config.fallback_chains) chains[agent] = chain;
+  g->agents.set_chains(std::move(chains));
+
+  g->degraded = std::make_unique<DegradedService>(config.degradation);
+  SelfHealingOptions healing;
+  healing.ready_timeout = config.supervision.ready_timeout;
+  g->healer = std::make_unique<SelfHealer>(healing);
+  EscalatorOptions escalation;
+  escalation.policy = config.escalation.policy;
+  escalation.routes = config.escalation.routes;
+  try {
+    g->escalator = std::make_unique<Escalator>(*store_, SystemClock::instance(), escalation);
+  } catch (const std::exception& e) {
+    return Error::of_kind("configuration", std::string("escalation: ") + e.what());
+  }
+  g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, SystemClock::instance(),
+                                                           SeededRandom::system());
+  for (const ReceiverConfig& r : config.escalation.receivers) {
+    std::vector<HttpHeader> headers;
+    for (const auto& [name, value] : r.headers) headers.push_back({name, value});
+    if (r.kind == "webhook") {
+      g->dispatcher->add_receiver(
+          std::make_unique<WebhookReceiver>(r.name, *http_, r.url, std::move(headers)));
+    } else if (r.kind == "slack") {
+      g->dispatcher->add_receiver(std::make_unique<SlackReceiver>(r.name, *http_, r.url));
+    } else if (r.kind == "pagerduty") {
+      g->dispatcher->add_receiver(
+          r.url.empty()
+              ? std::make_unique<PagerDutyReceiver>(r.name, *http_, r.routing_key)
+              : std::make_unique<PagerDutyReceiver>(r.name, *http_, r.routing_key, r.url));
+    } else if (r.kind == "file") {
+      g->dispatcher->add_receiver(std::make_unique<FileReceiver>(r.name, r.path));
+    }
+  }
+
+  AgentClientOptions client;
+  client.task_timeout = config.policies.call_timeout;
+  client.probe_timeout = std::chrono::seconds(1);
+  g->operations = std::make_unique<DaemonAgentOperations>(*this, *http_, g->agents, client);
+  g->invoker = std::make_unique<DaemonInvoker>(*this, *http_, client);
+  for (const AgentConfig& agent : config.agents) g->invoker->configure(agent);
+
+  WorkflowOptions wo;
+  wo.retry = config.policies.retry;
+  if (config.policies.retry_budget) {
+    wo.retry.budget = std::make_shared<RetryBudget>(*config.policies.retry_budget);
+  }
+  for (const AgentConfig& agent : config.agents) {
+    RetryOptions retry = agent.policies.retry;
+    // Each agent gets a budget of its own: one agent's outage must not starve the others.
+    if (agent.policies.retry_budget) {
+      retry.budget = std::make_shared<RetryBudget>(*agent.policies.retry_budget);
+    }
+    wo.agent_retry[agent.name] = std::move(retry);
+  }
+  wo.degraded = g->degraded.get();
+  wo.healer = g->healer.get();
+  wo.escalations = g->escalator.get();
+  wo.journal = journal_.get();
+  g->workflow = std::make_unique<Workflow>(g->agents, std::move(wo), g->env);
+  return g;
+}
+
+// --- Supervision -----------------------------------------------------------------------------
+
+Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
+  std::vector<Replica> keep;
+  std::vector<std::string> to_stop;
+  std::shared_ptr<Generation> old = first ? nullptr : current();
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      const AgentConfig* now = config.agent(r.agent);
+      const AgentConfig* before = old ? old->config.agent(r.agent) : nullptr;
+      bool unchanged =
+          now != nullptr && before != nullptr && now->supervised() == before->supervised() &&
+          (now->supervised() ? same_process(*now, *before) : now->urls == before->urls);
+      if (unchanged) {
+        r.probes = now->probes;
+        r.memory_limit = now->memory_limit_bytes;
+        keep.push_back(r);
+      } else if (!r.process.empty()) {
+        to_stop.push_back(r.process);
+      }
+    }
+  }
+  // Stop in reverse order of start, as at shutdown.
+  for (auto it = to_stop.rbegin(); it != to_stop.rend(); ++it) {
+    (void)supervisor_->remove(*it);
+  }
+
+  std::vector<Replica> added;
+  std::vector<ProcessSpec> specs;
+  for (const AgentConfig& agent : config.agents) {
+    bool have = std::any_of(keep.begin(), keep.end(),
+                            [&](const Replica& r) { return r.agent == agent.name; });
+    if (have) continue;
+    const int replicas = agent.supervised() ? agent.replicas : static_cast<int>(agent.urls.size());
+    std::vector<unsigned short> ports;
+    if (agent.supervised()) {
+      std::set<unsigned short> taken;
+      for (const Replica& r : keep) taken.insert(r.port);
+      for (const Replica& r : added) taken.insert(r.port);
+      Result<std::vector<unsigned short>> found =
+          free_loopback_ports(static_cast<std::size_t>(replicas), taken);
+      if (!found.ok()) return found.error();
+      ports = std::move(*found);
+    }
+    for (int i = 0; i < replicas; ++i) {
+      Replica r;
+      r.agent = agent.name;
+      r.index = i;
+      r.probes = agent.probes;
+      r.memory_limit = agent.memory_limit_bytes;
+      if (agent.supervised()) {
+        r.port = ports[static_cast<std::size_t>(i)];
+        r.url = "http://127.0.0.1:" + std::to_string(r.port);
+        r.process = agent.name + "#" + std::to_string(i);
+        ProcessSpec spec;
+        spec.name = r.process;
+        spec.command = agent.command;
+        for (const std::string& arg : agent.args) spec.args.push_back(substitute_port(arg, r.port));
+        spec.env = agent.env;
+        spec.env["PORT"] = std::to_string(r.port);
+        spec.env["MEND_AGENT_NAME"] = agent.name;
+        spec.env["MEND_REPLICA"] = std::to_string(i);
+        spec.working_dir = agent.working_dir;
+        spec.stop_timeout = agent.stop_timeout;
+        specs.push_back(std::move(spec));
+      } else {
+        r.url = agent.urls[static_cast<std::size_t>(i)];
+        // Agents mend does not start are ready until a probe says otherwise.
+        r.started = true;
+        r.ready = true;
+      }
+      added.push_back(std::move(r));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    replicas_ = std::move(keep);
+    for (Replica& r : added) replicas_.push_back(std::move(r));
+  }
+  for (ProcessSpec& spec : specs) {
+    std::string name = spec.name;
+    if (auto ok = supervisor_->add(std::move(spec)); !ok.ok()) {
+      return Error::of_kind("configuration",
+                            "cannot start agent process " + name + ": " + ok.error().message);
+    }
+    log("info", "started " + name);
+  }
+  return {};
+}
+
+void DaemonCore::set_agent_health(const std::string& agent) {
+  // Under replicas_mu_. The agent is as healthy as its best replica.
+  bool any_ready = false;
+  bool any = false;
+  for (const Replica& r : replicas_) {
+    if (r.agent != agent) continue;
+    any = true;
+    any_ready = any_ready || r.ready;
+  }
+  if (!any) return;
+  if (auto g = current()) {
+    if (g->agents.find(agent) != nullptr) {
+      g->agents.set_health(agent, any_ready ? HealthState::healthy : HealthState::unhealthy);
+    }
+  }
+}
+
+void DaemonCore::on_process_event(const ProcessEvent& event) {
+  std::string agent;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      if (r.process != event.name) continue;
+      agent = r.agent;
+      if (event.kind == ProcessEvent::Kind::started) {
+        r.started = false;
+        r.ready = false;
+        r.startup_failures = 0;
+        r.readiness_failures = 0;
+        r.readiness_successes = 0;
+        r.liveness_failures = 0;
+        r.restarting = false;
+        ++r.epoch;
+        r.next_probe = SystemClock::instance().now() + r.probes.startup.initial_delay;
+      } else if (event.kind == ProcessEvent::Kind::exited) {
+        r.started = false;
+        r.ready = false;
+        ++r.epoch;
+      }
+      set_agent_health(r.agent);
+    }
+  }
+  if (agent.empty()) return;
+  json j = {{"kind", "agent_process"},
+            {"at", to_iso8601(SystemClock::instance().wall_now())},
+            {"source", agent},
+            {"process", event.name},
+            {"event", to_string(event.kind)},
+            {"pid", event.pid}};
+  if (!event.description.empty()) j["detail"] = event.description;
+  if (event.delay.count() > 0) j["delay_seconds"] = seconds(event.delay);
+  publish("agent_process", j.dump(-1, ' ', false, json::error_handler_t::replace));
+  switch (event.kind) {
+    case ProcessEvent::Kind::exited:
+      log("warn", "agent " + event.name + " " + event.description);
+      break;
+    case ProcessEvent::Kind::started:
+      if (event.description != "started") log("info", event.name + " " + event.description);
+      break;
+    case ProcessEvent::Kind::restart_scheduled:
+      m_.restarts->with({agent, "crash"}).inc();
+      counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
+      log("info",
+          "agent " + event.name + " restarts in " + std::to_string(seconds(event.delay)) + " s");
+      break;
+    case ProcessEvent::Kind::intensity_exceeded: {
+      std::string message = "agent " + event.name + " keeps crashing: " + event.description;
+      log("error", message);
+      net::post(*blocking_, [this, agent, message] {
+        escalate_agent(agent, Severity::critical, ErrorType::service_unavailable, message);
+      });
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+bool DaemonCore::restart_agent(const std::string& agent, bool graceful, const std::string& reason) {
+  std::vector<std::string> processes;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      if (r.agent == agent && !r.process.empty()) {
+        processes.push_back(r.process);
+        r.restarting = true;
+        r.ready = false;
+      }
+    }
+    set_agent_health(agent);
+  }
+  if (processes.empty()) return false;
+  for (const std::string& p : processes) {
+    log("info", "restarting " + p + " (" + reason + (graceful ? ", graceful)" : ", forced)"));
+    (void)supervisor_->restart(p, graceful);
+    m_.restarts->with({agent, reason}).inc();
+    counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+void DaemonCore::escalate_agent(const std::string& agent, Severity level, ErrorType type,
+                                const std::string& message) {
+  std::shared_ptr<Generation> g = current();
+  if (!g) return;
+  EscalationRequest request;
+  request.level = level;
+  request.error = Error::classified_as(type, level, message);
+  request.agent = agent;
+  request.task_type = "supervision";
+  request.labels = {{"agent", agent},
+                    {"error_type", std::string(to_string(type))},
+                    {"task_type", "supervision"},
+                    {"severity", std::string(to_string(level))}};
+  Result<EscalationTaken> taken = g->escalator->escalate(request);
+  if (taken.ok()) {
+    m_.escalations->with({std::string(to_string(taken->level))}).inc();
+    log("warn", "escalated " + taken->record + " for " + agent + ": " + message);
+  } else {
+    log("error", "could not escalate for " + agent + ": " + taken.error().message);
+  }
+}
+
+net::awaitable<void> DaemonCore::probe(std::size_t index, bool liveness) {
+  std::string url;
+  std::uint64_t epoch = 0;
+  Duration timeout{};
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    if (index >= replicas_.size()) co_return;
+    Replica& r = replicas_[index];
+    url = r.url + r.probes.path;
+    epoch = r.epoch;
+    timeout = liveness ? r.probes.liveness.timeout
+                       : (r.started ? r.probes.readiness.timeout : r.probes.startup.timeout);
+  }
+  auto request = http_->request("GET", url, {}, {}, timeout);
+  Result<HttpResponse> response = co_await std::move(request);
+  ProbeResult result;
+  if (response.ok()) {
+    result = interpret_health_response(*response);
+  } else {
+    result.detail = response.error().message;
+  }
+  const bool ok = observed_health(result) != HealthState::unhealthy;
+  const TimePoint now = SystemClock::instance().now();
+  std::optional<std::string> restart_process;
+  std::string agent;
+  std::string transition;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    if (index >= replicas_.size()) co_return;
+    Replica& r = replicas_[index];
+    r.probing = false;
+    if (r.epoch != epoch || r.restarting) co_return;  // the process changed meanwhile
+    r.last_probe = result.detail;
+    agent = r.agent;
+    if (liveness) {
+      r.liveness_failures = ok ? 0 : r.liveness_failures + 1;
+      if (r.liveness_failures >= r.probes.liveness.failure_threshold && !r.process.empty()) {
+        restart_process = r.process;
+        r.restarting = true;
+        r.ready = false;
+        transition = "liveness probe failed " + std::to_string(r.liveness_failures) +
+                     " times: " + result.detail;
+      }
+    } else if (!r.started) {
+      if (ok) {
+        r.started = true;
+        r.ready = true;
+        r.readiness_failures = 0;
+        r.next_liveness = now + r.probes.liveness.period;
+        transition = "ready";
+      } else if (++r.startup_failures >= r.probes.startup.failure_threshold && !r.process.empty()) {
+        restart_process = r.process;
+        r.restarting = true;
+        transition = "startup probe failed " + std::to_string(r.startup_failures) + " times";
+      }
+    } else {
+      if (ok) {
+        r.readiness_failures = 0;
+        if (!r.ready && ++r.readiness_successes >= r.probes.readiness.success_threshold) {
+          r.ready = true;
+          transition = "ready";
+        }
+      } else {
+        r.readiness_successes = 0;
+        if (r.ready && ++r.readiness_failures >= r.probes.readiness.failure_threshold) {
+          r.ready = false;
+          transition = "not ready: " + result.detail;
+        }
+      }
+    }
+    set_agent_health(r.agent);
+  }
+  if (!transition.empty()) {
+    json j = {{"kind", "agent_health"},
+              {"at", to_iso8601(SystemClock::instance().wall_now())},
+              {"source", agent},
+              {"detail", transition}};
+    publish("agent_health", j.dump(-1, ' ', false, json::error_handler_t::replace));
+    log("info", "agent " + agent + ": " + transition);
+  }
+  if (restart_process) {
+    const std::string process = *restart_process;
+    net::post(*blocking_, [this, process, agent] {
+      log("warn", "restarting " + process + " (probe)");
+      (void)supervisor_->restart(process, /*graceful=*/true);
+      m_.restarts->with({agent, "probe"}).inc();
+      counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
+    });
+  }
+}
+
+net::awaitable<void> DaemonCore::probe_loop() {
+  LoopGuard guard(loops_running_);
+  auto executor = co_await net::this_coro::executor;
+  net::steady_timer timer(executor);
+  while (!stopping_.load()) {
+    const TimePoint now = SystemClock::instance().now();
+    std::vector<std::pair<std::size_t, bool>> due;
+    {
+      std::lock_guard<std::mutex> lock(replicas_mu_);
+      for (std::size_t i = 0; i < replicas_.size(); ++i) {
+        Replica& r = replicas_[i];
+        if (r.probing || r.restarting) continue;
+        if (!r.process.empty()) {
+          std::optional<ProcessStatus> status = supervisor_->status(r.process);
+          if (!status || !status->running) continue;
+        }
+        if (now >= r.next_probe) {
+          const ProbeOptions& p = r.started ? r.probes.readiness : r.probes.startup;
+          r.next_probe = now + p.period;
+          r.probing = true;
+          due.push_back({i, false});
+        } else if (r.started && !r.process.empty() && now >= r.next_liveness) {
+          r.next_liveness = now + r.probes.liveness.period;
+          r.probing = true;
+          due.push_back({i, true});
+        }
+      }
+    }
+    for (auto [index, liveness] : due) {
+      net::co_spawn(executor, probe(index, liveness), [this, index](std::exception_ptr e) {
+        if (!e) return;
+        std::lock_guard<std::mutex> lock(replicas_mu_);
+        if (index < replicas_.size()) replicas_[index].probing = false;
+      });
+    }
+    timer.expires_after(kProbeTick);
+    boost::system::error_code ec;
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+}
+
+void DaemonCore::check_memory() {
+  std::vector<std::pair<std::string, double>> over;  // agent, memory percent
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      if (r.process.empty() || r.memory_limit == 0 || r.healing || r.restarting) continue;
+      std::optional<ProcessStatus> status = supervisor_->status(r.process);
+      if (!status || !status->running || status->rss_bytes <= r.memory_limit) continue;
+      r.healing = true;
+      over.push_back({r.agent, 100.0 * static_cast<double>(status->rss_bytes) /
+                                   static_cast<double>(r.memory_limit)});
+    }
+  }
+  for (const auto& [agent, percent] : over) {
+    std::shared_ptr<Generation> g = current();
+    Symptoms symptoms;
+    symptoms.error_type = ErrorType::memory_exhausted;
+    symptoms.health = HealthState::degraded;
+    symptoms.metrics["memory_percent"] = percent;
+    symptoms.detail = "RSS over the configured memory limit";
+    log("warn", "agent " + agent + " uses " + std::to_string(static_cast<int>(percent)) +
+                    " % of its memory limit: self-healing");
+    HealingReport report =
+        g->healer->heal(agent, symptoms, *g->operations, SystemClock::instance().now());
+    publish("self_healing", report.to_json());
+    if (report.escalate) {
+      escalate_agent(agent, Severity::high, ErrorType::memory_exhausted,
+                     "high memory usage not recovered: " + report.recovery.reason);
+    }
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      if (r.agent == agent) r.healing = false;
+    }
+  }
+}
+
+net::awaitable<void> DaemonCore::housekeeping_loop() {
+  LoopGuard guard(loops_running_);
+  auto executor = co_await net::this_coro::executor;
+  net::steady_timer timer(executor);
+  TimePoint next_delivery{};
+  TimePoint next_sla{};
+  TimePoint next_heartbeat{};
+  TimePoint next_memory{};
+  std::atomic<bool>& busy = housekeeping_busy_;
+  while (!stopping_.load()) {
+    std::shared_ptr<Generation> g = current();
+    const TimePoint now = SystemClock::instance().now();
+    if (!busy && g) {
+      bool deliver = now >= next_delivery;
+      bool sla = now >= next_sla;
+      bool memory = now >= next_memory;
+      if (deliver) next_delivery = now + g->config.escalation.delivery_interval;
+      if (sla) next_sla = now + g->config.escalation.sla_check_interval;
+      if (memory) next_memory = now + std::chrono::seconds(1);
+      if (deliver || sla || memory) {
+        busy = true;
+        // Store and receivers block: their pass runs on the blocking pool.
+        net::post(*blocking_, [this, g, deliver, sla, memory] {
+          if (sla) {
+            Result<std::vector<EscalationRecord>> re = g->escalator->check_slas();
+            if (re.ok()) {
+              for (const EscalationRecord& r : *re) {
+                log("warn", "SLA breached: " + r.display_id() + " re-escalated to " +
+                                std::string(to_string(r.level)));
+                m_.escalations->with({std::string(to_string(r.level))}).inc();
+              }
+            }
+          }
+          if (deliver) {
+            DeliveryReport report = g->dispatcher->deliver_due();
+            auto& family = *m_.notifications;
+            if (report.delivered) family.with({"delivered"}).inc(report.delivered);
+            if (report.retry_scheduled) family.with({"retry"}).inc(report.retry_scheduled);
+            if (report.dead) family.with({"dead"}).inc(report.dead);
+          }
+          if (memory) check_memory();
+          housekeeping_busy_ = false;
+        });
+      }
+    }
+    if (now >= next_heartbeat) {
+      events_.heartbeat();
+      next_heartbeat = now + std::chrono::seconds(15);
+    }
+    timer.expires_after(kProbeTick);
+    boost::system::error_code ec;
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  // Let a pass in progress finish before shutdown goes on.
+  while (busy) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    boost::system::error_code ec;
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+}
+
+// --- Lifecycle -------------------------------------------------------------------------------
+
+Result<void> DaemonCore::start() {
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (started_) return Error::of_kind("configuration", "the daemon was started already");
+    started_ = true;
+  }
+  const Config& config = boot_config_;
+  const std::size_t threads = std::max<std::size_t>(config.server.threads, 1);
+  io_ = std::make_unique<net::io_context>(static_cast<int>(threads));
+  work_.emplace(io_->get_executor());
+  blocking_ = std::make_unique<net::thread_pool>(4);
+  HttpClientOptions client;
+  client.max_idle_per_host = 64;
+  http_ = std::make_unique<HttpClient>(io_->get_executor(), client);
+  for (std::size_t i = 0; i < threads; ++i) {
+    io_threads_.emplace_back([this] {
+      for (;;) {
+        try {
+          io_->run();
+          return;
+        } catch (const std::exception& e) {
+          log("error", std::string("unexpected exception on an I/O thread: ") + e.what());
+        }
+      }
+    });
+  }
+
+  Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(config.store.path);
+  if (!store.ok()) return store.error();
+  store_ = std::move(*store);
+  journal_ = std::make_unique<StoreTaskJournal>(*store_, SystemClock::instance());
+
+  CrashLoopOptions crash;
+  crash.initial = config.supervision.restart_backoff_initial;
+  crash.max = config.supervision.restart_backoff_max;
+  crash.reset_after = config.supervision.restart_backoff_reset;
+  crash.intensity_max_restarts = config.supervision.intensity_max_restarts;
+  crash.intensity_period = config.supervision.intensity_period;
+  supervisor_ = std::make_unique<ProcessSupervisor>(
+      crash,
+      [this](const std::string& name, bool is_stderr, std::string_view line) {
+        log(is_stderr ? "warn" : "info", "[" + name + "] " + std::string(line));
+      },
+      [this](const ProcessEvent& event) { on_process_event(event); });
+
+  if (auto started = start_replicas(config, /*first=*/true); !started.ok()) return started;
+  Result<std::shared_ptr<Generation>> g = build(config);
+  if (!g.ok()) return g.error();
+  {
+    std::lock_guard<std::mutex> lock(generation_mu_);
+    generation_ = *g;
+  }
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (const Replica& r : replicas_) set_agent_health(r.agent);
+  }
+
+  HttpServerOptions server;
+  server.bind_address = config.server.address;
+  server.port = config.server.port;
+  server.max_body_bytes = config.server.max_body_bytes;
+  server.read_timeout = config.server.read_timeout;
+  server.max_connections = config.server.max_connections;
+  server.threads = threads;
+  server_ = std::make_unique<HttpServer>(
+      server, HttpServer::AsyncHandler(
+                  [this](HttpRequest request, std::shared_ptr<HttpResponder> responder) {
+                    handle(std::move(request), std::move(responder));
+                  }));
+  if (auto listening = server_->start(); !listening.ok()) return listening.error();
+
+  net::co_spawn(*io_, probe_loop(), net::detached);
+  net::co_spawn(*io_, housekeeping_loop(), net::detached);
+  log("info", "mend serving on " + server_->base_url() + " with " +
+                  std::to_string(config.agents.size()) + " agents");
+  return {};
+}
+
+void DaemonCore::stop() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  stop_requested_ = true;
+  state_cv_.notify_all();
+}
+
+int DaemonCore::wait() {
+  std::optional<net::signal_set> signals;
+  if (options_.handle_signals && io_) {
+    signals.emplace(*io_, SIGTERM, SIGINT, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_signal;
+    on_signal = [this, &signals, &on_signal](const boost::system::error_code& ec, int number) {
+      if (ec) return;
+      if (number == SIGHUP) {
+        net::post(*blocking_, [this] {
+          if (auto r = reload(""); !r.ok()) log("error", "reload refused: " + r.error().message);
+        });
+        signals->async_wait(on_signal);
+        return;
+      }
+      log("info", std::string("received ") + (number == SIGTERM ? "SIGTERM" : "SIGINT") +
+                      ": shutting down");
+      stop();
+    };
+    signals->async_wait(on_signal);
+  }
+  {
+    std::unique_lock<std::mutex> lock(state_mu_);
+    state_cv_.wait(lock, [this] { return stop_requested_; });
+    if (finished_) return exit_code_;
+  }
+  if (signals) {
+    boost::system::error_code ignored;
+    signals->cancel(ignored);
+  }
+  if (io_) shutdown();
+  std::lock_guard<std::mutex> lock(state_mu_);
+  finished_ = true;
+  return exit_code_;
+}
+
+void DaemonCore::shutdown() {
+  stopping_.store(true);
+  const Duration drain = boot_config_.server.drain_timeout;
+  log("info", "draining " + std::to_string(in_flight_.load()) + " tasks in flight (up to " +
+                  std::to_string(seconds(drain)) + " s)");
+  {
+    std::unique_lock<std::mutex> lock(tasks_mu_);
+    drained_cv_.wait_for(lock, drain, [this] { return in_flight_.load() == 0; });
+  }
+  if (std::size_t left = in_flight_.load(); left > 0) {
+    log("warn", std::to_string(left) + " tasks still in flight after the drain timeout");
+    exit_code_ = 0;
+  }
+  // Finish pending notifications: passes until nothing is due (bounded).
+  if (std::shared_ptr<Generation> g = current()) {
+    const TimePoint until = SystemClock::instance().now() + std::chrono::seconds(10);
+    for (int pass = 0; pass < 100 && SystemClock::instance().now() < until; ++pass) {
+      DeliveryReport report = g->dispatcher->deliver_due();
+      if (report.delivered + report.retry_scheduled + report.held_back == 0) break;
+      if (report.delivered == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  events_.close_all();
+  if (server_) server_->stop();
+  // The background loops see stopping_ within a tick; wait for them to leave (bounded).
+  for (int i = 0; i < 300 && loops_running_.load() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Reverse order of start; the supervisor goes now, while the state its event sink touches is
+  // still alive.
+  if (supervisor_) {
+    supervisor_->stop_all();
+    supervisor_.reset();
+  }
+  work_.reset();
+  if (blocking_) blocking_->join();
+  io_->stop();
+  for (std::thread& t : io_threads_) t.join();
+  io_threads_.clear();
+  log("info", "mend stopped");
+}
+
+Result<void> DaemonCore::reload(const std::string& path) {
+  std::lock_guard<std::mutex> serial(reload_mu_);
+  std::shared_ptr<Generation> old = current();
+  std::string file = path.empty() && old ? old->config.source_path : path;
+  if (file.empty()) return Error::of_kind("configuration", "no configuration file to reload");
+  ConfigLoad load = load_config_file(file);
+  auto& family = *m_.reloads;
+  if (!load.ok()) {
+    std::string message = "the new configuration is invalid; keeping the running one:";
+    for (const ConfigProblem& p : load.problems) message += "\n  " + p.to_string();
+    family.with({"invalid"}).inc();
+    log("error", message);
+    return Error::of_kind("configuration", message);
+  }
+  if (auto replicas = start_replicas(*load.config, /*first=*/false); !replicas.ok()) {
+    family.with({"failed"}).inc();
+    return replicas;
+  }
+  Result<std::shared_ptr<Generation>> g = build(*load.config);
+  if (!g.ok()) {
+    family.with({"failed"}).inc();
+    return g.error();
+  }
+  {
+    std::lock_guard<std::mutex> lock(generation_mu_);
+    generation_ = *g;
+  }
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (const Replica& r : replicas_) set_agent_health(r.agent);
+  }
+  family.with({"applied"}).inc();
+  log("info", "configuration reloaded from " + file);
+  publish("config_reloaded", json({{"kind", "config_reloaded"}, {"source", file}}).dump());
+  return {};
+}
+
+}  // namespace server_detail
+
+// --- The public face -------------------------------------------------------------------------
+
+struct Daemon::Impl {
+  Impl(Config config, DaemonOptions options) : core(std::move(config), std::move(options)) {}
+  server_detail::DaemonCore core;
+};
+
+Daemon::Daemon(Config config, DaemonOptions options)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(options))) {}
+Daemon::~Daemon() = default;
+Result<void> Daemon::start() {
+  return impl_->core.start();
+}
+int Daemon::wait() {
+  return impl_->core.wait();
+}
+void Daemon::stop() {
+  impl_->core.stop();
+}
+Result<void> Daemon::reload(const std::string& path) {
+  return impl_->core.reload(path);
+}
+std::string Daemon::base_url() const {
+  return impl_->core.base_url();
+}
+
+}  // namespace mend

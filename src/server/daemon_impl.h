@@ -1,0 +1,280 @@
+// Internal to mend::server: the parts of the daemon (mend/daemon.h) that daemon.cc (lifecycle,
+// supervision, background loops) and api.cc (the HTTP API) share.
+#ifndef MEND_SERVER_DAEMON_IMPL_H_
+#define MEND_SERVER_DAEMON_IMPL_H_
+
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
+
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "event_hub.h"
+#include "mend/agent_client.h"
+#include "mend/agents.h"
+#include "mend/classifier.h"
+#include "mend/config.h"
+#include "mend/daemon.h"
+#include "mend/degradation.h"
+#include "mend/escalator.h"
+#include "mend/http_client.h"
+#include "mend/http_server.h"
+#include "mend/journal.h"
+#include "mend/metrics.h"
+#include "mend/notifier.h"
+#include "mend/rate_limiter.h"
+#include "mend/recovery.h"
+#include "mend/sqlite_store.h"
+#include "mend/supervisor.h"
+#include "mend/workflow.h"
+
+namespace mend::server_detail {
+
+class DaemonCore;
+
+// Finished tasks kept for GET /v1/tasks/ID; the oldest go first.
+inline constexpr std::size_t kFinishedTasksKept = 10000;
+
+// Counters per agent, for GET /v1/agents. They survive reloads (keyed by name).
+struct AgentCounters {
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> failures{0};
+  std::atomic<std::uint64_t> retries{0};
+  std::atomic<std::uint64_t> answered_as_fallback{0};
+  std::atomic<std::uint64_t> restarts{0};
+};
+
+// Self-healing's actions for the daemon: the agent's admin hooks over HTTP, and for supervised
+// agents real process restarts (SIGTERM, stop timeout, SIGKILL) and mend's own connection pool.
+class DaemonAgentOperations final : public HttpAgentOperations {
+ public:
+  DaemonAgentOperations(DaemonCore& core, HttpClient& http, AgentRegistry& agents,
+                        AgentClientOptions options);
+  Result<void> reset_connection_pools(const std::string& agent) override;
+  Result<void> restart(const std::string& agent, bool graceful) override;
+
+ private:
+  DaemonCore& core_;
+  HttpClient& http_;
+};
+
+// Calls agents over HTTP with each agent's own call timeout and rate limit, and counts calls.
+class DaemonInvoker final : public AsyncAgentInvoker {
+ public:
+  DaemonInvoker(DaemonCore& core, HttpClient& http, AgentClientOptions options);
+  void configure(const AgentConfig& agent);
+  boost::asio::awaitable<Result<std::string>> invoke_async(const AgentInfo& agent, int replica,
+                                                           const Task& task, int attempt) override;
+
+ private:
+  DaemonCore& core_;
+  HttpAgentInvoker inner_;
+  std::map<std::string, Duration, std::less<>> call_timeouts_;
+  std::map<std::string, std::unique_ptr<RateLimiter>, std::less<>> rate_limits_;
+};
+
+// Forwards the workflow's events to the daemon's metrics and event stream.
+class WorkflowEventSink final : public EventSink {
+ public:
+  explicit WorkflowEventSink(DaemonCore& core) : core_(core) {}
+  void emit(const Event& event) noexcept override;
+
+ private:
+  DaemonCore& core_;
+};
+
+// Everything one configuration wires together. A task holds the generation it started under
+// until it finishes, so that a reload never changes the rules under a running task.
+struct Generation {
+  Config config;
+  Classifier classifier;
+  Env env;
+  AgentRegistry agents;
+  std::unique_ptr<DegradedService> degraded;
+  std::unique_ptr<SelfHealer> healer;
+  std::unique_ptr<Escalator> escalator;
+  std::unique_ptr<NotificationDispatcher> dispatcher;
+  std::unique_ptr<DaemonAgentOperations> operations;
+  std::unique_ptr<DaemonInvoker> invoker;
+  std::unique_ptr<Workflow> workflow;
+};
+
+// A supervised process (or, for agents reached by URL, just an endpoint) and its probes.
+struct Replica {
+  std::string agent;
+  int index = 0;
+  std::string process;  // the supervisor's name ("agent#0"); "" for URL agents
+  std::string url;      // base URL
+  unsigned short port = 0;
+  ProbesConfig probes;
+  std::size_t memory_limit = 0;
+  bool started = false;  // the startup probe passed since the process last started
+  bool ready = false;
+  int startup_failures = 0;
+  int readiness_failures = 0;
+  int readiness_successes = 0;
+  int liveness_failures = 0;
+  TimePoint next_probe{};
+  TimePoint next_liveness{};
+  bool probing = false;
+  bool restarting = false;
+  bool healing = false;
+  std::uint64_t epoch = 0;  // bumped at every (re)start: late probe answers are ignored
+  std::string last_probe;   // detail of the last probe
+};
+
+// A submitted task and the clients waiting for it.
+struct TaskEntry {
+  Task task;
+  std::string idempotency_key;
+  std::string request_fingerprint;  // the submitted body, to tell a replay from a conflict
+  WallTime submitted_at{};
+  TimePoint started{};
+  bool done = false;
+  std::string outcome_json;
+  std::string status;  // "running" or the outcome status
+  struct Waiter {
+    std::shared_ptr<HttpResponder> responder;
+    std::shared_ptr<boost::asio::steady_timer> timer;
+  };
+  std::vector<Waiter> waiters;
+};
+
+class DaemonCore {
+ public:
+  DaemonCore(Config config, DaemonOptions options);
+  ~DaemonCore();
+
+  Result<void> start();
+  int wait();
+  void stop();
+  Result<void> reload(const std::string& path);
+  std::string base_url() const;
+
+  // --- used by the API (api.cc) -------------------------------------------------------------
+  void handle(HttpRequest request, std::shared_ptr<HttpResponder> responder);
+  std::shared_ptr<Generation> current() const;
+  void log(std::string_view level, const std::string& line);
+  void publish(const std::string& kind, const std::string& json);
+  AgentCounters& counters(const std::string& agent);
+  bool restart_agent(const std::string& agent, bool graceful, const std::string& reason);
+  HttpClient& http() { return *http_; }
+
+  MetricsRegistry metrics;
+  // The families the daemon updates, registered once (docs/api.md lists them).
+  struct Families {
+    CounterFamily* tasks = nullptr;
+    HistogramFamily* latency = nullptr;
+    GaugeFamily* in_flight = nullptr;
+    CounterFamily* attempts = nullptr;
+    CounterFamily* retries = nullptr;
+    CounterFamily* fallbacks = nullptr;
+    CounterFamily* degraded = nullptr;
+    CounterFamily* escalations = nullptr;
+    CounterFamily* transitions = nullptr;
+    CounterFamily* restarts = nullptr;
+    CounterFamily* notifications = nullptr;
+    CounterFamily* reloads = nullptr;
+  } m_;
+
+ private:
+  friend class DaemonAgentOperations;
+  friend class DaemonInvoker;
+  friend class WorkflowEventSink;
+  struct ApiContext;
+
+  Result<std::shared_ptr<Generation>> build(const Config& config);
+  Result<void> start_replicas(const Config& config, bool first);
+  void set_agent_health(const std::string& agent);  // under replicas_mu_
+  void on_process_event(const ProcessEvent& event);
+  void register_metrics();
+  void on_workflow_event(const Event& event);
+  void finish_task(const std::string& id, const Outcome& outcome);
+  void respond_task(const std::shared_ptr<HttpResponder>& responder, const TaskEntry& entry,
+                    int status, bool replayed);
+  boost::asio::awaitable<void> probe_loop();
+  boost::asio::awaitable<void> probe(std::size_t replica_index, bool liveness);
+  boost::asio::awaitable<void> housekeeping_loop();
+  void check_memory();
+  void escalate_agent(const std::string& agent, Severity level, ErrorType type,
+                      const std::string& message);
+  void shutdown();
+
+  // api.cc
+  void api_submit(const HttpRequest& request, const std::shared_ptr<HttpResponder>& responder);
+  void api_task(const std::string& id, double wait_seconds,
+                const std::shared_ptr<HttpResponder>& responder);
+  void api_tasks(const std::shared_ptr<HttpResponder>& responder);
+  void api_agents(const std::string& only, const std::shared_ptr<HttpResponder>& responder);
+  void api_circuit(const std::string& agent, const HttpRequest& request,
+                   const std::shared_ptr<HttpResponder>& responder);
+  void api_records(std::optional<RecordKind> kind, const std::string& query,
+                   const std::shared_ptr<HttpResponder>& responder);
+  void api_record(std::optional<RecordKind> kind, const std::string& id, const std::string& action,
+                  const HttpRequest& request, const std::shared_ptr<HttpResponder>& responder);
+  void api_readyz(const std::shared_ptr<HttpResponder>& responder);
+  void wait_for_task(const std::string& id, double wait_seconds,
+                     const std::shared_ptr<HttpResponder>& responder, int status_when_done,
+                     bool replayed);
+  bool authorized(const HttpRequest& request) const;
+
+  Config boot_config_;  // what start() runs with (server.*, store.path)
+  DaemonOptions options_;
+
+  std::unique_ptr<boost::asio::io_context> io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::vector<std::thread> io_threads_;
+  std::unique_ptr<boost::asio::thread_pool> blocking_;
+  std::unique_ptr<HttpClient> http_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<StoreTaskJournal> journal_;
+  std::unique_ptr<ProcessSupervisor> supervisor_;
+  std::unique_ptr<HttpServer> server_;
+  EventHub events_;
+  WorkflowEventSink event_sink_{*this};
+  std::atomic<bool> housekeeping_busy_{false};
+  std::atomic<int> loops_running_{0};  // probe and housekeeping loops still running
+
+  mutable std::mutex generation_mu_;
+  std::shared_ptr<Generation> generation_;  // guarded by generation_mu_
+  std::mutex reload_mu_;                    // one reload at a time
+
+  std::mutex replicas_mu_;
+  std::vector<Replica> replicas_;  // guarded by replicas_mu_
+
+  std::mutex counters_mu_;
+  std::map<std::string, std::unique_ptr<AgentCounters>, std::less<>> counters_;
+
+  std::mutex tasks_mu_;
+  std::map<std::string, TaskEntry, std::less<>> tasks_;          // guarded by tasks_mu_
+  std::map<std::string, std::string, std::less<>> idempotency_;  // key -> task id
+  std::deque<std::string> finished_order_;                       // oldest first, for eviction
+  std::uint64_t next_task_number_ = 1;
+  std::atomic<std::size_t> in_flight_{0};
+  std::condition_variable drained_cv_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex state_mu_;
+  std::condition_variable state_cv_;
+  bool stop_requested_ = false;  // guarded by state_mu_
+  bool started_ = false;
+  bool finished_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace mend::server_detail
+
+#endif  // MEND_SERVER_DAEMON_IMPL_H_

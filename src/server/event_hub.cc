@@ -1,0 +1,71 @@
+#include "event_hub.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace mend::server_detail {
+
+std::string EventHub::frame(std::uint64_t id, const std::string& kind,
+                            const std::string& json) const {
+  std::string out;
+  out.reserve(json.size() + kind.size() + 32);
+  out += "id: ";
+  out += std::to_string(id);
+  out += "\nevent: ";
+  out += kind;
+  out += "\ndata: ";
+  out += json;
+  out += "\n\n";
+  return out;
+}
+
+void EventHub::subscribe(std::shared_ptr<HttpResponder> responder, std::size_t replay) {
+  if (!responder->start_stream(200, {{"Content-Type", "text/event-stream"},
+                                     {"Cache-Control", "no-cache"},
+                                     {"X-Accel-Buffering", "no"}})) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  // Sent under the lock so that no event published meanwhile overtakes the replay.
+  responder->send(": mend event stream\n\n");
+  std::size_t skip = history_.size() > replay ? history_.size() - replay : 0;
+  for (std::size_t i = skip; i < history_.size(); ++i) responder->send(history_[i]);
+  subscribers_.push_back(std::move(responder));
+}
+
+void EventHub::publish(const std::string& kind, const std::string& json) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string framed = frame(next_id_++, kind, json);
+  std::erase_if(subscribers_,
+                [&](const std::shared_ptr<HttpResponder>& r) { return !r->send(framed); });
+  history_.push_back(std::move(framed));
+  while (history_.size() > history_limit_) history_.pop_front();
+}
+
+void EventHub::heartbeat() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(subscribers_, [](const std::shared_ptr<HttpResponder>& r) {
+    return !r->send(": keepalive\n\n");
+  });
+}
+
+void EventHub::close_all() {
+  std::vector<std::shared_ptr<HttpResponder>> closing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing.swap(subscribers_);
+  }
+  for (const auto& r : closing) r->end_stream();
+}
+
+std::size_t EventHub::subscribers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return subscribers_.size();
+}
+
+std::uint64_t EventHub::published() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_id_ - 1;
+}
+
+}  // namespace mend::server_detail

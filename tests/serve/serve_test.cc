@@ -1,0 +1,401 @@
+// `mend serve` as its own process, with supervised sample agents, checked over HTTP on a short
+// configured timescale (backoff base 50 ms, breaker recovery 1 s, probes every 100-200 ms).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <future>
+
+#include "serve_fixture.h"
+
+namespace mend::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string outcome_status(const Reply& r) {
+  return r.body["outcome"]["status"].get<std::string>();
+}
+
+TEST_F(ServeTest, A503IsRetriedAndThenAnswered) {
+  start_daemon(config_yaml(default_agents()));
+  chaos("reviewer", {{"fail_next", {{{"kind", "503"}, {"count", 2}}}}});
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(outcome_status(r), "succeeded_after_retry");
+  const json& attempts = r.body["outcome"]["attempts"];
+  ASSERT_EQ(attempts.size(), 3u) << r.text;
+  EXPECT_EQ(attempts[0]["error_type"], "temporary_unavailable");
+  EXPECT_EQ(attempts[0]["decision"], "retry");
+  EXPECT_EQ(attempts[1]["decision"], "retry");
+  EXPECT_EQ(attempts[2]["succeeded"], true);
+  EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer");
+  EXPECT_THAT(metrics(), HasSubstr("mend_retries_total{agent=\"reviewer\"} 2"));
+}
+
+TEST_F(ServeTest, A429WaitsItsRetryAfter) {
+  start_daemon(config_yaml(default_agents()));
+  chaos("reviewer", {{"retry_after", 1.0}, {"fail_next", {{{"kind", "429"}, {"count", 1}}}}});
+  const auto started = std::chrono::steady_clock::now();
+  Reply r = submit("reviewer");
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(outcome_status(r), "succeeded_after_retry");
+  const json& attempts = r.body["outcome"]["attempts"];
+  ASSERT_EQ(attempts.size(), 2u) << r.text;
+  EXPECT_EQ(attempts[0]["error_type"], "rate_limit_exceeded");
+  // The agent's Retry-After (1 s) replaced the backoff (50 ms x2 for a rate limit).
+  EXPECT_DOUBLE_EQ(attempts[0]["delay_seconds"].get<double>(), 1.0);
+  EXPECT_GE(waited, 1.0);
+}
+
+TEST_F(ServeTest, FiveFailuresOpenTheCircuitAndThreeSuccessesAfterTheTimeoutCloseIt) {
+  start_daemon(config_yaml(default_agents(), "fallback_chains: {reviewer: [backup]}\n"));
+  // A logic error: never retried, so each task makes exactly one call to the reviewer.
+  chaos("reviewer", {{"fail", {{"500", 1.0}}}});
+  for (int i = 0; i < 5; ++i) {
+    Reply r = submit("reviewer");
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(outcome_status(r), "fallback");
+    EXPECT_EQ(r.body["outcome"]["answered_by"], "backup");
+  }
+  EXPECT_EQ(agent("reviewer")["circuit"]["state"], "open");
+  const int calls_when_open = agent_stats("reviewer")["tasks_received"].get<int>();
+  EXPECT_EQ(calls_when_open, 5);
+
+  // While open: rejected without reaching the agent.
+  for (int i = 0; i < 3; ++i) {
+    Reply r = submit("reviewer");
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(r.body["outcome"]["answered_by"], "backup");
+    ASSERT_FALSE(r.body["outcome"]["skipped"].empty()) << r.text;
+    EXPECT_EQ(r.body["outcome"]["skipped"][0]["agent"], "reviewer");
+    EXPECT_EQ(r.body["outcome"]["skipped"][0]["reason"], "circuit_open");
+  }
+  EXPECT_EQ(agent_stats("reviewer")["tasks_received"].get<int>(), calls_when_open);
+
+  // The agent recovers; after the recovery timeout (1 s) a probe goes through, and three
+  // successes close the circuit.
+  chaos("reviewer", {{"fail", json::object()}});
+  wait_until([&] { return agent("reviewer")["circuit"].value("probe_in_seconds", 0.0) <= 0.0; }, 5s,
+             "the recovery timeout");
+  for (int i = 0; i < 3; ++i) {
+    Reply r = submit("reviewer");
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(outcome_status(r), "succeeded") << r.text;
+    EXPECT_EQ(agent("reviewer")["circuit"]["state"], i < 2 ? "half_open" : "closed");
+  }
+  const std::string m = metrics();
+  EXPECT_THAT(m, HasSubstr("mend_circuit_transitions_total{agent=\"reviewer\",to=\"open\"} 1"));
+  EXPECT_THAT(m, HasSubstr("mend_circuit_transitions_total{agent=\"reviewer\",to=\"closed\"} 1"));
+}
+
+TEST_F(ServeTest, ATaskFallsBackAlongItsChainAndDegradesWhenEveryAgentFails) {
+  start_daemon(config_yaml(default_agents(), "fallback_chains: {reviewer: [backup]}\n"));
+  chaos("reviewer", {{"fail", {{"500", 1.0}}}});
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(outcome_status(r), "fallback");
+  EXPECT_EQ(r.body["outcome"]["answered_by"], "backup");
+
+  chaos("backup", {{"fail", {{"500", 1.0}}}});
+  chaos("generalist", {{"fail", {{"500", 1.0}}}});
+  r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  const json& outcome = r.body["outcome"];
+  EXPECT_EQ(outcome["status"], "degraded");
+  EXPECT_EQ(outcome["answered_by"], "degraded_service");
+  EXPECT_EQ(outcome["answer"]["status"], "degraded");
+  // processing_failed is medium: the team is notified and a ticket opened.
+  ASSERT_TRUE(outcome.contains("escalation")) << r.text;
+  EXPECT_EQ(outcome["escalation"]["action"], "notified_and_ticketed");
+  EXPECT_THAT(outcome["escalation"]["record"].get<std::string>(), HasSubstr("TKT-"));
+  EXPECT_THAT(metrics(), HasSubstr("mend_degraded_answers_total{task_type=\"code_review\"} 1"));
+}
+
+TEST_F(ServeTest, AKilledAgentIsRestartedBecomesReadyAndServesAgain) {
+  start_daemon(config_yaml(default_agents()));
+  const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
+  ASSERT_GT(old_pid, 0);
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  wait_until(
+      [&] {
+        json replica = agent("reviewer")["replicas"][0];
+        return replica["pid"].get<int>() != old_pid && replica["pid"].get<int>() > 0 &&
+               replica["ready"].get<bool>();
+      },
+      15s, "the reviewer to be restarted and ready");
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(outcome_status(r), "succeeded");
+  EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer");
+  EXPECT_THAT(metrics(),
+              HasSubstr("mend_agent_restarts_total{agent=\"reviewer\",reason=\"crash\"} 1"));
+  EXPECT_EQ(agent("reviewer")["counters"]["restarts"], 1);
+}
+
+TEST_F(ServeTest, TicketsAndIncidentsAreOpenedThenAcknowledgedAndResolvedThroughTheApi) {
+  // No chain, no generalist: each agent's failure is its task's last word.
+  start_daemon(config_yaml(agent_yaml("reviewer") + agent_yaml("pager", "", "paging")));
+  chaos("reviewer", {{"fail", {{"500", 1.0}}}});
+  chaos("pager", {{"fail", {{"critical", 1.0}}}});
+  Reply ticket_task = submit("reviewer");
+  ASSERT_EQ(ticket_task.status, 200) << ticket_task.text;
+  Reply incident_task = submit("pager");
+  ASSERT_EQ(incident_task.status, 200) << incident_task.text;
+  EXPECT_EQ(incident_task.body["outcome"]["escalation"]["action"], "critical_incident");
+
+  Reply tickets = get("/v1/tickets?status=open");
+  ASSERT_EQ(tickets.status, 200) << tickets.text;
+  ASSERT_EQ(tickets.body["records"].size(), 1u) << tickets.text;
+  const std::string ticket = tickets.body["records"][0]["id"];
+  EXPECT_THAT(ticket, HasSubstr("TKT-"));
+  EXPECT_EQ(tickets.body["records"][0]["level"], "medium");
+
+  Reply incidents = get("/v1/incidents");
+  ASSERT_EQ(incidents.body["records"].size(), 1u) << incidents.text;
+  const json incident = incidents.body["records"][0];
+  const std::string id = incident["id"];
+  EXPECT_THAT(id, HasSubstr("INC-"));
+  EXPECT_EQ(incident["war_room_url"], "https://war-room.test/" + id);
+  EXPECT_EQ(incident["level"], "critical");
+
+  // Mutating calls need the token.
+  Reply refused = post("/v1/incidents/" + id + "/acknowledge", {{"by", "alice"}}, false);
+  EXPECT_EQ(refused.status, 401) << refused.text;
+  Reply acked = post("/v1/incidents/" + id + "/acknowledge", {{"by", "alice"}});
+  ASSERT_EQ(acked.status, 200) << acked.text;
+  EXPECT_EQ(acked.body["status"], "acknowledged");
+  EXPECT_EQ(acked.body["acknowledged_by"], "alice");
+  Reply resolved = post("/v1/incidents/" + id + "/resolve", {{"by", "alice"}});
+  ASSERT_EQ(resolved.status, 200) << resolved.text;
+  EXPECT_EQ(resolved.body["status"], "resolved");
+  // Resolved records cannot be acknowledged again.
+  EXPECT_EQ(post("/v1/incidents/" + id + "/acknowledge", {{"by", "bob"}}).status, 409);
+
+  Reply t_ack = post("/v1/tickets/" + ticket + "/acknowledge", {{"by", "bob"}});
+  ASSERT_EQ(t_ack.status, 200) << t_ack.text;
+  Reply t_res = post("/v1/tickets/" + ticket + "/resolve", {{"by", "bob"}});
+  ASSERT_EQ(t_res.status, 200) << t_res.text;
+
+  Reply shown = get("/v1/incidents/" + id);
+  ASSERT_EQ(shown.status, 200) << shown.text;
+  std::vector<std::string> events;
+  for (const json& e : shown.body["timeline"]) events.push_back(e["event"]);
+  EXPECT_THAT(events, ::testing::IsSupersetOf({"opened", "acknowledged", "resolved"}));
+  // A ticket id under /v1/incidents is not found.
+  EXPECT_EQ(get("/v1/incidents/" + ticket).status, 404);
+
+  // The webhook heard the incident's trigger, acknowledgement and resolution.
+  wait_until(
+      [&] {
+        int seen = 0;
+        for (const json& n : webhook_.received()) {
+          if (n.is_object() && n.dump().find(id) != std::string::npos) ++seen;
+        }
+        return seen >= 3;
+      },
+      10s, "three notifications about " + id);
+}
+
+TEST_F(ServeTest, BadRequestsGet4xxAnswersAndTheDaemonKeepsServing) {
+  start_daemon(config_yaml(default_agents()));
+  auto raw = [&](const std::string& body) {
+    return call("POST", base_ + "/v1/tasks?wait=5", body,
+                {{"Authorization", std::string("Bearer ") + kToken}});
+  };
+  Reply malformed = raw("{\"type\": \"code_review\", ");
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_THAT(malformed.text, HasSubstr("malformed JSON"));
+  Reply unknown = raw(R"({"type":"code_review","agent":"nobody"})");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_THAT(unknown.text, HasSubstr("unknown agent 'nobody'"));
+  EXPECT_EQ(raw(R"({"agent":"reviewer"})").status, 400);                             // no type
+  EXPECT_EQ(raw(R"({"type":"code_review","agent":"reviewer","x":1})").status, 400);  // field
+  EXPECT_EQ(raw(R"([1,2,3])").status, 400);                                   // not an object
+  EXPECT_EQ(raw(std::string(100, '[') + std::string(100, ']')).status, 400);  // too deep
+  EXPECT_EQ(raw(std::string(100 * 1024, ' ')).status, 413);                   // over 64 KiB
+  EXPECT_EQ(call("DELETE", base_ + "/v1/tasks").status, 405);
+  EXPECT_EQ(get("/v1/nothing-here").status, 404);
+  EXPECT_EQ(get("/v1/agents/nobody").status, 404);
+  EXPECT_EQ(get("/v1/tasks/no-such-task").status, 404);
+  EXPECT_EQ(get("/v1/tasks/x?wait=abc").status, 400);
+  EXPECT_EQ(post("/v1/agents/reviewer/circuit", {{"state", "sideways"}}).status, 400);
+  EXPECT_EQ(post("/v1/tickets/TKT-999/acknowledge", {{"by", "x"}}).status, 404);
+
+  // Garbage on a raw socket: answered 400 or closed; the daemon is unharmed.
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port =
+        htons(static_cast<std::uint16_t>(std::stoi(base_.substr(base_.rfind(':') + 1))));
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const char garbage[] = "\x16\x03\x01\xff\xff GARBAGE \r\n\r\n";
+    ASSERT_GT(::write(fd, garbage, sizeof garbage - 1), 0);
+    char buffer[256] = {};
+    (void)::read(fd, buffer, sizeof buffer - 1);
+    ::close(fd);
+  }
+
+  EXPECT_EQ(get("/healthz").status, 200);
+  Reply ok = submit("reviewer");
+  ASSERT_EQ(ok.status, 200) << ok.text;
+  EXPECT_EQ(outcome_status(ok), "succeeded");
+}
+
+TEST_F(ServeTest, AsynchronousSubmissionWithAnIdempotencyKeyIsPolledAndReplayed) {
+  start_daemon(config_yaml(default_agents()));
+  chaos("reviewer", {{"latency_ms", 300}});
+  json task = {{"type", "code_review"}, {"agent", "reviewer"}, {"payload", {{"content", "x"}}}};
+  Reply accepted = post("/v1/tasks", task, true, {{"Idempotency-Key", "order-42"}});
+  ASSERT_EQ(accepted.status, 202) << accepted.text;
+  const std::string id = accepted.body["id"];
+  Reply replay = post("/v1/tasks", task, true, {{"Idempotency-Key", "order-42"}});
+  EXPECT_EQ(replay.body["id"], id);
+  EXPECT_EQ(replay.header("Idempotent-Replayed"), "true");
+  task["type"] = "deployment";
+  EXPECT_EQ(post("/v1/tasks", task, true, {{"Idempotency-Key", "order-42"}}).status, 409);
+
+  Reply done = get("/v1/tasks/" + id + "?wait=10");
+  ASSERT_EQ(done.status, 200) << done.text;
+  EXPECT_EQ(done.body["state"], "done");
+  EXPECT_EQ(done.body["outcome"]["status"], "succeeded");
+  EXPECT_EQ(agent_stats("reviewer")["tasks_received"].get<int>(), 1);  // once, not twice
+}
+
+TEST_F(ServeTest, TheEventStreamCarriesTheWorkflowsDecisions) {
+  start_daemon(config_yaml(default_agents()));
+  const std::uint16_t port =
+      static_cast<std::uint16_t>(std::stoi(base_.substr(base_.rfind(':') + 1)));
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string request = "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  timeval tv{0, 200 * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+  chaos("reviewer", {{"fail_next", {{{"kind", "503"}, {"count", 1}}}}});
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  const std::string id = r.body["id"];
+  std::string stream;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (stream.find("event: task_finished") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    char buffer[4096];
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n > 0) stream.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  EXPECT_THAT(stream, HasSubstr("text/event-stream"));
+  EXPECT_THAT(stream, HasSubstr("event: retry_scheduled"));
+  EXPECT_THAT(stream, HasSubstr("event: task_finished"));
+  EXPECT_THAT(stream, HasSubstr("\"task_id\":\"" + id + "\""));
+}
+
+TEST_F(ServeTest, SighupAppliesAValidConfigAndKeepsTheRunningOneWhenTheNewOneIsInvalid) {
+  start_daemon(config_yaml(default_agents()));
+  const int reviewer_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
+  // A fourth agent; the others unchanged (and not restarted).
+  write_config(config_yaml(default_agents() + agent_yaml("linter")));
+  daemon_->signal(SIGHUP);
+  wait_until([&] { return get("/v1/agents/linter").status == 200; }, 10s, "the new agent");
+  wait_until([&] { return get("/readyz").status == 200; }, 10s, "the new agent ready");
+  EXPECT_EQ(agent("reviewer")["replicas"][0]["pid"].get<int>(), reviewer_pid);
+  Reply r = submit("linter");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["outcome"]["answered_by"], "linter");
+
+  // An invalid file: refused, the running configuration stays.
+  write_config("agents: [ {name: broken, replicas: many} ]\n");
+  Reply reload = post("/v1/reload", json::object());
+  EXPECT_EQ(reload.status, 422) << reload.text;
+  EXPECT_THAT(reload.text, HasSubstr("replicas"));
+  EXPECT_EQ(get("/v1/agents/linter").status, 200);
+  EXPECT_THAT(metrics(), HasSubstr("mend_config_reloads_total{result=\"invalid\"} 1"));
+  EXPECT_EQ(outcome_status(submit("reviewer")), "succeeded");
+}
+
+TEST_F(ServeTest, SigtermDrainsTasksInFlightStopsTheAgentsAndExitsZero) {
+  start_daemon(config_yaml(default_agents()));
+  std::vector<int> pids;
+  for (const char* name : {"reviewer", "backup", "generalist"}) {
+    pids.push_back(agent(name)["replicas"][0]["pid"].get<int>());
+  }
+  chaos("reviewer", {{"latency_ms", 1000}});
+  auto slow = std::async(std::launch::async, [&] { return submit("reviewer"); });
+  wait_until([&] { return agent("reviewer")["in_flight"].get<int>() == 1; }, 5s,
+             "the task to be in flight");
+  daemon_->signal(SIGTERM);
+  Reply r = slow.get();
+  ASSERT_EQ(r.status, 200) << r.text;  // drained, not dropped
+  EXPECT_EQ(outcome_status(r), "succeeded");
+  std::optional<int> status = daemon_->wait_exit(20s);
+  ASSERT_TRUE(status.has_value()) << log();
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << log();
+  for (int pid : pids) EXPECT_FALSE(process_alive(pid)) << pid;
+  EXPECT_THAT(log(), HasSubstr("mend stopped"));
+}
+
+TEST(CheckConfig, TheExampleIsValidAndABrokenFileNamesEachErrorWithItsLine) {
+  ::unsetenv("MEND_BROKEN_YAML_UNSET_TOKEN");  // the broken file expects it unset
+  TempDir dir("mend-check");
+  {
+    ChildProcess ok(MEND_BINARY,
+                    {"check-config", std::string(MEND_SOURCE_DIR) + "/examples/mend.yaml"},
+                    dir.file("ok.err"));
+    std::optional<std::string> line = ok.read_line(10s);
+    ASSERT_TRUE(line.has_value());
+    EXPECT_THAT(*line, HasSubstr("valid"));
+    std::optional<int> status = ok.wait_exit(10s);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(WEXITSTATUS(*status), 0);
+  }
+  const std::string broken = std::string(MEND_SOURCE_DIR) + "/tests/serve/data/broken.yaml";
+  ChildProcess bad(MEND_BINARY, {"check-config", broken}, dir.file("bad.err"));
+  std::optional<int> status = bad.wait_exit(10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 1);
+  std::ifstream in(dir.file("bad.err"));
+  std::stringstream errors;
+  errors << in.rdbuf();
+  // The file's header lists every problem it holds, as check-config prints them after the
+  // file name: "line:column: key: message", between two marker lines.
+  std::ifstream source(broken);
+  std::vector<std::string> expected;
+  bool listing = false;
+  for (std::string line; std::getline(source, line);) {
+    if (line == "# Expected problems:") {
+      listing = true;
+    } else if (line == "# (end of expected problems)") {
+      break;
+    } else if (listing && line.rfind("#   ", 0) == 0) {
+      expected.push_back(line.substr(4));
+    }
+  }
+  ASSERT_GE(expected.size(), 10u);
+  std::vector<std::string> printed;
+  for (std::string line; std::getline(errors, line);) printed.push_back(line);
+  for (const std::string& problem : expected) {
+    EXPECT_THAT(printed, ::testing::Contains(broken + ":" + problem));
+  }
+  // One line per problem, then the count.
+  EXPECT_EQ(printed.size(), expected.size() + 1);
+  EXPECT_THAT(printed.back(), HasSubstr(std::to_string(expected.size()) + " problems"));
+}
+
+}  // namespace
+}  // namespace mend::testing
