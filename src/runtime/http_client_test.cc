@@ -26,6 +26,7 @@
 
 #include "mend/classifier.h"
 #include "mend/http_server.h"
+#include "mend_test/io_loop.h"
 #include "test_tls.h"
 
 namespace mend {
@@ -35,24 +36,7 @@ namespace net = boost::asio;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// An io_context run by `threads` threads for the client, until destroyed.
-class ClientLoop {
- public:
-  explicit ClientLoop(int threads = 1) : guard_(net::make_work_guard(io_)) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
-  }
-  ~ClientLoop() {
-    guard_.reset();
-    io_.stop();
-    for (std::thread& t : threads_) t.join();
-  }
-  net::any_io_executor executor() { return io_.get_executor(); }
-
- private:
-  net::io_context io_;
-  net::executor_work_guard<net::io_context::executor_type> guard_;
-  std::vector<std::thread> threads_;
-};
+using ClientLoop = mend::testing::IoLoop;
 
 // Answers with what it received: method, target and the X-Test header in headers, the body as
 // the body. "/status/N" answers status N.

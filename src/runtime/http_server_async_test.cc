@@ -26,6 +26,7 @@
 
 #include "mend/http_client.h"
 #include "mend/http_server.h"
+#include "mend_test/io_loop.h"
 #include "test_tls.h"
 
 namespace mend {
@@ -36,24 +37,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
-// An io_context run by `threads` threads for the client, until destroyed.
-class ClientLoop {
- public:
-  explicit ClientLoop(int threads = 1) : guard_(net::make_work_guard(io_)) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
-  }
-  ~ClientLoop() {
-    guard_.reset();
-    io_.stop();
-    for (std::thread& t : threads_) t.join();
-  }
-  net::any_io_executor executor() { return io_.get_executor(); }
-
- private:
-  net::io_context io_;
-  net::executor_work_guard<net::io_context::executor_type> guard_;
-  std::vector<std::thread> threads_;
-};
+using ClientLoop = mend::testing::IoLoop;
 
 // A blocking TCP client with deadlines, for reading the bytes on the wire.
 class RawConnection {

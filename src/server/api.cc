@@ -264,6 +264,11 @@ void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> resp
                                   "no such endpoint: " + method + " " + t.path +
                                       " (the API lives under /v1; see docs/api.md)"));
     }
+    if (s.size() < 2) {
+      return reply(
+          error_response(404, ErrorType::validation_failed,
+                         "no such endpoint: " + method + " " + t.path + " (see docs/api.md)"));
+    }
     std::string error;
     if (s.size() == 2 && s[1] == "tasks") {
       if (post) return api_submit(request, responder);
@@ -286,7 +291,7 @@ void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> resp
     if (s.size() == 2 && s[1] == "reload") {
       if (!post) return not_allowed("POST");
       net::post(*blocking_, [this, responder] {
-        Result<void> r = reload("");
+        Result<void> r = detail::guarded([&] { return reload(""); });
         if (r.ok()) {
           responder->respond(json_response(200, {{"status", "reloaded"}}));
         } else {
@@ -313,8 +318,12 @@ void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> resp
       }
       std::string agent = s[2];
       net::post(*blocking_, [this, agent, responder] {
-        if (restart_agent(agent, /*graceful=*/true, "api")) {
-          responder->respond(json_response(202, {{"agent", agent}, {"status", "restarting"}}));
+        std::optional<Result<void>> restarted = restart_agent(agent, /*graceful=*/true, "api");
+        if (restarted && restarted->ok()) {
+          responder->respond(json_response(202, {{"agent", agent}, {"status", "restarted"}}));
+        } else if (restarted) {
+          responder->respond(
+              error_response(500, ErrorType::processing_failed, restarted->error().message));
         } else {
           responder->respond(error_response(409, ErrorType::validation_failed,
                                             "agent '" + agent +
@@ -466,6 +475,10 @@ void DaemonCore::api_submit(const HttpRequest& request,
   bool fresh = false;
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (stopping_.load()) {
+      return reply(error_response(503, ErrorType::service_unavailable,
+                                  "mend is shutting down and takes no new tasks"));
+    }
     if (!key.empty()) {
       if (auto it = idempotency_.find(key); it != idempotency_.end()) {
         auto existing = tasks_.find(it->second);
@@ -490,7 +503,10 @@ void DaemonCore::api_submit(const HttpRequest& request,
         return reply(std::move(r));
       }
       if (task.id.empty()) {
-        task.id = "task-" + std::to_string(next_task_number_++);
+        // A client may have chosen an id of this form already.
+        do {
+          task.id = "task-" + std::to_string(next_task_number_++);
+        } while (tasks_.count(task.id));
       } else if (tasks_.count(task.id)) {
         return reply(error_response(409, ErrorType::validation_failed,
                                     "a task with id '" + task.id + "' exists already"));
@@ -583,13 +599,23 @@ void DaemonCore::finish_task(const std::string& id, const Outcome& outcome) {
         finished_order_.pop_front();
       }
     }
-    in_flight_.fetch_sub(1);
   }
-  drained_cv_.notify_all();
+  if (!waiters.empty()) {
+    // Registered before the task counts as finished: shutdown, once drained, waits for these
+    // answers to be written before it closes the connections.
+    std::lock_guard<std::mutex> lock(answered_mu_);
+    std::erase_if(answered_, [](const std::shared_ptr<HttpResponder>& r) { return r->closed(); });
+    for (const TaskEntry::Waiter& w : waiters) answered_.push_back(w.responder);
+  }
   for (TaskEntry::Waiter& w : waiters) {
     w.timer->cancel();
     respond_task(w.responder, copy, 200, false);
   }
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    in_flight_.fetch_sub(1);
+  }
+  drained_cv_.notify_all();
 }
 
 void DaemonCore::respond_task(const std::shared_ptr<HttpResponder>& responder,
@@ -779,9 +805,14 @@ void DaemonCore::api_records(std::optional<RecordKind> kind, const std::string& 
     }
   }
   net::post(*blocking_, [this, filter, responder] {
-    json list = json::array();
-    for (const EscalationRecord& r : store_->records(filter)) list.push_back(record_json(r));
-    responder->respond(json_response(200, {{"records", list}}));
+    try {
+      json list = json::array();
+      for (const EscalationRecord& r : store_->records(filter)) list.push_back(record_json(r));
+      responder->respond(json_response(200, {{"records", list}}));
+    } catch (const std::exception& e) {
+      log("error", std::string("listing records: ") + e.what());
+      responder->respond(error_response(500, ErrorType::database_error, e.what()));
+    }
   });
 }
 
@@ -812,6 +843,20 @@ void DaemonCore::api_record(std::optional<RecordKind> kind, const std::string& i
   const std::int64_t number = id->first;
   const std::optional<RecordKind> wanted = kind ? kind : id->second;
   net::post(*blocking_, [this, number, wanted, action, who, id_text, responder] {
+    try {
+      record_action(number, wanted, action, who, id_text, responder);
+    } catch (const std::exception& e) {
+      log("error", "record " + id_text + ": " + e.what());
+      responder->respond(error_response(500, ErrorType::database_error, e.what()));
+    }
+  });
+}
+
+void DaemonCore::record_action(std::int64_t number, std::optional<RecordKind> wanted,
+                               const std::string& action, const std::string& who,
+                               const std::string& id_text,
+                               const std::shared_ptr<HttpResponder>& responder) {
+  {
     std::optional<EscalationRecord> record = store_->record(number);
     if (!record || (wanted && record->kind != *wanted)) {
       return responder->respond(
@@ -835,10 +880,13 @@ void DaemonCore::api_record(std::optional<RecordKind> kind, const std::string& i
       return responder->respond(error_response(409, changed.error().type, changed.error().message));
     }
     log("info", record->display_id() + " " + action + "d by " + who);
-    publish(action == "acknowledge" ? "acknowledged" : "resolved",
-            dump({{"kind", action}, {"source", who}, {"record", changed->display_id()}}));
+    const std::string kind = action == "acknowledge" ? "acknowledged" : "resolved";
+    publish(kind, dump({{"kind", kind},
+                        {"at", iso(SystemClock::instance().wall_now())},
+                        {"source", who},
+                        {"record", changed->display_id()}}));
     responder->respond(json_response(200, record_json(*changed)));
-  });
+  }
 }
 
 }  // namespace mend::server_detail

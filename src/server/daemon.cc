@@ -5,6 +5,7 @@
 // clang-format on
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -72,16 +73,20 @@ Result<std::vector<unsigned short>> free_loopback_ports(std::size_t count,
   return ports;
 }
 
+double seconds(Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+std::string format_seconds(Duration d) {
+  return fmt::format("{:g} s", seconds(d));
+}
+
 std::string substitute_port(std::string text, unsigned short port) {
   const std::string token = "{port}";
   for (std::size_t at = text.find(token); at != std::string::npos; at = text.find(token, at + 1)) {
     text.replace(at, token.size(), std::to_string(port));
   }
   return text;
-}
-
-double seconds(Duration d) {
-  return std::chrono::duration<double>(d).count();
 }
 
 // What decides whether a supervised agent's processes must be replaced on reload.
@@ -123,8 +128,18 @@ Result<void> DaemonAgentOperations::reset_connection_pools(const std::string& ag
   return HttpAgentOperations::reset_connection_pools(agent);
 }
 
+Result<void> DaemonAgentOperations::wait_until_ready(const std::string& agent, Duration timeout) {
+  if (core_.supervision_closed_.load()) {
+    return Error::of_kind("configuration",
+                          "mend is shutting down: agent '" + agent + "' will not become ready");
+  }
+  return HttpAgentOperations::wait_until_ready(agent, timeout);
+}
+
 Result<void> DaemonAgentOperations::restart(const std::string& agent, bool graceful) {
-  if (core_.restart_agent(agent, graceful, "recovery")) return {};
+  if (std::optional<Result<void>> restarted = core_.restart_agent(agent, graceful, "recovery")) {
+    return *restarted;
+  }
   // Not supervised: the agent's own restart hook.
   return HttpAgentOperations::restart(agent, graceful);
 }
@@ -341,7 +356,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
                 {"source", name},
                 {"from", to_string(t.from)},
                 {"to", to_string(t.to)}};
-      publish("circuit_transition", j.dump());
+      publish("circuit_transition", j.dump(-1, ' ', false, json::error_handler_t::replace));
     });
   }
   std::map<std::string, std::vector<std::string>> chains;
@@ -412,6 +427,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
 // --- Supervision -----------------------------------------------------------------------------
 
 Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
+  if (supervision_closed_.load()) return Error::of_kind("configuration", "mend is shutting down");
   std::vector<Replica> keep;
   std::vector<std::string> to_stop;
   std::shared_ptr<Generation> old = first ? nullptr : current();
@@ -458,6 +474,7 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
       Replica r;
       r.agent = agent.name;
       r.index = i;
+      r.epoch = next_epoch_++;
       r.probes = agent.probes;
       r.memory_limit = agent.memory_limit_bytes;
       if (agent.supervised()) {
@@ -486,8 +503,22 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
   }
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
-    replicas_ = std::move(keep);
-    for (Replica& r : added) replicas_.push_back(std::move(r));
+    // The kept replicas as they are now, not as copied above: probes and process events went on
+    // while processes were stopped and ports found.
+    std::vector<Replica> merged;
+    for (const Replica& k : keep) {
+      for (Replica& r : replicas_) {
+        if (r.agent == k.agent && r.index == k.index && r.url == k.url) {
+          Replica current = std::move(r);
+          current.probes = k.probes;
+          current.memory_limit = k.memory_limit;
+          merged.push_back(std::move(current));
+          break;
+        }
+      }
+    }
+    for (Replica& r : added) merged.push_back(std::move(r));
+    replicas_ = std::move(merged);
   }
   for (ProcessSpec& spec : specs) {
     std::string name = spec.name;
@@ -512,7 +543,13 @@ void DaemonCore::set_agent_health(const std::string& agent) {
   if (!any) return;
   if (auto g = current()) {
     if (g->agents.find(agent) != nullptr) {
-      g->agents.set_health(agent, any_ready ? HealthState::healthy : HealthState::unhealthy);
+      const HealthState now = any_ready ? HealthState::healthy : HealthState::unhealthy;
+      const HealthState before = g->agents.find(agent)->health.load();
+      g->agents.set_health(agent, now);
+      if (before != now) {
+        log("info", "agent " + agent + " is " + std::string(to_string(now)) +
+                        (any_ready ? "" : ": no replica is ready"));
+      }
     }
   }
 }
@@ -532,12 +569,16 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
         r.readiness_successes = 0;
         r.liveness_failures = 0;
         r.restarting = false;
-        ++r.epoch;
+        r.probing = false;
+        r.epoch = next_epoch_++;
+        r.pid = event.pid;
         r.next_probe = SystemClock::instance().now() + r.probes.startup.initial_delay;
       } else if (event.kind == ProcessEvent::Kind::exited) {
         r.started = false;
         r.ready = false;
-        ++r.epoch;
+        r.probing = false;
+        r.pid = 0;
+        r.epoch = next_epoch_++;
       }
       set_agent_health(r.agent);
     }
@@ -562,14 +603,17 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
     case ProcessEvent::Kind::restart_scheduled:
       m_.restarts->with({agent, "crash"}).inc();
       counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
-      log("info",
-          "agent " + event.name + " restarts in " + std::to_string(seconds(event.delay)) + " s");
+      log("info", "agent " + event.name + " restarts in " + format_seconds(event.delay));
       break;
     case ProcessEvent::Kind::intensity_exceeded: {
       std::string message = "agent " + event.name + " keeps crashing: " + event.description;
       log("error", message);
       net::post(*blocking_, [this, agent, message] {
-        escalate_agent(agent, Severity::critical, ErrorType::service_unavailable, message);
+        try {
+          escalate_agent(agent, Severity::critical, ErrorType::service_unavailable, message);
+        } catch (const std::exception& e) {
+          log("error", "escalating for " + agent + " failed: " + e.what());
+        }
       });
       break;
     }
@@ -578,27 +622,40 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
   }
 }
 
-bool DaemonCore::restart_agent(const std::string& agent, bool graceful, const std::string& reason) {
+std::optional<Result<void>> DaemonCore::restart_agent(const std::string& agent, bool graceful,
+                                                      const std::string& reason) {
   std::vector<std::string> processes;
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (Replica& r : replicas_) {
-      if (r.agent == agent && !r.process.empty()) {
-        processes.push_back(r.process);
+    for (const Replica& r : replicas_) {
+      if (r.agent == agent && !r.process.empty()) processes.push_back(r.process);
+    }
+  }
+  if (processes.empty()) return std::nullopt;
+  // One replica at a time: the others keep serving while one restarts.
+  for (const std::string& p : processes) {
+    if (supervision_closed_.load()) {
+      return Result<void>(Error::of_kind("configuration", "mend is shutting down"));
+    }
+    {
+      std::lock_guard<std::mutex> lock(replicas_mu_);
+      for (Replica& r : replicas_) {
+        if (r.process != p) continue;
         r.restarting = true;
         r.ready = false;
       }
+      set_agent_health(agent);
     }
-    set_agent_health(agent);
-  }
-  if (processes.empty()) return false;
-  for (const std::string& p : processes) {
     log("info", "restarting " + p + " (" + reason + (graceful ? ", graceful)" : ", forced)"));
-    (void)supervisor_->restart(p, graceful);
+    Result<void> restarted = supervisor_->restart(p, graceful);
     m_.restarts->with({agent, reason}).inc();
     counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
+    if (!restarted.ok()) {
+      log("error", "restarting " + p + " failed: " + restarted.error().message);
+      return restarted;
+    }
   }
-  return true;
+  return Result<void>();
 }
 
 void DaemonCore::escalate_agent(const std::string& agent, Severity level, ErrorType type,
@@ -623,16 +680,22 @@ void DaemonCore::escalate_agent(const std::string& agent, Severity level, ErrorT
   }
 }
 
-net::awaitable<void> DaemonCore::probe(std::size_t index, bool liveness) {
+Replica* DaemonCore::replica_by_epoch(std::uint64_t epoch) {
+  for (Replica& r : replicas_) {
+    if (r.epoch == epoch) return &r;
+  }
+  return nullptr;
+}
+
+net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
   std::string url;
-  std::uint64_t epoch = 0;
   Duration timeout{};
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
-    if (index >= replicas_.size()) co_return;
-    Replica& r = replicas_[index];
+    Replica* found = replica_by_epoch(epoch);
+    if (found == nullptr) co_return;
+    Replica& r = *found;
     url = r.url + r.probes.path;
-    epoch = r.epoch;
     timeout = liveness ? r.probes.liveness.timeout
                        : (r.started ? r.probes.readiness.timeout : r.probes.startup.timeout);
   }
@@ -651,10 +714,13 @@ net::awaitable<void> DaemonCore::probe(std::size_t index, bool liveness) {
   std::string transition;
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
-    if (index >= replicas_.size()) co_return;
-    Replica& r = replicas_[index];
+    // Found by epoch: a replica restarted, replaced or reordered by a reload meanwhile is not
+    // this probe's business any more.
+    Replica* found = replica_by_epoch(epoch);
+    if (found == nullptr) co_return;
+    Replica& r = *found;
     r.probing = false;
-    if (r.epoch != epoch || r.restarting) co_return;  // the process changed meanwhile
+    if (r.restarting) co_return;
     r.last_probe = result.detail;
     agent = r.agent;
     if (liveness) {
@@ -706,6 +772,7 @@ net::awaitable<void> DaemonCore::probe(std::size_t index, bool liveness) {
   if (restart_process) {
     const std::string process = *restart_process;
     net::post(*blocking_, [this, process, agent] {
+      if (supervision_closed_.load()) return;
       log("warn", "restarting " + process + " (probe)");
       (void)supervisor_->restart(process, /*graceful=*/true);
       m_.restarts->with({agent, "probe"}).inc();
@@ -718,35 +785,37 @@ net::awaitable<void> DaemonCore::probe_loop() {
   LoopGuard guard(loops_running_);
   auto executor = co_await net::this_coro::executor;
   net::steady_timer timer(executor);
-  while (!stopping_.load()) {
+  while (!loops_stop_.load()) {
     const TimePoint now = SystemClock::instance().now();
-    std::vector<std::pair<std::size_t, bool>> due;
+    std::vector<std::pair<std::uint64_t, bool>> due;
     {
       std::lock_guard<std::mutex> lock(replicas_mu_);
-      for (std::size_t i = 0; i < replicas_.size(); ++i) {
-        Replica& r = replicas_[i];
+      for (Replica& r : replicas_) {
         if (r.probing || r.restarting) continue;
         if (!r.process.empty()) {
+          // Only a process whose start this loop has heard of: the started event resets the
+          // replica's probes, and must not undo what a probe of the new process found.
           std::optional<ProcessStatus> status = supervisor_->status(r.process);
-          if (!status || !status->running) continue;
+          if (!status || !status->running || status->pid != r.pid) continue;
         }
         if (now >= r.next_probe) {
           const ProbeOptions& p = r.started ? r.probes.readiness : r.probes.startup;
           r.next_probe = now + p.period;
           r.probing = true;
-          due.push_back({i, false});
+          due.push_back({r.epoch, false});
         } else if (r.started && !r.process.empty() && now >= r.next_liveness) {
           r.next_liveness = now + r.probes.liveness.period;
           r.probing = true;
-          due.push_back({i, true});
+          due.push_back({r.epoch, true});
         }
       }
     }
-    for (auto [index, liveness] : due) {
-      net::co_spawn(executor, probe(index, liveness), [this, index](std::exception_ptr e) {
+    for (auto [epoch, liveness] : due) {
+      auto probing = probe(epoch, liveness);
+      net::co_spawn(executor, std::move(probing), [this, epoch = epoch](std::exception_ptr e) {
         if (!e) return;
         std::lock_guard<std::mutex> lock(replicas_mu_);
-        if (index < replicas_.size()) replicas_[index].probing = false;
+        if (Replica* r = replica_by_epoch(epoch)) r->probing = false;
       });
     }
     timer.expires_after(kProbeTick);
@@ -791,6 +860,27 @@ void DaemonCore::check_memory() {
   }
 }
 
+void DaemonCore::check_slas(Generation& g) {
+  Result<std::vector<EscalationRecord>> re = g.escalator->check_slas();
+  if (!re.ok()) {
+    log("error", "SLA check failed: " + re.error().message);
+    return;
+  }
+  for (const EscalationRecord& r : *re) {
+    log("warn",
+        "SLA breached: " + r.display_id() + " re-escalated to " + std::string(to_string(r.level)));
+    m_.escalations->with({std::string(to_string(r.level))}).inc();
+  }
+}
+
+void DaemonCore::deliver_notifications(Generation& g) {
+  DeliveryReport report = g.dispatcher->deliver_due();
+  auto& family = *m_.notifications;
+  if (report.delivered) family.with({"delivered"}).inc(report.delivered);
+  if (report.retry_scheduled) family.with({"retry"}).inc(report.retry_scheduled);
+  if (report.dead) family.with({"dead"}).inc(report.dead);
+}
+
 net::awaitable<void> DaemonCore::housekeeping_loop() {
   LoopGuard guard(loops_running_);
   auto executor = co_await net::this_coro::executor;
@@ -800,41 +890,48 @@ net::awaitable<void> DaemonCore::housekeeping_loop() {
   TimePoint next_heartbeat{};
   TimePoint next_memory{};
   std::atomic<bool>& busy = housekeeping_busy_;
-  while (!stopping_.load()) {
+  while (!loops_stop_.load()) {
     std::shared_ptr<Generation> g = current();
     const TimePoint now = SystemClock::instance().now();
     if (!busy && g) {
       bool deliver = now >= next_delivery;
       bool sla = now >= next_sla;
-      bool memory = now >= next_memory;
       if (deliver) next_delivery = now + g->config.escalation.delivery_interval;
       if (sla) next_sla = now + g->config.escalation.sla_check_interval;
-      if (memory) next_memory = now + std::chrono::seconds(1);
-      if (deliver || sla || memory) {
+      if (deliver || sla) {
         busy = true;
         // Store and receivers block: their pass runs on the blocking pool.
-        net::post(*blocking_, [this, g, deliver, sla, memory] {
-          if (sla) {
-            Result<std::vector<EscalationRecord>> re = g->escalator->check_slas();
-            if (re.ok()) {
-              for (const EscalationRecord& r : *re) {
-                log("warn", "SLA breached: " + r.display_id() + " re-escalated to " +
-                                std::string(to_string(r.level)));
-                m_.escalations->with({std::string(to_string(r.level))}).inc();
-              }
-            }
+        net::post(*blocking_, [this, g, deliver, sla] {
+          struct Done {
+            std::atomic<bool>& flag;
+            ~Done() { flag = false; }
+          } done{housekeeping_busy_};
+          try {
+            if (sla) check_slas(*g);
+            if (deliver) deliver_notifications(*g);
+          } catch (const std::exception& e) {
+            // The store failed (disk full, locked): the next pass tries again.
+            log("error", std::string("notification or SLA pass failed: ") + e.what());
           }
-          if (deliver) {
-            DeliveryReport report = g->dispatcher->deliver_due();
-            auto& family = *m_.notifications;
-            if (report.delivered) family.with({"delivered"}).inc(report.delivered);
-            if (report.retry_scheduled) family.with({"retry"}).inc(report.retry_scheduled);
-            if (report.dead) family.with({"dead"}).inc(report.dead);
-          }
-          if (memory) check_memory();
-          housekeeping_busy_ = false;
         });
       }
+    }
+    // Self-healing for memory can take a minute (restart, wait for ready): a job of its own,
+    // so that notifications and SLA checks do not wait for it.
+    if (!memory_busy_ && now >= next_memory) {
+      next_memory = now + std::chrono::seconds(1);
+      memory_busy_ = true;
+      net::post(*blocking_, [this] {
+        struct Done {
+          std::atomic<bool>& flag;
+          ~Done() { flag = false; }
+        } done{memory_busy_};
+        try {
+          check_memory();
+        } catch (const std::exception& e) {
+          log("error", std::string("memory watch failed: ") + e.what());
+        }
+      });
     }
     if (now >= next_heartbeat) {
       events_.heartbeat();
@@ -844,7 +941,7 @@ net::awaitable<void> DaemonCore::housekeeping_loop() {
     boost::system::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
   }
-  // Let a pass in progress finish before shutdown goes on.
+  // Let a delivery pass in progress finish before shutdown goes on.
   while (busy) {
     timer.expires_after(std::chrono::milliseconds(10));
     boost::system::error_code ec;
@@ -911,6 +1008,12 @@ Result<void> DaemonCore::start() {
     for (const Replica& r : replicas_) set_agent_health(r.agent);
   }
 
+  if (options_.handle_signals) {
+    // Before the API listens: whoever learns the address may signal at once.
+    signals_ = std::make_unique<net::signal_set>(*io_, SIGTERM, SIGINT, SIGHUP);
+    arm_signals();
+  }
+
   HttpServerOptions server;
   server.bind_address = config.server.address;
   server.port = config.server.port;
@@ -938,34 +1041,29 @@ void DaemonCore::stop() {
   state_cv_.notify_all();
 }
 
+void DaemonCore::arm_signals() {
+  signals_->async_wait([this](const boost::system::error_code& ec, int number) {
+    if (ec) return;  // cancelled at shutdown
+    if (number == SIGHUP) {
+      log("info", "received SIGHUP: reloading the configuration");
+      net::post(*blocking_, [this] {
+        Result<void> r = detail::guarded([this] { return reload(""); });
+        if (!r.ok()) log("error", "reload refused: " + r.error().message);
+      });
+      arm_signals();
+      return;
+    }
+    log("info",
+        std::string("received ") + (number == SIGTERM ? "SIGTERM" : "SIGINT") + ": shutting down");
+    stop();
+  });
+}
+
 int DaemonCore::wait() {
-  std::optional<net::signal_set> signals;
-  if (options_.handle_signals && io_) {
-    signals.emplace(*io_, SIGTERM, SIGINT, SIGHUP);
-    std::function<void(const boost::system::error_code&, int)> on_signal;
-    on_signal = [this, &signals, &on_signal](const boost::system::error_code& ec, int number) {
-      if (ec) return;
-      if (number == SIGHUP) {
-        net::post(*blocking_, [this] {
-          if (auto r = reload(""); !r.ok()) log("error", "reload refused: " + r.error().message);
-        });
-        signals->async_wait(on_signal);
-        return;
-      }
-      log("info", std::string("received ") + (number == SIGTERM ? "SIGTERM" : "SIGINT") +
-                      ": shutting down");
-      stop();
-    };
-    signals->async_wait(on_signal);
-  }
   {
     std::unique_lock<std::mutex> lock(state_mu_);
     state_cv_.wait(lock, [this] { return stop_requested_; });
     if (finished_) return exit_code_;
-  }
-  if (signals) {
-    boost::system::error_code ignored;
-    signals->cancel(ignored);
   }
   if (io_) shutdown();
   std::lock_guard<std::mutex> lock(state_mu_);
@@ -974,44 +1072,73 @@ int DaemonCore::wait() {
 }
 
 void DaemonCore::shutdown() {
-  stopping_.store(true);
+  {
+    // Under tasks_mu_: a submission either counts as in flight before this, or sees it.
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    stopping_.store(true);
+  }
+  if (signals_) {
+    // On the I/O threads, where the SIGHUP handler re-arms the set. From then on a second SIGTERM
+    // or SIGINT has its default effect: it ends mend at once.
+    net::post(*io_, [this] {
+      boost::system::error_code ignored;
+      signals_->cancel(ignored);
+      signals_->clear(ignored);
+    });
+  }
   const Duration drain = boot_config_.server.drain_timeout;
   log("info", "draining " + std::to_string(in_flight_.load()) + " tasks in flight (up to " +
-                  std::to_string(seconds(drain)) + " s)");
+                  format_seconds(drain) + ")");
   {
     std::unique_lock<std::mutex> lock(tasks_mu_);
     drained_cv_.wait_for(lock, drain, [this] { return in_flight_.load() == 0; });
   }
   if (std::size_t left = in_flight_.load(); left > 0) {
     log("warn", std::to_string(left) + " tasks still in flight after the drain timeout");
-    exit_code_ = 0;
   }
-  // Finish pending notifications: passes until nothing is due (bounded).
+  // Probes, deliveries and SLA checks went on during the drain; now they end (bounded wait).
+  loops_stop_.store(true);
+  for (int i = 0; i < 300 && (loops_running_.load() > 0 || housekeeping_busy_.load()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Finish pending notifications: passes until nothing is due (bounded). No housekeeping pass
+  // runs any more, so no message goes out twice.
   if (std::shared_ptr<Generation> g = current()) {
     const TimePoint until = SystemClock::instance().now() + std::chrono::seconds(10);
     for (int pass = 0; pass < 100 && SystemClock::instance().now() < until; ++pass) {
-      DeliveryReport report = g->dispatcher->deliver_due();
+      DeliveryReport report;
+      try {
+        report = g->dispatcher->deliver_due();
+      } catch (const std::exception& e) {
+        log("error", std::string("last notification pass failed: ") + e.what());
+        break;
+      }
       if (report.delivered + report.retry_scheduled + report.held_back == 0) break;
       if (report.delivered == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   }
-  events_.close_all();
-  if (server_) server_->stop();
-  // The background loops see stopping_ within a tick; wait for them to leave (bounded).
-  for (int i = 0; i < 300 && loops_running_.load() > 0; ++i) {
+  // Let the answers to drained tasks reach their clients before the connections close.
+  for (int i = 0; i < 200; ++i) {
+    std::lock_guard<std::mutex> lock(answered_mu_);
+    std::erase_if(answered_, [](const std::shared_ptr<HttpResponder>& r) { return r->closed(); });
+    if (answered_.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  // Reverse order of start; the supervisor goes now, while the state its event sink touches is
-  // still alive.
-  if (supervisor_) {
-    supervisor_->stop_all();
-    supervisor_.reset();
-  }
+  events_.close_all();
+  if (server_) server_->stop();
+  // Agents stop in reverse order of start. Whatever still runs on the pools (a self-healing
+  // step of a task that outlived the drain) finds supervision closed and restarts nothing; the
+  // supervisor object itself lives until every thread is joined, and its destructor stops
+  // anything started meanwhile.
+  supervision_closed_.store(true);
+  if (supervisor_) supervisor_->stop_all();
   work_.reset();
   if (blocking_) blocking_->join();
   io_->stop();
   for (std::thread& t : io_threads_) t.join();
   io_threads_.clear();
+  signals_.reset();
+  supervisor_.reset();
   log("info", "mend stopped");
 }
 
@@ -1048,7 +1175,10 @@ Result<void> DaemonCore::reload(const std::string& path) {
   }
   family.with({"applied"}).inc();
   log("info", "configuration reloaded from " + file);
-  publish("config_reloaded", json({{"kind", "config_reloaded"}, {"source", file}}).dump());
+  publish("config_reloaded", json({{"kind", "config_reloaded"},
+                                   {"at", to_iso8601(SystemClock::instance().wall_now())},
+                                   {"source", file}})
+                                 .dump(-1, ' ', false, json::error_handler_t::replace));
   return {};
 }
 

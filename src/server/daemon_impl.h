@@ -10,6 +10,7 @@
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <condition_variable>
@@ -65,6 +66,7 @@ class DaemonAgentOperations final : public HttpAgentOperations {
                         AgentClientOptions options);
   Result<void> reset_connection_pools(const std::string& agent) override;
   Result<void> restart(const std::string& agent, bool graceful) override;
+  Result<void> wait_until_ready(const std::string& agent, Duration timeout) override;
 
  private:
   DaemonCore& core_;
@@ -119,6 +121,7 @@ struct Replica {
   std::string process;  // the supervisor's name ("agent#0"); "" for URL agents
   std::string url;      // base URL
   unsigned short port = 0;
+  int pid = 0;  // the process the last started event named; 0 after it exited
   ProbesConfig probes;
   std::size_t memory_limit = 0;
   bool started = false;  // the startup probe passed since the process last started
@@ -132,8 +135,10 @@ struct Replica {
   bool probing = false;
   bool restarting = false;
   bool healing = false;
-  std::uint64_t epoch = 0;  // bumped at every (re)start: late probe answers are ignored
-  std::string last_probe;   // detail of the last probe
+  // Unique among all replicas, renewed at every start and exit: probes find their replica by it,
+  // and the answer of a probe to a process that is gone finds none.
+  std::uint64_t epoch = 0;
+  std::string last_probe;  // detail of the last probe
 };
 
 // A submitted task and the clients waiting for it.
@@ -170,7 +175,9 @@ class DaemonCore {
   void log(std::string_view level, const std::string& line);
   void publish(const std::string& kind, const std::string& json);
   AgentCounters& counters(const std::string& agent);
-  bool restart_agent(const std::string& agent, bool graceful, const std::string& reason);
+  // Restarts the agent's replicas one after the other; nullopt when mend does not supervise it.
+  std::optional<Result<void>> restart_agent(const std::string& agent, bool graceful,
+                                            const std::string& reason);
   HttpClient& http() { return *http_; }
 
   MetricsRegistry metrics;
@@ -206,12 +213,16 @@ class DaemonCore {
   void respond_task(const std::shared_ptr<HttpResponder>& responder, const TaskEntry& entry,
                     int status, bool replayed);
   boost::asio::awaitable<void> probe_loop();
-  boost::asio::awaitable<void> probe(std::size_t replica_index, bool liveness);
+  boost::asio::awaitable<void> probe(std::uint64_t epoch, bool liveness);
+  Replica* replica_by_epoch(std::uint64_t epoch);  // under replicas_mu_
   boost::asio::awaitable<void> housekeeping_loop();
   void check_memory();
+  void check_slas(Generation& g);
+  void deliver_notifications(Generation& g);
   void escalate_agent(const std::string& agent, Severity level, ErrorType type,
                       const std::string& message);
   void shutdown();
+  void arm_signals();
 
   // api.cc
   void api_submit(const HttpRequest& request, const std::shared_ptr<HttpResponder>& responder);
@@ -225,6 +236,9 @@ class DaemonCore {
                    const std::shared_ptr<HttpResponder>& responder);
   void api_record(std::optional<RecordKind> kind, const std::string& id, const std::string& action,
                   const HttpRequest& request, const std::shared_ptr<HttpResponder>& responder);
+  void record_action(std::int64_t number, std::optional<RecordKind> wanted,
+                     const std::string& action, const std::string& who, const std::string& id_text,
+                     const std::shared_ptr<HttpResponder>& responder);
   void api_readyz(const std::shared_ptr<HttpResponder>& responder);
   void wait_for_task(const std::string& id, double wait_seconds,
                      const std::shared_ptr<HttpResponder>& responder, int status_when_done,
@@ -238,6 +252,7 @@ class DaemonCore {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> io_threads_;
   std::unique_ptr<boost::asio::thread_pool> blocking_;
+  std::unique_ptr<boost::asio::signal_set> signals_;  // SIGTERM, SIGINT, SIGHUP
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<StoreTaskJournal> journal_;
@@ -245,8 +260,11 @@ class DaemonCore {
   std::unique_ptr<HttpServer> server_;
   EventHub events_;
   WorkflowEventSink event_sink_{*this};
-  std::atomic<bool> housekeeping_busy_{false};
-  std::atomic<int> loops_running_{0};  // probe and housekeeping loops still running
+  std::atomic<bool> housekeeping_busy_{false};   // a delivery/SLA pass is running
+  std::atomic<bool> memory_busy_{false};         // a memory watch pass is running
+  std::atomic<bool> loops_stop_{false};          // the probe and housekeeping loops end
+  std::atomic<bool> supervision_closed_{false};  // shutdown: no more restarts
+  std::atomic<int> loops_running_{0};            // probe and housekeeping loops still running
 
   mutable std::mutex generation_mu_;
   std::shared_ptr<Generation> generation_;  // guarded by generation_mu_
@@ -254,6 +272,7 @@ class DaemonCore {
 
   std::mutex replicas_mu_;
   std::vector<Replica> replicas_;  // guarded by replicas_mu_
+  std::atomic<std::uint64_t> next_epoch_{1};
 
   std::mutex counters_mu_;
   std::map<std::string, std::unique_ptr<AgentCounters>, std::less<>> counters_;
@@ -265,6 +284,9 @@ class DaemonCore {
   std::uint64_t next_task_number_ = 1;
   std::atomic<std::size_t> in_flight_{0};
   std::condition_variable drained_cv_;
+  std::mutex answered_mu_;
+  // Clients answered with an outcome whose answer may still be on its way out.
+  std::vector<std::shared_ptr<HttpResponder>> answered_;  // guarded by answered_mu_
 
   std::atomic<bool> stopping_{false};
   std::mutex state_mu_;

@@ -24,6 +24,7 @@
 #include "mend/notifier.h"
 #include "mend/sqlite_store.h"
 #include "mend/workflow.h"
+#include "mend_test/io_loop.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend::e2e {
@@ -176,21 +177,7 @@ class NotificationSink {
 using mend::testing::TempDir;
 
 // An io_context on its own thread, for the HTTP client.
-class IoThread {
- public:
-  IoThread() : work_(boost::asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+using IoThread = mend::testing::IoLoop;
 
 // Routes of every test: the team channel to the webhook, on-call adds Slack, emergency adds
 // PagerDuty.

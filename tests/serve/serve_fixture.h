@@ -25,6 +25,7 @@
 #include "mend/http_client.h"
 #include "mend/http_server.h"
 #include "mend_test/child_process.h"
+#include "mend_test/io_loop.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend::testing {
@@ -44,6 +45,8 @@ class WebhookSink {
     Result<void> started = server_->start();
     if (!started.ok()) throw std::runtime_error(started.error().describe());
   }
+  // The server goes first: its handler writes to received_.
+  ~WebhookSink() { server_->stop(); }
   std::vector<json> received() const {
     std::lock_guard lock(mu_);
     return received_;
@@ -54,23 +57,6 @@ class WebhookSink {
   std::unique_ptr<HttpServer> server_;
   mutable std::mutex mu_;
   std::vector<json> received_;
-};
-
-// The HTTP client's I/O on a thread of its own.
-class ClientThread {
- public:
-  ClientThread() : work_(boost::asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~ClientThread() {
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  std::thread thread_;
 };
 
 // A response as the tests read it.
@@ -133,8 +119,8 @@ class ServeTest : public ::testing::Test {
   void write_config(const std::string& yaml) { std::ofstream(config_path()) << yaml; }
   std::string config_path() const { return dir_.file("mend.yaml"); }
 
-  // Starts `mend serve` and waits until every agent is ready.
-  void start_daemon(const std::string& yaml) {
+  // Starts `mend serve` and waits until it listens.
+  void start_daemon_without_waiting(const std::string& yaml) {
     write_config(yaml);
     daemon_ = std::make_unique<ChildProcess>(
         MEND_BINARY, std::vector<std::string>{"serve", "--config", config_path()},
@@ -142,6 +128,12 @@ class ServeTest : public ::testing::Test {
     std::optional<std::string> url = daemon_->wait_for_line("mend: listening on ", 20s);
     ASSERT_TRUE(url.has_value()) << "mend serve did not start; its log:\n" << log();
     base_ = *url;
+  }
+
+  // Starts `mend serve` and waits until every agent is ready.
+  void start_daemon(const std::string& yaml) {
+    start_daemon_without_waiting(yaml);
+    if (::testing::Test::HasFatalFailure()) return;
     wait_until([&] { return get("/readyz").status == 200; }, 20s, "all agents ready");
   }
 
@@ -207,7 +199,7 @@ class ServeTest : public ::testing::Test {
 
   TempDir dir_{"mend-serve"};
   WebhookSink webhook_;
-  ClientThread io_;
+  IoLoop io_;
   HttpClient http_{io_.executor()};
   std::unique_ptr<ChildProcess> daemon_;
   std::string base_;

@@ -133,11 +133,113 @@ TEST_F(ServeTest, AKilledAgentIsRestartedBecomesReadyAndServesAgain) {
       15s, "the reviewer to be restarted and ready");
   Reply r = submit("reviewer");
   ASSERT_EQ(r.status, 200) << r.text;
-  EXPECT_EQ(outcome_status(r), "succeeded");
+  EXPECT_EQ(outcome_status(r), "succeeded") << r.text << "\ndaemon log:\n" << log();
   EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer");
   EXPECT_THAT(metrics(),
               HasSubstr("mend_agent_restarts_total{agent=\"reviewer\",reason=\"crash\"} 1"));
   EXPECT_EQ(agent("reviewer")["counters"]["restarts"], 1);
+}
+
+TEST_F(ServeTest, ADatabaseErrorIsHealedThroughTheAgentsHookAndTheTaskAnswered) {
+  start_daemon(config_yaml(default_agents()));
+  chaos("reviewer", {{"database_down", true}});
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  const json& outcome = r.body["outcome"];
+  EXPECT_EQ(outcome["status"], "succeeded_after_retry") << r.text;
+  EXPECT_EQ(outcome["answered_by"], "reviewer");
+  ASSERT_EQ(outcome["healing"].size(), 1u) << r.text;
+  EXPECT_EQ(outcome["healing"][0]["issue"], "database_connection_lost");
+  EXPECT_EQ(outcome["healing"][0]["recovered"], true);
+  json stats = call("GET", agent_url("reviewer") + "/stats").body;
+  EXPECT_EQ(stats["admin_calls"]["reconnect-database"], 1) << stats.dump();
+}
+
+TEST_F(ServeTest, AnAgentFailingItsLivenessProbeIsRestartedAndTakesTrafficAgain) {
+  start_daemon(config_yaml(default_agents()));
+  const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
+  // /health answers 503 from now on: readiness takes the agent out of traffic, liveness (3
+  // failures, every 200 ms) restarts it; the new process starts healthy.
+  chaos("reviewer", {{"unhealthy", true}});
+  wait_until(
+      [&] {
+        json replica = agent("reviewer")["replicas"][0];
+        return replica["pid"].get<int>() != old_pid && replica["ready"].get<bool>();
+      },
+      15s, "the reviewer to be restarted by its liveness probe");
+  EXPECT_THAT(metrics(),
+              HasSubstr("mend_agent_restarts_total{agent=\"reviewer\",reason=\"probe\"} 1"));
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer") << r.text << log();
+}
+
+TEST_F(ServeTest, AnAgentThatKeepsCrashingIsRestartedWithBackoffAndEscalatedAsAnIncident) {
+  const std::string crasher =
+      "  - name: crasher\n    command: /bin/sh\n    args: [-c, \"exit 3\"]\n"
+      "    capabilities: [nothing]\n";
+  start_daemon_without_waiting(config_yaml(
+      agent_yaml("reviewer") + crasher, "  intensity_max_restarts: 2\n  intensity_period: 1m\n"));
+  wait_until(
+      [&] {
+        Reply incidents = get("/v1/incidents");
+        return incidents.status == 200 && incidents.body["records"].size() == 1;
+      },
+      15s, "an incident about the crashing agent");
+  const json incident = get("/v1/incidents").body["records"][0];
+  EXPECT_EQ(incident["agent"], "crasher");
+  EXPECT_EQ(incident["level"], "critical");
+  EXPECT_THAT(incident["description"].get<std::string>(), HasSubstr("keeps crashing"));
+  const json replica = agent("crasher")["replicas"][0];
+  EXPECT_GE(replica["restarts"].get<int>(), 2);
+  EXPECT_EQ(replica["ready"], false);
+  EXPECT_EQ(agent("crasher")["health"], "unhealthy");
+  EXPECT_EQ(get("/readyz").status, 503);  // not every agent is ready
+  EXPECT_THAT(log(), HasSubstr("exited with status 3"));
+}
+
+TEST_F(ServeTest, AnAgentOverItsMemoryLimitIsHealedByClearingItsCachesAndARestart) {
+  start_daemon(config_yaml(agent_yaml("reviewer", "    memory_limit: 4GiB\n")));
+  // The limit: what the agent uses now plus 24 MiB (its resident size differs between builds;
+  // sanitizers add a lot), applied by a reload that keeps the process.
+  const json replica = agent("reviewer")["replicas"][0];
+  const int old_pid = replica["pid"].get<int>();
+  const std::uint64_t rss = replica["rss_bytes"].get<std::uint64_t>();
+  ASSERT_GT(rss, 0u);
+  const std::uint64_t limit_kib = rss / 1024 + 24 * 1024;
+  write_config(config_yaml(
+      agent_yaml("reviewer", "    memory_limit: " + std::to_string(limit_kib) + "KiB\n")));
+  daemon_->signal(SIGHUP);
+  wait_until(
+      [&] {
+        return metrics().find("mend_config_reloads_total{result=\"applied\"} 1") !=
+               std::string::npos;
+      },
+      10s, "the reload");
+  EXPECT_EQ(agent("reviewer")["replicas"][0]["pid"].get<int>(), old_pid);
+
+  // 48 MiB more: over the limit. high_memory_usage's recovery: clear the caches, restart
+  // gracefully, wait until ready.
+  chaos("reviewer", {{"memory_growth_kib", 48 * 1024}});
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  wait_until(
+      [&] {
+        return metrics().find(
+                   "mend_agent_restarts_total{agent=\"reviewer\",reason=\"recovery\"} 1") !=
+               std::string::npos;
+      },
+      15s, "the memory watch to heal the agent");
+  wait_until(
+      [&] {
+        json now = agent("reviewer")["replicas"][0];
+        return now["pid"].get<int>() != old_pid && now["ready"].get<bool>();
+      },
+      15s, "the restarted agent to be ready");
+  const std::string daemon_log = log();
+  EXPECT_THAT(daemon_log, HasSubstr("of its memory limit: self-healing"));
+  EXPECT_THAT(daemon_log, HasSubstr("restarting reviewer#0 (recovery, graceful)"));
+  EXPECT_EQ(outcome_status(submit("reviewer")), "succeeded");
 }
 
 TEST_F(ServeTest, TicketsAndIncidentsAreOpenedThenAcknowledgedAndResolvedThroughTheApi) {
@@ -271,6 +373,34 @@ TEST_F(ServeTest, AsynchronousSubmissionWithAnIdempotencyKeyIsPolledAndReplayed)
   EXPECT_EQ(agent_stats("reviewer")["tasks_received"].get<int>(), 1);  // once, not twice
 }
 
+TEST_F(ServeTest, AThousandTasksWaitOutTheirBackoffOnTimersNotThreads) {
+  // Every call answers 503; the first retry waits 30 s (+-25 %): a thousand tasks in backoff at
+  // once.
+  start_daemon(config_yaml(agent_yaml("reviewer",
+                                      "    policies: {retry: {backoff: {base: 30s, cap: 60s}}, "
+                                      "breaker: {failure_threshold: 100000}}\n")));
+  chaos("reviewer", {{"fail", {{"503", 1.0}}}});
+  constexpr int kTasks = 1000;
+  for (int i = 0; i < kTasks; ++i) {
+    Reply accepted = post(
+        "/v1/tasks", {{"type", "code_review"}, {"agent", "reviewer"}, {"payload", json::object()}});
+    ASSERT_EQ(accepted.status, 202) << accepted.text;
+  }
+  const std::string retries =
+      "mend_retries_total{agent=\"reviewer\"} " + std::to_string(kTasks) + "\n";
+  wait_until([&] { return metrics().find(retries) != std::string::npos; }, 20s,
+             "every task's first failure and its retry scheduled");
+  EXPECT_THAT(metrics(), HasSubstr("mend_tasks_in_flight " + std::to_string(kTasks) + "\n"));
+  // Threads: mend's fixed pools, whatever the number of tasks.
+  std::ifstream status("/proc/" + std::to_string(daemon_->pid()) + "/status");
+  int threads = 0;
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("Threads:", 0) == 0) threads = std::stoi(line.substr(8));
+  }
+  EXPECT_GT(threads, 0);
+  EXPECT_LE(threads, 16);
+}
+
 TEST_F(ServeTest, TheEventStreamCarriesTheWorkflowsDecisions) {
   start_daemon(config_yaml(default_agents()));
   const std::uint16_t port =
@@ -340,7 +470,7 @@ TEST_F(ServeTest, SigtermDrainsTasksInFlightStopsTheAgentsAndExitsZero) {
              "the task to be in flight");
   daemon_->signal(SIGTERM);
   Reply r = slow.get();
-  ASSERT_EQ(r.status, 200) << r.text;  // drained, not dropped
+  ASSERT_EQ(r.status, 200) << r.text << "\ndaemon log:\n" << log();  // drained, not dropped
   EXPECT_EQ(outcome_status(r), "succeeded");
   std::optional<int> status = daemon_->wait_exit(20s);
   ASSERT_TRUE(status.has_value()) << log();
