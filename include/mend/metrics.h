@@ -224,40 +224,40 @@ class SeriesTable {
   std::map<std::vector<std::string>, std::unique_ptr<Series>, LabelValuesLess> series_;
 };
 
-}  // namespace metrics_internal
-
-class CounterFamily final : public MetricFamily {
+// Counters and gauges alike: one value per series, rendered as it is.
+template <class Value, MetricType kType>
+class ScalarFamily : public MetricFamily {
  public:
   // The series for these label values (in label-name order), created at 0 the first time.
-  Counter& with(std::initializer_list<std::string_view> label_values);
-  Counter& with(const std::vector<std::string>& label_values);
+  Value& with(std::initializer_list<std::string_view> label_values);
+  Value& with(const std::vector<std::string>& label_values);
+
+ protected:
+  ScalarFamily(std::string name, std::string help, std::vector<std::string> label_names);
 
  private:
-  friend class MetricsRegistry;
-  CounterFamily(std::string name, std::string help, std::vector<std::string> label_names);
-  Counter& with_values(std::span<const std::string_view> label_values);
+  Value& with_values(std::span<const std::string_view> label_values);
   void render_samples(std::string& out) const override;
   std::optional<double> find_value(std::string_view sample_name,
                                    std::span<const std::string_view> label_values) const override;
 
-  metrics_internal::SeriesTable<Counter> series_;
+  SeriesTable<Value> series_;
 };
 
-class GaugeFamily final : public MetricFamily {
- public:
-  // The series for these label values (in label-name order), created at 0 the first time.
-  Gauge& with(std::initializer_list<std::string_view> label_values);
-  Gauge& with(const std::vector<std::string>& label_values);
+}  // namespace metrics_internal
 
+class CounterFamily final : public metrics_internal::ScalarFamily<Counter, MetricType::counter> {
  private:
   friend class MetricsRegistry;
-  GaugeFamily(std::string name, std::string help, std::vector<std::string> label_names);
-  Gauge& with_values(std::span<const std::string_view> label_values);
-  void render_samples(std::string& out) const override;
-  std::optional<double> find_value(std::string_view sample_name,
-                                   std::span<const std::string_view> label_values) const override;
+  CounterFamily(std::string name, std::string help, std::vector<std::string> label_names)
+      : ScalarFamily(std::move(name), std::move(help), std::move(label_names)) {}
+};
 
-  metrics_internal::SeriesTable<Gauge> series_;
+class GaugeFamily final : public metrics_internal::ScalarFamily<Gauge, MetricType::gauge> {
+ private:
+  friend class MetricsRegistry;
+  GaugeFamily(std::string name, std::string help, std::vector<std::string> label_names)
+      : ScalarFamily(std::move(name), std::move(help), std::move(label_names)) {}
 };
 
 class HistogramFamily final : public MetricFamily {

@@ -714,7 +714,9 @@ void DaemonCore::api_agents(const std::string& only,
       if (!r.process.empty()) {
         j["process"] = r.process;
         if (std::optional<ProcessStatus> st = supervisor_->status(r.process)) {
-          j["pid"] = st->pid;
+          // The process whose start mend has taken in (what "ready" is about), not a newer one
+          // the supervisor may have spawned a moment ago.
+          j["pid"] = r.pid;
           j["running"] = st->running;
           j["restarts"] = st->restarts;
           j["rss_bytes"] = st->rss_bytes;

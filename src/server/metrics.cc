@@ -385,68 +385,50 @@ void MetricFamily::check_label_count(std::size_t count) const {
                                           count));
 }
 
-CounterFamily::CounterFamily(std::string name, std::string help,
-                             std::vector<std::string> label_names)
-    : MetricFamily(std::move(name), std::move(help), MetricType::counter, std::move(label_names)) {
+namespace metrics_internal {
+
+template <class Value, MetricType kType>
+ScalarFamily<Value, kType>::ScalarFamily(std::string name, std::string help,
+                                         std::vector<std::string> label_names)
+    : MetricFamily(std::move(name), std::move(help), kType, std::move(label_names)) {
   if (this->label_names().empty()) with_values({});
 }
 
-Counter& CounterFamily::with(std::initializer_list<std::string_view> label_values) {
+template <class Value, MetricType kType>
+Value& ScalarFamily<Value, kType>::with(std::initializer_list<std::string_view> label_values) {
   return with_values(as_span(label_values));
 }
 
-Counter& CounterFamily::with(const std::vector<std::string>& label_values) {
+template <class Value, MetricType kType>
+Value& ScalarFamily<Value, kType>::with(const std::vector<std::string>& label_values) {
   return with_values(as_views(label_values));
 }
 
-Counter& CounterFamily::with_values(std::span<const std::string_view> label_values) {
+template <class Value, MetricType kType>
+Value& ScalarFamily<Value, kType>::with_values(std::span<const std::string_view> label_values) {
   check_label_count(label_values.size());
-  return series_.get_or_create(label_values, [] { return std::make_unique<Counter>(); });
+  return series_.get_or_create(label_values, [] { return std::make_unique<Value>(); });
 }
 
-void CounterFamily::render_samples(std::string& out) const {
-  series_.for_each([&](const std::vector<std::string>& labels, const Counter& counter) {
-    append_sample(out, name(), label_names(), labels, {}, counter.value());
+template <class Value, MetricType kType>
+void ScalarFamily<Value, kType>::render_samples(std::string& out) const {
+  series_.for_each([&](const std::vector<std::string>& labels, const Value& value) {
+    append_sample(out, name(), label_names(), labels, {}, value.value());
   });
 }
 
-std::optional<double> CounterFamily::find_value(
+template <class Value, MetricType kType>
+std::optional<double> ScalarFamily<Value, kType>::find_value(
     std::string_view sample_name, std::span<const std::string_view> label_values) const {
   if (sample_name != name()) return std::nullopt;
-  const Counter* counter = series_.find(label_values);
-  return counter != nullptr ? std::optional(counter->value()) : std::nullopt;
+  const Value* value = series_.find(label_values);
+  return value != nullptr ? std::optional(value->value()) : std::nullopt;
 }
 
-GaugeFamily::GaugeFamily(std::string name, std::string help, std::vector<std::string> label_names)
-    : MetricFamily(std::move(name), std::move(help), MetricType::gauge, std::move(label_names)) {
-  if (this->label_names().empty()) with_values({});
-}
+template class ScalarFamily<Counter, MetricType::counter>;
+template class ScalarFamily<Gauge, MetricType::gauge>;
 
-Gauge& GaugeFamily::with(std::initializer_list<std::string_view> label_values) {
-  return with_values(as_span(label_values));
-}
-
-Gauge& GaugeFamily::with(const std::vector<std::string>& label_values) {
-  return with_values(as_views(label_values));
-}
-
-Gauge& GaugeFamily::with_values(std::span<const std::string_view> label_values) {
-  check_label_count(label_values.size());
-  return series_.get_or_create(label_values, [] { return std::make_unique<Gauge>(); });
-}
-
-void GaugeFamily::render_samples(std::string& out) const {
-  series_.for_each([&](const std::vector<std::string>& labels, const Gauge& gauge) {
-    append_sample(out, name(), label_names(), labels, {}, gauge.value());
-  });
-}
-
-std::optional<double> GaugeFamily::find_value(
-    std::string_view sample_name, std::span<const std::string_view> label_values) const {
-  if (sample_name != name()) return std::nullopt;
-  const Gauge* gauge = series_.find(label_values);
-  return gauge != nullptr ? std::optional(gauge->value()) : std::nullopt;
-}
+}  // namespace metrics_internal
 
 HistogramFamily::HistogramFamily(std::string name, std::string help,
                                  std::vector<std::string> label_names,
