@@ -3,36 +3,44 @@
 JOBS ?= 2
 CMAKE_BUILD = cmake --build --preset
 
-.PHONY: all setup build demo test test-release test-asan test-tsan bench format clean
+.PHONY: all setup setup-test build demo test test-release test-asan test-tsan bench format clean
 
 all: build
 
 setup:
 	@scripts/setup.sh
 
+setup-test:
+	@scripts/setup.sh test
+
 build: setup
 	@cmake --preset release >/dev/null
 	@$(CMAKE_BUILD) release -j $(JOBS)
 
-# The main job: a few hundred simulated tasks with injected failures pushed through the policies.
-demo: build
-	@build/release/examples/policy_demo
+# The main job: `mend demo`, the seed's eight agents under mend with scripted chaos, a live view and
+# a report (text, HTML, JSON). Builds only the two programs it runs.
+demo: setup
+	@cmake --preset release >/dev/null
+	@$(CMAKE_BUILD) release -j $(JOBS) --target mend mend-sample-agent
+	@build/release/src/app/mend demo $(DEMO_ARGS)
 
 # The whole suite: every test in release, again under ASan+UBSan, and under TSan every test that
 # runs threads (concurrency, store, runtime, end to end).
 test: test-release test-asan test-tsan
 
-test-release: build
+test-release: setup-test
+	@cmake --preset release >/dev/null
+	@$(CMAKE_BUILD) release -j $(JOBS)
 	@ctest --preset release
 
-test-asan: setup
+test-asan: setup-test
 	@cmake --preset asan >/dev/null
 	@$(CMAKE_BUILD) asan -j $(JOBS)
 	@ctest --preset asan
 
 # GCC 12 warns (-Wtsan, an error under MEND_WERROR) that TSan cannot model the
 # atomic_thread_fence in Asio's handler recycling; the tsan preset turns that warning off.
-test-tsan: setup
+test-tsan: setup-test
 	@cmake --preset tsan >/dev/null
 	@$(CMAKE_BUILD) tsan -j $(JOBS)
 	@ctest --preset tsan

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mend needs to build and test, and only those that are missing.
 # Idempotent: a second run installs nothing and does not touch apt's lists.
-# Usage: scripts/setup.sh [build|bench]
+# Usage: scripts/setup.sh [test]
+#   (no argument) what building mend and running `mend demo` need;
+#   test          also what the test suite needs: Chromium, which renders the demo's HTML report.
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,9 @@ packages=(
   libboost-dev libssl-dev libsqlite3-dev nlohmann-json3-dev openssl
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
 )
+if [[ "${1:-}" == "test" ]]; then
+  packages+=(chromium fonts-dejavu-core)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,8 +1,13 @@
-// mend: the daemon (`mend serve`) and the commands that go with it. Command-line parsing only;
-// everything else lives in the libraries.
+// mend: the daemon (`mend serve`), the demo (`mend demo`) and the operator's commands against a
+// running daemon (`mend agents`, `circuits`, `tickets`, `incidents`, `ack`, `resolve`, `submit`,
+// `events`, `check-config`; docs/cli.md). Command-line parsing only; everything else lives in the
+// libraries and in operator_cli / demo.
 //
 // Exit status: 0 success; 1 the command failed (the daemon could not start, the configuration
-// is invalid); 2 the command line is wrong.
+// is invalid, mend answered an error such as an unknown agent or record, or a conflict); 2 the
+// command line is wrong; 3 the daemon could not be reached; 4 the daemon refused the token;
+// 5 `mend submit`: the task's outcome is `failed`; 6 `mend submit`: --wait ran out while the
+// task was still running.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -11,30 +16,15 @@
 #include <iostream>
 #include <string>
 
+#include "demo.h"
 #include "mend/config.h"
 #include "mend/daemon.h"
+#include "operator_cli.h"
 
 namespace {
 
-constexpr int kFailed = 1;
-
 void print_problems(const mend::ConfigLoad& load) {
   for (const mend::ConfigProblem& p : load.problems) std::cerr << p.to_string() << "\n";
-}
-
-int check_config(const std::string& path) {
-  mend::ConfigLoad load = mend::load_config_file(path);
-  if (!load.ok()) {
-    print_problems(load);
-    std::cerr << path << ": " << load.problems.size()
-              << (load.problems.size() == 1 ? " problem" : " problems") << "\n";
-    return kFailed;
-  }
-  std::size_t supervised = 0;
-  for (const mend::AgentConfig& a : load.config->agents) supervised += a.supervised() ? 1 : 0;
-  std::cout << path << ": valid (" << load.config->agents.size() << " agents, " << supervised
-            << " supervised)\n";
-  return 0;
 }
 
 int serve(const std::string& path) {
@@ -42,14 +32,14 @@ int serve(const std::string& path) {
   if (!load.ok()) {
     print_problems(load);
     std::cerr << "mend serve: the configuration is invalid; nothing was started\n";
-    return kFailed;
+    return mend::app::exit_status::kFailed;
   }
   mend::Daemon daemon(std::move(*load.config));
   if (auto started = daemon.start(); !started.ok()) {
     std::cerr << "mend serve: cannot start: " << started.error().message << "\n";
     daemon.stop();
     daemon.wait();
-    return kFailed;
+    return mend::app::exit_status::kFailed;
   }
   // Scripts and tests read the address from this line (the port may be chosen by the system).
   std::cout << "mend: listening on " << daemon.base_url() << std::endl;
@@ -66,6 +56,7 @@ int main(int argc, char** argv) {
   CLI::App app{"mend: error handling and recovery for ecosystems of agents"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "mend 0.1.0");
+  app.footer(mend::app::kExitStatusHelp);
 
   std::string serve_config = "mend.yaml";
   CLI::App* serve_cmd = app.add_subcommand(
@@ -73,19 +64,20 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("-c,--config,config", serve_config, "Configuration file (YAML)")
       ->capture_default_str();
 
-  std::string check_path;
-  CLI::App* check_cmd = app.add_subcommand(
-      "check-config", "Validate a configuration file; print every problem with file, line, key");
-  check_cmd->add_option("file", check_path, "Configuration file (YAML)")->required();
+  mend::app::DemoOptions demo_options;
+  CLI::App* demo_cmd = mend::app::add_demo_command(app, demo_options);
+
+  mend::app::OperatorCommands operator_commands(app);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // app.exit() prints help, the version or the mistake; CLI11's own codes (100 and up) are
     // folded into 2, the conventional status of a wrong command line.
-    return app.exit(e) == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? 0 : mend::app::exit_status::kUsage;
   }
-  if (*check_cmd) return check_config(check_path);
   if (*serve_cmd) return serve(serve_config);
-  return 2;
+  if (*demo_cmd) return mend::app::run_demo(demo_options);
+  if (std::optional<int> status = operator_commands.run(std::cout, std::cerr)) return *status;
+  return mend::app::exit_status::kUsage;
 }

@@ -1124,7 +1124,14 @@ void DaemonCore::shutdown() {
     if (answered_.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  events_.close_all();
+  // The event streams end with their last chunk before the server closes the connections, so
+  // that a follower can tell mend stopping from mend dying (up to 1 s for slow readers).
+  std::vector<std::shared_ptr<HttpResponder>> streams = events_.close_all();
+  for (int i = 0; i < 100; ++i) {
+    std::erase_if(streams, [](const std::shared_ptr<HttpResponder>& r) { return r->closed(); });
+    if (streams.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   if (server_) server_->stop();
   // Agents stop in reverse order of start. Whatever still runs on the pools (a self-healing
   // step of a task that outlived the drain) finds supervision closed and restarts nothing; the

@@ -49,13 +49,14 @@ void EventHub::heartbeat() {
   });
 }
 
-void EventHub::close_all() {
+std::vector<std::shared_ptr<HttpResponder>> EventHub::close_all() {
   std::vector<std::shared_ptr<HttpResponder>> closing;
   {
     std::lock_guard<std::mutex> lock(mu_);
     closing.swap(subscribers_);
   }
   for (const auto& r : closing) r->end_stream();
+  return closing;
 }
 
 std::size_t EventHub::subscribers() const {

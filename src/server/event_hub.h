@@ -29,8 +29,9 @@ class EventHub {
   // A comment line that keeps idle connections (and proxies) from timing out; drops the
   // subscribers that have gone.
   void heartbeat();
-  // Ends every stream (shutdown).
-  void close_all();
+  // Ends every stream (shutdown) and returns them, for the caller to wait until each has sent its
+  // last chunk.
+  std::vector<std::shared_ptr<HttpResponder>> close_all();
 
   std::size_t subscribers() const;
   std::uint64_t published() const;

@@ -33,6 +33,24 @@ namespace mend::testing {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+// The problems tests/serve/data/broken.yaml's header lists, in order, as check-config prints them
+// after the file name ("line:column: key: message"), between two marker lines.
+inline std::vector<std::string> expected_broken_problems(const std::string& file) {
+  std::ifstream source(file);
+  std::vector<std::string> expected;
+  bool listing = false;
+  for (std::string line; std::getline(source, line);) {
+    if (line == "# Expected problems:") {
+      listing = true;
+    } else if (line == "# (end of expected problems)") {
+      break;
+    } else if (listing && line.rfind("#   ", 0) == 0) {
+      expected.push_back(line.substr(4));
+    }
+  }
+  return expected;
+}
+
 // Receives the daemon's webhook notifications and keeps them.
 class WebhookSink {
  public:

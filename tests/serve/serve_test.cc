@@ -502,20 +502,7 @@ TEST(CheckConfig, TheExampleIsValidAndABrokenFileNamesEachErrorWithItsLine) {
   std::ifstream in(dir.file("bad.err"));
   std::stringstream errors;
   errors << in.rdbuf();
-  // The file's header lists every problem it holds, as check-config prints them after the
-  // file name: "line:column: key: message", between two marker lines.
-  std::ifstream source(broken);
-  std::vector<std::string> expected;
-  bool listing = false;
-  for (std::string line; std::getline(source, line);) {
-    if (line == "# Expected problems:") {
-      listing = true;
-    } else if (line == "# (end of expected problems)") {
-      break;
-    } else if (listing && line.rfind("#   ", 0) == 0) {
-      expected.push_back(line.substr(4));
-    }
-  }
+  std::vector<std::string> expected = expected_broken_problems(broken);
   ASSERT_GE(expected.size(), 10u);
   std::vector<std::string> printed;
   for (std::string line; std::getline(errors, line);) printed.push_back(line);
