@@ -67,7 +67,7 @@ class SignalWatch {
         int signal = sigtimedwait(&set_, nullptr, &tick);
         if (signal == SIGINT || signal == SIGTERM) {
           std::lock_guard lock(mu_);
-          // The first signal ends the run in order (report, then a drain of up to a minute); a
+          // The first signal ends the run in order (the drain, the report, the shutdown); a
           // second one is the user who will not wait: leave now, as the default action would.
           if (signalled_) ::_exit(128 + signal);
           signalled_ = true;
@@ -474,6 +474,7 @@ class DemoRun {
     const json& outcomes = report["outcomes"];
     report["totals"] = {
         {"tasks", tasks.size()},
+        {"submitted", observations_.submitted()},  // tasks still unanswered: the difference
         {"attempts", attempts},
         {"retries", retries},
         {"fallbacks", outcomes.value("fallback", 0)},
@@ -571,10 +572,11 @@ CLI::App* add_demo_command(CLI::App& app, DemoOptions& options) {
   cmd->add_option("--dir", options.directory,
                   "Directory for mend.yaml, mend.db, mend.log and the report (default: a fresh "
                   "one under $TMPDIR)");
-  cmd->add_option("--html", options.html_path, "Where to write the HTML report");
-  cmd->add_option("--json", options.json_path, "Where to write the report's data (JSON)");
+  cmd->add_option("--report-html", options.html_path, "Where to write the HTML report");
+  cmd->add_option("--report-json", options.json_path, "Where to write the report's data (JSON)");
   cmd->add_option("--agent-command", options.agent_command,
-                  "The sample agent binary (default: mend-sample-agent next to mend, or on PATH)");
+                  "The sample agent binary (default: $MEND_SAMPLE_AGENT, else mend-sample-agent "
+                  "next to mend, in the build tree beside it, or on PATH)");
   cmd->add_flag("--keep-running", options.keep_running,
                 "Leave mend and the agents running after the report, until Ctrl-C");
   cmd->add_option("--live", options.live,

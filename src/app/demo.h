@@ -30,7 +30,7 @@ struct DemoOptions {
   std::string directory;      // empty: a fresh directory under $TMPDIR
   std::string html_path;      // empty: <directory>/mend-demo-report.html
   std::string json_path;      // empty: <directory>/mend-demo-report.json
-  std::string agent_command;  // empty: mend-sample-agent found next to mend, or on PATH
+  std::string agent_command;  // empty: $MEND_SAMPLE_AGENT, or found (demo_script.h)
   bool keep_running = false;  // leave the daemon up afterwards, until Ctrl-C
   std::string live = "auto";  // auto (a terminal gets the live view), always, never
   unsigned seed = 1;          // seeds the workload's choices

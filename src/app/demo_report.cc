@@ -146,7 +146,7 @@ std::string render_demo_text_report(const json& report, bool color) {
       outcomes += s.red(status) + " " + std::to_string(count) + "  ";
     }
   }
-  out << row(s, "Outcomes", outcomes.empty() ? "no tasks" : outcomes);
+  out << row(s, "Outcomes", tasks.empty() ? "no tasks" : outcomes);
   const int answered = by_status["succeeded"] + by_status["succeeded_after_retry"] +
                        by_status["fallback"] + by_status["degraded"];
   out << row(s, "Answered",

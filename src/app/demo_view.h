@@ -52,8 +52,8 @@ struct LiveView {
 // the end of the line) and '\n'; `color` adds ANSI colours. At most `width` visible columns.
 std::string render_live_frame(const LiveView& view, int width, bool color);
 
-// "[ 45.0s/100s] tasks 360/365: succeeded 300, after retry 30, fallback 20, degraded 5,
-// failed 0; retries 45; open circuits: ollama-integration-specialist"
+// "[ 45.0 s of 100] tasks 360/365: succeeded 300, after retry 30, fallback 20, degraded 5,
+// failed 0; retries 45; circuits not closed: ollama-integration-specialist open"
 std::string render_progress_line(const LiveView& view);
 
 }  // namespace mend::app

@@ -20,11 +20,11 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "mend_test/posix_regex.h"
 #include "serve_fixture.h"
 
 extern char** environ;
@@ -187,13 +187,17 @@ MendRun mend(const std::vector<std::string>& args, const EnvChanges& env = {}) {
 std::vector<std::vector<std::string>> table_rows(const std::string& text) {
   std::vector<std::vector<std::string>> rows;
   std::istringstream in(text);
-  static const std::regex kGap("  +");
   for (std::string line; std::getline(in, line);) {
     line.erase(0, line.find_first_not_of(' '));
     std::vector<std::string> cells;
-    for (std::sregex_token_iterator it(line.begin(), line.end(), kGap, -1), end; it != end; ++it) {
-      cells.push_back(*it);
+    std::size_t begin = 0;
+    for (std::size_t gap = line.find("  "); gap != std::string::npos;
+         gap = line.find("  ", begin)) {
+      cells.push_back(line.substr(begin, gap - begin));
+      begin = line.find_first_not_of(' ', gap);
+      if (begin == std::string::npos) break;
     }
+    if (begin != std::string::npos) cells.push_back(line.substr(begin));
     rows.push_back(std::move(cells));
   }
   return rows;
@@ -339,10 +343,9 @@ TEST(CliCheckConfig, TheExampleIsValidInTextAndJson) {
   const std::string example = std::string(MEND_SOURCE_DIR) + "/examples/mend.yaml";
   MendRun human = mend({"check-config", example});
   ASSERT_EQ(human.exit_code, 0) << human.describe();
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(human.out, m,
-                                std::regex(": valid \\(([0-9]+) agents, ([0-9]+) supervised\\)")))
-      << human.out;
+  std::optional<std::vector<std::string>> m =
+      regex_search(human.out, ": valid \\(([0-9]+) agents, ([0-9]+) supervised\\)");
+  ASSERT_TRUE(m) << human.out;
   EXPECT_THAT(human.out, StartsWith(example));
 
   MendRun js = mend({"check-config", example, "--json"});
@@ -351,8 +354,8 @@ TEST(CliCheckConfig, TheExampleIsValidInTextAndJson) {
   ASSERT_TRUE(report.is_object()) << js.out;
   EXPECT_EQ(report["valid"], true);
   EXPECT_EQ(report["file"], example);
-  EXPECT_EQ(report["agents"].get<int>(), std::stoi(m[1]));
-  EXPECT_EQ(report["supervised"].get<int>(), std::stoi(m[2]));
+  EXPECT_EQ(report["agents"].get<int>(), std::stoi((*m)[1]));
+  EXPECT_EQ(report["supervised"].get<int>(), std::stoi((*m)[2]));
   EXPECT_GT(report["agents"].get<int>(), 0);
 }
 
@@ -570,12 +573,10 @@ TEST_F(CliTest, TicketsAndIncidentsAreListedAcknowledgedAndResolved) {
   MendRun ticket_task = run({"submit", "--type", "code_review", "--agent", "pager"});
   ASSERT_EQ(ticket_task.exit_code, 0) << ticket_task.describe();  // degraded is an answer
   EXPECT_THAT(ticket_task.out, HasSubstr(": degraded, answered by degraded_service"));
-  std::smatch m;
-  ASSERT_TRUE(
-      std::regex_search(ticket_task.out, m,
-                        std::regex("escalation: notified_and_ticketed \\(medium\\) (TKT-[0-9]+)")))
-      << ticket_task.out;
-  const std::string ticket = m[1];
+  std::optional<std::vector<std::string>> m =
+      regex_search(ticket_task.out, "escalation: notified_and_ticketed \\(medium\\) (TKT-[0-9]+)");
+  ASSERT_TRUE(m) << ticket_task.out;
+  const std::string ticket = (*m)[1];
   MendRun incident_task = run({"submit", "--type", "deployment", "--agent", "pager", "--json"});
   ASSERT_EQ(incident_task.exit_code, 0) << incident_task.describe();
   const json outcome = incident_task.out_json()["outcome"];
@@ -846,21 +847,21 @@ TEST_F(CliTest, EventsFollowsTasksAsTheyRun) {
   ASSERT_EQ(human.exit_code, 0) << human.describe();
   const std::vector<std::string> lines = human.out_lines();
   ASSERT_EQ(lines.size(), 2u) << human.out;
-  std::smatch m;
-  const std::regex retry(
+  const std::string retry =
       "[0-9:.]{12}  retry_scheduled +reviewer +task=(cli-event-[0-9]+) attempt=0 "
-      "error_type=temporary_unavailable severity=medium delay=[0-9.]+m?s  answered 503: .*");
-  const std::regex done(
+      "error_type=temporary_unavailable severity=medium delay=[0-9.]+m?s  answered 503: .*";
+  const std::string done =
       "[0-9:.]{12}  task_finished +reviewer +task=(cli-event-[0-9]+)  "
-      "succeeded_after_retry");
+      "succeeded_after_retry";
   // The follower may have come in between a task's retry and its end: then it saw that end
   // and the next task's retry.
-  const bool retry_first = std::regex_match(lines[0], m, retry);
-  const std::size_t retry_line = retry_first ? 0 : 1;
-  ASSERT_TRUE(std::regex_match(lines[retry_line], m, retry)) << human.out;
-  EXPECT_THAT(ids, ::testing::Contains(m[1].str()));
-  ASSERT_TRUE(std::regex_match(lines[1 - retry_line], m, done)) << human.out;
-  EXPECT_THAT(ids, ::testing::Contains(m[1].str()));
+  const std::size_t retry_line = regex_full_match(lines[0], retry) ? 0 : 1;
+  std::optional<std::vector<std::string>> m = regex_full_match(lines[retry_line], retry);
+  ASSERT_TRUE(m) << human.out;
+  EXPECT_THAT(ids, ::testing::Contains((*m)[1]));
+  m = regex_full_match(lines[1 - retry_line], done);
+  ASSERT_TRUE(m) << human.out;
+  EXPECT_THAT(ids, ::testing::Contains((*m)[1]));
 }
 
 // A daemon of its own, to be stopped.

@@ -121,6 +121,8 @@ TEST_F(DemoRunTest, EveryTaskHasAnOutcomeAndNoneIsLost) {
         << t.dump();
   }
   EXPECT_EQ(ids.size(), tasks.size());
+  // Every task submitted has its outcome in the report: none was still waiting at the end.
+  EXPECT_EQ(report()["totals"]["submitted"].get<std::size_t>(), tasks.size());
   EXPECT_EQ(report()["totals"]["failed"], 0);
 }
 
