@@ -45,8 +45,12 @@ test-tsan: setup-test
 	@$(CMAKE_BUILD) tsan -j $(JOBS)
 	@ctest --preset tsan
 
-bench: build
-	@python3 bench/compare.py 10 build/release/bench/mend_bench
+# Every comparison against the peers (docs/benchmarks.md); about 15 minutes after the build.
+bench: setup
+	@scripts/setup.sh bench
+	@cmake --preset release >/dev/null
+	@$(CMAKE_BUILD) release -j $(JOBS) --target mend mend-sample-agent mend_bench mend_scale_bench
+	@python3 bench/all.py --build build/release --out build/release/bench/report.md
 
 format:
 	@clang-format -i $$(git ls-files '*.h' '*.cc')

@@ -37,7 +37,9 @@ def parse_args(argv):
 def run_bench(binary, reps):
     # Random interleaving spreads each benchmark's repetitions over the whole run, so that a
     # noisy minute on the shared machine does not land on one benchmark only.
+    # The BM_Lib_* benchmarks belong to bench/library.py's comparison with the peers.
     cmd = [binary, "--benchmark_format=json", f"--benchmark_repetitions={reps}",
+           "--benchmark_filter=^BM_(BareCall|BreakerAlone|RetryAlone|Pipeline)",
            "--benchmark_enable_random_interleaving=true", "--benchmark_min_time=0.2",
            "--benchmark_report_aggregates_only=true"]
     print(f"running: {' '.join(cmd)}", file=sys.stderr)

@@ -13,6 +13,18 @@
 //   BM_Pipeline_Consecutive_Result   as BM_Pipeline_Consecutive, callable returns
 //                                    mend::Result<int>, try_execute()
 //
+// The library comparison of issue 6 (bench/library.py runs these next to cockatiel, opossum and
+// tenacity; the peers' scripts are in bench/lib/):
+//   BM_Lib_Success             retry (3 retries, zero backoff, a RetryBudget that never runs out)
+//                              -> consecutive breaker, execute(); every call succeeds
+//   BM_Lib_Transient30         the same pipeline; attempt i of the thread fails when i % 10 is
+//                              1, 4 or 7 (30 % of attempts, never two in a row), by throwing a
+//                              prebuilt mend::Exception classified temporary_unavailable, so
+//                              every call succeeds after at most one retry and the breaker
+//                              never opens
+//   BM_Lib_Transient30_Result  the same, callable returns mend::Result<int> with the transient
+//                              error, try_execute()
+//
 // Every call succeeds: the breakers stay closed and no retry ever runs. Shared objects (breakers,
 // budget, pipelines) are created once and shared by all threads, as a service would share them.
 // Benchmarks marked so also run on 2 threads; all use real time, so items_per_second is the
@@ -25,11 +37,14 @@
 //     (the closed, failure-free path makes no shared write)
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
+#include <exception>
 #include <memory>
 #include <utility>
 
 #include "mend/circuit_breaker.h"
 #include "mend/clock.h"
+#include "mend/error.h"
 #include "mend/pipeline.h"
 #include "mend/result.h"
 #include "mend/retry.h"
@@ -159,6 +174,149 @@ void BM_Pipeline_Consecutive_Result(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// --- Library comparison (issue 6) ------------------------------------------------------------
+
+// Retry with 3 retries (4 attempts at most) and no wait: the backoff is constant at zero, and
+// SystemSleeper returns at once for a zero delay. The budget repays a whole token per success,
+// so 7 successes per 3 failures keep it full: it never refuses a retry, but it is on the path.
+// Then the seed's consecutive breaker (5 failures open it).
+const mend::Pipeline& lib_pipeline() {
+  static const mend::Pipeline pipeline = [] {
+    mend::RetryOptions retry;
+    retry.max_retries = 3;
+    retry.backoff.kind = mend::BackoffKind::constant;
+    retry.backoff.base = mend::Duration::zero();
+    retry.backoff.cap = mend::Duration::zero();
+    retry.budget = std::make_shared<mend::RetryBudget>(
+        mend::RetryBudgetOptions{.max_tokens = 1000, .token_ratio = 1.0});
+    return mend::Pipeline::Builder()
+        .retry(std::move(retry))
+        .circuit_breaker(
+            std::make_shared<mend::CircuitBreaker>("bench-lib", mend::CircuitBreakerOptions{}))
+        .build();
+  }();
+  return pipeline;
+}
+
+// The deterministic failure pattern shared with the peers' scripts: attempt i of this thread
+// fails when i % 10 is 1, 4 or 7.
+thread_local std::uint64_t lib_attempts = 0;
+thread_local std::uint64_t lib_failures = 0;
+
+bool lib_attempt_fails() {
+  const std::uint64_t i = lib_attempts++;
+  const std::uint64_t r = i % 10;
+  const bool fail = r == 1 || r == 4 || r == 7;
+  lib_failures += fail ? 1 : 0;
+  return fail;
+}
+
+// The transient failure, built once and thrown again each time, so that what is measured is the
+// policies' handling of it, not building an error (the peers' scripts do the same).
+const std::exception_ptr& lib_transient_exception() {
+  static const std::exception_ptr e =
+      std::make_exception_ptr(mend::Exception(mend::Error::classified_as(
+          mend::ErrorType::temporary_unavailable, mend::Severity::medium, "transient")));
+  return e;
+}
+
+// Counters that show the retry path ran: attempts per call (10/7 = 1.43 with the pattern) and
+// the share of calls that needed a retry (3/7 = 42.9 %: every failure is retried once, and
+// succeeds).
+void lib_counters(benchmark::State& state, std::uint64_t attempts0, std::uint64_t failures0) {
+  const double calls = static_cast<double>(state.iterations());
+  if (calls == 0) return;
+  state.counters["attempts_per_call"] = static_cast<double>(lib_attempts - attempts0) / calls;
+  state.counters["retried_pct"] = 100.0 * static_cast<double>(lib_failures - failures0) / calls;
+  state.SetItemsProcessed(state.iterations());
+}
+
+// Before timing: one call in ten with a CallReport, as a check that the pipeline itself reports
+// the retries (the attempt counter then carries on from where the check left it).
+bool lib_check_reports(benchmark::State& state) {
+  const mend::Pipeline& pipeline = lib_pipeline();
+  lib_attempts = (lib_attempts + 9) / 10 * 10;  // start the pattern at its beginning
+  int retried = 0;
+  for (int n = 0; n < 70; ++n) {
+    mend::CallReport report;
+    mend::CallOptions options;
+    options.report = &report;
+    mend::Result<int> r = pipeline.try_execute(
+        [&]() -> int {
+          if (lib_attempt_fails()) std::rethrow_exception(lib_transient_exception());
+          return work(n);
+        },
+        options);
+    if (!r.ok()) {
+      state.SkipWithError("a call failed in the CallReport check");
+      return false;
+    }
+    retried += report.attempts > 1 ? 1 : 0;
+  }
+  if (retried != 30) {
+    state.SkipWithError("CallReport check: expected 30 of 70 calls to retry");
+    return false;
+  }
+  return true;
+}
+
+void BM_Lib_Success(benchmark::State& state) {
+  const mend::Pipeline& pipeline = lib_pipeline();
+  int x = opaque_arg(state);
+  const std::uint64_t a0 = lib_attempts, f0 = lib_failures;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(x);
+    benchmark::DoNotOptimize(pipeline.execute([&] {
+      ++lib_attempts;
+      return work(x);
+    }));
+  }
+  lib_counters(state, a0, f0);
+}
+
+void BM_Lib_Transient30(benchmark::State& state) {
+  const mend::Pipeline& pipeline = lib_pipeline();
+  if (!lib_check_reports(state)) return;
+  int x = opaque_arg(state);
+  const std::uint64_t a0 = lib_attempts, f0 = lib_failures;
+  try {
+    for (auto _ : state) {
+      benchmark::DoNotOptimize(x);
+      benchmark::DoNotOptimize(pipeline.execute([&] {
+        if (lib_attempt_fails()) std::rethrow_exception(lib_transient_exception());
+        return work(x);
+      }));
+    }
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  lib_counters(state, a0, f0);
+}
+
+void BM_Lib_Transient30_Result(benchmark::State& state) {
+  const mend::Pipeline& pipeline = lib_pipeline();
+  if (!lib_check_reports(state)) return;
+  int x = opaque_arg(state);
+  const std::uint64_t a0 = lib_attempts, f0 = lib_failures;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(x);
+    mend::Result<int> r = pipeline.try_execute([&]() -> mend::Result<int> {
+      if (lib_attempt_fails()) {
+        return mend::Error::classified_as(mend::ErrorType::temporary_unavailable,
+                                          mend::Severity::medium);
+      }
+      return work(x);
+    });
+    if (!r.ok()) [[unlikely]] {
+      state.SkipWithError("call failed");
+      return;
+    }
+    benchmark::DoNotOptimize(*r);
+  }
+  lib_counters(state, a0, f0);
+}
+
 }  // namespace
 
 BENCHMARK(BM_BareCall)->Threads(1)->Threads(2)->UseRealTime();
@@ -168,5 +326,8 @@ BENCHMARK(BM_RetryAlone)->UseRealTime();
 BENCHMARK(BM_Pipeline_Consecutive)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Pipeline_FailureRate)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Pipeline_Consecutive_Result)->UseRealTime();
+BENCHMARK(BM_Lib_Success)->UseRealTime();
+BENCHMARK(BM_Lib_Transient30)->UseRealTime();
+BENCHMARK(BM_Lib_Transient30_Result)->UseRealTime();
 
 BENCHMARK_MAIN();

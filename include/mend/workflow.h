@@ -175,6 +175,12 @@ class TaskJournal {
  public:
   virtual ~TaskJournal() = default;
   virtual void record(const Task& task, const Outcome& outcome) noexcept = 0;
+  // Records without blocking, or returns false and does nothing. The async driver tries this on
+  // its I/O thread first and calls record() on its blocking executor when it returns false. The
+  // default never records: record() may block (a store write).
+  virtual bool try_record(const Task& /*task*/, const Outcome& /*outcome*/) noexcept {
+    return false;
+  }
 };
 
 struct WorkflowOptions {

@@ -76,7 +76,10 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
       }
       case WorkflowStep::Kind::done: {
         Outcome outcome = run->take_outcome();
-        if (TaskJournal* journal = workflow.options().journal) {
+        TaskJournal* journal = workflow.options().journal;
+        if (journal != nullptr && journal->try_record(run->task(), outcome)) {
+          // Queued without blocking: no hop to the blocking executor.
+        } else if (journal != nullptr) {
           // A store write: off the I/O threads, like escalations.
           // Copies, not references into this frame: the pool thread must not outlive them.
           auto recorded =
@@ -86,7 +89,7 @@ boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Tas
               });
           outcome = co_await std::move(recorded);
         }
-        co_return outcome;
+        co_return std::move(outcome);  // co_return of a named local copies in C++20
       }
     }
   }

@@ -281,6 +281,15 @@ void DaemonCore::register_metrics() {
                            }
                            return samples;
                          });
+  // journal_ is set in start(), before the server that scrapes this exists.
+  metrics.counter_callback(
+      "mend_journal_entries_total",
+      "Task journal entries, by result: written to the store, or failed (a full disk, ...).",
+      {"result"}, [this] {
+        if (!journal_) return std::vector<Sample>{};
+        return std::vector<Sample>{{{"written"}, static_cast<double>(journal_->written())},
+                                   {{"failed"}, static_cast<double>(journal_->failures())}};
+      });
   metrics.gauge_callback(
       "mend_event_stream_clients", "Clients following GET /v1/events.", {}, [this] {
         return std::vector<Sample>{{{}, static_cast<double>(events_.subscribers())}};
@@ -981,7 +990,7 @@ Result<void> DaemonCore::start() {
   Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(config.store.path);
   if (!store.ok()) return store.error();
   store_ = std::move(*store);
-  journal_ = std::make_unique<StoreTaskJournal>(*store_, SystemClock::instance());
+  journal_ = std::make_unique<BatchingTaskJournal>(*store_, SystemClock::instance());
 
   CrashLoopOptions crash;
   crash.initial = config.supervision.restart_backoff_initial;
@@ -1146,6 +1155,14 @@ void DaemonCore::shutdown() {
   io_threads_.clear();
   signals_.reset();
   supervisor_.reset();
+  if (journal_) {
+    // Every task has finished: what the journal still queues is written before mend says it
+    // stopped (a supervisor's stop timeout must not cut the journal short).
+    journal_->flush();
+    if (const std::int64_t failed = journal_->failures(); failed > 0) {
+      log("error", std::to_string(failed) + " task journal entries could not be written");
+    }
+  }
   log("info", "mend stopped");
 }
 

@@ -255,7 +255,7 @@ class DaemonCore {
   std::unique_ptr<boost::asio::signal_set> signals_;  // SIGTERM, SIGINT, SIGHUP
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<SqliteStore> store_;
-  std::unique_ptr<StoreTaskJournal> journal_;
+  std::unique_ptr<BatchingTaskJournal> journal_;
   std::unique_ptr<ProcessSupervisor> supervisor_;
   std::unique_ptr<HttpServer> server_;
   EventHub events_;

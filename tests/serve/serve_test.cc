@@ -11,6 +11,7 @@
 #include <fstream>
 #include <future>
 
+#include "mend/sqlite_store.h"
 #include "serve_fixture.h"
 
 namespace mend::testing {
@@ -478,6 +479,13 @@ TEST_F(ServeTest, SigtermDrainsTasksInFlightStopsTheAgentsAndExitsZero) {
   EXPECT_EQ(WEXITSTATUS(*status), 0) << log();
   for (int pid : pids) EXPECT_FALSE(process_alive(pid)) << pid;
   EXPECT_THAT(log(), HasSubstr("mend stopped"));
+  // The journal is written in batches: the drained task's entry was written before mend exited.
+  const std::string task_id = json::parse(r.text).at("id").get<std::string>();
+  auto store = SqliteStore::open(dir_.file("mend.db"));
+  ASSERT_TRUE(store.ok()) << store.error().describe();
+  bool journaled = false;
+  for (const JournalEntry& e : (*store)->journal(100)) journaled |= e.task_id == task_id;
+  EXPECT_TRUE(journaled) << task_id;
 }
 
 TEST(CheckConfig, TheExampleIsValidAndABrokenFileNamesEachErrorWithItsLine) {

@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""Gateway comparison (issue 6): `mend serve` against HAProxy and nginx in front of the same
+backends, under wrk on loopback.
+
+Usage:
+  python3 bench/gateway.py [--mend PATH] [--reps 3] [--duration 10] [--connections 32]
+                           [--threads 1] [--scenarios healthy,flaky503,down,slow]
+                           [--gateways haproxy,nginx,mend,mend-seed] [--no-budget] [--port-base 18100]
+                           [--out FILE] [--keep]
+
+Scenarios (one backend each, started once per scenario):
+  healthy   nginx answering a small JSON body
+  flaky503  the same nginx answering 503 to 30 % of the requests (split_clients on $request_id)
+  down      a port nobody listens on (connection refused)
+  slow      bench/gateway_slow.py, a python asyncio keep-alive server answering after 1 s
+Gateways: HAProxy (retries 3, retry-on 503 conn-failure), nginx (the backend listed 4 times,
+proxy_next_upstream error timeout http_503 non_idempotent, tries 4, upstream keep-alive), mend
+(task API `POST /v1/tasks?wait=30`, one agent at the backend, 3 retries, backoff 10 ms..1 s,
+the retry budget, a failure-rate breaker), and mend-seed (the same with the seed's consecutive
+breaker: 5 failures open it for 60 s). The targets are judged on `mend`.
+HAProxy and nginx are measured on `POST /task` with the agent-protocol body, passed through.
+
+Every run starts the gateway fresh (mend with an empty store), waits until it is ready, runs wrk
+for --duration seconds, reads the backend's request counter before and after, and stops the
+gateway. The gateway order rotates each repetition; the tables show medians per (scenario,
+gateway). All processes (backends, gateways, wrk) are ours and are killed at the end, also on
+error or Ctrl-C. Default run: 4 scenarios x 4 gateways x 3 reps x 10 s, about 12 minutes.
+Needs wrk, haproxy, nginx on PATH and a built mend. Standard library only.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gateway_conf as conf  # noqa: E402
+from gateway_report import WRK_TIMEOUT, fmt, report  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LUA = os.path.join(HERE, "gateway", "count.lua")
+SLOW = os.path.join(HERE, "gateway_slow.py")
+SCENARIOS = ["healthy", "flaky503", "down", "slow"]
+# mend: the configuration a user would put in front of a busy HTTP agent (failure-rate breaker);
+# mend-seed: the seed's defaults for the breaker (consecutive, 5 failures, 60 s open).
+GATEWAYS = ["haproxy", "nginx", "mend", "mend-seed"]
+AGENT_BODY = '{"attempt":0,"id":"t-1","payload":{"n":1},"type":"code_review"}'
+MEND_BODY = '{"type":"code_review","agent":"backend","payload":{"n":1}}'
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Procs:
+    """The processes this script started; each in its own process group, stopped by its id."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, out_path, env=None):
+        with open(out_path, "wb") as out:
+            p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        p.gw_name, p.gw_out = name, out_path
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, grace=5.0):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(timeout=5)
+        else:  # the leader exited; its group (nginx workers) may not have
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            self.stop(p, grace=3.0)
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_get(port, path, timeout=2.0):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def wait_ready(p, port, path=None, limit=15.0):
+    """Until the port accepts (and path answers 200 when given); bounded by limit seconds."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            raise RuntimeError(f"{p.gw_name} exited with {p.returncode} while starting; "
+                               f"see {p.gw_out}:\n{tail(p.gw_out)}")
+        try:
+            if path is None:
+                if port_open(port):
+                    return
+            elif http_get(port, path, timeout=1.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{p.gw_name} not ready on port {port} within {limit:.0f} s; "
+                       f"see {p.gw_out}:\n{tail(p.gw_out)}")
+
+
+def tail(path, n=8):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def attempt_fails():
+    """Tcp AttemptFails of /proc/net/snmp: connects that failed (a refused connect counts one)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(dict(zip(rows[0][1:], rows[1][1:]))["AttemptFails"])
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.procs = Procs()
+        self.dir = tempfile.mkdtemp(prefix="mend-gateway-")
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(self.dir, sub))
+        base = args.port_base
+        self.backend_port, self.down_port = base, base + 3
+        self.ports = {"mend": base + 10, "haproxy": base + 11, "nginx": base + 12,
+                      "mend-seed": base + 13}
+        self.results = {}  # (scenario, gateway) -> [run dict]
+        self.runs = 0
+        self.stub_reads = 0
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    def need_free(self, port):
+        if port_open(port):
+            raise RuntimeError(f"port {port} is in use by another process: pick --port-base")
+
+    # ---- backends and their counters ----
+    def start_backend(self, scenario):
+        if scenario == "down":
+            self.need_free(self.down_port)
+            return None, self.down_port
+        self.need_free(self.backend_port)
+        if scenario == "slow":
+            p = self.procs.start("slow backend", [sys.executable, SLOW, str(self.backend_port), "1"],
+                                 self.path("slow.out"))
+            wait_ready(p, self.backend_port, "/__count")
+        else:
+            cfg = self.write(f"backend-{scenario}.conf", conf.nginx_backend(
+                self.dir, self.backend_port, 30 if scenario == "flaky503" else 0))
+            p = self.procs.start("backend nginx", ["nginx", "-p", self.dir, "-c", cfg, "-e",
+                                                   self.path("backend-error.log")],
+                                 self.path(f"backend-{scenario}.out"))
+            wait_ready(p, self.backend_port, "/__stub")
+        return p, self.backend_port
+
+    def backend_count(self, scenario):
+        """Requests the backend has seen so far (for down: failed connects on the whole host)."""
+        if scenario == "down":
+            return attempt_fails()
+        if scenario == "slow":
+            return json.loads(http_get(self.backend_port, "/__count")[1])["count"]
+        # stub_status counts every request, its own reads included: take those off.
+        self.stub_reads += 1
+        text = http_get(self.backend_port, "/__stub")[1]
+        return int(text.splitlines()[2].split()[2]) - self.stub_reads
+
+    def settled_count(self, scenario, limit=5.0):
+        """The backend count once it stops moving (unchanged over 1.2 s, more than HAProxy's 1 s
+        between connect retries; at most limit seconds): retries a gateway still makes for the
+        requests in flight when wrk stopped are counted."""
+        last, end = self.backend_count(scenario), time.monotonic() + limit
+        while time.monotonic() < end:
+            time.sleep(1.2)
+            now = self.backend_count(scenario)
+            if now == last:
+                break
+            last = now
+        return last
+
+    # ---- gateways ----
+    def start_gateway(self, gw, backend_port, tag):
+        port = self.ports[gw]
+        self.need_free(port)
+        if gw == "haproxy":
+            cfg = self.write("haproxy.cfg", conf.haproxy(port, backend_port))
+            p = self.procs.start(gw, ["haproxy", "-db", "-f", cfg], self.path(f"{tag}.out"))
+            wait_ready(p, port)
+        elif gw == "nginx":
+            cfg = self.write("gw-nginx.conf", conf.nginx_gateway(self.dir, port, backend_port))
+            p = self.procs.start(gw, ["nginx", "-p", self.dir, "-c", cfg, "-e",
+                                      self.path("gw-nginx-error.log")], self.path(f"{tag}.out"))
+            wait_ready(p, port)
+        else:
+            store = self.path(f"{tag}.db")
+            cfg = self.write("mend.yaml", conf.mend(port, backend_port, store,
+                                                    budget=not self.a.no_budget,
+                                                    seed_breaker=gw == "mend-seed"))
+            p = self.procs.start(gw, [self.a.mend, "serve", "--config", cfg],
+                                 self.path(f"{tag}.out"))
+            wait_ready(p, port, "/healthz")
+        return p, port
+
+    def wrk(self, gw, port, tag):
+        is_mend = gw.startswith("mend")
+        env = dict(os.environ, GW_BODY=MEND_BODY if is_mend else AGENT_BODY,
+                   GW_PATH="/v1/tasks?wait=30" if is_mend else "/task",
+                   GW_MEND="1" if is_mend else "0")
+        argv = ["wrk", "-t", str(self.a.threads), "-c", str(self.a.connections),
+                "-d", f"{self.a.duration}s", "--timeout", WRK_TIMEOUT, "-s", LUA,
+                f"http://127.0.0.1:{port}"]
+        p = self.procs.start("wrk", argv, self.path(f"{tag}.wrk"), env=env)
+        try:
+            p.wait(timeout=self.a.duration + 60)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"wrk did not finish within {self.a.duration + 60} s")
+        finally:
+            self.procs.stop(p)
+        text = tail(self.path(f"{tag}.wrk"), 1000)
+        for line in text.splitlines():
+            if line.startswith("GW_JSON "):
+                return json.loads(line[len("GW_JSON "):])
+        raise RuntimeError(f"wrk printed no GW_JSON line (exit {p.returncode}):\n{text[-2000:]}")
+
+    def mend_agent(self, port):
+        try:
+            return json.loads(http_get(port, "/v1/agents/backend")[1])
+        except (OSError, ValueError):
+            return None
+
+    def run(self, scenario, gw, rep):
+        self.runs += 1
+        tag = f"{scenario}-{gw}-{rep}"
+        backend_port = self.down_port if scenario == "down" else self.backend_port
+        p, port = self.start_gateway(gw, backend_port, tag)
+        try:
+            time.sleep(0.2)  # let startup probes and workers settle
+            before = self.backend_count(scenario)
+            w = self.wrk(gw, port, tag)
+            agent = self.mend_agent(port) if gw.startswith("mend") else None
+            after = self.settled_count(scenario)
+        finally:
+            self.procs.stop(p)
+        backend = after - before
+        return summarize(gw, w, backend, agent, self.a.connections)
+
+    def main(self):
+        log(f"temp dir {self.dir}; mend {self.a.mend}")
+        for scenario in self.a.scenarios:
+            bp, _ = self.start_backend(scenario)
+            try:
+                for rep in range(self.a.reps):
+                    k = rep % len(self.a.gateways)
+                    for gw in self.a.gateways[k:] + self.a.gateways[:k]:
+                        r = self.run(scenario, gw, rep)
+                        self.results.setdefault((scenario, gw), []).append(r)
+                        log(f"{scenario:9} rep {rep + 1} {gw:8} {r['rps']:9.1f} req/s "
+                            f"p50 {r['p50']:8.2f} ms p99 {r['p99']:8.2f} ms err {r['err']:6.2f} % "
+                            f"agent {r['agent']:6.2f} % degraded {r['degraded']:6.2f} % "
+                            f"amp {fmt(r['amp'], 3)}{r.get('extra', '')}")
+            finally:
+                if bp is not None:
+                    self.procs.stop(bp)
+
+
+def summarize(gw, w, backend, agent, connections):
+    """One run's figures. Client requests sent = completed + one in flight per connection when
+    wrk stops (wrk keeps each connection busy); the backend saw those in flight too."""
+    sock = w["connect"] + w["read"] + w["write"] + w["timeout"]
+    total = max(1, w["requests"] + sock)
+    pct = lambda n: 100.0 * n / total  # noqa: E731
+    if gw.startswith("mend"):
+        by_agent = w["succeeded"] + w["after_retry"]
+        errors = w["failed"] + w["unknown"] + w["non2xx"] + sock
+    else:
+        by_agent, errors = w["ok2xx"], w["non2xx"] + sock
+    r = {"rps": w["requests"] / (w["duration_us"] / 1e6), "p50": w["p50_us"] / 1000.0,
+         "p99": w["p99_us"] / 1000.0, "err": min(100.0, pct(errors)), "agent": pct(by_agent),
+         "retried": pct(w["after_retry"]), "fallback": pct(w["fallback"]),
+         "degraded": pct(w["degraded"]), "amp": backend / (w["requests"] + connections),
+         "backend": backend, "requests": w["requests"], "sock": sock, "raw": w}
+    if agent:
+        c = agent.get("circuit", {})
+        r["circuit"] = f"{c.get('state')}, {c.get('transitions')} transitions"
+        r["extra"] = f" circuit {r['circuit']}"
+    return r
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mend", default=os.path.join(ROOT, "build/release/src/app/mend"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10, help="seconds of wrk per run")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--gateways", default=",".join(GATEWAYS))
+    ap.add_argument("--no-budget", action="store_true", help="mend without a retry budget")
+    ap.add_argument("--port-base", type=int, default=18100,
+                    help="backend port; +3 the hard-down port, +10..+12 mend, HAProxy, nginx")
+    ap.add_argument("--out", help="also write the markdown to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    a = ap.parse_args()
+    a.scenarios = [s for s in a.scenarios.split(",") if s]
+    a.gateways = [g for g in a.gateways.split(",") if g]
+    bad = [s for s in a.scenarios if s not in SCENARIOS] + [g for g in a.gateways if g not in GATEWAYS]
+    if bad:
+        ap.error(f"unknown scenario or gateway: {', '.join(bad)}")
+    if a.reps < 1 or a.duration < 1 or a.connections < 1 or a.threads < 1:
+        ap.error("--reps, --duration, --connections and --threads must be >= 1")
+    if a.connections < a.threads:
+        ap.error("--connections must be >= --threads")
+    need = {"wrk"} | ({"haproxy"} & set(a.gateways)) | {"nginx"}
+    missing = [t for t in sorted(need) if shutil.which(t) is None]
+    if missing:
+        sys.exit(f"gateway.py: not found on PATH: {', '.join(missing)} (install them first)")
+    if any(g.startswith("mend") for g in a.gateways) and not os.access(a.mend, os.X_OK):
+        sys.exit(f"gateway.py: no mend binary at {a.mend} (build it, or give --mend PATH)")
+    return a
+
+
+def on_sigterm(*_):
+    raise KeyboardInterrupt
+
+
+def main():
+    a = parse_args()
+    bench = Bench(a)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigterm)  # also when started with SIGINT ignored (&)
+    t0, status = time.monotonic(), 0
+    try:
+        bench.main()
+    except KeyboardInterrupt:
+        log("interrupted: stopping every process started")
+        status = 130
+    except (RuntimeError, OSError) as e:
+        log(f"gateway.py: {e}")
+        status = 1
+    finally:
+        bench.procs.stop_all()
+        if a.keep or status == 1:
+            log(f"configs and logs kept in {bench.dir}")
+        else:
+            shutil.rmtree(bench.dir, ignore_errors=True)
+    if bench.results:
+        text = report(bench)
+        print(text)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(text)
+    log(f"{bench.runs} runs in {time.monotonic() - t0:.0f} s" + (" (partial)" if status else ""))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
