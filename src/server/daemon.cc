@@ -364,8 +364,14 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
                 {"at", to_iso8601(SystemClock::instance().wall_now())},
                 {"source", name},
                 {"from", to_string(t.from)},
-                {"to", to_string(t.to)}};
+                {"to", to_string(t.to)},
+                {"detail", t.reason}};
       publish("circuit_transition", j.dump(-1, ' ', false, json::error_handler_t::replace));
+      // Why an agent stopped (or started again) taking traffic belongs in the log too: it is the
+      // first thing an operator looks for.
+      const bool stopped = t.to == CircuitState::open || t.to == CircuitState::isolated;
+      log(stopped ? "warn" : "info", "circuit of " + name + " " + std::string(to_string(t.from)) +
+                                         " -> " + std::string(to_string(t.to)) + ": " + t.reason);
     });
   }
   std::map<std::string, std::vector<std::string>> chains;

@@ -95,6 +95,10 @@ TEST_F(ServeTest, FiveFailuresOpenTheCircuitAndThreeSuccessesAfterTheTimeoutClos
   const std::string m = metrics();
   EXPECT_THAT(m, HasSubstr("mend_circuit_transitions_total{agent=\"reviewer\",to=\"open\"} 1"));
   EXPECT_THAT(m, HasSubstr("mend_circuit_transitions_total{agent=\"reviewer\",to=\"closed\"} 1"));
+  // The log says why, each time.
+  EXPECT_THAT(log(), HasSubstr("warning circuit of reviewer closed -> open: 5 failures"));
+  EXPECT_THAT(log(), HasSubstr("circuit of reviewer open -> half_open: recovery timeout elapsed"));
+  EXPECT_THAT(log(), HasSubstr("circuit of reviewer half_open -> closed: 3 half-open probes"));
 }
 
 TEST_F(ServeTest, ATaskFallsBackAlongItsChainAndDegradesWhenEveryAgentFails) {
