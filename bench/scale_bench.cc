@@ -1,7 +1,7 @@
 // mend_scale_bench: how mend's recovery workflow scales (issue 6, part 3 "Scale").
 //
-// The real workflow (mend::Workflow) driven by the real async driver (mend::run_workflow_async)
-// on an Asio io_context, one co_spawn per task as the daemon spawns a submitted task. The agents
+// The real workflow (mend::Workflow) driven by the real async driver (mend::async_run_workflow)
+// on an Asio io_context, started per task as the daemon starts a submitted task. The agents
 // are IN-PROCESS: an AsyncAgentInvoker answering from memory (co_return at once), so the figures
 // are the workflow machinery's (driver, state machine, registry, breakers, retry policy and
 // budget, outcome), not HTTP's. No journal, no escalation sink, no healer: escalations are
@@ -178,17 +178,11 @@ MemoryResult measure_backoff(std::int64_t n) {
   const std::int64_t rss0 = rss_bytes();
   const auto start = Clock::now();
   for (std::int64_t i = 0; i < n; ++i) {
-    net::co_spawn(
-        *io,
-        [&setup, &finished, i]() -> net::awaitable<void> {
-          // A named awaitable: GCC 12 and temporaries next to co_await (async_workflow.cc).
-          auto run = mend::run_workflow_async(*setup.workflow, make_task(i), setup.invoker, nullptr,
-                                              setup.blocking.get_executor());
-          mend::Outcome outcome = co_await std::move(run);
-          (void)outcome;
-          finished.fetch_add(1, std::memory_order_relaxed);
-        },
-        net::detached);
+    mend::async_run_workflow(*setup.workflow, make_task(i), setup.invoker, nullptr,
+                             io->get_executor(), setup.blocking.get_executor(),
+                             [&finished](std::exception_ptr, mend::Outcome) {
+                               finished.fetch_add(1, std::memory_order_relaxed);
+                             });
   }
   while (setup.invoker.calls.load() < n && Clock::now() < start + std::chrono::seconds(120)) {
     io->run_one_for(std::chrono::milliseconds(100));
@@ -273,24 +267,20 @@ struct ThroughputRun {
   void spawn_next() {
     const std::int64_t i = next.fetch_add(1, std::memory_order_relaxed);
     if (i >= tasks) return;
-    net::co_spawn(
-        io,
-        [this, i]() -> net::awaitable<mend::Outcome> {
-          auto run = mend::run_workflow_async(*setup.workflow, make_task(i), setup.invoker, nullptr,
-                                              setup.blocking.get_executor());
-          co_return co_await std::move(run);
-        },
-        [this](std::exception_ptr e, mend::Outcome outcome) {
-          if (e) {
-            add(kThrew);
-          } else {
-            add(static_cast<Count>(outcome.status));
-            if (outcome.answered_by == "backup") add(kByBackup);
-            if (!outcome.skipped.empty()) add(kSkips);
-            if (outcome.escalation && outcome.escalation->action != "logged") add(kEscalations);
-          }
-          spawn_next();
-        });
+    mend::async_run_workflow(*setup.workflow, make_task(i), setup.invoker, nullptr,
+                             io.get_executor(), setup.blocking.get_executor(),
+                             [this](std::exception_ptr e, mend::Outcome outcome) {
+                               if (e) {
+                                 add(kThrew);
+                               } else {
+                                 add(static_cast<Count>(outcome.status));
+                                 if (outcome.answered_by == "backup") add(kByBackup);
+                                 if (!outcome.skipped.empty()) add(kSkips);
+                                 if (outcome.escalation && outcome.escalation->action != "logged")
+                                   add(kEscalations);
+                               }
+                               spawn_next();
+                             });
   }
 };
 

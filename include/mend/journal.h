@@ -93,6 +93,9 @@ class BatchingTaskJournal final : public TaskJournal {
   std::condition_variable work_;  // the writer waits for entries
   std::condition_variable room_;  // record() waits for room, flush() for the writer's progress
   std::deque<JournalEntry> queue_;
+  // queue_.size(), written under mu_ and read without it: try_record() skips building an entry
+  // that a full queue would refuse (a full queue is the steady state while the disk is behind).
+  std::atomic<std::size_t> queued_now_{0};
   std::uint64_t queued_total_ = 0;  // entries ever queued (guarded by mu_)
   std::uint64_t done_total_ = 0;    // entries ever written or failed (guarded by mu_)
   bool stopping_ = false;

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "mend/agents.h"
+#include "mend/boxed.h"
 #include "mend/degradation.h"
 #include "mend/env.h"
 #include "mend/error.h"
@@ -148,9 +149,10 @@ struct Outcome {
   std::vector<SkippedAgent> skipped;
   std::vector<HealingReport> healing;
   // The error that made mend leave the last agent it left (or refuse the task); unset when the
-  // task never left its primary (answered at once, or after retries on it).
-  std::optional<Error> error;
-  std::optional<EscalationTaken> escalation;
+  // task never left its primary (answered at once, or after retries on it). Boxed (on the heap
+  // when set) like `escalation`: a task waiting in backoff holds an Outcome with neither.
+  Boxed<Error> error;
+  Boxed<EscalationTaken> escalation;
   std::string escalation_error;  // the sink failed: why (the outcome stands regardless)
   Duration elapsed{};
 
@@ -228,16 +230,17 @@ class Workflow {
   friend class WorkflowRun;
 };
 
-// One step the driver must carry out before resuming the run.
+// One step the driver must carry out before resuming the run. The heal and escalate steps point
+// into the run: valid until the run is resumed (next()) or destroyed.
 struct WorkflowStep {
   enum class Kind : std::uint8_t { call, wait, heal, escalate, done };
   Kind kind = Kind::done;
-  const AgentInfo* agent = nullptr;  // call, heal
-  int replica = 0;                   // call
-  int attempt = 0;                   // call
-  Duration delay{};                  // wait
-  Symptoms symptoms;                 // heal
-  EscalationRequest escalation;      // escalate
+  const AgentInfo* agent = nullptr;               // call, heal
+  int replica = 0;                                // call
+  int attempt = 0;                                // call
+  Duration delay{};                               // wait
+  const Symptoms* symptoms = nullptr;             // heal
+  const EscalationRequest* escalation = nullptr;  // escalate
 };
 
 // A task in progress. The driver loops: step = next(); carry it out; hand the result back with
@@ -250,8 +253,8 @@ class WorkflowRun {
 
   const WorkflowStep& next();
   void provide_call_result(Result<std::string> result) { call_result_ = std::move(result); }
-  void provide_healing(HealingReport report) { healing_ = std::move(report); }
-  void provide_escalation(Result<EscalationTaken> taken) { escalation_ = std::move(taken); }
+  void provide_healing(HealingReport report);
+  void provide_escalation(Result<EscalationTaken> taken);
   Outcome take_outcome() { return std::move(outcome_); }
   const Task& task() const noexcept { return task_; }
 
@@ -260,19 +263,51 @@ class WorkflowRun {
 
  private:
   friend class Workflow;
+  // One agent of the plan while it is being tried (its retries, replicas and healing).
+  struct AgentTry;
+  // What the script does after a call: the decision for the agent it called.
+  enum class AfterCall : std::uint8_t {
+    answered,
+    invalid_task,
+    retry,
+    next_replica,
+    heal,
+    fallback
+  };
+  // The state of a heal or escalate step, on the heap: most runs never take one, and a run
+  // waiting in backoff should be small (issue 6: 100,000 of them at once).
+  struct PendingHeal;
+  struct PendingEscalation;
+
   WorkflowRun(const Workflow& workflow, Task task, bool can_heal);
   Script script();
+  // The script's pieces that do not wait: plain functions, so that their locals stay off the
+  // coroutine frame (GCC keeps every local of a coroutine in its frame for the whole run).
+  void skip(const Candidate& candidate, SkipReason reason);
+  void refuse(AgentTry& agent, SkipReason reason, StopReason stop);
+  AfterCall after_call(AgentTry& agent, CircuitBreaker::Permit permit);
+  bool after_healing(AgentTry& agent);  // true: recovered, call the agent again
+  bool conclude();                      // true: an escalate step is prepared
+  void after_escalation();
   void emit(EventKind kind, const std::string& agent, const Error* error, std::string detail,
             int attempt = 0, Duration delay = {}) const;
 
   const Workflow& workflow_;
   Task task_;
   const bool can_heal_;
+  bool answered_ = false;
+  bool invalid_task_ = false;
+  bool healing_failed_ = false;  // self-healing asked for escalation
+  bool primary_answered_after_retry_ = false;
+  TimePoint started_{};
+  std::optional<TimePoint> deadline_;
   Outcome outcome_;
   WorkflowStep step_;
+  Boxed<Error> worst_;  // the most severe failure: it decides the escalation level
+  std::string worst_agent_;
   std::optional<Result<std::string>> call_result_;
-  std::optional<HealingReport> healing_;
-  std::optional<Result<EscalationTaken>> escalation_;
+  std::unique_ptr<PendingHeal> heal_;
+  std::unique_ptr<PendingEscalation> escalation_;
   // The call step handed to the driver and not yet answered: its capacity slot and breaker
   // permit are given back if the run is destroyed before the answer (a driver that threw).
   AgentRegistry::Entry* call_agent_ = nullptr;

@@ -75,12 +75,12 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
       case WorkflowStep::Kind::heal:
         // start() enabled healing only with both a healer and operations.
         // heal() turns failures of the operations and strategies into its report.
-        run->provide_healing(
-            options_.healer->heal(step.agent->name, step.symptoms, *operations, env_.clock->now()));
+        run->provide_healing(options_.healer->heal(step.agent->name, *step.symptoms, *operations,
+                                                   env_.clock->now()));
         break;
       case WorkflowStep::Kind::escalate:
         run->provide_escalation(
-            detail::guarded([&] { return options_.escalations->escalate(step.escalation); }));
+            detail::guarded([&] { return options_.escalations->escalate(*step.escalation); }));
         break;
       case WorkflowStep::Kind::done: {
         Outcome outcome = run->take_outcome();
@@ -90,6 +90,30 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
     }
   }
 }
+
+struct WorkflowRun::AgentTry {
+  const Candidate& candidate;
+  AgentRegistry::Entry* entry;
+  const RetryOptions& retry_options;
+  const RetryPolicy& retry_policy;
+  int replica = 0;
+  int attempt = 0;
+  int calls = 0;
+  bool healed = false;
+  Duration previous{};
+  std::optional<Error> retried;  // the failure whose retry is about to be made
+};
+
+struct WorkflowRun::PendingHeal {
+  Symptoms symptoms;
+  Error error;  // the failure being healed
+  std::optional<HealingReport> report;
+};
+
+struct WorkflowRun::PendingEscalation {
+  EscalationRequest request;
+  std::optional<Result<EscalationTaken>> taken;
+};
 
 WorkflowRun::WorkflowRun(const Workflow& workflow, Task task, bool can_heal)
     : workflow_(workflow), task_(std::move(task)), can_heal_(can_heal) {
@@ -113,6 +137,14 @@ const WorkflowStep& WorkflowRun::next() {
   return step_;
 }
 
+void WorkflowRun::provide_healing(HealingReport report) {
+  if (heal_ != nullptr) heal_->report = std::move(report);
+}
+
+void WorkflowRun::provide_escalation(Result<EscalationTaken> taken) {
+  if (escalation_ != nullptr) escalation_->taken = std::move(taken);
+}
+
 void WorkflowRun::emit(EventKind kind, const std::string& agent, const Error* error,
                        std::string detail, int attempt, Duration delay) const {
   const Env& env = workflow_.env_;
@@ -133,254 +165,274 @@ void WorkflowRun::emit(EventKind kind, const std::string& agent, const Error* er
   env.emit(e);
 }
 
+// The script keeps only what must survive a step (the plan, the agent being tried, the breaker
+// permit of the call in flight); every decision is made in the plain functions below it.
 WorkflowRun::Script WorkflowRun::script() {
-  const Workflow& wf = workflow_;
-  const Env& env = wf.env_;
-  AgentRegistry& agents = wf.agents_;
-  const TimePoint started = env.clock->now();
-  std::optional<TimePoint> deadline;
-  if (task_.deadline) deadline = started + *task_.deadline;
+  const Env& env = workflow_.env_;
+  AgentRegistry& agents = workflow_.agents_;
+  started_ = env.clock->now();
+  if (task_.deadline) deadline_ = started_ + *task_.deadline;
 
   outcome_.task_id = task_.id;
   outcome_.task_type = task_.type;
   outcome_.primary_agent = task_.agent;
 
-  std::optional<Error> worst;  // the most severe failure: it decides the escalation level
-  std::string worst_agent;
-  bool healing_failed = false;  // self-healing asked for escalation
-  bool answered = false;
-  bool invalid_task = false;
-  bool primary_answered_after_retry = false;
   int agents_tried = 0;
-
   for (const Candidate& candidate : agents.plan(task_.agent, task_.capabilities)) {
-    if (agents_tried >= wf.options_.max_agents) break;
-    if (deadline && env.clock->now() >= *deadline) {
+    if (agents_tried >= workflow_.options_.max_agents) break;
+    if (deadline_ && env.clock->now() >= *deadline_) {
       // The task's time is up: no further agent is called (the degraded answer still serves).
       emit(EventKind::attempt_failed, candidate.agent, nullptr, "deadline_exceeded");
       break;
     }
-    auto skip = [&](SkipReason reason) {
-      outcome_.skipped.push_back({candidate.agent, candidate.role, reason});
-      emit(EventKind::agent_skipped, candidate.agent, nullptr, std::string(to_string(reason)));
-    };
     if (auto why = agents.unavailable_reason(candidate.agent)) {
-      skip(*why);
+      skip(candidate, *why);
       continue;
     }
-    AgentRegistry::Entry* entry = agents.find(candidate.agent);
     ++agents_tried;
-    const RetryOptions& retry_options = wf.retry_options_for(candidate.agent);
-    const RetryPolicy& retry_policy = wf.retry_policy_for(candidate.agent);
-    RetryBudget* budget = retry_options.budget.get();
-    Context context{{"agent", candidate.agent}, {"task_type", task_.type}};
-    int replica = 0;
-    int attempt = 0;
-    int calls = 0;
-    bool healed = false;
-    Duration previous{};
-    std::optional<Error> retried;  // the failure whose retry is about to be made
-    // Before the first call, an agent that cannot be called is a skip. Before a retry (another
-    // task opened the circuit, or took the last slot, during the wait) the retry is refused:
-    // the failure it was for becomes the agent's last word, and the plan moves on.
-    auto refuse = [&](SkipReason reason, StopReason stop) {
-      if (calls == 0) {
-        skip(reason);
-        return;
-      }
-      if (!outcome_.attempts.empty()) outcome_.attempts.back().decision = to_string(reason);
-      if (retried) {
-        retried->stop = stop;
-        emit(EventKind::attempt_failed, candidate.agent, &*retried, std::string(to_string(reason)),
-             attempt);
-        outcome_.error = std::move(*retried);
-      }
-    };
+    AgentTry agent{candidate, agents.find(candidate.agent),
+                   workflow_.retry_options_for(candidate.agent),
+                   workflow_.retry_policy_for(candidate.agent)};
     for (;;) {
-      const CircuitBreaker::Permit permit = entry->breaker.try_acquire(*env.clock);
+      const CircuitBreaker::Permit permit = agent.entry->breaker.try_acquire(*env.clock);
       if (!permit.allowed()) {
-        refuse(SkipReason::circuit_open, StopReason::circuit_open);
+        refuse(agent, SkipReason::circuit_open, StopReason::circuit_open);
         break;
       }
       if (!agents.try_reserve(candidate.agent)) {
-        entry->breaker.on_ignored(permit);
-        refuse(SkipReason::no_capacity, StopReason::bulkhead_full);
+        agent.entry->breaker.on_ignored(permit);
+        refuse(agent, SkipReason::no_capacity, StopReason::bulkhead_full);
         break;
       }
       step_ = WorkflowStep{};
       step_.kind = WorkflowStep::Kind::call;
-      step_.agent = &entry->info;
-      step_.replica = replica;
-      step_.attempt = attempt;
+      step_.agent = &agent.entry->info;
+      step_.replica = agent.replica;
+      step_.attempt = agent.attempt;
       call_result_.reset();
-      call_agent_ = entry;
+      call_agent_ = agent.entry;
       call_permit_ = permit;
       co_yield 0;
-      call_agent_ = nullptr;
-      agents.release(candidate.agent);
-      if (retry_token_held_ != nullptr) {
-        std::exchange(retry_token_held_, nullptr)->release_retry();
-      }
-      ++calls;
-      Result<std::string> result = call_result_
-                                       ? std::move(*call_result_)
-                                       : Result<std::string>(Error::classified_as(
-                                             ErrorType::processing_failed, Severity::medium,
-                                             "the driver gave no call result"));
-      call_result_.reset();
-
-      AttemptLog log;
-      log.agent = candidate.agent;
-      log.replica = replica;
-      log.attempt = attempt;
-      if (result.ok()) {
-        entry->breaker.on_success(permit, *env.clock);
-        if (budget != nullptr) budget->record_success();
-        log.succeeded = true;
-        log.decision = "answered";
-        outcome_.attempts.push_back(std::move(log));
-        outcome_.answered_by = candidate.agent;
-        outcome_.answer = std::move(*result);
-        answered = true;
-        if (candidate.role == CandidateRole::primary) {
-          primary_answered_after_retry = calls > 1;
-          outcome_.status =
-              calls > 1 ? OutcomeStatus::succeeded_after_retry : OutcomeStatus::succeeded;
-        } else {
-          outcome_.status = OutcomeStatus::fallback;
-          emit(EventKind::fallback_used, candidate.agent, nullptr,
-               "primary " + task_.agent + ", role " + std::string(to_string(candidate.role)));
-        }
-        break;
-      }
-
-      Error error = std::move(result).error();
-      if (error.kind == kInvalidTaskKind) {
-        // The task itself is unusable (its payload is not JSON): every agent would refuse it
-        // alike, and no agent is at fault. Fail it at once; nobody is paged for a bad request.
-        entry->breaker.on_ignored(permit);
-        log.error_type = error.type;
-        log.severity = error.severity;
-        log.message = error.message;
-        log.decision = "invalid_task";
-        outcome_.attempts.push_back(std::move(log));
-        emit(EventKind::attempt_failed, candidate.agent, &error, "invalid_task", attempt);
-        outcome_.error = std::move(error);
-        invalid_task = true;
-        break;
-      }
-      env.classifier->classify_in_place(error, context);
-      if (entry->breaker.options().ignored.contains(error.type)) {
-        entry->breaker.on_ignored(permit);
-      } else {
-        entry->breaker.on_failure(permit, *env.clock);
-      }
-      log.error_type = error.type;
-      log.severity = error.severity;
-      log.status = error.status;
-      log.message = error.message;
-      if (!worst || error.severity > worst->severity) {
-        worst = error;
-        worst_agent = candidate.agent;
-      }
-
-      // Transient errors, and retryable resource errors, are retried with backoff.
-      RetryDecision d = retry_policy.decide(attempt, error, env.clock->now(), deadline, previous,
-                                            env.random->next_unit());
-      const CircuitState circuit = entry->breaker.state();
-      if (d.retry && (circuit == CircuitState::open || circuit == CircuitState::isolated)) {
-        // This failure opened the circuit: retrying would only be refused after the wait.
-        d = {false, StopReason::circuit_open};
-      }
-      if (budget != nullptr && retry_options.retryable.contains(error.type)) {
-        budget->record_failure();
-        if (d.retry) {
-          if (budget->try_acquire_retry()) {
-            retry_token_held_ = budget;  // given back when the retry's call has answered
-          } else {
-            d = {false, StopReason::retry_budget_exhausted};
-          }
-        }
-      }
-      if (d.retry) {
-        log.decision = "retry";
-        log.delay = d.delay;
-        outcome_.attempts.push_back(std::move(log));
-        emit(EventKind::retry_scheduled, candidate.agent, &error, error.message, attempt, d.delay);
-        retried = error;
-        step_ = WorkflowStep{};
-        step_.kind = WorkflowStep::Kind::wait;
-        step_.delay = d.delay;
-        co_yield 0;
-        previous = d.delay;
-        ++attempt;
+      const AfterCall after = after_call(agent, permit);
+      if (after == AfterCall::retry) {
+        co_yield 0;  // after_call() prepared the wait step
+        agent.previous = step_.delay;
+        ++agent.attempt;
         continue;
       }
-      error.stop = d.stop;
-      const ErrorCategory category = error.category();
-      if (category == ErrorCategory::resource && replica + 1 < entry->info.replicas()) {
-        log.decision = "next_replica";
-        outcome_.attempts.push_back(std::move(log));
-        emit(EventKind::attempt_failed, candidate.agent, &error, "next_replica", attempt);
-        ++replica;
-        attempt = 0;
-        previous = {};
-        continue;
+      if (after == AfterCall::next_replica) continue;
+      if (after == AfterCall::heal) {
+        co_yield 0;  // after_call() prepared the heal step
+        if (after_healing(agent)) continue;
       }
-      if (category == ErrorCategory::system && can_heal_ && !healed) {
-        log.decision = "self_healing";
-        outcome_.attempts.push_back(std::move(log));
-        emit(EventKind::attempt_failed, candidate.agent, &error, "self_healing", attempt);
-        step_ = WorkflowStep{};
-        step_.kind = WorkflowStep::Kind::heal;
-        step_.agent = &entry->info;
-        step_.symptoms.error_type = error.type;
-        step_.symptoms.health = entry->health.load(std::memory_order_acquire);
-        step_.symptoms.detail = error.message;
-        healing_.reset();
-        co_yield 0;
-        healed = true;
-        HealingReport report =
-            healing_ ? std::move(*healing_) : HealingReport{.agent = candidate.agent};
-        healing_.reset();
-        emit(EventKind::self_healing, candidate.agent, &error,
-             report.issue.value_or("no_issue") + ": " +
-                 (report.recovered ? "recovered" : "not recovered"));
-        const bool recovered = report.recovered;
-        if (report.escalate) healing_failed = true;
-        outcome_.healing.push_back(std::move(report));
-        if (recovered) {
-          agents.set_health(candidate.agent, outcome_.healing.back().health_after);
-          ++attempt;
-          previous = {};
-          continue;
-        }
-        // Not recovered: fail over to the chain, and keep the agent out of further plans until
-        // a health check says otherwise.
-        agents.set_health(candidate.agent, HealthState::unhealthy);
-        outcome_.error = std::move(error);
-        break;
-      }
-      log.decision = "fallback";
-      outcome_.attempts.push_back(std::move(log));
-      emit(EventKind::attempt_failed, candidate.agent, &error, "fallback", attempt);
-      outcome_.error = std::move(error);
-      break;
+      break;  // answered, invalid task, fallback, or not healed
     }
-    if (answered || invalid_task) break;
+    if (answered_ || invalid_task_) break;
   }
 
-  if (invalid_task) {
+  if (invalid_task_) {
     outcome_.status = OutcomeStatus::failed;
-    outcome_.elapsed = env.clock->now() - started;
+    outcome_.elapsed = env.clock->now() - started_;
     emit(EventKind::task_finished, task_.agent, nullptr, "failed: invalid_task");
     co_return;
   }
-  if (!answered) {
-    if (wf.options_.degraded != nullptr) {
+  if (conclude()) {
+    co_yield 0;  // conclude() prepared the escalate step
+    after_escalation();
+  }
+  outcome_.elapsed = env.clock->now() - started_;
+  emit(EventKind::task_finished, task_.agent, nullptr, std::string(to_string(outcome_.status)));
+}
+
+void WorkflowRun::skip(const Candidate& candidate, SkipReason reason) {
+  outcome_.skipped.push_back({candidate.agent, candidate.role, reason});
+  emit(EventKind::agent_skipped, candidate.agent, nullptr, std::string(to_string(reason)));
+}
+
+// Before the first call, an agent that cannot be called is a skip. Before a retry (another task
+// opened the circuit, or took the last slot, during the wait) the retry is refused: the failure
+// it was for becomes the agent's last word, and the plan moves on.
+void WorkflowRun::refuse(AgentTry& agent, SkipReason reason, StopReason stop) {
+  if (agent.calls == 0) {
+    skip(agent.candidate, reason);
+    return;
+  }
+  if (!outcome_.attempts.empty()) outcome_.attempts.back().decision = to_string(reason);
+  if (agent.retried) {
+    agent.retried->stop = stop;
+    emit(EventKind::attempt_failed, agent.candidate.agent, &*agent.retried,
+         std::string(to_string(reason)), agent.attempt);
+    outcome_.error = std::move(*agent.retried);
+  }
+}
+
+WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::Permit permit) {
+  const Env& env = workflow_.env_;
+  const Candidate& candidate = agent.candidate;
+  AgentRegistry::Entry* entry = agent.entry;
+  call_agent_ = nullptr;
+  workflow_.agents_.release(candidate.agent);
+  if (retry_token_held_ != nullptr) std::exchange(retry_token_held_, nullptr)->release_retry();
+  ++agent.calls;
+  Result<std::string> result =
+      call_result_
+          ? std::move(*call_result_)
+          : Result<std::string>(Error::classified_as(ErrorType::processing_failed, Severity::medium,
+                                                     "the driver gave no call result"));
+  call_result_.reset();
+
+  AttemptLog log;
+  log.agent = candidate.agent;
+  log.replica = agent.replica;
+  log.attempt = agent.attempt;
+  if (result.ok()) {
+    entry->breaker.on_success(permit, *env.clock);
+    if (RetryBudget* budget = agent.retry_options.budget.get()) budget->record_success();
+    log.succeeded = true;
+    log.decision = "answered";
+    outcome_.attempts.push_back(std::move(log));
+    outcome_.answered_by = candidate.agent;
+    outcome_.answer = std::move(*result);
+    answered_ = true;
+    if (candidate.role == CandidateRole::primary) {
+      primary_answered_after_retry_ = agent.calls > 1;
+      outcome_.status =
+          agent.calls > 1 ? OutcomeStatus::succeeded_after_retry : OutcomeStatus::succeeded;
+    } else {
+      outcome_.status = OutcomeStatus::fallback;
+      emit(EventKind::fallback_used, candidate.agent, nullptr,
+           "primary " + task_.agent + ", role " + std::string(to_string(candidate.role)));
+    }
+    return AfterCall::answered;
+  }
+
+  Error error = std::move(result).error();
+  if (error.kind == kInvalidTaskKind) {
+    // The task itself is unusable (its payload is not JSON): every agent would refuse it alike,
+    // and no agent is at fault. Fail it at once; nobody is paged for a bad request.
+    entry->breaker.on_ignored(permit);
+    log.error_type = error.type;
+    log.severity = error.severity;
+    log.message = error.message;
+    log.decision = "invalid_task";
+    outcome_.attempts.push_back(std::move(log));
+    emit(EventKind::attempt_failed, candidate.agent, &error, "invalid_task", agent.attempt);
+    outcome_.error = std::move(error);
+    invalid_task_ = true;
+    return AfterCall::invalid_task;
+  }
+  env.classifier->classify_in_place(error,
+                                    Context{{"agent", candidate.agent}, {"task_type", task_.type}});
+  if (entry->breaker.options().ignored.contains(error.type)) {
+    entry->breaker.on_ignored(permit);
+  } else {
+    entry->breaker.on_failure(permit, *env.clock);
+  }
+  log.error_type = error.type;
+  log.severity = error.severity;
+  log.status = error.status;
+  log.message = error.message;
+  if (!worst_ || error.severity > worst_->severity) {
+    worst_ = error;
+    worst_agent_ = candidate.agent;
+  }
+
+  // Transient errors, and retryable resource errors, are retried with backoff.
+  RetryDecision d = agent.retry_policy.decide(agent.attempt, error, env.clock->now(), deadline_,
+                                              agent.previous, env.random->next_unit());
+  const CircuitState circuit = entry->breaker.state();
+  if (d.retry && (circuit == CircuitState::open || circuit == CircuitState::isolated)) {
+    // This failure opened the circuit: retrying would only be refused after the wait.
+    d = {false, StopReason::circuit_open};
+  }
+  RetryBudget* budget = agent.retry_options.budget.get();
+  if (budget != nullptr && agent.retry_options.retryable.contains(error.type)) {
+    budget->record_failure();
+    if (d.retry) {
+      if (budget->try_acquire_retry()) {
+        retry_token_held_ = budget;  // given back when the retry's call has answered
+      } else {
+        d = {false, StopReason::retry_budget_exhausted};
+      }
+    }
+  }
+  if (d.retry) {
+    log.decision = "retry";
+    log.delay = d.delay;
+    outcome_.attempts.push_back(std::move(log));
+    emit(EventKind::retry_scheduled, candidate.agent, &error, error.message, agent.attempt,
+         d.delay);
+    agent.retried = std::move(error);
+    step_ = WorkflowStep{};
+    step_.kind = WorkflowStep::Kind::wait;
+    step_.delay = d.delay;
+    return AfterCall::retry;
+  }
+  error.stop = d.stop;
+  const ErrorCategory category = error.category();
+  if (category == ErrorCategory::resource && agent.replica + 1 < entry->info.replicas()) {
+    log.decision = "next_replica";
+    outcome_.attempts.push_back(std::move(log));
+    emit(EventKind::attempt_failed, candidate.agent, &error, "next_replica", agent.attempt);
+    ++agent.replica;
+    agent.attempt = 0;
+    agent.previous = {};
+    return AfterCall::next_replica;
+  }
+  if (category == ErrorCategory::system && can_heal_ && !agent.healed) {
+    log.decision = "self_healing";
+    outcome_.attempts.push_back(std::move(log));
+    emit(EventKind::attempt_failed, candidate.agent, &error, "self_healing", agent.attempt);
+    heal_ = std::make_unique<PendingHeal>();
+    heal_->symptoms.error_type = error.type;
+    heal_->symptoms.health = entry->health.load(std::memory_order_acquire);
+    heal_->symptoms.detail = error.message;
+    heal_->error = std::move(error);
+    step_ = WorkflowStep{};
+    step_.kind = WorkflowStep::Kind::heal;
+    step_.agent = &entry->info;
+    step_.symptoms = &heal_->symptoms;
+    return AfterCall::heal;
+  }
+  log.decision = "fallback";
+  outcome_.attempts.push_back(std::move(log));
+  emit(EventKind::attempt_failed, candidate.agent, &error, "fallback", agent.attempt);
+  outcome_.error = std::move(error);
+  return AfterCall::fallback;
+}
+
+bool WorkflowRun::after_healing(AgentTry& agent) {
+  const std::string& name = agent.candidate.agent;
+  std::unique_ptr<PendingHeal> heal = std::move(heal_);
+  step_ = WorkflowStep{};  // it pointed into `heal`
+  agent.healed = true;
+  HealingReport report = heal->report ? std::move(*heal->report) : HealingReport{.agent = name};
+  emit(EventKind::self_healing, name, &heal->error,
+       report.issue.value_or("no_issue") + ": " +
+           (report.recovered ? "recovered" : "not recovered"));
+  const bool recovered = report.recovered;
+  if (report.escalate) healing_failed_ = true;
+  outcome_.healing.push_back(std::move(report));
+  if (recovered) {
+    workflow_.agents_.set_health(name, outcome_.healing.back().health_after);
+    ++agent.attempt;
+    agent.previous = {};
+    return true;
+  }
+  // Not recovered: fail over to the chain, and keep the agent out of further plans until a
+  // health check says otherwise.
+  workflow_.agents_.set_health(name, HealthState::unhealthy);
+  outcome_.error = std::move(heal->error);
+  return false;
+}
+
+bool WorkflowRun::conclude() {
+  const WorkflowOptions& options = workflow_.options_;
+  if (!answered_) {
+    if (options.degraded != nullptr) {
       outcome_.status = OutcomeStatus::degraded;
       outcome_.answered_by = "degraded_service";
-      outcome_.answer = wf.options_.degraded->answer(task_.type, task_.fields).to_json();
+      outcome_.answer = options.degraded->answer(task_.type, task_.fields).to_json();
       emit(EventKind::degraded_answer, task_.agent, nullptr, task_.type);
     } else {
       outcome_.status = OutcomeStatus::failed;
@@ -388,8 +440,8 @@ WorkflowRun::Script WorkflowRun::script() {
         // Every agent was skipped: nothing failed, but nothing could be tried either.
         outcome_.error = Error::classified_as(ErrorType::service_unavailable, Severity::high,
                                               "no agent available for task " + task_.id);
-        worst = outcome_.error;
-        worst_agent = task_.agent;
+        worst_ = outcome_.error;
+        worst_agent_ = task_.agent;
       }
     }
   }
@@ -397,48 +449,51 @@ WorkflowRun::Script WorkflowRun::script() {
   // A low or medium error that retrying (or healing) the primary resolved is only logged;
   // anything else escalates at the level of the most severe error: high and critical always
   // do, as the seed's "immediate" and "emergency" escalations.
-  if (worst) {
-    if (primary_answered_after_retry && !healing_failed && worst->severity <= Severity::medium) {
-      EscalationTaken logged;
-      logged.level = worst->severity;
-      logged.action = "logged";
-      logged.retry_recommended = true;
-      outcome_.escalation = std::move(logged);
-    } else {
-      EscalationRequest request;
-      request.level = EscalationPolicy::effective_level(worst->severity, /*resolved=*/false);
-      request.error = *worst;
-      request.agent = worst_agent;
-      request.task_id = task_.id;
-      request.task_type = task_.type;
-      request.labels = {{"agent", worst_agent},
-                        {"error_type", std::string(to_string(worst->type))},
-                        {"task_type", task_.type},
-                        {"severity", std::string(to_string(request.level))}};
-      if (wf.options_.escalations != nullptr) {
-        step_ = WorkflowStep{};
-        step_.kind = WorkflowStep::Kind::escalate;
-        step_.escalation = request;
-        escalation_.reset();
-        co_yield 0;
-        if (escalation_ && escalation_->ok()) {
-          outcome_.escalation = std::move(**escalation_);
-          emit(EventKind::escalated, worst_agent, &*worst,
-               outcome_.escalation->record.empty() ? outcome_.escalation->action
-                                                   : outcome_.escalation->record);
-        } else {
-          outcome_.escalation_error = escalation_ ? escalation_->error().describe()
-                                                  : "the driver gave no escalation result";
-        }
-        escalation_.reset();
-      } else {
-        // Decided but not carried out: no sink was configured.
-        outcome_.escalation = EscalationTaken::planned(EscalationPolicy().plan(request.level));
-      }
-    }
+  if (!worst_) return false;
+  if (primary_answered_after_retry_ && !healing_failed_ && worst_->severity <= Severity::medium) {
+    EscalationTaken logged;
+    logged.level = worst_->severity;
+    logged.action = "logged";
+    logged.retry_recommended = true;
+    outcome_.escalation = std::move(logged);
+    return false;
   }
-  outcome_.elapsed = env.clock->now() - started;
-  emit(EventKind::task_finished, task_.agent, nullptr, std::string(to_string(outcome_.status)));
+  const Severity level = EscalationPolicy::effective_level(worst_->severity, /*resolved=*/false);
+  if (options.escalations == nullptr) {
+    // Decided but not carried out: no sink was configured.
+    outcome_.escalation = EscalationTaken::planned(EscalationPolicy().plan(level));
+    return false;
+  }
+  escalation_ = std::make_unique<PendingEscalation>();
+  EscalationRequest& request = escalation_->request;
+  request.level = level;
+  request.error = *worst_;
+  request.agent = worst_agent_;
+  request.task_id = task_.id;
+  request.task_type = task_.type;
+  request.labels = {{"agent", worst_agent_},
+                    {"error_type", std::string(to_string(worst_->type))},
+                    {"task_type", task_.type},
+                    {"severity", std::string(to_string(level))}};
+  step_ = WorkflowStep{};
+  step_.kind = WorkflowStep::Kind::escalate;
+  step_.escalation = &request;
+  return true;
+}
+
+void WorkflowRun::after_escalation() {
+  std::unique_ptr<PendingEscalation> escalation = std::move(escalation_);
+  step_ = WorkflowStep{};  // it pointed into `escalation`
+  std::optional<Result<EscalationTaken>>& taken = escalation->taken;
+  if (taken && taken->ok()) {
+    outcome_.escalation = std::move(**taken);
+    emit(EventKind::escalated, worst_agent_, &*worst_,
+         outcome_.escalation->record.empty() ? outcome_.escalation->action
+                                             : outcome_.escalation->record);
+  } else {
+    outcome_.escalation_error =
+        taken ? taken->error().describe() : "the driver gave no escalation result";
+  }
 }
 
 EscalationTaken EscalationTaken::planned(const EscalationPlan& plan) {

@@ -1,6 +1,9 @@
 #include "mend/async_workflow.h"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -8,91 +11,207 @@
 namespace mend {
 namespace {
 
-// Runs `fn` on `executor` and resumes the caller on its own executor with the result. (co_spawn
-// wants a default-constructible result, which Result<T> is not: hence the optional.)
-// GCC 12 destroys a non-trivial temporary twice when it sits in the same full-expression as a
-// co_await (the lambdas passed here, with their captured strings): callers create the awaitable
-// in a statement of its own and co_await the named result.
+namespace net = boost::asio;
+
+// One task in progress. Whoever holds the unique_ptr to it holds the task: the coroutine that
+// carries out its steps, the pending timer's handler, or a job on the blocking executor. Nothing
+// else refers to it, so a handler destroyed unrun (the io_context went away) destroys the task.
+//
+// The steps run in a coroutine while they can (agent calls are awaited in it, as the daemon's
+// HTTP calls must be), and the coroutine ends whenever the task has to wait: a backoff timer
+// or a job on the blocking executor. The wait's handler starts a new coroutine. So a task that
+// waits holds no coroutine frame, only this object and its timer (issue 6: a few hundred bytes
+// each instead of several KB, with 100,000 tasks in backoff during an outage), and a task that
+// never waits costs one coroutine, as before.
+class Driver {
+ public:
+  Driver(const Workflow& workflow, Task task, AsyncAgentInvoker& invoker,
+         AgentOperations* operations, net::any_io_executor io, net::any_io_executor blocking,
+         std::unique_ptr<detail::WorkflowCompletion> completion)
+      : workflow_(workflow),
+        run_(workflow.start(std::move(task), operations != nullptr)),
+        invoker_(invoker),
+        operations_(operations),
+        blocking_(std::move(blocking)),
+        timer_(std::move(io)),
+        completion_(std::move(completion)) {}
+
+  // Goes on with the run in a new coroutine on the run's I/O executor. What escapes the
+  // coroutine (the completion handler threw) is rethrown out of the executor's run(), as any
+  // handler's exception is.
+  static void resume(std::unique_ptr<Driver> self) {
+    net::any_io_executor io = self->io();
+    net::co_spawn(io, drive(std::move(self)), [](std::exception_ptr error) {
+      if (error) std::rethrow_exception(error);
+    });
+  }
+
+ private:
+  net::any_io_executor io() { return timer_.get_executor(); }
+  // Completes the run, once. The run is destroyed first, as it was when the driver was one
+  // coroutine: whatever it still holds (a retry token, after an exception) is given back before
+  // the handler may let go of the workflow.
+  void finish(std::exception_ptr error, Outcome outcome) {
+    std::unique_ptr<detail::WorkflowCompletion> completion = std::move(completion_);
+    if (completion == nullptr) return;
+    run_.reset();
+    completion->complete(io(), error, std::move(outcome));
+  }
+  // Carries out steps until the run waits or is done; the wait's handler takes `self` along.
+  static net::awaitable<void> drive(std::unique_ptr<Driver> self);
+  // Runs `fn(driver)` on the blocking executor, then resumes the run on its I/O executor. An
+  // exception of `fn` ends the run with it.
+  template <class Fn>
+  static void offload(std::unique_ptr<Driver> self, Fn fn);
+
+  const Workflow& workflow_;
+  std::unique_ptr<WorkflowRun> run_;
+  AsyncAgentInvoker& invoker_;
+  AgentOperations* const operations_;
+  net::any_io_executor blocking_;
+  net::steady_timer timer_;  // backoff waits; its executor is the run's I/O executor
+  std::unique_ptr<detail::WorkflowCompletion> completion_;
+};
+
+net::awaitable<void> Driver::drive(std::unique_ptr<Driver> self) {
+  try {
+    for (;;) {
+      const WorkflowStep* step = nullptr;
+      try {
+        step = &self->run_->next();
+      } catch (...) {
+        self->finish(std::current_exception(), Outcome{});
+        co_return;
+      }
+      switch (step->kind) {
+        case WorkflowStep::Kind::call: {
+          std::optional<Result<std::string>> result;
+          try {
+            // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
+            auto invoked = self->invoker_.invoke_async(*step->agent, step->replica,
+                                                       self->run_->task(), step->attempt);
+            result.emplace(co_await std::move(invoked));
+          } catch (const std::exception& e) {
+            // As the synchronous driver: an invoker that throws fails its call, not the run.
+            result.emplace(Error::from_live_exception(e, std::current_exception()));
+          } catch (...) {
+            result.emplace(Error::from_exception(std::current_exception()));
+          }
+          self->run_->provide_call_result(std::move(*result));
+          break;
+        }
+        case WorkflowStep::Kind::wait: {
+          Driver* driver = self.get();
+          driver->timer_.expires_after(step->delay);
+          // Nothing cancels the timer but the run's destruction, which takes the handler along
+          // unrun.
+          driver->timer_.async_wait(
+              [self = std::move(self)](const boost::system::error_code&) mutable {
+                resume(std::move(self));
+              });
+          co_return;
+        }
+        case WorkflowStep::Kind::heal:
+          // start() enabled healing only with both a healer and operations. heal() turns failures
+          // of the operations and strategies into its report. The step's symptoms live in the
+          // run, which travels with the job.
+          offload(std::move(self),
+                  [agent = step->agent->name, symptoms = step->symptoms](Driver& d) {
+                    const Workflow& workflow = d.workflow_;
+                    d.run_->provide_healing(workflow.options().healer->heal(
+                        agent, *symptoms, *d.operations_, workflow.env().clock->now()));
+                  });
+          co_return;
+        case WorkflowStep::Kind::escalate:
+          offload(std::move(self), [request = step->escalation](Driver& d) {
+            EscalationSink* sink = d.workflow_.options().escalations;
+            d.run_->provide_escalation(detail::guarded([&] { return sink->escalate(*request); }));
+          });
+          co_return;
+        case WorkflowStep::Kind::done: {
+          Outcome outcome = self->run_->take_outcome();
+          TaskJournal* journal = self->workflow_.options().journal;
+          if (journal == nullptr || journal->try_record(self->run_->task(), outcome)) {
+            self->finish(nullptr, std::move(outcome));
+            co_return;
+          }
+          // The journal could not queue it: a store write, off the I/O threads; then back to the
+          // I/O executor to complete (see offload()).
+          net::any_io_executor blocking = self->blocking_;
+          net::any_io_executor work =
+              net::prefer(self->io(), net::execution::outstanding_work.tracked);
+          net::post(blocking, [self = std::move(self), outcome = std::move(outcome),
+                               work = std::move(work)]() mutable {
+            self->workflow_.options().journal->record(self->run_->task(), outcome);  // noexcept
+            net::any_io_executor io = self->io();
+            net::post(io, [self = std::move(self), outcome = std::move(outcome),
+                           work = std::move(work)]() mutable {
+              self->finish(nullptr, std::move(outcome));
+            });
+          });
+          co_return;
+        }
+      }
+    }
+  } catch (...) {
+    // The driver itself failed (out of memory, say) while it held the run: end the run with the
+    // exception. Anything else (the completion handler threw) goes to the executor's run().
+    if (self == nullptr || self->completion_ == nullptr) throw;
+    self->finish(std::current_exception(), Outcome{});
+  }
+}
+
 template <class Fn>
-auto offload(boost::asio::any_io_executor executor, Fn fn)
-    -> boost::asio::awaitable<decltype(fn())> {
-  using R = decltype(fn());
-  auto call = [fn = std::move(fn)]() mutable -> boost::asio::awaitable<std::optional<R>> {
-    co_return std::optional<R>(fn());
-  };
-  auto spawned = boost::asio::co_spawn(executor, std::move(call), boost::asio::use_awaitable);
-  std::optional<R> r = co_await std::move(spawned);
-  co_return std::move(*r);
+void Driver::offload(std::unique_ptr<Driver> self, Fn fn) {
+  net::any_io_executor blocking = self->blocking_;
+  // Tracked: the I/O executor's run() must not return while the run is away on `blocking`. It
+  // travels back with the run and is released on the I/O thread: released on the blocking
+  // thread, it could touch an io_context that its owner destroyed once the run completed.
+  net::any_io_executor work = net::prefer(self->io(), net::execution::outstanding_work.tracked);
+  net::post(blocking,
+            [self = std::move(self), fn = std::move(fn), work = std::move(work)]() mutable {
+              std::exception_ptr error;
+              try {
+                fn(*self);
+              } catch (...) {
+                error = std::current_exception();
+              }
+              net::any_io_executor io = self->io();
+              net::post(io, [self = std::move(self), error, work = std::move(work)]() mutable {
+                if (error) {
+                  self->finish(error, Outcome{});
+                } else {
+                  resume(std::move(self));
+                }
+              });
+            });
 }
 
 }  // namespace
+
+namespace detail {
+
+void start_workflow(const Workflow& workflow, Task task, AsyncAgentInvoker& invoker,
+                    AgentOperations* operations, boost::asio::any_io_executor io,
+                    boost::asio::any_io_executor blocking,
+                    std::unique_ptr<WorkflowCompletion> completion) {
+  Driver::resume(std::make_unique<Driver>(workflow, std::move(task), invoker, operations,
+                                          std::move(io), std::move(blocking),
+                                          std::move(completion)));
+}
+
+}  // namespace detail
 
 boost::asio::awaitable<Outcome> run_workflow_async(const Workflow& workflow, Task task,
                                                    AsyncAgentInvoker& invoker,
                                                    AgentOperations* operations,
                                                    boost::asio::any_io_executor blocking) {
-  std::unique_ptr<WorkflowRun> run = workflow.start(std::move(task), operations != nullptr);
-  const auto io = co_await boost::asio::this_coro::executor;
-  for (;;) {
-    const WorkflowStep& step = run->next();
-    switch (step.kind) {
-      case WorkflowStep::Kind::call: {
-        std::optional<Result<std::string>> result;
-        try {
-          result.emplace(
-              co_await invoker.invoke_async(*step.agent, step.replica, run->task(), step.attempt));
-        } catch (const std::exception& e) {
-          // As the synchronous driver: an invoker that throws fails its call, not the run.
-          result.emplace(Error::from_live_exception(e, std::current_exception()));
-        }
-        run->provide_call_result(std::move(*result));
-        break;
-      }
-      case WorkflowStep::Kind::wait: {
-        boost::asio::steady_timer timer(io, step.delay);
-        co_await timer.async_wait(boost::asio::use_awaitable);
-        break;
-      }
-      case WorkflowStep::Kind::heal: {
-        // start() enabled healing only with both a healer and operations.
-        SelfHealer* healer = workflow.options().healer;
-        const std::string agent = step.agent->name;
-        const Symptoms symptoms = step.symptoms;
-        const Clock* clock = workflow.env().clock;
-        // heal() turns failures of the operations and strategies into its report.
-        auto healing = offload(
-            blocking, [=] { return healer->heal(agent, symptoms, *operations, clock->now()); });
-        run->provide_healing(co_await std::move(healing));
-        break;
-      }
-      case WorkflowStep::Kind::escalate: {
-        EscalationSink* sink = workflow.options().escalations;
-        EscalationRequest request = step.escalation;
-        auto escalation = offload(blocking, [sink, request = std::move(request)] {
-          return detail::guarded([&] { return sink->escalate(request); });
-        });
-        run->provide_escalation(co_await std::move(escalation));
-        break;
-      }
-      case WorkflowStep::Kind::done: {
-        Outcome outcome = run->take_outcome();
-        TaskJournal* journal = workflow.options().journal;
-        if (journal != nullptr && journal->try_record(run->task(), outcome)) {
-          // Queued without blocking: no hop to the blocking executor.
-        } else if (journal != nullptr) {
-          // A store write: off the I/O threads, like escalations.
-          // Copies, not references into this frame: the pool thread must not outlive them.
-          auto recorded =
-              offload(blocking, [journal, task = run->task(), outcome = std::move(outcome)] {
-                journal->record(task, outcome);
-                return outcome;
-              });
-          outcome = co_await std::move(recorded);
-        }
-        co_return std::move(outcome);  // co_return of a named local copies in C++20
-      }
-    }
-  }
+  auto io = co_await boost::asio::this_coro::executor;
+  // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
+  auto run = async_run_workflow(workflow, std::move(task), invoker, operations, std::move(io),
+                                std::move(blocking), boost::asio::use_awaitable);
+  Outcome outcome = co_await std::move(run);
+  co_return outcome;
 }
 
 }  // namespace mend

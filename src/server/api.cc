@@ -530,16 +530,9 @@ void DaemonCore::api_submit(const HttpRequest& request,
     // A replay of an idempotent submission: the same task, as it stands.
     return wait_for_task(id, wait_seconds, responder, 200, true);
   }
-  net::co_spawn(
-      *io_,
-      [this, g, task = std::move(task)]() -> net::awaitable<Outcome> {
-        // A named awaitable: GCC 12 mishandles temporaries that share a full-expression with
-        // co_await (see src/runtime/async_workflow.cc).
-        auto run = run_workflow_async(*g->workflow, task, *g->invoker, g->operations.get(),
-                                      blocking_->get_executor());
-        co_return co_await std::move(run);
-      },
-      [this, id, g](std::exception_ptr e, Outcome outcome) {
+  async_run_workflow(
+      *g->workflow, std::move(task), *g->invoker, g->operations.get(), io_->get_executor(),
+      blocking_->get_executor(), [this, id, g](std::exception_ptr e, Outcome outcome) {
         if (e) {
           outcome.task_id = id;
           outcome.status = OutcomeStatus::failed;

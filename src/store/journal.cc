@@ -45,9 +45,9 @@ BatchingTaskJournal::~BatchingTaskJournal() {
 }
 
 bool BatchingTaskJournal::enqueue(const Task& task, const Outcome& outcome, bool wait_for_room) {
-  {
-    std::unique_lock lock(mu_);
-    if (queue_.size() >= options_.max_queued && !wait_for_room) return false;
+  // A glance without the lock: the check under it below decides.
+  if (!wait_for_room && queued_now_.load(std::memory_order_relaxed) >= options_.max_queued) {
+    return false;
   }
   // Built outside the lock, on the caller's thread: the entry holds copies, so the writer never
   // touches the caller's task or outcome.
@@ -59,6 +59,7 @@ bool BatchingTaskJournal::enqueue(const Task& task, const Outcome& outcome, bool
   }
   const bool writer_idle = queue_.empty();
   queue_.push_back(std::move(entry));
+  queued_now_.store(queue_.size(), std::memory_order_relaxed);
   ++queued_total_;
   lock.unlock();
   // A busy writer comes back for the queue by itself: wake it only when it may be asleep, so
@@ -106,6 +107,7 @@ void BatchingTaskJournal::write_loop() noexcept {
       // Out of memory while moving entries: what was moved is written below, what was not stays
       // queued for the next round.
     }
+    queued_now_.store(queue_.size(), std::memory_order_relaxed);
     const std::size_t taken = batch.size();
     lock.unlock();
     write_batch(batch);
