@@ -550,10 +550,12 @@ void DaemonCore::set_agent_health(const std::string& agent) {
   // Under replicas_mu_. The agent is as healthy as its best replica.
   bool any_ready = false;
   bool any = false;
+  bool ready_unprobed = true;  // every ready replica is ready without a probe's word
   for (const Replica& r : replicas_) {
     if (r.agent != agent) continue;
     any = true;
     any_ready = any_ready || r.ready;
+    if (r.ready && r.probed) ready_unprobed = false;
   }
   if (!any) return;
   if (auto g = current()) {
@@ -562,8 +564,15 @@ void DaemonCore::set_agent_health(const std::string& agent) {
       const HealthState before = g->agents.find(agent)->health.load();
       g->agents.set_health(agent, now);
       if (before != now) {
-        log("info", "agent " + agent + " is " + std::string(to_string(now)) +
-                        (any_ready ? "" : ": no replica is ready"));
+        // Say so when "healthy" is an assumption: at 3 a.m. a log line that claims more than
+        // mend knows sends the on-call engineer the wrong way.
+        std::string why;
+        if (!any_ready) {
+          why = ": no replica is ready";
+        } else if (ready_unprobed) {
+          why = " (assumed: mend does not start it, and no probe has answered yet)";
+        }
+        log("info", "agent " + agent + " is " + std::string(to_string(now)) + why);
       }
     }
   }
@@ -737,6 +746,7 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
     r.probing = false;
     if (r.restarting) co_return;
     r.last_probe = result.detail;
+    r.probed = true;
     agent = r.agent;
     if (liveness) {
       r.liveness_failures = ok ? 0 : r.liveness_failures + 1;

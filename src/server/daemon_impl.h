@@ -126,6 +126,7 @@ struct Replica {
   std::size_t memory_limit = 0;
   bool started = false;  // the startup probe passed since the process last started
   bool ready = false;
+  bool probed = false;  // a probe has answered (a URL agent's replica is ready before that)
   int startup_failures = 0;
   int readiness_failures = 0;
   int readiness_successes = 0;

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "mend_test/ports.h"
 #include "mend_test/posix_regex.h"
 #include "serve_fixture.h"
 
@@ -211,35 +212,6 @@ std::vector<std::string> row_of(const std::vector<std::vector<std::string>>& row
   }
   return {};
 }
-
-// A port that refuses connections: bound, never listening, held while the object lives.
-class RefusingPort {
- public:
-  RefusingPort() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind failed");
-    }
-    socklen_t length = sizeof addr;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &length);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~RefusingPort() { ::close(fd_); }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- protected:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
-// A port that takes connections (the kernel's backlog) and never answers.
-class SilentPort : public RefusingPort {
- public:
-  SilentPort() { ::listen(fd_, 16); }
-};
 
 // --- Without a daemon
 // -----------------------------------------------------------------------------

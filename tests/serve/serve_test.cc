@@ -12,6 +12,7 @@
 #include <future>
 
 #include "mend/sqlite_store.h"
+#include "mend_test/ports.h"
 #include "serve_fixture.h"
 
 namespace mend::testing {
@@ -21,6 +22,27 @@ using ::testing::HasSubstr;
 
 std::string outcome_status(const Reply& r) {
   return r.body["outcome"]["status"].get<std::string>();
+}
+
+// A URL agent (mend does not start it) takes traffic before any probe has answered; the log must
+// not present that as a fact. Its readiness probes then fail, and the log says so.
+TEST_F(ServeTest, AUrlAgentIsHealthyByAssumptionUntilItsProbesAnswerAndTheLogSaysWhich) {
+  RefusingPort nobody;
+  start_daemon_without_waiting(
+      config_yaml("  - name: outside\n    url: " + nobody.url() +
+                  "\n    capabilities: [code_review]\n"
+                  "    probes:\n      readiness: {period: 100ms, failure_threshold: 2}\n"));
+  ASSERT_FALSE(HasFatalFailure());
+  wait_until(
+      [&] {
+        return log().find("agent outside is unhealthy: no replica is ready") != std::string::npos;
+      },
+      10s, "the failed probes to be logged");
+  const std::string text = log();
+  EXPECT_THAT(text, HasSubstr("agent outside is healthy (assumed: mend does not start it, and no "
+                              "probe has answered yet)"));
+  EXPECT_THAT(text, HasSubstr("agent outside: not ready: "));
+  EXPECT_LT(text.find("is healthy (assumed"), text.find("is unhealthy: no replica is ready"));
 }
 
 TEST_F(ServeTest, A503IsRetriedAndThenAnswered) {
