@@ -784,6 +784,9 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
         }
       }
     }
+    // The replica's transition is logged before the agent's health it leads to: the cause
+    // first, then the effect.
+    if (!transition.empty()) log("info", "agent " + agent + ": " + transition);
     set_agent_health(r.agent);
   }
   if (!transition.empty()) {
@@ -792,7 +795,6 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
               {"source", agent},
               {"detail", transition}};
     publish("agent_health", j.dump(-1, ' ', false, json::error_handler_t::replace));
-    log("info", "agent " + agent + ": " + transition);
   }
   if (restart_process) {
     const std::string process = *restart_process;

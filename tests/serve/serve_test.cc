@@ -42,7 +42,8 @@ TEST_F(ServeTest, AUrlAgentIsHealthyByAssumptionUntilItsProbesAnswerAndTheLogSay
   EXPECT_THAT(text, HasSubstr("agent outside is healthy (assumed: mend does not start it, and no "
                               "probe has answered yet)"));
   EXPECT_THAT(text, HasSubstr("agent outside: not ready: "));
-  EXPECT_LT(text.find("is healthy (assumed"), text.find("is unhealthy: no replica is ready"));
+  EXPECT_LT(text.find("is healthy (assumed"), text.find("agent outside: not ready: "));
+  EXPECT_LT(text.find("agent outside: not ready: "), text.find("is unhealthy: no replica is ready"));
 }
 
 TEST_F(ServeTest, A503IsRetriedAndThenAnswered) {
