@@ -5,7 +5,7 @@ backends, under wrk on loopback.
 Usage:
   python3 bench/gateway.py [--mend PATH] [--reps 3] [--duration 10] [--connections 32]
                            [--threads 1] [--scenarios healthy,flaky503,down,slow]
-                           [--gateways haproxy,nginx,mend,mend-seed] [--no-budget] [--port-base 18100]
+                           [--gateways haproxy,nginx,mend,mend-api] [--no-budget] [--port-base 18100]
                            [--out FILE] [--keep]
 
 Scenarios (one backend each, started once per scenario):
@@ -15,10 +15,13 @@ Scenarios (one backend each, started once per scenario):
   slow      bench/gateway_slow.py, a python asyncio keep-alive server answering after 1 s
 Gateways: HAProxy (retries 3, retry-on 503 conn-failure), nginx (the backend listed 4 times,
 proxy_next_upstream error timeout http_503 non_idempotent, tries 4, upstream keep-alive), mend
-(task API `POST /v1/tasks?wait=30`, one agent at the backend, 3 retries, backoff 10 ms..1 s,
-the retry budget, a failure-rate breaker), and mend-seed (the same with the seed's consecutive
-breaker: 5 failures open it for 60 s). The targets are judged on `mend`.
-HAProxy and nginx are measured on `POST /task` with the agent-protocol body, passed through.
+(its relay, `relays:`: a pass-through port in front of the agent at the backend, with 3 retries,
+backoff 10 ms..1 s, the retry budget, a failure-rate breaker and the degraded answer), mend-api
+(the same policies behind the task API, `POST /v1/tasks?wait=30`), and, when asked for,
+mend-seed (the task API with the seed's consecutive breaker: 5 failures open it for 60 s). The
+targets are judged on `mend`, the relay: what a user puts in front of an HTTP agent whose
+clients speak its protocol. HAProxy, nginx and the relay are measured on `POST /task` with the
+agent-protocol body, passed through.
 
 Every run starts the gateway fresh (mend with an empty store), waits until it is ready, runs wrk
 for --duration seconds, reads the backend's request counter before and after, and stops the
@@ -49,9 +52,11 @@ ROOT = os.path.dirname(HERE)
 LUA = os.path.join(HERE, "gateway", "count.lua")
 SLOW = os.path.join(HERE, "gateway_slow.py")
 SCENARIOS = ["healthy", "flaky503", "down", "slow"]
-# mend: the configuration a user would put in front of a busy HTTP agent (failure-rate breaker);
-# mend-seed: the seed's defaults for the breaker (consecutive, 5 failures, 60 s open).
-GATEWAYS = ["haproxy", "nginx", "mend", "mend-seed"]
+# mend: the relay with the configuration a user would put in front of a busy HTTP agent
+# (failure-rate breaker); mend-api: the same behind the task API; mend-seed: the task API with
+# the seed's defaults for the breaker (consecutive, 5 failures, 60 s open), on request only.
+GATEWAYS = ["haproxy", "nginx", "mend", "mend-api", "mend-seed"]
+DEFAULT_GATEWAYS = ["haproxy", "nginx", "mend", "mend-api"]
 AGENT_BODY = '{"attempt":0,"id":"t-1","payload":{"n":1},"type":"code_review"}'
 MEND_BODY = '{"type":"code_review","agent":"backend","payload":{"n":1}}'
 
@@ -157,7 +162,8 @@ class Bench:
         base = args.port_base
         self.backend_port, self.down_port = base, base + 3
         self.ports = {"mend": base + 10, "haproxy": base + 11, "nginx": base + 12,
-                      "mend-seed": base + 13}
+                      "mend-seed": base + 13, "mend-api": base + 14}
+        self.relay_port = base + 15  # the relay of `mend` (its API listens on ports["mend"])
         self.results = {}  # (scenario, gateway) -> [run dict]
         self.runs = 0
         self.stub_reads = 0
@@ -232,19 +238,26 @@ class Bench:
             wait_ready(p, port)
         else:
             store = self.path(f"{tag}.db")
+            relay = self.relay_port if gw == "mend" else None
+            if relay:
+                self.need_free(relay)
             cfg = self.write("mend.yaml", conf.mend(port, backend_port, store,
                                                     budget=not self.a.no_budget,
-                                                    seed_breaker=gw == "mend-seed"))
+                                                    seed_breaker=gw == "mend-seed",
+                                                    relay_port=relay))
             p = self.procs.start(gw, [self.a.mend, "serve", "--config", cfg],
                                  self.path(f"{tag}.out"))
             wait_ready(p, port, "/healthz")
+            if relay:
+                wait_ready(p, relay)
+                return p, relay
         return p, port
 
     def wrk(self, gw, port, tag):
-        is_mend = gw.startswith("mend")
-        env = dict(os.environ, GW_BODY=MEND_BODY if is_mend else AGENT_BODY,
-                   GW_PATH="/v1/tasks?wait=30" if is_mend else "/task",
-                   GW_MEND="1" if is_mend else "0")
+        task_api = gw.startswith("mend-")
+        env = dict(os.environ, GW_BODY=MEND_BODY if task_api else AGENT_BODY,
+                   GW_PATH="/v1/tasks?wait=30" if task_api else "/task",
+                   GW_MEND="1" if task_api else "relay" if gw == "mend" else "0")
         argv = ["wrk", "-t", str(self.a.threads), "-c", str(self.a.connections),
                 "-d", f"{self.a.duration}s", "--timeout", WRK_TIMEOUT, "-s", LUA,
                 f"http://127.0.0.1:{port}"]
@@ -276,7 +289,7 @@ class Bench:
             time.sleep(0.2)  # let startup probes and workers settle
             before = self.backend_count(scenario)
             w = self.wrk(gw, port, tag)
-            agent = self.mend_agent(port) if gw.startswith("mend") else None
+            agent = self.mend_agent(self.ports[gw]) if gw.startswith("mend") else None
             after = self.settled_count(scenario)
         finally:
             self.procs.stop(p)
@@ -334,10 +347,11 @@ def parse_args():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--gateways", default=",".join(GATEWAYS))
+    ap.add_argument("--gateways", default=",".join(DEFAULT_GATEWAYS))
     ap.add_argument("--no-budget", action="store_true", help="mend without a retry budget")
     ap.add_argument("--port-base", type=int, default=18100,
-                    help="backend port; +3 the hard-down port, +10..+12 mend, HAProxy, nginx")
+                    help="backend port; +3 the hard-down port, +10..+15 mend's API, HAProxy, "
+                         "nginx, mend-seed, mend-api, mend's relay")
     ap.add_argument("--out", help="also write the markdown to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     a = ap.parse_args()

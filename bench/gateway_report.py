@@ -33,12 +33,15 @@ def report(bench):
     out = [f"## Gateway comparison ({time.strftime('%Y-%m-%d %H:%M')})", "",
            f"wrk -t{a.threads} -c{a.connections} -d{a.duration}s --timeout {WRK_TIMEOUT}, "
            f"{a.reps} repetition(s), gateway order rotated each repetition; medians per cell. "
-           f"Machine: {os.cpu_count()} CPUs, Linux {platform.release()}. mend: `{a.mend}`, "
-           f"measured on its task API (`POST /v1/tasks?wait=30`); HAProxy and nginx pass "
-           f"`POST /task` through. mend: retry max_retries 3, seed backoff base 10 ms cap 1 s, "
-           f"retry budget {'off' if a.no_budget else 'on (defaults)'}; `mend` with a "
-           f"failure-rate breaker (50 % of the last 100 calls), `mend-seed` with the seed's "
-           f"consecutive breaker (5 failures, 60 s open). The targets are judged on `mend`. "
+           f"Machine: {os.cpu_count()} CPUs, Linux {platform.release()}. mend: `{a.mend}`. "
+           f"`mend` is its relay (`relays:`, docs/relay.md): like HAProxy and nginx it passes "
+           f"`POST /task` through to the backend; `mend-api` is its task API "
+           f"(`POST /v1/tasks?wait=30`, each request a task with an outcome and a journal "
+           f"entry). mend: retry max_retries 3, seed backoff base 10 ms cap 1 s, "
+           f"retry budget {'off' if a.no_budget else 'on (defaults)'}, a failure-rate breaker "
+           f"(50 % of the last 100 calls); `mend-seed`, when run, is the task API with the "
+           f"seed's consecutive breaker (5 failures, 60 s open). The targets are judged on "
+           f"`mend`, the relay. "
            f"Error % is what the client saw fail; mend's `degraded` and `fallback` answers count "
            f"as answered (the issue's rule) and have their own columns: compare `by agent %` "
            f"too.", ""]
@@ -118,10 +121,12 @@ METHOD = [
     "- req/s: responses completed per second (wrk), whatever their status; p50/p99: wrk's latency "
     "distribution.",
     "- error %: client-visible errors over responses plus socket errors: non-2xx answers, wrk's "
-    "connect/read/write errors and timeouts, and for mend a 200 whose status is `failed`. "
+    "connect/read/write errors and timeouts, and for mend's task API a 200 whose status is "
+    "`failed`. "
     "`degraded` and `fallback` count as answered; they have their own columns.",
     "- by agent %: for HAProxy and nginx a 2xx (the backend's answer passed through); for mend "
-    "`succeeded` or `succeeded_after_retry`.",
+    "`succeeded` or `succeeded_after_retry` (the relay's `Mend-Outcome` header, none for a "
+    "first call's answer; the task API's outcome status).",
     "- amplification: backend requests during the run / client requests sent (completed, plus "
     "one in flight per connection when wrk stops: wrk keeps every connection busy, and those "
     "requests reached the backend too), counted at the backend between just before and just "

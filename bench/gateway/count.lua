@@ -1,9 +1,13 @@
 -- wrk script of bench/gateway.py: POSTs GW_BODY to GW_PATH and classifies every answer.
--- Per thread: 2xx (answered by the backend for a pass-through proxy), mend's outcome (the first
--- "status":"..." of mend's body), non-2xx. done() prints one line "GW_JSON {...}".
+-- Per thread: 2xx (answered by the backend for a pass-through proxy), mend's outcome, non-2xx.
+-- GW_MEND: "0" a plain proxy; "1" mend's task API (the outcome is the first "status":"..." of
+-- its body); "relay" mend's relay (the outcome is its Mend-Outcome header; none: succeeded).
+-- done() prints one line "GW_JSON {...}".
 local body = os.getenv("GW_BODY") or "{}"
 local path = os.getenv("GW_PATH") or "/"
-local mend = os.getenv("GW_MEND") == "1"
+local mode = os.getenv("GW_MEND") or "0"
+local mend = mode == "1"
+local relay = mode == "relay"
 
 wrk.method = "POST"
 wrk.path = path
@@ -26,8 +30,14 @@ function response(status, headers, resp)
     return
   end
   ok2xx = ok2xx + 1
-  if not mend then return end
-  local s = resp and string.match(resp, '"status":"([%l_]+)"')
+  local s
+  if relay then
+    s = headers["Mend-Outcome"] or headers["mend-outcome"] or "succeeded"
+  elseif mend then
+    s = resp and string.match(resp, '"status":"([%l_]+)"')
+  else
+    return
+  end
   if s == "succeeded" then succeeded = succeeded + 1
   elseif s == "succeeded_after_retry" then after_retry = after_retry + 1
   elseif s == "fallback" then fallback = fallback + 1

@@ -142,6 +142,16 @@ struct EscalationConfig {
   Duration sla_check_interval = std::chrono::seconds(10);
 };
 
+// relays[i]: a pass-through port in front of one agent (docs/relay.md). Read at start: a reload
+// keeps the relays as they are (the agents behind them are reloaded).
+struct RelayConfig {
+  std::string agent;    // the agent it leads to; then that agent's fallback chain
+  std::string address;  // IP address; default: server.address
+  unsigned short port = 0;  // 0: any free port (the log says which)
+  std::size_t threads = 0;  // 0: server.threads
+  std::size_t max_response_bytes = std::size_t{64} << 20;  // an agent's answer, at most
+};
+
 struct Config {
   std::string source_path;  // the file it was loaded from; "" when parsed from a string
   ServerConfig server;
@@ -154,6 +164,7 @@ struct Config {
   DegradationTexts degradation;
   EscalationConfig escalation;
   SupervisionConfig supervision;
+  std::vector<RelayConfig> relays;
 
   const AgentConfig* agent(std::string_view name) const;
 };

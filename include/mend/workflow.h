@@ -217,6 +217,9 @@ class Workflow {
   AgentRegistry& agents() const noexcept { return agents_; }
   const WorkflowOptions& options() const noexcept { return options_; }
   const Env& env() const noexcept { return env_; }
+  // The retry options and policy for calls to `agent` (its own, or the global ones).
+  const RetryOptions& retry_options_for(std::string_view agent) const;
+  const RetryPolicy& retry_policy_for(std::string_view agent) const;
 
  private:
   AgentRegistry& agents_;
@@ -224,9 +227,6 @@ class Workflow {
   Env env_;
   RetryPolicy retry_;
   std::map<std::string, RetryPolicy, std::less<>> agent_retry_;
-  // The retry options and policy for calls to `agent`.
-  const RetryOptions& retry_options_for(std::string_view agent) const;
-  const RetryPolicy& retry_policy_for(std::string_view agent) const;
   friend class WorkflowRun;
 };
 

@@ -657,6 +657,8 @@ class Checker {
   void read_probes(const Item& item, ProbesConfig& probes);
   void read_probe(const Item& item, ProbeOptions& probe);
   void read_chains(const Item& item, std::map<std::string, std::vector<std::string>>& chains);
+  void read_relays(const Item& item, const ServerConfig& server, std::vector<RelayConfig>& relays);
+  bool read_address(const Item& item, std::string& out);
   void read_degradation(const Item& item, DegradationTexts& texts);
   void read_escalation(const Item& item, EscalationConfig& escalation);
   void read_receiver(const Item& item, ReceiverConfig& receiver);
@@ -758,20 +760,7 @@ void Section::finish() {
 void Checker::read_server(const Item& item, ServerConfig& server) {
   Section s(*this, item);
   if (!s.ok()) return;
-  if (auto address = s.get("address")) {
-    if (auto text = string(*address)) {
-      unsigned char buffer[sizeof(in6_addr)];
-      if (inet_pton(AF_INET, text->c_str(), buffer) == 1 ||
-          inet_pton(AF_INET6, text->c_str(), buffer) == 1) {
-        server.address = *text;
-      } else {
-        at_value(*address,
-                 "expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1 (not a "
-                 "host name), got " +
-                     in_quotes(*text));
-      }
-    }
-  }
+  if (auto address = s.get("address")) read_address(*address, server.address);
   set_integer(s, "port", server.port, {0, 65535});
   auto token = s.get("token");
   auto token_env = s.get("token_env");
@@ -798,6 +787,64 @@ void Checker::read_server(const Item& item, ServerConfig& server) {
   set_duration(s, "drain_timeout", server.drain_timeout, DurationRule::non_negative);
   set_integer(s, "max_wait_seconds", server.max_wait_seconds, {0, 86400});
   s.finish();
+}
+
+bool Checker::read_address(const Item& item, std::string& out) {
+  auto text = string(item);
+  if (!text) return false;
+  unsigned char buffer[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, text->c_str(), buffer) == 1 ||
+      inet_pton(AF_INET6, text->c_str(), buffer) == 1) {
+    out = *text;
+    return true;
+  }
+  at_value(item,
+           "expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1 (not a host name), got " +
+               in_quotes(*text));
+  return false;
+}
+
+void Checker::read_relays(const Item& item, const ServerConfig& server,
+                          std::vector<RelayConfig>& relays) {
+  auto elements = list(item, "a list of relays");
+  if (!elements) return;
+  std::map<unsigned short, int> first_line;  // fixed ports, to catch two relays on one
+  for (const Item& element : *elements) {
+    Section s(*this, element, "a relay (a mapping)", false);
+    if (!s.ok()) continue;
+    RelayConfig relay;
+    relay.address = server.address;
+    if (auto agent = s.get("agent")) {
+      if (auto name = string(*agent)) {
+        if (agent_names_.contains(*name)) {
+          relay.agent = *name;
+        } else {
+          const std::vector<std::string> known(agent_names_.begin(), agent_names_.end());
+          at_value(*agent, unknown_name("agent", *name, known));
+        }
+      }
+    } else {
+      at_key(element, "missing key 'agent' (the agent the relay passes requests to)");
+    }
+    if (auto address = s.get("address")) read_address(*address, relay.address);
+    if (!s.has("port")) at_key(element, "missing key 'port' (0 for any free port)");
+    set_integer(s, "port", relay.port, {0, 65535});
+    set_integer(s, "threads", relay.threads, {1, 256});
+    set_size(s, "max_response_bytes", relay.max_response_bytes, 1);
+    s.finish();
+    if (relay.port != 0) {
+      if (relay.port == server.port) {
+        at_value(*s.get("port"), "port " + std::to_string(relay.port) + " is server.port");
+      }
+      auto [first, fresh] = first_line.emplace(relay.port, line_of(element.mark));
+      if (!fresh) {
+        at_value(*s.get("port"), "port " + std::to_string(relay.port) +
+                                     " is taken by the relay at line " +
+                                     std::to_string(first->second));
+      }
+    }
+    if (!relay.agent.empty()) relays.push_back(std::move(relay));
+  }
 }
 
 void Checker::read_store(const Item& item, StoreConfig& store) {
@@ -1548,6 +1595,7 @@ Config Checker::run(const YAML::Node& root) {
   if (auto item = s.get("degradation")) read_degradation(*item, config.degradation);
   if (auto item = s.get("escalation")) read_escalation(*item, config.escalation);
   if (auto item = s.get("supervision")) read_supervision(*item, config.supervision);
+  if (auto item = s.get("relays")) read_relays(*item, config.server, config.relays);
   s.finish();
   return config;
 }

@@ -695,6 +695,54 @@ TEST(ConfigProblem, ToStringLeavesOutWhatIsUnknown) {
   EXPECT_EQ((ConfigProblem{"", 0, 0, "", "m"}).to_string(), "m");
 }
 
+TEST(ConfigRelays, ReadWithTheServersDefaults) {
+  ConfigLoad load = parse(std::string("server: {address: 127.0.0.2, port: 7070}\n") + kOneAgent +
+                          "relays:\n  - {agent: a, port: 7080}\n"
+                          "  - {agent: a, port: 0, address: \"::1\", threads: 4, "
+                          "max_response_bytes: 1MiB}\n");
+  ASSERT_TRUE(load.ok()) << ::testing::PrintToString(problems(load));
+  const std::vector<RelayConfig>& relays = load.config->relays;
+  ASSERT_EQ(relays.size(), 2u);
+  EXPECT_EQ(relays[0].agent, "a");
+  EXPECT_EQ(relays[0].address, "127.0.0.2");  // server.address
+  EXPECT_EQ(relays[0].port, 7080);
+  EXPECT_EQ(relays[0].threads, 0u);  // server.threads, at start
+  EXPECT_EQ(relays[0].max_response_bytes, std::size_t{64} << 20);
+  EXPECT_EQ(relays[1].address, "::1");
+  EXPECT_EQ(relays[1].port, 0);
+  EXPECT_EQ(relays[1].threads, 4u);
+  EXPECT_EQ(relays[1].max_response_bytes, std::size_t{1} << 20);
+}
+
+TEST(ConfigRelays, EachMistakeIsNamedWithItsPlace) {
+  const std::string agent = kOneAgent;
+  const std::vector<ProblemCase> cases = {
+      {agent + "relays:\n  - {agent: b, port: 7080}\n",
+       "4:13: relays[0].agent: unknown agent 'b' (expected one of: a)"},
+      {agent + "relays:\n  - {port: 7080}\n",
+       "4:5: relays[0]: missing key 'agent' (the agent the relay passes requests to)"},
+      {agent + "relays:\n  - {agent: a}\n", "4:5: relays[0]: missing key 'port' (0 for any free port)"},
+      {agent + "relays:\n  - {agent: a, port: 7070}\n",
+       "4:22: relays[0].port: port 7070 is server.port"},
+      {agent + "relays:\n  - {agent: a, port: 7080}\n  - {agent: a, port: 7080}\n",
+       "5:22: relays[1].port: port 7080 is taken by the relay at line 4"},
+      {agent + "relays:\n  - {agent: a, port: 1, address: localhost}\n",
+       "4:34: relays[0].address: expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1 (not a "
+       "host name), got 'localhost'"},
+      {agent + "relays:\n  - {agent: a, port: 1, thread: 2}\n",
+       "4:25: relays[0].thread: unknown key 'thread' (did you mean 'threads'?)"},
+      {agent + "relays: {agent: a}\n", "3:9: relays: expected a list of relays, got a mapping"},
+  };
+  for (const ProblemCase& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    ConfigLoad load = parse(c.yaml);
+    EXPECT_FALSE(load.ok());
+    std::vector<std::string> found = problems(load);
+    ASSERT_EQ(found.size(), 1u) << ::testing::PrintToString(found);
+    EXPECT_EQ(found[0], c.expected);
+  }
+}
+
 TEST(Config, AgentFindsByName) {
   ConfigLoad load =
       parse("agents:\n  - {name: a, url: \"http://h:1\"}\n  - {name: b.c_d-1, command: x}\n");

@@ -24,6 +24,7 @@
 #include <set>
 
 #include "daemon_impl.h"
+#include "relay.h"
 #include "mend/async_workflow.h"
 
 namespace mend {
@@ -215,6 +216,12 @@ AgentCounters& DaemonCore::counters(const std::string& agent) {
   return *slot;
 }
 
+void DaemonCore::set_generation(std::shared_ptr<Generation> g) {
+  std::lock_guard<std::mutex> lock(generation_mu_);
+  generation_ = std::move(g);
+  generation_number_.fetch_add(1, std::memory_order_release);
+}
+
 std::shared_ptr<Generation> DaemonCore::current() const {
   std::lock_guard<std::mutex> lock(generation_mu_);
   return generation_;
@@ -247,6 +254,9 @@ void DaemonCore::register_metrics() {
                                       "Notification deliveries, by result.", {"result"});
   m_.reloads = &metrics.counter("mend_config_reloads_total", "Configuration reloads, by result.",
                                 {"result"});
+  m_.relay_requests = &metrics.counter(
+      "mend_relay_requests_total", "Requests through a relay, by its agent and how they ended.",
+      {"relay", "outcome"});
   metrics.gauge_callback("mend_circuit_state",
                          "Circuit state per agent: 0 closed, 1 half-open, 2 open, 3 isolated.",
                          {"agent"}, [this] {
@@ -435,7 +445,11 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   wo.healer = g->healer.get();
   wo.escalations = g->escalator.get();
   wo.journal = journal_.get();
+  const int max_agents = wo.max_agents;
   g->workflow = std::make_unique<Workflow>(g->agents, std::move(wo), g->env);
+  for (const RelayConfig& relay : boot_config_.relays) {
+    g->relay_routes.push_back(build_relay_route(*this, *g, relay.agent, max_agents));
+  }
   return g;
 }
 
@@ -1026,10 +1040,7 @@ Result<void> DaemonCore::start() {
   if (auto started = start_replicas(config, /*first=*/true); !started.ok()) return started;
   Result<std::shared_ptr<Generation>> g = build(config);
   if (!g.ok()) return g.error();
-  {
-    std::lock_guard<std::mutex> lock(generation_mu_);
-    generation_ = *g;
-  }
+  set_generation(*g);
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     for (const Replica& r : replicas_) set_agent_health(r.agent);
@@ -1054,6 +1065,24 @@ Result<void> DaemonCore::start() {
                     handle(std::move(request), std::move(responder));
                   }));
   if (auto listening = server_->start(); !listening.ok()) return listening.error();
+
+  for (std::size_t i = 0; i < config.relays.size(); ++i) {
+    const RelayConfig& rc = config.relays[i];
+    RelayOptions ro;
+    ro.index = i;
+    ro.agent = rc.agent;
+    ro.address = rc.address;
+    ro.port = rc.port;
+    ro.threads = rc.threads > 0 ? rc.threads : threads;
+    ro.max_connections = config.server.max_connections;
+    ro.max_request_bytes = config.server.max_body_bytes;
+    ro.max_response_bytes = rc.max_response_bytes;
+    ro.idle_timeout = config.server.read_timeout;
+    auto relay = std::make_unique<Relay>(*this, ro);
+    if (auto listening = relay->start(); !listening.ok()) return listening.error();
+    log("info", "relay for " + rc.agent + " on " + relay->base_url());
+    relays_.push_back(std::move(relay));
+  }
 
   net::co_spawn(*io_, probe_loop(), net::detached);
   net::co_spawn(*io_, housekeeping_loop(), net::detached);
@@ -1113,6 +1142,7 @@ void DaemonCore::shutdown() {
       signals_->clear(ignored);
     });
   }
+  for (auto& relay : relays_) relay->stop_accepting();
   const Duration drain = boot_config_.server.drain_timeout;
   log("info", "draining " + std::to_string(in_flight_.load()) + " tasks in flight (up to " +
                   format_seconds(drain) + ")");
@@ -1159,6 +1189,10 @@ void DaemonCore::shutdown() {
     if (streams.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // Relayed requests still in flight get the drain time again at most (they are bounded by
+  // their agents' call timeouts).
+  for (auto& relay : relays_) relay->stop(drain);
+  relays_.clear();
   if (server_) server_->stop();
   // Agents stop in reverse order of start. Whatever still runs on the pools (a self-healing
   // step of a task that outlived the drain) finds supervision closed and restarts nothing; the
@@ -1207,10 +1241,7 @@ Result<void> DaemonCore::reload(const std::string& path) {
     family.with({"failed"}).inc();
     return g.error();
   }
-  {
-    std::lock_guard<std::mutex> lock(generation_mu_);
-    generation_ = *g;
-  }
+  set_generation(*g);
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     for (const Replica& r : replicas_) set_agent_health(r.agent);

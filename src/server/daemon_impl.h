@@ -45,6 +45,8 @@
 namespace mend::server_detail {
 
 class DaemonCore;
+class Relay;
+struct RelayRoute;
 
 // Finished tasks kept for GET /v1/tasks/ID; the oldest go first.
 inline constexpr std::size_t kFinishedTasksKept = 10000;
@@ -112,6 +114,9 @@ struct Generation {
   std::unique_ptr<DaemonAgentOperations> operations;
   std::unique_ptr<DaemonInvoker> invoker;
   std::unique_ptr<Workflow> workflow;
+  // Per relay (Config::relays of the boot configuration, in order): where it leads under this
+  // configuration.
+  std::vector<std::shared_ptr<const RelayRoute>> relay_routes;
 };
 
 // A supervised process (or, for agents reached by URL, just an endpoint) and its probes.
@@ -173,6 +178,10 @@ class DaemonCore {
   // --- used by the API (api.cc) -------------------------------------------------------------
   void handle(HttpRequest request, std::shared_ptr<HttpResponder> responder);
   std::shared_ptr<Generation> current() const;
+  // Goes up by one each time current() changes: a relay worker re-reads current() only then.
+  std::uint64_t generation_number() const noexcept {
+    return generation_number_.load(std::memory_order_acquire);
+  }
   void log(std::string_view level, const std::string& line);
   void publish(const std::string& kind, const std::string& json);
   AgentCounters& counters(const std::string& agent);
@@ -196,6 +205,7 @@ class DaemonCore {
     CounterFamily* restarts = nullptr;
     CounterFamily* notifications = nullptr;
     CounterFamily* reloads = nullptr;
+    CounterFamily* relay_requests = nullptr;
   } m_;
 
  private:
@@ -224,6 +234,7 @@ class DaemonCore {
                       const std::string& message);
   void shutdown();
   void arm_signals();
+  void set_generation(std::shared_ptr<Generation> g);
 
   // api.cc
   void api_submit(const HttpRequest& request, const std::shared_ptr<HttpResponder>& responder);
@@ -269,6 +280,8 @@ class DaemonCore {
 
   mutable std::mutex generation_mu_;
   std::shared_ptr<Generation> generation_;  // guarded by generation_mu_
+  std::atomic<std::uint64_t> generation_number_{0};
+  std::vector<std::unique_ptr<Relay>> relays_;
   std::mutex reload_mu_;                    // one reload at a time
 
   std::mutex replicas_mu_;

@@ -1,0 +1,283 @@
+// The relay (`relays:` in the configuration, docs/relay.md): `mend serve` as its own process in
+// front of supervised sample agents, reached over real loopback sockets. What passes through
+// unchanged, what mend's policies do in between (retry, breaker, fallback, degraded answer), and
+// what bad input gets.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "serve_fixture.h"
+
+namespace mend::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class RelayTest : public ServeTest {
+ protected:
+  // mend with the default agents (reviewer, backup, generalist) and a relay to the reviewer.
+  void start_with_relay(const std::string& agents, const std::string& extra = "") {
+    start_daemon(config_yaml(agents, extra + "relays:\n  - {agent: reviewer, port: 0}\n"));
+    if (HasFatalFailure()) return;
+    const std::string text = log();
+    const std::string marker = "relay for reviewer on ";
+    const std::size_t at = text.find(marker);
+    ASSERT_NE(at, std::string::npos) << text;
+    relay_ = text.substr(at + marker.size(), text.find('\n', at) - at - marker.size());
+    port_ = static_cast<unsigned short>(std::stoi(relay_.substr(relay_.rfind(':') + 1)));
+  }
+
+  Reply task(const std::string& content = "int main() {}\n") {
+    return call("POST", relay_ + "/task",
+                json({{"id", "t-1"},
+                      {"type", "code_review"},
+                      {"attempt", 0},
+                      {"payload", {{"content", content}}}})
+                    .dump());
+  }
+
+  // Sends `bytes` on a fresh connection, closes its sending half (the relay sees the client's
+  // end), and reads until the relay closes (at most 10 s).
+  std::string raw(const std::string& bytes) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_GE(fd, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port_);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval timeout{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    std::string out;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+      EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(bytes.size()));
+      ::shutdown(fd, SHUT_WR);
+      char buffer[4096];
+      for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) out.append(buffer, n);
+    } else {
+      ADD_FAILURE() << "cannot connect to the relay on port " << port_;
+    }
+    ::close(fd);
+    return out;
+  }
+
+  // The relay's counters reach /metrics within 200 ms.
+  void wait_for_metric(const std::string& line) {
+    wait_until([&] { return metrics().find(line) != std::string::npos; }, 5s, line);
+  }
+
+  std::string relay_;
+  unsigned short port_ = 0;
+};
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(RelayTest, PassesRequestsAndAnswersThroughAsTheyAre) {
+  start_with_relay(default_agents());
+  ASSERT_FALSE(HasFatalFailure());
+  Reply r = task();
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["agent"], "reviewer") << r.text;  // the agent's own answer
+  EXPECT_EQ(r.header("Mend-Outcome"), "");           // one plain call: nothing added
+  // Any path and method pass, not only the agent protocol's.
+  Reply health = call("GET", relay_ + "/health");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body["status"], "healthy") << health.text;
+  // Pipelined requests on one connection: answered in order, the last one closes.
+  const std::string body = R"({"id":"t-2","type":"code_review","attempt":0,"payload":{}})";
+  const std::string request =
+      "POST /task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string answers =
+      raw(request + request + "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(count(answers, "HTTP/1.1 200 OK"), 3u) << answers;
+  EXPECT_EQ(count(answers, "\"agent\":\"reviewer\""), 2u) << answers;
+  EXPECT_LT(answers.find("\"agent\":\"reviewer\""), answers.find("healthy")) << answers;
+  EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 3);
+  wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"succeeded\"} 5");
+  EXPECT_THAT(metrics(), HasSubstr("mend_attempts_total{agent=\"reviewer\",result=\"success\"} 5"));
+}
+
+// A client that sends Expect: 100-continue holds its body until told to go on.
+TEST_F(RelayTest, AClientThatExpects100ContinueIsToldToGoOn) {
+  start_with_relay(default_agents());
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string body = R"({"id":"t-3","type":"code_review","attempt":0,"payload":{}})";
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port_);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const std::string header =
+      "POST /task HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+      "Connection: close\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  ASSERT_EQ(::send(fd, header.data(), header.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(header.size()));
+  char buffer[4096];
+  const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+  ASSERT_GT(n, 0) << "no 100 Continue within 10 s";
+  EXPECT_EQ(std::string(buffer, static_cast<std::size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_EQ(::send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()));
+  std::string answer;
+  for (ssize_t m; (m = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, m);
+  ::close(fd);
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 200 OK"));
+  EXPECT_THAT(answer, HasSubstr("\"agent\":\"reviewer\""));
+}
+
+TEST_F(RelayTest, A503IsRetriedWithTheAgentsBackoffAndTheAnswerSaysSo) {
+  start_with_relay(default_agents());
+  ASSERT_FALSE(HasFatalFailure());
+  chaos("reviewer", {{"fail_next", {{{"kind", "503"}, {"count", 2}}}}});
+  Reply r = task();
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.header("Mend-Outcome"), "succeeded_after_retry");
+  EXPECT_EQ(r.body["agent"], "reviewer");
+  EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 3);
+  wait_for_metric(
+      "mend_relay_requests_total{relay=\"reviewer\",outcome=\"succeeded_after_retry\"} 1");
+  EXPECT_THAT(metrics(), HasSubstr("mend_retries_total{agent=\"reviewer\"} 2"));
+  EXPECT_EQ(agent("reviewer")["counters"]["retries"], 2) << agent("reviewer").dump();
+  EXPECT_EQ(agent("reviewer")["counters"]["calls"], 3) << agent("reviewer").dump();
+}
+
+TEST_F(RelayTest, AFailingAgentFallsBackAlongItsChainAndThenDegrades) {
+  start_with_relay(default_agents(), "fallback_chains: {reviewer: [backup]}\n");
+  ASSERT_FALSE(HasFatalFailure());
+  // A logic error (500) is not retried: the next agent of the chain gets the request.
+  chaos("reviewer", {{"fail", {{"500", 1.0}}}});
+  Reply r = task();
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.header("Mend-Outcome"), "fallback");
+  EXPECT_EQ(r.header("Mend-Agent"), "backup");
+  EXPECT_EQ(r.body["agent"], "backup");
+  // Every agent that could take it fails: the degraded answer for the request's task type.
+  chaos("backup", {{"fail", {{"500", 1.0}}}});
+  chaos("generalist", {{"fail", {{"500", 1.0}}}});
+  r = task("line one\nline two\n");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.header("Mend-Outcome"), "degraded");
+  EXPECT_EQ(r.body["status"], "degraded") << r.text;
+  EXPECT_EQ(r.body["task_type"], "code_review") << r.text;
+  EXPECT_EQ(r.body["basic_checks"]["line_count"], 2) << r.text;
+  wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"degraded\"} 1");
+  EXPECT_THAT(metrics(),
+              HasSubstr("mend_relay_requests_total{relay=\"reviewer\",outcome=\"fallback\"} 1"));
+}
+
+TEST_F(RelayTest, FiveFailuresOpenTheCircuitAndTheRelayStopsCallingTheAgent) {
+  start_with_relay(default_agents(), "fallback_chains: {reviewer: [backup]}\n");
+  ASSERT_FALSE(HasFatalFailure());
+  chaos("reviewer", {{"fail", {{"500", 1.0}}}});
+  for (int i = 0; i < 5; ++i) {
+    Reply r = task();
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(r.header("Mend-Agent"), "backup");
+  }
+  EXPECT_EQ(agent("reviewer")["circuit"]["state"], "open");
+  for (int i = 0; i < 3; ++i) {
+    Reply r = task();
+    EXPECT_EQ(r.header("Mend-Agent"), "backup");
+  }
+  // The open circuit kept the last three away from the reviewer.
+  EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 5);
+  EXPECT_EQ(agent_stats("backup")["tasks_received"], 8);
+}
+
+TEST_F(RelayTest, AnAgentThatDoesNotAnswerIsCutOffAtItsCallTimeout) {
+  start_with_relay(agent_yaml("reviewer",
+                              "    policies: {call_timeout: 300ms, retry: "
+                              "{max_retries: 1}}\n") +
+                       agent_yaml("backup"),
+                   "fallback_chains: {reviewer: [backup]}\n");
+  ASSERT_FALSE(HasFatalFailure());
+  chaos("reviewer", {{"hang", true}});
+  const auto started = std::chrono::steady_clock::now();
+  Reply r = task();
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.header("Mend-Agent"), "backup");
+  // Two calls of 300 ms (the sweep closes them within 200 ms more) and one backoff.
+  EXPECT_GE(took, 0.6);
+  EXPECT_LT(took, 5.0);
+  EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 2);
+}
+
+// The relay keeps connections to the agent open between calls. When the agent restarts, those
+// are dead: the relay finds out before it sends on them, not by failing a client's call.
+TEST_F(RelayTest, ConnectionsToARestartedAgentAreNotTakenForItsFailures) {
+  start_with_relay(default_agents());
+  ASSERT_FALSE(HasFatalFailure());
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(task().status, 200);  // pooled on both workers
+  const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  wait_until(
+      [&] {
+        json replica = agent("reviewer")["replicas"][0];
+        return replica["pid"].get<int>() != old_pid && replica["pid"].get<int>() > 0 &&
+               replica["ready"].get<bool>();
+      },
+      15s, "the reviewer to be restarted and ready");
+  for (int i = 0; i < 4; ++i) {
+    Reply r = task();
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(r.header("Mend-Outcome"), "") << "request " << i;
+    EXPECT_EQ(r.body["agent"], "reviewer");
+  }
+  wait_until([&] { return agent("reviewer")["counters"]["calls"] == 8; }, 5s, "8 calls counted");
+  EXPECT_EQ(agent("reviewer")["counters"]["failures"], 0);
+}
+
+TEST_F(RelayTest, BadRequestsGetClearAnswersAndTheRelayKeepsServing) {
+  start_with_relay(default_agents());
+  ASSERT_FALSE(HasFatalFailure());
+  std::string answer = raw("NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 400 Bad Request"));
+  EXPECT_THAT(answer, HasSubstr("malformed HTTP request"));
+  // Both framings at once (request smuggling): refused, never passed on.
+  answer = raw(
+      "POST /task HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\n");
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 400 Bad Request"));
+  // Codings that do not end in chunked leave the body's end unknowable: refused too.
+  answer = raw("POST /task HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc");
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 400 Bad Request"));
+  answer = raw("POST /task HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 413"));
+  EXPECT_THAT(answer, HasSubstr("server.max_body_bytes"));
+  answer = raw("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 501"));
+  answer = raw("GET /x HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(20000, 'a') + "\r\n\r\n");
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 431"));
+  // A client that goes away mid-request costs nothing.
+  answer = raw("POST /task HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"id\":");
+  EXPECT_EQ(answer, "");
+  // None of it reached the agent, and the relay still serves.
+  EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 0);
+  Reply r = task();
+  EXPECT_EQ(r.status, 200) << r.text;
+  wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"rejected\"} 6");
+  EXPECT_THAT(log(), Not(HasSubstr("unexpected exception")));
+}
+
+}  // namespace
+}  // namespace mend::testing
