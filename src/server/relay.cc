@@ -41,7 +41,7 @@ constexpr auto kSweepPeriod = std::chrono::milliseconds(200);
 constexpr std::size_t kReadChunk = 16384;
 constexpr std::uint32_t kHeaderLimit = 16384;
 constexpr auto kPoolIdle = std::chrono::seconds(30);         // an unused agent connection is closed
-constexpr auto kPeekAfter = std::chrono::milliseconds(100);  // idle this long: checked at reuse
+constexpr auto kPeekAfter = std::chrono::milliseconds(2);  // idle this long: checked at reuse
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // How a relayed request ended, for mend_relay_requests_total.
