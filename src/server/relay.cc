@@ -40,7 +40,7 @@ using error_code = boost::system::error_code;
 constexpr auto kSweepPeriod = std::chrono::milliseconds(200);
 constexpr std::size_t kReadChunk = 16384;
 constexpr std::uint32_t kHeaderLimit = 16384;
-constexpr auto kPoolIdle = std::chrono::seconds(30);         // an unused agent connection is closed
+constexpr auto kPoolIdle = std::chrono::seconds(30);       // an unused agent connection is closed
 constexpr auto kPeekAfter = std::chrono::milliseconds(2);  // idle this long: checked at reuse
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -68,8 +68,11 @@ class Framing final : public http::basic_parser<isRequest> {
   std::optional<Duration> retry_after;
 
  private:
-  void on_request_impl(http::verb method, beast::string_view, beast::string_view, int,
-                       error_code&) override {
+  void on_request_impl(http::verb method, beast::string_view, beast::string_view, int version,
+                       error_code& ec) override {
+    // HTTP/1.0 and 1.1 only: Beast reads any "HTTP/d.d", and a request line that says 2.0 or
+    // 0.9 means something else than what the relay would pass on.
+    if (version != 10 && version != 11) ec = http::error::bad_version;
     head_request = method == http::verb::head;
     idempotent = method == http::verb::get || method == http::verb::head ||
                  method == http::verb::put || method == http::verb::delete_ ||
@@ -571,6 +574,10 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
 
   // The call failed: the breaker hears of it, then retry, next target, or degraded.
   void failed(Error error) {
+    if (w_.stopping) {
+      abandon();
+      return;
+    }
     release_upstream();
     give_back_token();
     const RelayTarget& t = target();
@@ -616,7 +623,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     delay_->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(d.delay));
     delay_->async_wait([self = shared_from_this()](const error_code& ec) {
       if (ec || !self->socket_.is_open() || self->w_.stopping) {
-        self->abandon();  // mend is stopping, or the client went away
+        self->abandon();  // mend is stopping
         return;
       }
       self->retry_now();
@@ -838,14 +845,16 @@ void Relay::Worker::release_slot(Slot* s) {
 // Counts go to the daemon's families and its per-agent counters (under their own locks).
 void Relay::Worker::flush() {
   DaemonCore& core = relay.core_;
+  // The calls first, the requests' outcomes last: whoever sees an outcome counted sees its
+  // calls counted too.
+  if (slot) flush(*slot);
+  for (auto& r : retired) flush(*r);
   for (std::size_t i = 0; i < outcomes.size(); ++i) {
     if (outcomes[i] == 0) continue;
     core.m_.relay_requests->with({relay.options_.agent, kOutcomeNames[i]})
         .inc(static_cast<double>(outcomes[i]));
     outcomes[i] = 0;
   }
-  if (slot) flush(*slot);
-  for (auto& r : retired) flush(*r);
 }
 
 void Relay::Worker::flush(Slot& s) {
@@ -884,8 +893,9 @@ std::size_t Relay::Worker::endpoint_slot(const tcp::endpoint& e) {
 void Relay::Worker::accept() {
   acceptor.async_accept([this](const error_code& ec, Socket socket) {
     if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
-    if (ec) {
-      // Out of descriptors, most likely: accepting again at once would spin. A pause lets
+    if (ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
+        ec == net::error::no_memory || ec.value() == ENFILE) {
+      // Out of descriptors or memory: accepting again at once would spin. A pause lets
       // connections end meanwhile.
       accept_pause.expires_after(std::chrono::milliseconds(100));
       accept_pause.async_wait([this](const error_code& e) {
@@ -893,7 +903,7 @@ void Relay::Worker::accept() {
       });
       return;
     }
-    {
+    if (!ec) {
       if (connections.size() * relay.workers_.size() >= relay.options_.max_connections) {
         error_code ignored;
         socket.close(ignored);  // over the limit: refused at once, as the API server does
@@ -949,6 +959,9 @@ Result<void> Relay::start() {
     tcp::acceptor probe(probe_io);
     const tcp::endpoint endpoint(address, port);
     probe.open(endpoint.protocol(), ec);
+    // SO_REUSEADDR, as every listener: connections of a previous run in TIME_WAIT must not
+    // keep a restarted mend from its port. A listening socket still does.
+    if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) probe.bind(endpoint, ec);
     if (ec) {
       return Error::of_kind("configuration", "relay for " + options_.agent + ": cannot listen on " +
@@ -1096,7 +1109,16 @@ std::shared_ptr<const RelayRoute> build_relay_route(DaemonCore& core, Generation
       }
       t.endpoints.push_back(results.begin()->endpoint());
     }
+    if (!t.unusable.empty()) {
+      core.log("warn", "relay for " + agent + ": agent " + c.agent +
+                           (t.endpoints.empty() ? " is skipped: " : " has a replica skipped: ") +
+                           t.unusable);
+    }
     route->chain.push_back(std::move(t));
+  }
+  if (g.agents.find(agent) == nullptr) {
+    core.log("warn", "relay for " + agent + ": the agent is not in the configuration any more; " +
+                         "its requests go to the other candidates, or get the degraded answer");
   }
   return route;
 }

@@ -105,7 +105,8 @@ TEST_F(RelayTest, PassesRequestsAndAnswersThroughAsTheyAre) {
       raw(request + request + "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(count(answers, "HTTP/1.1 200 OK"), 3u) << answers;
   EXPECT_EQ(count(answers, "\"agent\":\"reviewer\""), 2u) << answers;
-  EXPECT_LT(answers.find("\"agent\":\"reviewer\""), answers.find("healthy")) << answers;
+  ASSERT_NE(answers.find("healthy"), std::string::npos) << answers;
+  EXPECT_LT(answers.rfind("\"agent\":\"reviewer\""), answers.find("healthy")) << answers;
   EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 3);
   wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"succeeded\"} 5");
   EXPECT_THAT(metrics(), HasSubstr("mend_attempts_total{agent=\"reviewer\",result=\"success\"} 5"));
@@ -179,12 +180,14 @@ TEST_F(RelayTest, AFailingAgentFallsBackAlongItsChainAndThenDegrades) {
   EXPECT_EQ(r.body["task_type"], "code_review") << r.text;
   EXPECT_EQ(r.body["basic_checks"]["line_count"], 2) << r.text;
   wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"degraded\"} 1");
-  EXPECT_THAT(metrics(),
-              HasSubstr("mend_relay_requests_total{relay=\"reviewer\",outcome=\"fallback\"} 1"));
+  wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"fallback\"} 1");
 }
 
 TEST_F(RelayTest, FiveFailuresOpenTheCircuitAndTheRelayStopsCallingTheAgent) {
-  start_with_relay(default_agents(), "fallback_chains: {reviewer: [backup]}\n");
+  // Open for a minute: no half-open probe may reach the reviewer during the test.
+  start_with_relay(agent_yaml("reviewer", "    policies: {breaker: {recovery_timeout: 60s}}\n") +
+                       agent_yaml("backup") + agent_yaml("generalist", "    generalist: true\n"),
+                   "fallback_chains: {reviewer: [backup]}\n");
   ASSERT_FALSE(HasFatalFailure());
   chaos("reviewer", {{"fail", {{"500", 1.0}}}});
   for (int i = 0; i < 5; ++i) {
@@ -227,7 +230,8 @@ TEST_F(RelayTest, AnAgentThatDoesNotAnswerIsCutOffAtItsCallTimeout) {
 TEST_F(RelayTest, ConnectionsToARestartedAgentAreNotTakenForItsFailures) {
   start_with_relay(default_agents());
   ASSERT_FALSE(HasFatalFailure());
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(task().status, 200);  // pooled on both workers
+  // The test's client keeps its connection: one worker, which keeps one agent connection.
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(task().status, 200);
   const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
   ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
   wait_until(
@@ -253,10 +257,17 @@ TEST_F(RelayTest, BadRequestsGetClearAnswersAndTheRelayKeepsServing) {
   std::string answer = raw("NOT HTTP AT ALL\r\n\r\n");
   EXPECT_THAT(answer, HasSubstr("HTTP/1.1 400 Bad Request"));
   EXPECT_THAT(answer, HasSubstr("malformed HTTP request"));
-  // Both framings at once (request smuggling): refused, never passed on.
-  answer = raw(
-      "POST /task HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "0\r\n\r\n");
+  // Framings that proxies and agents may read differently (request smuggling): refused, never
+  // passed on. Beast refuses the first and the last itself; the second is mend's own check (as
+  // is a Transfer-Encoding that does not end in chunked, below).
+  for (const char* framing : {"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+                              "Content-Length: 4\r\nContent-Length: 4\r\n",
+                              "Transfer-Encoding: gzip\r\nContent-Length: 4\r\n"}) {
+    answer = raw(std::string("POST /task HTTP/1.1\r\nHost: x\r\n") + framing + "\r\n0\r\n\r\n");
+    EXPECT_THAT(answer, HasSubstr("HTTP/1.1 400 Bad Request")) << framing;
+  }
+  // Only HTTP/1.0 and 1.1 pass.
+  answer = raw("GET /health HTTP/2.0\r\nHost: x\r\n\r\n");
   EXPECT_THAT(answer, HasSubstr("HTTP/1.1 400 Bad Request"));
   // Codings that do not end in chunked leave the body's end unknowable: refused too.
   answer = raw("POST /task HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc");
@@ -275,7 +286,7 @@ TEST_F(RelayTest, BadRequestsGetClearAnswersAndTheRelayKeepsServing) {
   EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 0);
   Reply r = task();
   EXPECT_EQ(r.status, 200) << r.text;
-  wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"rejected\"} 6");
+  wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"rejected\"} 9");
   EXPECT_THAT(log(), Not(HasSubstr("unexpected exception")));
 }
 
