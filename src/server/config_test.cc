@@ -291,6 +291,22 @@ struct ProblemCase {
   std::string expected;  // "line:col: key: message"
 };
 
+// Each case's YAML gives exactly one problem, the expected one. An expected text that ends in a
+// space is a prefix: the rest varies with the build (the exception case lists registered names).
+void expect_one_problem_each(const std::vector<ProblemCase>& cases) {
+  for (const ProblemCase& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    ConfigLoad load = parse(c.yaml);
+    EXPECT_FALSE(load.ok());
+    std::vector<std::string> found = problems(load);
+    ASSERT_EQ(found.size(), 1u) << ::testing::PrintToString(found);
+    EXPECT_EQ(found[0].substr(0, c.expected.size()), c.expected);
+    if (c.expected.back() != ' ') {
+      EXPECT_EQ(found[0], c.expected);
+    }
+  }
+}
+
 TEST(ConfigProblems, EachKindNamesLineColumnKeyAndWhatWasExpected) {
   const std::string agent = kOneAgent;
   const std::vector<ProblemCase> cases = {
@@ -428,18 +444,7 @@ TEST(ConfigProblems, EachKindNamesLineColumnKeyAndWhatWasExpected) {
       {"server: {}\n", "agents: no agents configured (at least one is needed)"},
       {"agents: []\n", "1:1: agents: no agents configured (at least one is needed)"},
   };
-  for (const ProblemCase& c : cases) {
-    SCOPED_TRACE(c.yaml);
-    ConfigLoad load = parse(c.yaml);
-    EXPECT_FALSE(load.ok());
-    std::vector<std::string> found = problems(load);
-    ASSERT_EQ(found.size(), 1u) << ::testing::PrintToString(found);
-    // The exception case lists the registered names, which vary with the build: compare a prefix.
-    EXPECT_EQ(found[0].substr(0, c.expected.size()), c.expected);
-    if (c.expected.back() != ' ') {
-      EXPECT_EQ(found[0], c.expected);
-    }
-  }
+  expect_one_problem_each(cases);
 }
 
 TEST(ConfigProblems, UnknownKeyFarFromAnyListsTheKnownKeys) {
@@ -721,7 +726,8 @@ TEST(ConfigRelays, EachMistakeIsNamedWithItsPlace) {
        "4:13: relays[0].agent: unknown agent 'b' (expected one of: a)"},
       {agent + "relays:\n  - {port: 7080}\n",
        "4:5: relays[0]: missing key 'agent' (the agent the relay passes requests to)"},
-      {agent + "relays:\n  - {agent: a}\n", "4:5: relays[0]: missing key 'port' (0 for any free port)"},
+      {agent + "relays:\n  - {agent: a}\n",
+       "4:5: relays[0]: missing key 'port' (0 for any free port)"},
       {agent + "relays:\n  - {agent: a, port: 7070}\n",
        "4:22: relays[0].port: port 7070 is server.port"},
       {agent + "relays:\n  - {agent: a, port: 7080}\n  - {agent: a, port: 7080}\n",
@@ -733,14 +739,7 @@ TEST(ConfigRelays, EachMistakeIsNamedWithItsPlace) {
        "4:25: relays[0].thread: unknown key 'thread' (did you mean 'threads'?)"},
       {agent + "relays: {agent: a}\n", "3:9: relays: expected a list of relays, got a mapping"},
   };
-  for (const ProblemCase& c : cases) {
-    SCOPED_TRACE(c.yaml);
-    ConfigLoad load = parse(c.yaml);
-    EXPECT_FALSE(load.ok());
-    std::vector<std::string> found = problems(load);
-    ASSERT_EQ(found.size(), 1u) << ::testing::PrintToString(found);
-    EXPECT_EQ(found[0], c.expected);
-  }
+  expect_one_problem_each(cases);
 }
 
 TEST(Config, AgentFindsByName) {

@@ -450,15 +450,20 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     });
   }
 
+  // A fresh parser for the agent's next answer (a HEAD's answer has no body).
+  void begin_response(Upstream& up) {
+    up.parser.emplace();
+    up.parser->header_limit(kHeaderLimit);
+    up.parser->body_limit(options().max_response_bytes);
+    up.parser->eager(true);
+    up.parser->skip(request_->head_request);
+    up.parsed = 0;
+  }
+
   void send_request() {
     up_->deadline = SystemClock::instance().coarse_now() + target().call_timeout;
     up_->timed_out = false;
-    up_->parser.emplace();
-    up_->parser->header_limit(kHeaderLimit);
-    up_->parser->body_limit(options().max_response_bytes);
-    up_->parser->eager(true);
-    up_->parser->skip(request_->head_request);
-    up_->parsed = 0;
+    begin_response(*up_);
     net::async_write(up_->socket, net::buffer(in_.data().data(), parsed_),
                      [self = shared_from_this()](const error_code& ec, std::size_t) {
                        if (ec) {
@@ -506,12 +511,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     if (up.parser->status >= 100 && up.parser->status < 200 && up.parser->status != 101) {
       // An interim answer (100 Continue): the real one follows.
       up.buffer.consume(up.parsed);
-      up.parsed = 0;
-      up.parser.emplace();
-      up.parser->header_limit(kHeaderLimit);
-      up.parser->body_limit(options().max_response_bytes);
-      up.parser->eager(true);
-      up.parser->skip(request_->head_request);
+      begin_response(up);
       if (up.buffer.size() > 0) {
         on_response_bytes({}, 0);
       } else {
@@ -952,6 +952,11 @@ Result<void> Relay::start() {
                           "relay for " + options_.agent + ": bad address " + options_.address);
   }
   unsigned short port = options_.port;
+  auto cannot_listen = [&] {
+    return Error::of_kind("configuration", "relay for " + options_.agent + ": cannot listen on " +
+                                               options_.address + ":" + std::to_string(port) +
+                                               ": " + ec.message());
+  };
   {
     // Claimed first without SO_REUSEPORT: a port another process holds, even one that set
     // SO_REUSEPORT itself (a second mend), is an error here, not a silent share of the traffic.
@@ -963,11 +968,7 @@ Result<void> Relay::start() {
     // keep a restarted mend from its port. A listening socket still does.
     if (!ec) probe.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) probe.bind(endpoint, ec);
-    if (ec) {
-      return Error::of_kind("configuration", "relay for " + options_.agent + ": cannot listen on " +
-                                                 options_.address + ":" + std::to_string(port) +
-                                                 ": " + ec.message());
-    }
+    if (ec) return cannot_listen();
     port = probe.local_endpoint().port();
   }
   for (std::size_t i = 0; i < threads; ++i) {
@@ -987,9 +988,7 @@ Result<void> Relay::start() {
     if (!ec) w->acceptor.listen(net::socket_base::max_listen_connections, ec);
     if (ec) {
       workers_.clear();
-      return Error::of_kind("configuration", "relay for " + options_.agent + ": cannot listen on " +
-                                                 options_.address + ":" + std::to_string(port) +
-                                                 ": " + ec.message());
+      return cannot_listen();
     }
     port = w->acceptor.local_endpoint().port();
     workers_.push_back(std::move(w));

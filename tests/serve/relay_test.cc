@@ -42,9 +42,9 @@ class RelayTest : public ServeTest {
                     .dump());
   }
 
-  // Sends `bytes` on a fresh connection, closes its sending half (the relay sees the client's
-  // end), and reads until the relay closes (at most 10 s).
-  std::string raw(const std::string& bytes) {
+  // A blocking TCP connection to the relay whose reads give up after 10 s; -1 (and a test
+  // failure) when it cannot connect.
+  int connect_to_relay() {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     EXPECT_GE(fd, 0);
     sockaddr_in address{};
@@ -53,16 +53,25 @@ class RelayTest : public ServeTest {
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     timeval timeout{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    std::string out;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
-      EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
-                static_cast<ssize_t>(bytes.size()));
-      ::shutdown(fd, SHUT_WR);
-      char buffer[4096];
-      for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) out.append(buffer, n);
-    } else {
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
       ADD_FAILURE() << "cannot connect to the relay on port " << port_;
+      ::close(fd);
+      return -1;
     }
+    return fd;
+  }
+
+  // Sends `bytes` on a fresh connection, closes its sending half (the relay sees the client's
+  // end), and reads until the relay closes (at most 10 s).
+  std::string raw(const std::string& bytes) {
+    const int fd = connect_to_relay();
+    if (fd < 0) return "";
+    EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+    ::shutdown(fd, SHUT_WR);
+    std::string out;
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) out.append(buffer, n);
     ::close(fd);
     return out;
   }
@@ -117,15 +126,8 @@ TEST_F(RelayTest, AClientThatExpects100ContinueIsToldToGoOn) {
   start_with_relay(default_agents());
   ASSERT_FALSE(HasFatalFailure());
   const std::string body = R"({"id":"t-3","type":"code_review","attempt":0,"payload":{}})";
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_to_relay();
   ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port_);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
   const std::string header =
       "POST /task HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
       "Connection: close\r\nContent-Length: " +
@@ -234,13 +236,7 @@ TEST_F(RelayTest, ConnectionsToARestartedAgentAreNotTakenForItsFailures) {
   for (int i = 0; i < 4; ++i) ASSERT_EQ(task().status, 200);
   const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
   ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
-  wait_until(
-      [&] {
-        json replica = agent("reviewer")["replicas"][0];
-        return replica["pid"].get<int>() != old_pid && replica["pid"].get<int>() > 0 &&
-               replica["ready"].get<bool>();
-      },
-      15s, "the reviewer to be restarted and ready");
+  wait_until_restarted("reviewer", old_pid);
   for (int i = 0; i < 4; ++i) {
     Reply r = task();
     ASSERT_EQ(r.status, 200) << r.text;

@@ -204,6 +204,17 @@ class ServeTest : public ::testing::Test {
   }
   std::string metrics() { return get("/metrics").text; }
 
+  // Waits until the agent's first replica runs as a process other than `old_pid`, and is ready.
+  void wait_until_restarted(const std::string& name, int old_pid) {
+    wait_until(
+        [&] {
+          json replica = agent(name)["replicas"][0];
+          return replica["pid"].get<int>() != old_pid && replica["pid"].get<int>() > 0 &&
+                 replica["ready"].get<bool>();
+        },
+        15s, "the " + name + " to be restarted and ready");
+  }
+
   template <class Pred>
   void wait_until(Pred pred, std::chrono::milliseconds limit, const std::string& what) {
     const auto deadline = std::chrono::steady_clock::now() + limit;

@@ -43,7 +43,8 @@ TEST_F(ServeTest, AUrlAgentIsHealthyByAssumptionUntilItsProbesAnswerAndTheLogSay
                               "probe has answered yet)"));
   EXPECT_THAT(text, HasSubstr("agent outside: not ready: "));
   EXPECT_LT(text.find("is healthy (assumed"), text.find("agent outside: not ready: "));
-  EXPECT_LT(text.find("agent outside: not ready: "), text.find("is unhealthy: no replica is ready"));
+  EXPECT_LT(text.find("agent outside: not ready: "),
+            text.find("is unhealthy: no replica is ready"));
 }
 
 TEST_F(ServeTest, A503IsRetriedAndThenAnswered) {
@@ -152,13 +153,7 @@ TEST_F(ServeTest, AKilledAgentIsRestartedBecomesReadyAndServesAgain) {
   const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
   ASSERT_GT(old_pid, 0);
   ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
-  wait_until(
-      [&] {
-        json replica = agent("reviewer")["replicas"][0];
-        return replica["pid"].get<int>() != old_pid && replica["pid"].get<int>() > 0 &&
-               replica["ready"].get<bool>();
-      },
-      15s, "the reviewer to be restarted and ready");
+  wait_until_restarted("reviewer", old_pid);
   Reply r = submit("reviewer");
   ASSERT_EQ(r.status, 200) << r.text;
   EXPECT_EQ(outcome_status(r), "succeeded") << r.text << "\ndaemon log:\n" << log();
