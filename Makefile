@@ -3,7 +3,7 @@
 JOBS ?= 2
 CMAKE_BUILD = cmake --build --preset
 
-.PHONY: all setup setup-test build demo test test-release test-asan test-tsan bench format clean
+.PHONY: all setup setup-test build demo test test-release test-asan test-tsan check bench format clean
 
 all: build
 
@@ -25,13 +25,18 @@ demo: setup
 	@build/release/src/app/mend demo $(DEMO_ARGS)
 
 # The whole suite: every test in release, again under ASan+UBSan, and under TSan every test that
-# runs threads (concurrency, store, runtime, end to end).
+# runs threads (concurrency, store, runtime, end to end). docs/development.md says what each phase
+# costs and why.
 test: test-release test-asan test-tsan
 
-test-release: setup-test
+test-release: check
+
+# The developer's inner loop: the release build and its tests, no sanitizers. `make check
+# TESTS=regex` runs only the tests whose names match (ctest -R), with the fixtures they need.
+check: setup-test
 	@cmake --preset release >/dev/null
 	@$(CMAKE_BUILD) release -j $(JOBS)
-	@ctest --preset release
+	@ctest --preset release $(if $(TESTS),-R '$(TESTS)')
 
 test-asan: setup-test
 	@cmake --preset asan >/dev/null
@@ -39,7 +44,8 @@ test-asan: setup-test
 	@ctest --preset asan
 
 # GCC 12 warns (-Wtsan, an error under MEND_WERROR) that TSan cannot model the
-# atomic_thread_fence in Asio's handler recycling; the tsan preset turns that warning off.
+# atomic_thread_fence in Asio's handler recycling; the tsan preset turns that warning off. The tsan
+# preset builds only the test programs it runs (MEND_TEST_LABELS).
 test-tsan: setup-test
 	@cmake --preset tsan >/dev/null
 	@$(CMAKE_BUILD) tsan -j $(JOBS)

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config
+  build-essential cmake ninja-build ccache mold pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev libssl-dev libsqlite3-dev nlohmann-json3-dev openssl
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev

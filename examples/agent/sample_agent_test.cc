@@ -23,6 +23,7 @@
 #include "mend/agent_client.h"
 #include "mend/http_client.h"
 #include "mend/recovery.h"
+#include "mend_test/paths.h"
 
 extern char** environ;
 
@@ -41,7 +42,7 @@ class AgentProcess {
   explicit AgentProcess(std::vector<std::string> flags) {
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) return;
-    std::vector<std::string> args = {SAMPLE_AGENT, "--port", "0"};
+    std::vector<std::string> args = {testing::kSampleAgentBinary, "--port", "0"};
     args.insert(args.end(), flags.begin(), flags.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -49,7 +50,9 @@ class AgentProcess {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    if (::posix_spawn(&pid_, SAMPLE_AGENT, &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    if (::posix_spawn(&pid_, testing::kSampleAgentBinary, &actions, nullptr, argv.data(),
+                      environ) != 0)
+      pid_ = -1;
     posix_spawn_file_actions_destroy(&actions);
     ::close(out[1]);
     stdout_ = out[0];

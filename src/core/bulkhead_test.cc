@@ -7,22 +7,13 @@
 #include <vector>
 
 #include "mend/pipeline.h"
+#include "mend_test/eventually.h"
 #include "test_env.h"
 
 namespace mend {
 namespace {
 
 using namespace mend::testing;
-
-// Waits (bounded) until `condition` holds; the threads under test make progress meanwhile.
-template <class F>
-bool eventually(F condition) {
-  for (int i = 0; i < 2'000'000; ++i) {
-    if (condition()) return true;
-    std::this_thread::yield();
-  }
-  return false;
-}
 
 TEST(Bulkhead, AdmitsUpToItsCapacity) {
   Bulkhead b("db", {.max_concurrent = 2});

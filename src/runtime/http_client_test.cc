@@ -27,6 +27,7 @@
 #include "mend/classifier.h"
 #include "mend/http_server.h"
 #include "mend_test/io_loop.h"
+#include "mend_test/raw_connection.h"
 #include "test_tls.h"
 
 namespace mend {
@@ -37,6 +38,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 using ClientLoop = mend::testing::IoLoop;
+using mend::testing::RawConnection;
 
 // Answers with what it received: method, target and the X-Test header in headers, the body as
 // the body. "/status/N" answers status N.
@@ -51,52 +53,6 @@ HttpResponse echo(const HttpRequest& request) {
   response.body = request.body;
   return response;
 }
-
-// A blocking TCP connection with deadlines, for playing a misbehaving client.
-class RawConnection {
- public:
-  explicit RawConnection(unsigned short port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawConnection() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  bool connected() const { return connected_; }
-  bool send_all(std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-  // Reads until the peer closes, `until` appears, or the deadline passes.
-  std::string read(std::string_view until = {}, milliseconds limit = milliseconds(3000)) {
-    std::string out;
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      if (!until.empty() && out.find(until) != std::string::npos) return out;
-      auto left =
-          std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return out;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
-      char chunk[4096];
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) return out;
-      out.append(chunk, static_cast<std::size_t>(n));
-    }
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
 
 // --- parse_url -----------------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@
 
 #include "mend/http_client.h"
 #include "mend/http_server.h"
+#include "mend_test/eventually.h"
 #include "mend_test/io_loop.h"
+#include "mend_test/raw_connection.h"
 #include "test_tls.h"
 
 namespace mend {
@@ -35,61 +37,11 @@ namespace {
 namespace net = boost::asio;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 using ClientLoop = mend::testing::IoLoop;
-
-// A blocking TCP client with deadlines, for reading the bytes on the wire.
-class RawConnection {
- public:
-  explicit RawConnection(unsigned short port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawConnection() { close(); }
-  bool connected() const { return connected_; }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool send_all(std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-  // Reads until `until` appears, the peer closes (then closed() is true), or the deadline.
-  std::string read(std::string_view until = {}, milliseconds limit = milliseconds(3000)) {
-    std::string out;
-    auto deadline = Clock::now() + limit;
-    for (;;) {
-      if (!until.empty() && out.find(until) != std::string::npos) return out;
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return out;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
-      char chunk[4096];
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) {
-        peer_closed_ = true;
-        return out;
-      }
-      out.append(chunk, static_cast<std::size_t>(n));
-    }
-  }
-  bool peer_closed() const { return peer_closed_; }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-  bool peer_closed_ = false;
-};
+using mend::testing::eventually;
+using mend::testing::RawConnection;
 
 // Where the handler leaves its responders for the test to take, from any thread.
 class Responders {
@@ -118,17 +70,6 @@ class Responders {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<HttpResponder>> queue_;
 };
-
-// Waits up to `limit` for `condition`, polling.
-template <class Condition>
-bool eventually(Condition condition, milliseconds limit = milliseconds(2000)) {
-  auto deadline = Clock::now() + limit;
-  while (!condition()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return true;
-}
 
 // Decodes a chunked body ("5\r\nhello\r\n0\r\n\r\n"); false when the framing is wrong or the
 // last chunk is missing.
@@ -171,10 +112,10 @@ TEST(HttpServerAsync, AnswersLaterFromAnotherThread) {
   ASSERT_TRUE(server.start().ok());
   ClientLoop loop;
   HttpClient client(loop.executor());
-  auto start = Clock::now();
+  auto start = SteadyClock::now();
   auto r = client.request_sync("POST", server.base_url() + "/task", {}, "[1,2]", seconds(5));
   ASSERT_TRUE(r.ok()) << r.error().describe();
-  EXPECT_GE(Clock::now() - start, milliseconds(290));
+  EXPECT_GE(SteadyClock::now() - start, milliseconds(290));
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->header("Content-Type"), "application/json");
   EXPECT_EQ(r->body, R"({"echo":[1,2]})");
@@ -496,14 +437,14 @@ TEST(HttpServerAsync, AClientThatDoesNotReadEndsItsStreamPastOneMiB) {
   ASSERT_NE(responder, nullptr);
   ASSERT_TRUE(responder->start_stream(200, {}));
   std::size_t accepted = 0;
-  auto deadline = Clock::now() + seconds(10);
-  while (Clock::now() < deadline && responder->send(piece)) {
+  auto deadline = SteadyClock::now() + seconds(10);
+  while (SteadyClock::now() < deadline && responder->send(piece)) {
     accepted += piece.size();
     ASSERT_LT(accepted, std::size_t{512} << 20) << "send() never refused";
     std::this_thread::sleep_for(milliseconds(1));  // lets the server fill the socket first
   }
   EXPECT_GT(accepted, std::size_t{1} << 20);
-  EXPECT_LT(Clock::now(), deadline);
+  EXPECT_LT(SteadyClock::now(), deadline);
   EXPECT_FALSE(responder->send("x"));
   EXPECT_TRUE(eventually([&] { return responder->closed(); }));
   RecordProperty("accepted_bytes", std::to_string(accepted));
@@ -568,9 +509,9 @@ TEST(HttpServerAsync, StopClosesPendingAndStreamingConnectionsPromptly) {
     ASSERT_TRUE(stream->send("data: 1\n\n"));
     ASSERT_NE(streamed.read("data: 1").find("data: 1"), std::string::npos);
 
-    auto start = Clock::now();
+    auto start = SteadyClock::now();
     server.stop();
-    EXPECT_LT(Clock::now() - start, seconds(2));
+    EXPECT_LT(SteadyClock::now() - start, seconds(2));
     EXPECT_TRUE(pending->closed());
     EXPECT_TRUE(stream->closed());
     pending->respond(HttpResponse{200, {}, "after stop"});
@@ -619,9 +560,9 @@ TEST(HttpServerAsync, RespondersRacingStopAndDestructionAreSafe) {
       });
     }
     go.store(true);
-    auto start = Clock::now();
+    auto start = SteadyClock::now();
     server.reset();
-    EXPECT_LT(Clock::now() - start, seconds(2));
+    EXPECT_LT(SteadyClock::now() - start, seconds(2));
     for (std::thread& t : threads) t.join();
   }
 }

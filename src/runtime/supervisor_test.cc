@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "mend_test/eventually.h"
+
 namespace mend {
 namespace {
 
@@ -23,17 +25,7 @@ using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using Kind = ProcessEvent::Kind;
-
-// Waits until `condition` holds, at most `timeout`.
-template <class F>
-bool eventually(F condition, Duration timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return condition();
-}
+using mend::testing::eventually;
 
 struct Line {
   std::string name;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "mend_test/paths.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend {
@@ -54,7 +55,7 @@ void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
-const std::string kSourceDir = MEND_SOURCE_DIR;
+const std::string kSourceDir = testing::kSourceDir;
 
 // --- The example -------------------------------------------------------------------------------
 

@@ -15,10 +15,13 @@
 #include <vector>
 
 #include "mend/sqlite_store.h"
+#include "mend_test/eventually.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend {
 namespace {
+
+using mend::testing::eventually;
 
 Task task_numbered(int n) {
   Task task;
@@ -42,17 +45,6 @@ Outcome answered(const Task& task) {
 void record_numbered(TaskJournal& journal, int n) {
   const Task task = task_numbered(n);
   journal.record(task, answered(task));
-}
-
-// Spins (yielding) until `done` holds, for at most 10 s: a bound, not a timing assumption.
-template <class Pred>
-bool eventually(Pred done) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
 }
 
 class BatchingTaskJournalTest : public ::testing::Test {

@@ -73,7 +73,7 @@ class MendProcess {
  public:
   explicit MendProcess(const std::vector<std::string>& args, const EnvChanges& env = {}) {
     // Everything the child needs is built before fork(): the test process has threads.
-    std::vector<std::string> argv_storage = {MEND_BINARY};
+    std::vector<std::string> argv_storage = {kMendBinary};
     argv_storage.insert(argv_storage.end(), args.begin(), args.end());
     EnvChanges changes = {{"MEND_ADDRESS", std::nullopt},
                           {"MEND_API_TOKEN", std::nullopt},
@@ -312,7 +312,7 @@ TEST(CliUnreachable, ADaemonThatNeverAnswersTimesOutWithExitThree) {
 }
 
 TEST(CliCheckConfig, TheExampleIsValidInTextAndJson) {
-  const std::string example = std::string(MEND_SOURCE_DIR) + "/examples/mend.yaml";
+  const std::string example = std::string(kSourceDir) + "/examples/mend.yaml";
   MendRun human = mend({"check-config", example});
   ASSERT_EQ(human.exit_code, 0) << human.describe();
   std::optional<std::vector<std::string>> m =
@@ -332,7 +332,7 @@ TEST(CliCheckConfig, TheExampleIsValidInTextAndJson) {
 }
 
 TEST(CliCheckConfig, ABrokenFileListsEveryProblemInTextAndJsonAndExitsOne) {
-  const std::string broken = std::string(MEND_SOURCE_DIR) + "/tests/serve/data/broken.yaml";
+  const std::string broken = std::string(kSourceDir) + "/tests/serve/data/broken.yaml";
   const std::vector<std::string> expected = expected_broken_problems(broken);
   ASSERT_GE(expected.size(), 10u);
 

@@ -17,6 +17,7 @@
 
 #include "chromium.h"
 #include "mend_test/child_process.h"
+#include "mend_test/paths.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend::testing {
@@ -47,9 +48,9 @@ class DemoRunTest : public ::testing::Test {
       own_dir_ = new TempDir();
       run_dir_ = new std::string(own_dir_->path().string());
       output_ = new std::string();
-      ChildProcess demo(MEND_BINARY,
+      ChildProcess demo(kMendBinary,
                         {"demo", "--duration", "30", "--rate", "6", "--live", "never", "--dir",
-                         *run_dir_, "--agent-command", MEND_SAMPLE_AGENT},
+                         *run_dir_, "--agent-command", kSampleAgentBinary},
                         path("stderr.txt"));
       const auto deadline = std::chrono::steady_clock::now() + 150s;
       while (std::chrono::steady_clock::now() < deadline) {

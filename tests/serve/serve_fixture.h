@@ -26,6 +26,7 @@
 #include "mend/http_server.h"
 #include "mend_test/child_process.h"
 #include "mend_test/io_loop.h"
+#include "mend_test/paths.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend::testing {
@@ -93,7 +94,7 @@ class ServeTest : public ::testing::Test {
   // The agents every test starts with: reviewer (primary), backup (its chain), generalist.
   std::string agent_yaml(const std::string& name, const std::string& extra = "",
                          const std::string& capability = "code_review") const {
-    return "  - name: " + name + "\n    command: " + std::string(MEND_SAMPLE_AGENT) +
+    return "  - name: " + name + "\n    command: " + std::string(kSampleAgentBinary) +
            "\n    args: [--port, \"{port}\", --name, " + name + "]\n    capabilities: [" +
            capability +
            "]\n    stop_timeout: 2s\n"
@@ -141,7 +142,7 @@ class ServeTest : public ::testing::Test {
   void start_daemon_without_waiting(const std::string& yaml) {
     write_config(yaml);
     daemon_ = std::make_unique<ChildProcess>(
-        MEND_BINARY, std::vector<std::string>{"serve", "--config", config_path()},
+        kMendBinary, std::vector<std::string>{"serve", "--config", config_path()},
         dir_.file("mend.log"));
     std::optional<std::string> url = daemon_->wait_for_line("mend: listening on ", 20s);
     ASSERT_TRUE(url.has_value()) << "mend serve did not start; its log:\n" << log();

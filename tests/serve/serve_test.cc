@@ -514,8 +514,7 @@ TEST(CheckConfig, TheExampleIsValidAndABrokenFileNamesEachErrorWithItsLine) {
   ::unsetenv("MEND_BROKEN_YAML_UNSET_TOKEN");  // the broken file expects it unset
   TempDir dir("mend-check");
   {
-    ChildProcess ok(MEND_BINARY,
-                    {"check-config", std::string(MEND_SOURCE_DIR) + "/examples/mend.yaml"},
+    ChildProcess ok(kMendBinary, {"check-config", std::string(kSourceDir) + "/examples/mend.yaml"},
                     dir.file("ok.err"));
     std::optional<std::string> line = ok.read_line(10s);
     ASSERT_TRUE(line.has_value());
@@ -524,8 +523,8 @@ TEST(CheckConfig, TheExampleIsValidAndABrokenFileNamesEachErrorWithItsLine) {
     ASSERT_TRUE(status.has_value());
     EXPECT_EQ(WEXITSTATUS(*status), 0);
   }
-  const std::string broken = std::string(MEND_SOURCE_DIR) + "/tests/serve/data/broken.yaml";
-  ChildProcess bad(MEND_BINARY, {"check-config", broken}, dir.file("bad.err"));
+  const std::string broken = std::string(kSourceDir) + "/tests/serve/data/broken.yaml";
+  ChildProcess bad(kMendBinary, {"check-config", broken}, dir.file("bad.err"));
   std::optional<int> status = bad.wait_exit(10s);
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(WEXITSTATUS(*status), 1);
