@@ -1,22 +1,25 @@
 # What keeps mend's own builds fast (docs/development.md has the measurements behind each choice).
 #
-# ccache, when installed, compiles each source at most once per set of flags, and a clean clone in
-# another folder reuses what the first one compiled: paths under the source tree are hashed
-# relative to it (base_dir), the build folder is not hashed (hash_dir), and the settings come with
-# the build rather than from each developer's ccache.conf. A parent project's own launcher is kept.
+# ccache, when installed, compiles each source at most once per set of flags. For mend's own build
+# a clean clone in another folder reuses what the first one compiled: paths under the source tree
+# are hashed relative to it (base_dir), the build folder is not hashed (hash_dir), and the
+# settings come with the build rather than from each developer's ccache.conf. pch_defines and
+# time_macros let ccache cache the tests' precompiled header and the sources that use it (ccache's
+# manual, "Precompiled headers"). A parent project's launcher is kept, and a parent without one
+# gets plain ccache, under its own configuration.
 if(NOT CMAKE_CXX_COMPILER_LAUNCHER)
   find_program(MEND_CCACHE ccache)
-  if(MEND_CCACHE)
-    # pch_defines and time_macros let ccache cache the tests' precompiled header and the sources
-    # that use it (ccache's manual, "Precompiled headers").
+  if(MEND_CCACHE AND MEND_MASTER_PROJECT)
     set(CMAKE_CXX_COMPILER_LAUNCHER ${CMAKE_COMMAND} -E env
         CCACHE_BASEDIR=${PROJECT_SOURCE_DIR} CCACHE_NOHASHDIR=true
         CCACHE_SLOPPINESS=pch_defines,time_macros ${MEND_CCACHE})
+  elseif(MEND_CCACHE)
+    set(CMAKE_CXX_COMPILER_LAUNCHER ${MEND_CCACHE})
   endif()
 endif()
 
-# mold links the test programs several times faster than GNU ld (Debian's mold package; GCC 12
-# takes -fuse-ld=mold). Only for mend's own build: a parent project chooses its linker itself.
+# mold links faster than GNU ld (Debian's mold package; GCC 12 takes -fuse-ld=mold). Only for
+# mend's own build: a parent project chooses its linker itself.
 option(MEND_USE_MOLD "Link with mold when it is installed" ${MEND_MASTER_PROJECT})
 if(MEND_USE_MOLD)
   find_program(MEND_MOLD mold)
@@ -30,10 +33,15 @@ endif()
 # share is parsed and instantiated once per batch rather than once per source. CMake's own
 # UNITY_BUILD includes the sources by absolute path, which ties each compile to the checkout's
 # folder and defeats ccache across clones; these include them by a path relative to the build
-# folder. With MEND_UNITY_BUILD=OFF every source compiles on its own (for checking that each one
-# includes what it uses). The sources stay in the target's list, as headers, for IDEs.
+# folder. With MEND_UNITY_BUILD=OFF every source compiles on its own: for checking that each one
+# includes what it uses, and for editors that read compile_commands.json (the batched sources
+# stay in the target's list, as headers, and are not in it).
 option(MEND_UNITY_BUILD "Compile many-source targets in batches" ${MEND_MASTER_PROJECT})
 set(MEND_UNITY_BATCH 8 CACHE STRING "Sources per batch of a unity build")
+
+if(NOT MEND_UNITY_BATCH MATCHES "^[1-9][0-9]*$")
+  message(FATAL_ERROR "MEND_UNITY_BATCH must be a whole number of sources >= 1, not '${MEND_UNITY_BATCH}'")
+endif()
 
 function(mend_unity_sources out_var target)
   set(sources ${ARGN})
@@ -42,6 +50,9 @@ function(mend_unity_sources out_var target)
     set(${out_var} ${sources} PARENT_SCOPE)
     return()
   endif()
+  # Relative between real paths: the compiler follows "..", from the folder the generated file
+  # really is in, even when the build folder is reached through a symbolic link.
+  file(REAL_PATH ${CMAKE_CURRENT_BINARY_DIR} binary_dir)
   # Batches of equal size, so that a target's batches take about as long as one another.
   math(EXPR batches "(${count} + ${MEND_UNITY_BATCH} - 1) / ${MEND_UNITY_BATCH}")
   set(generated)
@@ -52,8 +63,8 @@ function(mend_unity_sources out_var target)
     foreach(source IN LISTS sources)
       math(EXPR slot "${index} % ${batches}")
       if(slot EQUAL batch)
-        get_filename_component(absolute ${source} ABSOLUTE BASE_DIR ${CMAKE_CURRENT_SOURCE_DIR})
-        file(RELATIVE_PATH relative ${CMAKE_CURRENT_BINARY_DIR} ${absolute})
+        file(REAL_PATH ${source} absolute BASE_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
+        file(RELATIVE_PATH relative ${binary_dir} ${absolute})
         string(APPEND content "#include \"${relative}\"\n")
       endif()
       math(EXPR index "${index} + 1")

@@ -3,8 +3,9 @@
 #
 # Usage: scripts/time-clean-clone.sh [--ref REF] [--ccache DIR] [--keep] OUT_DIR
 #   --ref REF     the commit to clone (default HEAD; uncommitted work is not included)
-#   --ccache DIR  the ccache directory to build with (default: a new, empty one = a cold build);
-#                 give the same DIR to a second run for a warm build from another folder
+#   --ccache DIR  the ccache directory to build with (default: a new, empty one, removed at the
+#                 end = a cold build); give the same DIR to a second run for a warm build from
+#                 another folder
 #   --keep        keep the clone (default: removed at the end)
 #   OUT_DIR       where the results go: phases.tsv (phase, seconds), junit-PRESET.xml (every
 #                 test's time), slowest-PRESET.txt (the ten slowest), ccache-PRESET.txt,
@@ -23,7 +24,7 @@ while (($#)); do
     --ref) ref=$2; shift 2 ;;
     --ccache) ccache_dir=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "time-clean-clone: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -33,16 +34,24 @@ out=$(mkdir -p "$1" && cd "$1" && pwd)
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 sha=$(git -C "$top" rev-parse "$ref")
 
+own_ccache=""
 if [[ -z "$ccache_dir" ]]; then
   ccache_dir=$(mktemp -d /tmp/mend-ccache.XXXXXX)
+  own_ccache=$ccache_dir
 fi
 mkdir -p "$ccache_dir"
 export CCACHE_DIR=$(cd "$ccache_dir" && pwd)
 clone=$(mktemp -d /tmp/mend-clone.XXXXXX)/mend
+cleanup() {
+  if ((keep == 0)); then rm -rf "$(dirname "$clone")"; fi
+  if [[ -n "$own_ccache" ]]; then rm -rf "$own_ccache"; fi
+}
+trap cleanup EXIT
 git clone -q "$top" "$clone"
 git -C "$clone" checkout -q "$sha"
 
 : >"$out/phases.tsv"
+: >"$out/counts.txt"
 log=$out/log.txt
 : >"$log"
 echo "clone of ${sha:0:9} in $clone, CCACHE_DIR=$CCACHE_DIR ($(du -sh "$CCACHE_DIR" | cut -f1) before)" | tee -a "$log"
@@ -81,6 +90,3 @@ done
 printf 'total\t%s\n' $((SECONDS - total_start)) | tee -a "$out/phases.tsv"
 cat "$out/counts.txt"
 echo "ccache after: $(du -sh "$CCACHE_DIR" | cut -f1)" | tee -a "$log"
-if ((keep == 0)); then
-  rm -rf "$(dirname "$clone")"
-fi

@@ -538,6 +538,8 @@ TEST_F(CliTest, ACircuitOpenedByTheOperatorIsSkippedUntilClosed) {
   EXPECT_THAT(nameless.err, HasSubstr("which agent?"));
 }
 
+// About 3 s: it waits out a ticket's 3 s SLA in real time to see it shown breached (the daemon
+// runs on the system clock).
 TEST_F(CliTest, TicketsAndIncidentsAreListedAcknowledgedAndResolved) {
   // The pager has no chain and no peer: its failures are its tasks' last word. A processing
   // failure opens a ticket (medium), data corruption an incident (critical).

@@ -41,6 +41,8 @@ class OutboxE2E : public ::testing::Test {
 // outage) so that every one of the 10,000 tasks really calls it and really fails; there is no
 // fallback and no degraded answer, so each task escalates. The result: one ticket with the
 // exact count, and one notification per state change at the receiver, not ten thousand.
+// Slow on purpose: 10,000 real loopback HTTP calls and store writes, about 3 s in release and
+// 30 s under ASan or TSan; the count is what the test is about.
 TEST_F(OutboxE2E, TenThousandFailuresMakeOneTicketAndOneNotificationPerStateChange) {
   constexpr int kFailures = 10000;
   ManualSleeper sleeper(clock);

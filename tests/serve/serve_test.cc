@@ -396,6 +396,8 @@ TEST_F(ServeTest, AsynchronousSubmissionWithAnIdempotencyKeyIsPolledAndReplayed)
   EXPECT_EQ(agent_stats("reviewer")["tasks_received"].get<int>(), 1);  // once, not twice
 }
 
+// About 4 s: a thousand tasks through a spawned daemon, each waiting out a real backoff (the
+// daemon runs on the system clock).
 TEST_F(ServeTest, AThousandTasksWaitOutTheirBackoffOnTimersNotThreads) {
   // Every call answers 503; the first retry waits 30 s (+-25 %): a thousand tasks in backoff at
   // once.
