@@ -69,6 +69,18 @@ struct StoreConfig {
   std::string path = "mend.db";
 };
 
+// tasks:
+struct TasksConfig {
+  // Task types whose call to an agent may be sent again when mend restarted while it was in
+  // flight: the agent may then run it twice. A task of another type that was calling an agent
+  // ends `interrupted`, saying the agent may have run it; one that was waiting in backoff is
+  // resumed whatever its type. Default: none.
+  std::vector<std::string> idempotent_types;
+  // Finished tasks kept for GET /v1/tasks/ID, in memory (a summary each) and in the store; their
+  // Idempotency-Keys are remembered as long. Default 10,000.
+  std::size_t retained = 10000;
+};
+
 // policies: (global) and agents[i].policies: (overrides)
 struct PolicyConfig {
   RetryOptions retry;                                // seed: 3 retries, base 1 s, cap 60 s
@@ -156,6 +168,7 @@ struct Config {
   std::string source_path;  // the file it was loaded from; "" when parsed from a string
   ServerConfig server;
   StoreConfig store;
+  TasksConfig tasks;
   PolicyConfig policies;                   // the global policies (before per-agent overrides)
   std::vector<RuleSpec> classifier_rules;  // tried before the standard rules
   std::vector<AgentConfig> agents;         // in file order; supervised ones start in this order

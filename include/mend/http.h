@@ -57,6 +57,13 @@ struct HttpResponse {
   std::string header(std::string_view name) const { return find_header(headers, name); }
 };
 
+// A URL fit for an error message or a log line: a user name and password in it
+// ("https://user:secret@host/...") become "***". Anything that is not a URL is returned as is.
+std::string without_credentials(std::string_view url);
+// Only the URL's scheme, host and port ("https://hooks.slack.com"), for URLs that are secrets
+// as a whole (a Slack or webhook URL whose path is its key); "" when it is not a URL.
+std::string url_origin(std::string_view url);
+
 // --- Implementation details below this line ---------------------------------------------------
 
 namespace http_detail {

@@ -52,6 +52,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,13 +72,22 @@ struct HttpServerOptions {
   // Time allowed for each request to arrive (and each response to be taken), and for an idle
   // keep-alive connection to send its next request. Default 10 s.
   Duration read_timeout = std::chrono::seconds(10);
-  // Connections over this number are answered 503. Default 256.
+  // Connections over this number are answered 503 from their request's header (no body is read)
+  // and closed, but for a GET or HEAD of a reserved path. Default 256.
   std::size_t max_connections = 256;
+  // Paths answered even over max_connections (then on a connection closed after the answer):
+  // health checks, so that a liveness probe does not restart a server that is merely busy.
+  std::vector<std::string> reserved_paths;
   // Threads that run the server and call the handler. Default 1.
   std::size_t threads = 1;
   // PEM certificate chain (leaf first) and private key. Both set: the server speaks HTTPS only.
   std::string tls_cert_pem;
   std::string tls_key_pem;
+  // Called with a request's method, target and headers (no body yet) before its body is read: an
+  // answer it returns is sent instead of reading the body, and the connection is closed. What a
+  // client may not do (an unauthenticated POST) then costs no body. Called on the server's
+  // threads, possibly many at once. Empty: every request is read whole.
+  std::function<std::optional<HttpResponse>(const HttpRequest& head)> screen;
 };
 
 // The other end of one request, for the asynchronous handler. Exactly one of respond() or

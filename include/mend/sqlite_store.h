@@ -103,6 +103,13 @@ class SqliteStore final : public Store {
   std::int64_t append_journal(const JournalEntry& entry) override;
   std::vector<JournalEntry> journal(std::size_t limit) override;  // newest first
 
+  std::vector<std::size_t> write_tasks(const std::vector<TaskWrite>& writes,
+                                       std::int64_t next_task_number) override;
+  std::vector<StoredTask> load_tasks(std::size_t finished) override;
+  std::optional<StoredTask> stored_task(const std::string& id) override;
+  std::size_t prune_tasks(std::size_t keep) override;
+  std::int64_t next_task_number() override;
+
   std::string path() const { return path_; }
   // The schema version of the file, which after a successful open() is latest_schema_version().
   int schema_version() const noexcept { return schema_version_; }
@@ -122,6 +129,7 @@ class SqliteStore final : public Store {
   [[noreturn]] void fail(std::string_view doing) const;  // throws the connection's last error
   EscalationRecord read_record_row(Statement& row) const;
   OutboxMessage read_outbox_row(Statement& row) const;
+  StoredTask read_task_row(Statement& row) const;
 
   const std::string path_;
   sqlite3* const db_;

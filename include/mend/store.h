@@ -1,7 +1,8 @@
 // File: mend/store.h
 //
 // What mend keeps for people: tickets and incidents with their timelines (war rooms are the
-// incident's war_room_url plus a timeline entry), the notification outbox, and the task journal.
+// incident's war_room_url plus a timeline entry), the notification outbox, the task journal, and
+// the tasks `mend serve` accepted (so that a restart loses none).
 // `Store` is the interface; `SqliteStore` (mend/sqlite_store.h) is the embedded default, and a
 // PostgreSQL store will implement the same interface.
 //
@@ -79,6 +80,39 @@ struct JournalEntry {
   std::string outcome_json;  // the whole outcome, as the workflow reports it
 };
 
+// A task as `mend serve` keeps it, from the moment it is accepted to its outcome, so that a
+// restart loses none: one that was running is resumed or ends `interrupted` (docs/api.md).
+struct StoredTask {
+  std::string id;
+  std::string idempotency_key;  // "" when the client sent none; unique among stored tasks
+  std::string request_digest;   // of the submitted body: tells a replay from a conflict
+  std::string type;
+  std::string agent;
+  // While running: the task as submitted (the API's JSON), to run it again; "" once done.
+  std::string request_json;
+  bool done = false;
+  // While running: a call to an agent may be in flight. False only while the task is known to
+  // wait (in backoff) with no call out.
+  bool call_in_flight = true;
+  int attempts = 0;  // calls made to agents so far
+  WallTime submitted_at{};
+  std::optional<WallTime> deadline_at;
+  std::optional<WallTime> finished_at;
+  std::string status;        // once done: the outcome's status
+  std::string outcome_json;  // once done: the outcome (the API's JSON)
+};
+
+// One change to a stored task. accept inserts the whole task; progress sets call_in_flight and
+// attempts of a running one; finish sets done, status, outcome_json and finished_at and drops
+// request_json. A finish may carry the task's journal entry, written in the same transaction: a
+// crash leaves both or neither.
+struct TaskWrite {
+  enum class Kind : std::uint8_t { accept, progress, finish };
+  Kind kind = Kind::accept;
+  StoredTask task;
+  std::optional<JournalEntry> journal;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -121,6 +155,21 @@ class Store {
   // --- Task journal ----------------------------------------------------------------------------
   virtual std::int64_t append_journal(const JournalEntry& entry) = 0;
   virtual std::vector<JournalEntry> journal(std::size_t limit) = 0;  // newest first
+
+  // --- Tasks -----------------------------------------------------------------------------------
+  // Applies `writes` in order, in one transaction, and raises the counter of generated task ids
+  // to at least `next_task_number`. An accept whose id or idempotency key is stored already
+  // writes nothing: the indexes of such writes are returned. progress and finish of an unknown id
+  // do nothing.
+  virtual std::vector<std::size_t> write_tasks(const std::vector<TaskWrite>& writes,
+                                               std::int64_t next_task_number) = 0;
+  // Every running task, and the `finished` most recently finished ones; oldest accepted first.
+  virtual std::vector<StoredTask> load_tasks(std::size_t finished) = 0;
+  virtual std::optional<StoredTask> stored_task(const std::string& id) = 0;
+  // Deletes the finished tasks beyond the `keep` most recently finished; returns how many.
+  virtual std::size_t prune_tasks(std::size_t keep) = 0;
+  // The counter write_tasks() raises: no generated id below it was ever handed out.
+  virtual std::int64_t next_task_number() = 0;
 };
 
 }  // namespace mend

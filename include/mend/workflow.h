@@ -74,6 +74,9 @@ struct Task {
   // For the whole task, from its start: no retry wait ends after it, and no further agent is
   // tried once it has passed (the degraded answer still serves).
   std::optional<Duration> deadline;
+  // Calls the task made before this run: a task resumed after mend restarted carries on with the
+  // retries it had left. They count against the primary agent's retries.
+  int prior_attempts = 0;
 };
 
 enum class OutcomeStatus : std::uint8_t {
@@ -82,6 +85,9 @@ enum class OutcomeStatus : std::uint8_t {
   fallback,               // another agent answered
   degraded,               // no agent answered; the degraded service did
   failed,                 // nothing answered
+  // mend stopped (killed, or shut down past its drain time) while the task ran, and did not run
+  // it again: its call may have reached the agent (mend/daemon.h). Never the workflow's own.
+  interrupted,
 };
 std::string_view to_string(OutcomeStatus status) noexcept;
 
@@ -156,7 +162,9 @@ struct Outcome {
   std::string escalation_error;  // the sink failed: why (the outcome stands regardless)
   Duration elapsed{};
 
-  bool answered() const noexcept { return status != OutcomeStatus::failed; }
+  bool answered() const noexcept {
+    return status != OutcomeStatus::failed && status != OutcomeStatus::interrupted;
+  }
   std::string to_json() const;
 };
 

@@ -1,5 +1,6 @@
 #include "mend/workflow.h"
 
+#include <algorithm>
 #include <exception>
 #include <utility>
 
@@ -19,6 +20,8 @@ std::string_view to_string(OutcomeStatus status) noexcept {
       return "degraded";
     case OutcomeStatus::failed:
       return "failed";
+    case OutcomeStatus::interrupted:
+      return "interrupted";
   }
   return "unknown";
 }
@@ -193,6 +196,8 @@ WorkflowRun::Script WorkflowRun::script() {
     AgentTry agent{candidate, agents.find(candidate.agent),
                    workflow_.retry_options_for(candidate.agent),
                    workflow_.retry_policy_for(candidate.agent)};
+    // A resumed task's earlier calls count against its primary's retries.
+    if (candidate.agent == task_.agent) agent.attempt = std::max(0, task_.prior_attempts);
     for (;;) {
       const CircuitBreaker::Permit permit = agent.entry->breaker.try_acquire(*env.clock);
       if (!permit.allowed()) {
@@ -295,9 +300,10 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
     outcome_.answer = std::move(*result);
     answered_ = true;
     if (candidate.role == CandidateRole::primary) {
-      primary_answered_after_retry_ = agent.calls > 1;
-      outcome_.status =
-          agent.calls > 1 ? OutcomeStatus::succeeded_after_retry : OutcomeStatus::succeeded;
+      // A resumed task that called before the restart was retried too.
+      primary_answered_after_retry_ = agent.calls > 1 || task_.prior_attempts > 0;
+      outcome_.status = primary_answered_after_retry_ ? OutcomeStatus::succeeded_after_retry
+                                                      : OutcomeStatus::succeeded;
     } else {
       outcome_.status = OutcomeStatus::fallback;
       emit(EventKind::fallback_used, candidate.agent, nullptr,

@@ -220,6 +220,26 @@ TEST_F(WorkflowTest, ExhaustedRetriesFallBackAlongTheSeedChainAndTicket) {
   EXPECT_EQ(out.escalation->sla, std::chrono::hours(24));
 }
 
+TEST_F(WorkflowTest, AResumedTaskCarriesOnWithTheRetriesItHadLeft) {
+  invoker.fail_always("senior-backend-developer", Error::http(503, "overloaded"));
+  Task resumed = task();
+  resumed.prior_attempts = 2;  // two calls before mend restarted: two of four left
+  Outcome out = make().run(resumed, invoker, &ops);
+  EXPECT_EQ(out.status, OutcomeStatus::fallback);
+  EXPECT_THAT(invoker.calls,
+              ElementsAre("senior-backend-developer#0/2", "senior-backend-developer#0/3",
+                          "senior-full-stack-developer#0/0"));
+  // The backoff goes on from where it was: 4 s before the last retry.
+  EXPECT_THAT(t.sleeper.sleeps(), ElementsAre(secs(4)));
+}
+
+TEST_F(WorkflowTest, InterruptedIsNotAnAnswer) {
+  Outcome out;
+  out.status = OutcomeStatus::interrupted;
+  EXPECT_FALSE(out.answered());
+  EXPECT_EQ(to_string(OutcomeStatus::interrupted), "interrupted");
+}
+
 TEST_F(WorkflowTest, UnresolvedLowSeverityIsRaisedToMedium) {
   invoker.fail_always("senior-backend-developer", Error::http(429, "slow down"));
   Outcome out = make().run(task(), invoker, &ops);

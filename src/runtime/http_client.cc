@@ -131,7 +131,7 @@ struct Call {
   SteadyTime deadline{};
   http::request<http::string_body> request;
 
-  std::string what() const { return method + " " + printable(url); }
+  std::string what() const { return method + " " + printable(without_credentials(url)); }
 };
 
 // The outcome of one try on one connection. Default-constructible, as co_spawn requires.
@@ -175,11 +175,35 @@ Error transport_error(const Call& call, std::string_view stage,
 
 }  // namespace
 
+std::string without_credentials(std::string_view url) {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return std::string(url);
+  const std::size_t authority = scheme_end + 3;
+  const std::size_t authority_end = std::min(url.find_first_of("/?#", authority), url.size());
+  const std::size_t at = url.substr(0, authority_end).rfind('@');
+  if (at == std::string_view::npos || at < authority) return std::string(url);
+  return std::string(url.substr(0, authority)) + "***" + std::string(url.substr(at));
+}
+
+std::string url_origin(std::string_view url) {
+  const std::size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return "";
+  const std::string clean = without_credentials(url);
+  const std::size_t authority = scheme_end + 3;
+  std::string_view host = std::string_view(clean).substr(authority);
+  host = host.substr(0, host.find_first_of("/?#"));
+  if (const std::size_t at = host.rfind('@'); at != std::string_view::npos) {
+    host.remove_prefix(at + 1);
+  }
+  return clean.substr(0, authority) + std::string(host);
+}
+
 // --- parse_url ---------------------------------------------------------------------------------
 
 Result<UrlParts> parse_url(std::string_view url) {
   auto bad = [&](const std::string& why) {
-    return configuration_error("invalid URL \"" + printable(url) + "\": " + why);
+    return configuration_error("invalid URL \"" + printable(without_credentials(url)) +
+                               "\": " + why);
   };
   if (url.empty()) return bad("it is empty");
   for (char c : url) {

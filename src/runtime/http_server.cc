@@ -347,6 +347,12 @@ struct HttpServer::Impl {
   net::awaitable<bool> write(Stream& stream, BeastResponse& response);
   template <class Stream>
   net::awaitable<void> answer_and_close(Stream& stream, unsigned version, HttpResponse response);
+  // What a request's header alone decides (framing the server does not take, too many
+  // connections, the options' screen): an answer to send before its body, and close.
+  std::optional<HttpResponse> screen_header(const http::request<http::string_body>& req,
+                                            bool over_capacity) const;
+  // A GET or HEAD of one of options.reserved_paths (the query aside).
+  bool reserved(const http::request<http::string_body>& req) const;
   HttpResponse call_handler(const HttpRequest& request);
 
   void unregister(const std::shared_ptr<Session>& session) {
@@ -402,6 +408,51 @@ net::awaitable<bool> HttpServer::Impl::write(Stream& stream, BeastResponse& resp
   co_return !ec;
 }
 
+bool HttpServer::Impl::reserved(const http::request<http::string_body>& req) const {
+  if (req.method() != http::verb::get && req.method() != http::verb::head) return false;
+  std::string_view target = req.target();
+  target = target.substr(0, target.find('?'));
+  return std::find(options.reserved_paths.begin(), options.reserved_paths.end(), target) !=
+         options.reserved_paths.end();
+}
+
+std::optional<HttpResponse> HttpServer::Impl::screen_header(
+    const http::request<http::string_body>& req, bool over_capacity) const {
+  // RFC 9112 section 6.3: a Transfer-Encoding whose final coding is not chunked leaves the body's
+  // end unknown; read as if it had none, its bytes would be taken for the next request. Only
+  // "chunked" alone is taken, and never together with a Content-Length.
+  std::size_t encodings = 0;
+  bool chunked_only = true;
+  for (const auto& field : req) {
+    if (!iequals(field.name_string(), "Transfer-Encoding")) continue;
+    ++encodings;
+    std::string_view value = field.value();
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    chunked_only = chunked_only && iequals(value, "chunked");
+  }
+  if (encodings > 0 && (encodings > 1 || !chunked_only || req.count(http::field::content_length))) {
+    return json_error(400, "validation_failed",
+                      "unsupported Transfer-Encoding: only 'chunked', alone and without "
+                      "Content-Length, is accepted");
+  }
+  if (over_capacity && !reserved(req)) {
+    return json_error(503, "temporary_unavailable",
+                      "too many connections (limit " + std::to_string(options.max_connections) +
+                          ")");
+  }
+  if (options.screen) {
+    HttpRequest head;
+    head.method = std::string(req.method_string());
+    head.target = std::string(req.target());
+    for (const auto& field : req) {
+      head.headers.push_back({std::string(field.name_string()), std::string(field.value())});
+    }
+    return options.screen(head);
+  }
+  return std::nullopt;
+}
+
 template <class Stream>
 net::awaitable<void> HttpServer::Impl::answer_and_close(Stream& stream, unsigned version,
                                                         HttpResponse response) {
@@ -437,7 +488,18 @@ net::awaitable<void> HttpServer::Impl::serve_requests(std::shared_ptr<S> session
     parser.header_limit(kMaxRequestHeaderBytes);
     beast::get_lowest_layer(stream).expires_after(options.read_timeout);
     boost::system::error_code ec;
-    co_await http::async_read(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    // The header first: what can be refused from it is refused before any body is read.
+    co_await http::async_read_header(stream, buffer, parser,
+                                     net::redirect_error(net::use_awaitable, ec));
+    if (!ec) {
+      std::optional<HttpResponse> refusal = screen_header(parser.get(), over_capacity);
+      if (refusal) {
+        co_await answer_and_close(stream, parser.get().version(), std::move(*refusal));
+        co_return;
+      }
+      co_await http::async_read(stream, buffer, parser,
+                                net::redirect_error(net::use_awaitable, ec));
+    }
     const unsigned version = parser.is_header_done() ? parser.get().version() : 11;
     if (ec == http::error::body_limit) {
       co_await answer_and_close(stream, version,
@@ -475,18 +537,16 @@ net::awaitable<void> HttpServer::Impl::serve_requests(std::shared_ptr<S> session
     }
     request.body = std::move(req.body());
 
-    if (async_handler && !over_capacity) {
-      bool next = co_await exchange(session, req.version(), req.keep_alive(),
+    // Over max_connections only a reserved path (health checks) gets here: it is answered, and
+    // the connection closed after it.
+    if (async_handler) {
+      bool next = co_await exchange(session, req.version(), req.keep_alive() && !over_capacity,
                                     req.method() == http::verb::head, std::move(request));
-      if (!next) co_return;
+      if (!next || over_capacity) co_return;
       continue;
     }
     bool keep_alive = req.keep_alive() && !over_capacity && !stopping.load();
-    HttpResponse response = over_capacity
-                                ? json_error(503, "temporary_unavailable",
-                                             "too many connections (limit " +
-                                                 std::to_string(options.max_connections) + ")")
-                                : call_handler(request);
+    HttpResponse response = call_handler(request);
     std::string why;
     std::optional<BeastResponse> res =
         to_beast(response, req.version(), keep_alive, req.method() == http::verb::head, &why);

@@ -1,5 +1,8 @@
 #include "mend/notifier.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 namespace mend {
@@ -30,14 +33,26 @@ Result<void> post_json(HttpClient& http, const std::string& url, std::vector<Htt
   headers.push_back({"Content-Type", "application/json"});
   Result<HttpResponse> r =
       http.request_sync("POST", url, std::move(headers), std::move(body), timeout);
-  if (!r.ok()) return std::move(r).error();
+  // A receiver's URL is a secret (a Slack or webhook URL's path is its key): errors, which land
+  // in the outbox's last_error and in logs, name only its origin.
+  const std::string shown = url_origin(url).empty() ? "the receiver" : url_origin(url) + "/...";
+  if (!r.ok()) {
+    Error error = std::move(r).error();
+    for (const std::string& secret : {url, without_credentials(url)}) {
+      for (std::size_t at = error.message.find(secret); at != std::string::npos;
+           at = error.message.find(secret, at + shown.size())) {
+        error.message.replace(at, secret.size(), shown);
+      }
+    }
+    return error;
+  }
   if (r->status < 200 || r->status >= 300) {
     std::optional<Duration> retry_after;
     const std::string ra = r->header("Retry-After");
     if (!ra.empty() && ra.find_first_not_of("0123456789") == std::string::npos && ra.size() < 7) {
       retry_after = std::chrono::seconds(std::stoi(ra));
     }
-    return Error::http(r->status, "POST " + url + " answered " + std::to_string(r->status),
+    return Error::http(r->status, "POST " + shown + " answered " + std::to_string(r->status),
                        retry_after);
   }
   return {};
@@ -193,7 +208,14 @@ FileReceiver::~FileReceiver() {
 Result<void> FileReceiver::deliver(const OutboxMessage& message) {
   std::lock_guard lock(mu_);
   if (file_ == nullptr) {
-    file_ = path_ == "-" ? stderr : std::fopen(path_.c_str(), "a");
+    if (path_ == "-") {
+      file_ = stderr;
+    } else {
+      // Created readable by its owner only: notifications name agents, errors and war rooms.
+      const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+      file_ = fd < 0 ? nullptr : ::fdopen(fd, "a");
+      if (file_ == nullptr && fd >= 0) ::close(fd);
+    }
     if (file_ == nullptr) {
       return Error::classified_as(ErrorType::disk_full, Severity::high,
                                   "cannot open notification file " + path_);

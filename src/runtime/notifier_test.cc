@@ -8,6 +8,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "mend/http_client.h"
+#include "mend_test/io_loop.h"
+#include "mend_test/ports.h"
+
 namespace mend {
 namespace {
 
@@ -100,6 +104,9 @@ TEST(FileReceiverTest, AppendsOneJsonLinePerMessage) {
     m.payload = "not json";  // kept as a string, never lost
     ASSERT_TRUE(file.deliver(m).ok());
   }
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+      << "created readable by its owner only";
   std::ifstream in(path);
   std::string line;
   std::vector<nlohmann::json> lines;
@@ -111,6 +118,36 @@ TEST(FileReceiverTest, AppendsOneJsonLinePerMessage) {
   std::filesystem::remove(path);
   FileReceiver nowhere("log", "/nonexistent-dir/x.jsonl");
   EXPECT_FALSE(nowhere.deliver(OutboxMessage{}).ok());
+}
+
+TEST(WebhookReceiverTest, AFailedDeliveryNamesOnlyTheReceiversOriginNeverItsSecretPathOrPassword) {
+  mend::testing::RefusingPort nobody;
+  mend::testing::IoLoop io;
+  HttpClient http(io.executor());
+  const std::string origin = nobody.url();
+  for (const std::string& url :
+       {origin + "/services/T000/B000/SeCrEtKeY", "http://alice:hunter2@" +
+                                                      origin.substr(std::string("http://").size()) +
+                                                      "/hook?token=SeCrEtKeY"}) {
+    WebhookReceiver hook("hook", http, url);
+    Result<void> sent = hook.deliver(OutboxMessage{});
+    ASSERT_FALSE(sent.ok());
+    const std::string text = sent.error().describe();
+    EXPECT_EQ(text.find("SeCrEtKeY"), std::string::npos) << text;
+    EXPECT_EQ(text.find("hunter2"), std::string::npos) << text;
+    EXPECT_NE(text.find("127.0.0.1"), std::string::npos) << "it still says where: " << text;
+  }
+}
+
+TEST(UrlRedaction, CredentialsAndSecretPathsStayOutOfMessages) {
+  EXPECT_EQ(without_credentials("https://user:pw@example.com:8443/a?b=c"),
+            "https://***@example.com:8443/a?b=c");
+  EXPECT_EQ(without_credentials("http://example.com/a@b"), "http://example.com/a@b");
+  EXPECT_EQ(without_credentials("not a url"), "not a url");
+  EXPECT_EQ(url_origin("https://user:pw@hooks.slack.com/services/T/B/X"),
+            "https://hooks.slack.com");
+  EXPECT_EQ(url_origin("http://[::1]:8080?x"), "http://[::1]:8080");
+  EXPECT_EQ(url_origin("hooks.slack.com/x"), "");
 }
 
 }  // namespace

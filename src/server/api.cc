@@ -6,9 +6,12 @@
 // clang-format on
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <charconv>
 #include <nlohmann/json.hpp>
@@ -16,6 +19,7 @@
 
 #include "daemon_impl.h"
 #include "mend/async_workflow.h"
+#include "mend/journal.h"
 
 namespace mend::server_detail {
 namespace {
@@ -206,17 +210,137 @@ bool equal_constant_time(const std::string& a, const std::string& b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+std::string sha256_hex(const std::string& data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * sizeof digest);
+  for (unsigned char c : digest) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+  return out;
+}
+
+// Limits on what clients name things with: ids travel in URLs and logs, names in logs and records.
+constexpr std::size_t kMaxTaskIdBytes = 128;
+constexpr std::size_t kMaxIdempotencyKeyBytes = 256;
+constexpr std::size_t kMaxActorBytes = 200;
+
+// Visible ASCII but for what a URL path segment or a log line would misread.
+bool is_plain_id(std::string_view id) {
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return c > ' ' && c < 0x7f && c != '/' && c != '?' && c != '#' && c != '%' && c != '"' &&
+           c != '\\';
+  });
+}
+
+// No control characters (a newline would forge a log line); UTF-8 otherwise welcome.
+bool is_printable_text(std::string_view text) {
+  return std::none_of(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+bool idempotent_type(const TasksConfig& tasks, const std::string& type) {
+  return std::find(tasks.idempotent_types.begin(), tasks.idempotent_types.end(), type) !=
+         tasks.idempotent_types.end();
+}
+
+// The task as the store keeps it to run it again: what the API parsed, not the client's bytes.
+std::string task_request_json(const Task& task) {
+  json j = {{"type", task.type}, {"agent", task.agent}, {"capabilities", task.capabilities}};
+  j["payload"] = json::parse(task.payload, nullptr, false);
+  if (task.attempt_timeout) j["attempt_timeout"] = to_seconds(*task.attempt_timeout);
+  return dump(j);
+}
+
+StoredTask stored_running_task(const Task& task, const std::string& key,
+                               const std::string& digest, WallTime now) {
+  StoredTask t;
+  t.id = task.id;
+  t.idempotency_key = key;
+  t.request_digest = digest;
+  t.type = task.type;
+  t.agent = task.agent;
+  t.request_json = task_request_json(task);
+  t.call_in_flight = true;  // until a backoff wait says otherwise
+  t.submitted_at = now;
+  if (task.deadline) {
+    t.deadline_at = now + std::chrono::duration_cast<WallTime::duration>(*task.deadline);
+  }
+  return t;
+}
+
+// A stored running task to run again, or an error saying why it cannot be.
+Result<Task> task_from_stored(const StoredTask& stored) {
+  json j = json::parse(stored.request_json, nullptr, false);
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
+    return Error::classified_as(ErrorType::data_corruption, Severity::medium,
+                                "its stored request is unreadable");
+  }
+  Task task;
+  task.id = stored.id;
+  task.type = j["type"].get<std::string>();
+  task.agent = j.value("agent", std::string());
+  if (j.contains("capabilities") && j["capabilities"].is_array()) {
+    for (const json& c : j["capabilities"]) {
+      if (c.is_string()) task.capabilities.push_back(c.get<std::string>());
+    }
+  }
+  if (j.contains("payload") && !j["payload"].is_discarded()) task.payload = dump(j["payload"]);
+  if (j.contains("attempt_timeout") && j["attempt_timeout"].is_number()) {
+    task.attempt_timeout = from_seconds(j["attempt_timeout"].get<double>());
+  }
+  (void)fill_task_fields(task);
+  // A call that may have been in flight counts: sent again, it is a retry.
+  task.prior_attempts = stored.attempts + (stored.call_in_flight ? 1 : 0);
+  return task;
+}
+
+// The final outcome of a task mend did not run again after a restart.
+Outcome interrupted_outcome(const StoredTask& stored, const std::string& why) {
+  Outcome outcome;
+  outcome.task_id = stored.id;
+  outcome.task_type = stored.type;
+  outcome.primary_agent = stored.agent;
+  outcome.status = OutcomeStatus::interrupted;
+  outcome.error = Error::classified_as(ErrorType::service_unavailable, Severity::medium, why);
+  return outcome;
+}
+
 }  // namespace
 
 bool DaemonCore::authorized(const HttpRequest& request) const {
   const std::string& token = boot_config_.server.token;
   if (token.empty()) return true;
-  const std::string header = request.header("Authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
+  const std::string value = request.header("Authorization");
+  std::string_view header = value;
+  // The scheme is case-insensitive (RFC 9110 section 11.1); one or more spaces follow it.
+  constexpr std::string_view kBearer = "bearer";
+  if (header.size() <= kBearer.size() || !http_detail::iequals(header.substr(0, 6), kBearer) ||
+      header[kBearer.size()] != ' ') {
     return false;
   }
-  return equal_constant_time(header.substr(kBearer.size()), token);
+  header.remove_prefix(kBearer.size());
+  while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+  return equal_constant_time(std::string(header), token);
+}
+
+HttpResponse DaemonCore::unauthorized() {
+  HttpResponse r = error_response(401, ErrorType::authentication_failed,
+                                  "this call needs the header 'Authorization: Bearer <token>' "
+                                  "with the daemon's token (server.token)");
+  r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"mend\""});
+  return r;
+}
+
+std::optional<HttpResponse> DaemonCore::screen(const HttpRequest& head) const {
+  // Before the body: a client without the token costs a header, not max_body_bytes.
+  if (head.method == "POST" && !authorized(head)) return unauthorized();
+  return std::nullopt;
 }
 
 void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> responder) {
@@ -234,13 +358,7 @@ void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> resp
     reply(std::move(r));
   };
 
-  if (post && !authorized(request)) {
-    HttpResponse r = error_response(401, ErrorType::authentication_failed,
-                                    "this call needs the header 'Authorization: Bearer <token>' "
-                                    "with the daemon's token (server.token)");
-    r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"mend\""});
-    return reply(std::move(r));
-  }
+  if (post && !authorized(request)) return reply(unauthorized());
 
   try {
     if (s.size() == 1 && s[0] == "healthz") {
@@ -368,7 +486,8 @@ void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> resp
 
 void DaemonCore::api_readyz(const std::shared_ptr<HttpResponder>& responder) {
   json agents = json::object();
-  bool ready = !stopping_.load();
+  const bool store_failing = store_failing_.load();
+  bool ready = !stopping_.load() && !store_failing;
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     std::map<std::string, int> count;
@@ -380,6 +499,12 @@ void DaemonCore::api_readyz(const std::shared_ptr<HttpResponder>& responder) {
   }
   json body = {{"status", stopping_.load() ? "stopping" : (ready ? "ready" : "not_ready")},
                {"ready_replicas", agents}};
+  if (store_failing) {
+    const TaskWriter::Health h = task_writer_->health();
+    body["store"] = {{"failing", true},
+                     {"error", h.last_error},
+                     {"writes_pending_retry", h.retry_pending}};
+  }
   responder->respond(json_response(ready ? 200 : 503, body));
 }
 
@@ -444,6 +569,12 @@ void DaemonCore::api_submit(const HttpRequest& request,
       !seconds_field("attempt_timeout", &task.attempt_timeout)) {
     return;
   }
+  if (!task.id.empty() && (task.id.size() > kMaxTaskIdBytes || !is_plain_id(task.id))) {
+    return reply(error_response(
+        400, ErrorType::validation_failed,
+        "the field 'id' must be at most " + std::to_string(kMaxTaskIdBytes) +
+            " visible ASCII characters without / ? # % \" or \\"));
+  }
   if (auto it = body.find("capabilities"); it != body.end()) {
     bool ok = it->is_array();
     for (const json& c : ok ? *it : json::array()) ok = ok && c.is_string();
@@ -469,10 +600,18 @@ void DaemonCore::api_submit(const HttpRequest& request,
   if (!task.deadline) task.deadline = boot_config_.server.task_deadline;
 
   const std::string key = request.header("Idempotency-Key");
+  if (key.size() > kMaxIdempotencyKeyBytes || !is_plain_id(key)) {
+    return reply(error_response(400, ErrorType::validation_failed,
+                                "the header Idempotency-Key must be at most " +
+                                    std::to_string(kMaxIdempotencyKeyBytes) +
+                                    " visible ASCII characters without / ? # % \" or \\"));
+  }
   const double wait_seconds =
       std::min(wait.value_or(0), static_cast<double>(boot_config_.server.max_wait_seconds));
+  const std::string digest = sha256_hex(request.body);
+  const WallTime now = SystemClock::instance().wall_now();
   std::string id;
-  bool fresh = false;
+  StoredTask stored;
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
     if (stopping_.load()) {
@@ -483,7 +622,7 @@ void DaemonCore::api_submit(const HttpRequest& request,
       if (auto it = idempotency_.find(key); it != idempotency_.end()) {
         auto existing = tasks_.find(it->second);
         if (existing != tasks_.end()) {
-          if (existing->second.request_fingerprint != request.body) {
+          if (existing->second.request_digest != digest) {
             return reply(error_response(409, ErrorType::validation_failed,
                                         "Idempotency-Key '" + key +
                                             "' was used for a different task (" + it->second +
@@ -503,10 +642,13 @@ void DaemonCore::api_submit(const HttpRequest& request,
         return reply(std::move(r));
       }
       if (task.id.empty()) {
-        // A client may have chosen an id of this form already.
+        // A client may have chosen an id of this form already. The store's counter is raised in
+        // the transaction that stores the task: no generated id is handed out twice, restarts
+        // included.
         do {
           task.id = "task-" + std::to_string(next_task_number_++);
         } while (tasks_.count(task.id));
+        task_writer_->raise_task_number(static_cast<std::int64_t>(next_task_number_));
       } else if (tasks_.count(task.id)) {
         return reply(error_response(409, ErrorType::validation_failed,
                                     "a task with id '" + task.id + "' exists already"));
@@ -515,23 +657,83 @@ void DaemonCore::api_submit(const HttpRequest& request,
       TaskEntry& entry = tasks_[id];
       entry.task = task;
       entry.idempotency_key = key;
-      entry.request_fingerprint = request.body;
-      entry.submitted_at = SystemClock::instance().wall_now();
+      entry.request_digest = digest;
+      entry.submitted_at = now;
       entry.started = SystemClock::instance().now();
       entry.status = "running";
+      entry.idempotent = idempotent_type(g->config.tasks, task.type);
       if (!key.empty()) idempotency_[key] = id;
       in_flight_.fetch_add(1);
-      fresh = true;
+      stored = stored_running_task(task, key, digest, now);
     }
   }
-  // Answers and the task's start happen outside tasks_mu_: wait_for_task() and the task's
-  // completion take it.
-  if (!fresh) {
+  if (stored.id.empty()) {
     // A replay of an idempotent submission: the same task, as it stands.
     return wait_for_task(id, wait_seconds, responder, 200, true);
   }
+  // Written before anything runs or anyone hears of it; the answer and the start follow from the
+  // writer's thread, outside tasks_mu_ (wait_for_task() and the task's completion take it).
+  auto accepted = [this, id, task, g, wait_seconds, responder, key](TaskWriter::Result result,
+                                                                     const std::string& why) {
+    if (result == TaskWriter::Result::written) {
+      {
+        std::lock_guard<std::mutex> lock(tasks_mu_);
+        if (auto it = tasks_.find(id); it != tasks_.end()) it->second.stored = true;
+      }
+      start_task(id, task, g);
+      if (wait_seconds <= 0) {
+        return responder->respond(
+            json_response(202, {{"id", id}, {"state", "running"}, {"href", "/v1/tasks/" + id}}));
+      }
+      return wait_for_task(id, wait_seconds, responder, 200, false);
+    }
+    HttpResponse refusal =
+        result == TaskWriter::Result::refused
+            ? error_response(409, ErrorType::validation_failed,
+                             key.empty() ? "a task with id '" + id + "' exists already"
+                                         : "a task with id '" + id + "' or Idempotency-Key '" +
+                                               key + "' exists already")
+            : error_response(503, ErrorType::database_error,
+                             "the task could not be stored, so it was not run: " + why);
+    if (result != TaskWriter::Result::refused) refusal.headers.push_back({"Retry-After", "1"});
+    forget_unstored_task(id, refusal);
+    responder->respond(std::move(refusal));
+  };
+  if (!task_writer_->submit({TaskWrite::Kind::accept, std::move(stored), std::nullopt},
+                            std::move(accepted))) {
+    HttpResponse r = error_response(503, ErrorType::temporary_unavailable,
+                                    "too many tasks wait to be stored; try again");
+    r.headers.push_back({"Retry-After", "1"});
+    forget_unstored_task(id, r);
+    return reply(std::move(r));
+  }
+}
+
+void DaemonCore::forget_unstored_task(const std::string& id, const HttpResponse& answer) {
+  std::vector<TaskEntry::Waiter> waiters;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second.stored) return;
+    if (!it->second.idempotency_key.empty()) idempotency_.erase(it->second.idempotency_key);
+    waiters.swap(it->second.waiters);
+    tasks_.erase(it);
+    in_flight_.fetch_sub(1);
+  }
+  drained_cv_.notify_all();
+  // Replays that joined while it was being stored hear what its first client hears.
+  for (TaskEntry::Waiter& w : waiters) {
+    w.timer->cancel();
+    w.responder->respond(answer);
+  }
+}
+
+void DaemonCore::start_task(const std::string& id, Task task, std::shared_ptr<Generation> g) {
+  Workflow& workflow = *g->workflow;
+  DaemonInvoker& invoker = *g->invoker;
+  DaemonAgentOperations* operations = g->operations.get();
   async_run_workflow(
-      *g->workflow, std::move(task), *g->invoker, g->operations.get(), io_->get_executor(),
+      workflow, std::move(task), invoker, operations, io_->get_executor(),
       blocking_->get_executor(), [this, id, g](std::exception_ptr e, Outcome outcome) {
         if (e) {
           outcome.task_id = id;
@@ -548,14 +750,86 @@ void DaemonCore::api_submit(const HttpRequest& request,
         }
         finish_task(id, outcome);
       });
-  if (wait_seconds <= 0) {
-    return reply(
-        json_response(202, {{"id", id}, {"state", "running"}, {"href", "/v1/tasks/" + id}}));
+}
+
+void DaemonCore::task_waiting(const std::string& id) {
+  TaskWrite write{TaskWrite::Kind::progress, {}, std::nullopt};
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second.done || !it->second.stored) return;
+    it->second.call_in_flight = false;
+    write.task.id = id;
+    write.task.call_in_flight = false;
+    write.task.attempts = it->second.attempts;
   }
-  return wait_for_task(id, wait_seconds, responder, 200, false);
+  // Not waited for: a store that still says "calling" is only more careful.
+  task_writer_->submit(std::move(write), {});
+}
+
+net::awaitable<void> DaemonCore::before_call(const Task& task) {
+  TaskWrite write{TaskWrite::Kind::progress, {}, std::nullopt};
+  bool must_be_stored = false;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    auto it = tasks_.find(task.id);
+    if (it == tasks_.end() || it->second.done) co_return;
+    TaskEntry& entry = it->second;
+    ++entry.attempts;
+    if (entry.call_in_flight) co_return;  // the store says "calling" already
+    entry.call_in_flight = true;
+    write.task.id = task.id;
+    write.task.call_in_flight = true;
+    write.task.attempts = entry.attempts;
+    must_be_stored = !entry.idempotent;
+  }
+  if (!must_be_stored) {
+    task_writer_->submit(std::move(write), {});
+    co_return;
+  }
+  // A call that must not be sent twice goes out only once the store says a call may be out: a
+  // crash from here on ends the task `interrupted` instead of sending it again. When the store
+  // fails, the call goes out anyway (the writer retries, /readyz says not ready): an agent's
+  // answer now is worth more than protection against a crash during a store outage.
+  auto executor = co_await net::this_coro::executor;
+  co_await net::async_initiate<decltype(net::use_awaitable), void()>(
+      [this, &write, executor](auto handler) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        task_writer_->submit(std::move(write),
+                             [shared, executor](TaskWriter::Result, const std::string&) {
+                               net::post(executor, [shared] { (*shared)(); });
+                             });
+      },
+      net::use_awaitable);
 }
 
 void DaemonCore::finish_task(const std::string& id, const Outcome& outcome) {
+  const WallTime now = SystemClock::instance().wall_now();
+  TaskWrite write{TaskWrite::Kind::finish, {}, std::nullopt};
+  write.task.id = id;
+  write.task.done = true;
+  write.task.status = std::string(to_string(outcome.status));
+  write.task.outcome_json = outcome.to_json();
+  write.task.finished_at = now;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (auto it = tasks_.find(id); it != tasks_.end()) {
+      write.task.attempts = it->second.attempts;
+      write.journal = journal_entry(it->second.task, outcome, now);
+    }
+  }
+  std::string outcome_json = write.task.outcome_json;
+  // The outcome is answered once it is in the store (with its journal entry), so that a client
+  // that heard it reads the same after a crash. A store that fails delays nobody: the writer
+  // keeps the write and retries it, and the answer goes out from memory.
+  task_writer_->submit(std::move(write), [this, id, outcome, outcome_json](
+                                             TaskWriter::Result result, const std::string&) {
+    on_task_finished_stored(id, outcome, outcome_json, result == TaskWriter::Result::written);
+  });
+}
+
+void DaemonCore::on_task_finished_stored(const std::string& id, const Outcome& outcome,
+                                         const std::string& outcome_json, bool stored) {
   const std::string status(to_string(outcome.status));
   m_.tasks->with({status}).inc();
   if (outcome.status == OutcomeStatus::degraded) {
@@ -573,17 +847,21 @@ void DaemonCore::finish_task(const std::string& id, const Outcome& outcome) {
       TaskEntry& entry = it->second;
       entry.done = true;
       entry.status = status;
-      entry.outcome_json = outcome.to_json();
+      // The summary a retained task keeps: its request goes, a large outcome is read back from
+      // the store (unless the store failed to take it: then memory is all there is).
+      entry.task = Task{entry.task.id, entry.task.type, entry.task.agent, {}, {}, {}, {}, {}, 0};
+      entry.outcome_in_store = stored && outcome_json.size() > kInlineOutcomeBytes;
+      entry.outcome_json = entry.outcome_in_store ? std::string() : outcome_json;
       m_.latency->with({status}).observe(
           std::chrono::duration<double>(SystemClock::instance().now() - entry.started).count());
       waiters.swap(entry.waiters);
       copy.task.id = entry.task.id;
       copy.done = true;
       copy.status = entry.status;
-      copy.outcome_json = entry.outcome_json;
+      copy.outcome_json = outcome_json;
       copy.submitted_at = entry.submitted_at;
       finished_order_.push_back(id);
-      while (finished_order_.size() > kFinishedTasksKept) {
+      while (finished_order_.size() > boot_config_.tasks.retained) {
         auto old = tasks_.find(finished_order_.front());
         if (old != tasks_.end()) {
           if (!old->second.idempotency_key.empty()) idempotency_.erase(old->second.idempotency_key);
@@ -613,6 +891,26 @@ void DaemonCore::finish_task(const std::string& id, const Outcome& outcome) {
 
 void DaemonCore::respond_task(const std::shared_ptr<HttpResponder>& responder,
                               const TaskEntry& entry, int status, bool replayed) {
+  if (entry.done && entry.outcome_in_store && entry.outcome_json.empty()) {
+    // A large outcome of a retained task: read from the store, off the I/O threads.
+    TaskEntry summary;
+    summary.task.id = entry.task.id;
+    summary.done = true;
+    summary.status = entry.status;
+    summary.submitted_at = entry.submitted_at;
+    net::post(*blocking_, [this, responder, summary, status, replayed]() mutable {
+      try {
+        std::optional<StoredTask> stored = store_->stored_task(summary.task.id);
+        summary.outcome_json = stored && !stored->outcome_json.empty() ? stored->outcome_json
+                                                                        : std::string("null");
+      } catch (const std::exception& e) {
+        log("error", "reading task " + summary.task.id + " from the store: " + e.what());
+        return responder->respond(error_response(500, ErrorType::database_error, e.what()));
+      }
+      respond_task(responder, summary, status, replayed);
+    });
+    return;
+  }
   std::string body = "{\"id\":" + dump(entry.task.id) +
                      ",\"state\":" + (entry.done ? "\"done\"" : "\"running\"") +
                      ",\"submitted_at\":" + dump(iso(entry.submitted_at));
@@ -627,14 +925,14 @@ void DaemonCore::respond_task(const std::shared_ptr<HttpResponder>& responder,
 void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
                                const std::shared_ptr<HttpResponder>& responder,
                                int status_when_done, bool replayed) {
-  std::unique_lock<std::mutex> lock(tasks_mu_, std::defer_lock);
-  if (!lock.owns_lock()) lock.lock();
+  std::unique_lock<std::mutex> lock(tasks_mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end()) {
     lock.unlock();
     responder->respond(error_response(404, ErrorType::validation_failed,
                                       "no task '" + id + "' (finished tasks are kept for the " +
-                                          std::to_string(kFinishedTasksKept) + " most recent)"));
+                                          std::to_string(boot_config_.tasks.retained) +
+                                          " most recent: tasks.retained)"));
     return;
   }
   TaskEntry& entry = it->second;
@@ -644,6 +942,7 @@ void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
     copy.done = entry.done;
     copy.status = entry.status;
     copy.outcome_json = entry.outcome_json;
+    copy.outcome_in_store = entry.outcome_in_store;
     copy.submitted_at = entry.submitted_at;
     lock.unlock();
     respond_task(responder, copy, status_when_done, replayed);
@@ -666,6 +965,125 @@ void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
     }
     respond_task(responder, running, 202, replayed);
   });
+}
+
+// --- Recovery: what a restart finds in the store ------------------------------------------------
+
+bool DaemonCore::every_agent_ready() {
+  std::lock_guard<std::mutex> lock(replicas_mu_);
+  std::map<std::string, int> ready;
+  for (const Replica& r : replicas_) ready[r.agent] += r.ready ? 1 : 0;
+  return std::all_of(ready.begin(), ready.end(), [](const auto& a) { return a.second > 0; });
+}
+
+Result<void> DaemonCore::recover_tasks(const Config& config,
+                                       std::vector<std::pair<std::string, Task>>* resume) {
+  std::vector<StoredTask> stored;
+  std::int64_t next = 1;
+  try {
+    next = store_->next_task_number();
+    stored = store_->load_tasks(config.tasks.retained);
+  } catch (const std::exception& e) {
+    return Error::classified_as(ErrorType::database_error, Severity::high,
+                                std::string("reading the stored tasks: ") + e.what());
+  }
+  const WallTime now = SystemClock::instance().wall_now();
+  std::vector<TaskWrite> endings;
+  std::size_t kept = 0;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    next_task_number_ = static_cast<std::uint64_t>(std::max<std::int64_t>(next, 1));
+    for (StoredTask& t : stored) {
+      TaskEntry& entry = tasks_[t.id];
+      entry.task.id = t.id;
+      entry.task.type = t.type;
+      entry.task.agent = t.agent;
+      entry.idempotency_key = t.idempotency_key;
+      entry.request_digest = t.request_digest;
+      entry.submitted_at = t.submitted_at;
+      entry.started = SystemClock::instance().now();
+      entry.stored = true;
+      entry.attempts = t.attempts;
+      entry.call_in_flight = t.call_in_flight;
+      if (!t.idempotency_key.empty()) idempotency_[t.idempotency_key] = t.id;
+      if (t.done) {
+        entry.done = true;
+        entry.status = t.status;
+        entry.outcome_in_store = t.outcome_json.size() > kInlineOutcomeBytes;
+        if (!entry.outcome_in_store) entry.outcome_json = std::move(t.outcome_json);
+        finished_order_.push_back(t.id);
+        ++kept;
+        continue;
+      }
+      entry.idempotent = idempotent_type(config.tasks, t.type);
+      std::string why;
+      if (t.deadline_at && now >= *t.deadline_at) {
+        why = "mend restarted after the task's deadline had passed; it was not run again";
+      } else if (t.call_in_flight && !entry.idempotent) {
+        why = "mend stopped while a call to " +
+              (t.agent.empty() ? std::string("an agent") : "agent '" + t.agent + "'") +
+              " may have been in flight: the agent may have run it, and the task type '" +
+              t.type + "' is not in tasks.idempotent_types, so mend did not send it again";
+      }
+      Result<Task> task = Error::classified_as(ErrorType::processing_failed, Severity::low, why);
+      if (why.empty()) {
+        task = task_from_stored(t);
+        if (!task.ok()) why = "mend restarted and could not run the task again: " +
+                              task.error().message;
+      }
+      if (!why.empty()) {
+        const Outcome outcome = interrupted_outcome(t, why);
+        entry.done = true;
+        entry.status = std::string(to_string(OutcomeStatus::interrupted));
+        entry.outcome_json = outcome.to_json();
+        finished_order_.push_back(t.id);
+        TaskWrite write{TaskWrite::Kind::finish, {}, std::nullopt};
+        write.task.id = t.id;
+        write.task.done = true;
+        write.task.status = entry.status;
+        write.task.outcome_json = entry.outcome_json;
+        write.task.attempts = t.attempts;
+        write.task.finished_at = now;
+        write.journal = journal_entry(entry.task, outcome, now);
+        endings.push_back(std::move(write));
+        continue;
+      }
+      // The rest of its deadline, and the retries it had left.
+      if (t.deadline_at) {
+        task->deadline = std::chrono::duration_cast<Duration>(*t.deadline_at - now);
+      }
+      entry.task = *task;
+      entry.status = "running";
+      in_flight_.fetch_add(1);
+      resume->emplace_back(t.id, std::move(*task));
+    }
+  }
+  task_writer_->raise_task_number(next);
+  for (TaskWrite& w : endings) {
+    m_.tasks->with({std::string(to_string(OutcomeStatus::interrupted))}).inc();
+    task_writer_->submit(std::move(w), {});
+  }
+  task_writer_->flush();
+  if (!stored.empty()) {
+    log("info", "tasks from the store: " + std::to_string(kept) + " finished kept, " +
+                    std::to_string(resume->size()) + " resumed, " +
+                    std::to_string(endings.size()) + " ended interrupted");
+  }
+  return {};
+}
+
+net::awaitable<void> DaemonCore::resume_tasks(std::vector<std::pair<std::string, Task>> tasks) {
+  // Resumed tasks wait for the agents to be ready (their startup probes), at most kResumeGrace:
+  // started at once, they would find every supervised agent still starting and end degraded.
+  net::steady_timer timer(co_await net::this_coro::executor);
+  const TimePoint until = SystemClock::instance().now() + kResumeGrace;
+  while (!stopping_.load() && !every_agent_ready() && SystemClock::instance().now() < until) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    boost::system::error_code ec;
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  std::shared_ptr<Generation> g = current();
+  for (auto& [id, task] : tasks) start_task(id, std::move(task), g);
 }
 
 void DaemonCore::api_task(const std::string& id, double wait_seconds,
@@ -828,9 +1246,13 @@ void DaemonCore::api_record(std::optional<RecordKind> kind, const std::string& i
           error_response(400, ErrorType::validation_failed, body.error().message));
     }
     if (auto by = body->find("by"); by != body->end()) {
-      if (!by->is_string() || by->get_ref<const std::string&>().empty()) {
-        return responder->respond(
-            error_response(400, ErrorType::validation_failed, "'by' must be a non-empty string"));
+      if (!by->is_string() || by->get_ref<const std::string&>().empty() ||
+          by->get_ref<const std::string&>().size() > kMaxActorBytes ||
+          !is_printable_text(by->get_ref<const std::string&>())) {
+        return responder->respond(error_response(
+            400, ErrorType::validation_failed,
+            "'by' must be a non-empty string of at most " + std::to_string(kMaxActorBytes) +
+                " bytes without control characters"));
       }
       who = by->get<std::string>();
     }

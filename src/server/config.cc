@@ -665,6 +665,7 @@ class Checker {
   void read_routes(const Item& item, const EscalationConfig& escalation,
                    std::map<std::string, std::vector<std::string>>& routes);
   void read_supervision(const Item& item, SupervisionConfig& supervision);
+  void read_tasks(const Item& item, TasksConfig& tasks);
 
   // The value of the environment variable that `item` names, or nullopt (reported).
   std::optional<std::string> from_environment(const Item& item) {
@@ -845,6 +846,14 @@ void Checker::read_relays(const Item& item, const ServerConfig& server,
     }
     if (!relay.agent.empty()) relays.push_back(std::move(relay));
   }
+}
+
+void Checker::read_tasks(const Item& item, TasksConfig& tasks) {
+  Section s(*this, item);
+  if (!s.ok()) return;
+  set_strings(s, "idempotent_types", tasks.idempotent_types);
+  set_integer(s, "retained", tasks.retained, {1, 10'000'000});
+  s.finish();
 }
 
 void Checker::read_store(const Item& item, StoreConfig& store) {
@@ -1581,6 +1590,7 @@ Config Checker::run(const YAML::Node& root) {
   if (auto item = s.get("server")) read_server(*item, config.server);
   if (auto item = s.get("store")) read_store(*item, config.store);
   if (config.store.path != ":memory:") config.store.path = resolve(config.store.path);
+  if (auto item = s.get("tasks")) read_tasks(*item, config.tasks);
   if (auto item = s.get("policies")) {
     config.policies = read_policies(*item, PolicyConfig{});
   }

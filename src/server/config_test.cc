@@ -743,6 +743,25 @@ TEST(ConfigRelays, EachMistakeIsNamedWithItsPlace) {
   expect_one_problem_each(cases);
 }
 
+TEST(ConfigTasks, DefaultsAndValues) {
+  ConfigLoad defaults = parse(kOneAgent);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_TRUE(defaults.config->tasks.idempotent_types.empty());
+  EXPECT_EQ(defaults.config->tasks.retained, 10000u);
+  ConfigLoad load = parse(std::string(kOneAgent) +
+                          "tasks: {idempotent_types: [code_review, ai_analysis], retained: 50}\n");
+  ASSERT_TRUE(load.ok()) << ::testing::PrintToString(problems(load));
+  EXPECT_THAT(load.config->tasks.idempotent_types, ElementsAre("code_review", "ai_analysis"));
+  EXPECT_EQ(load.config->tasks.retained, 50u);
+  const std::string agent = kOneAgent;
+  expect_one_problem_each({
+      {agent + "tasks: {retained: 0}\n",
+       "3:19: tasks.retained: must be between 1 and 10000000, got 0"},
+      {agent + "tasks: {idempotent: [code_review]}\n",
+       "3:9: tasks.idempotent: unknown key 'idempotent' (known keys: idempotent_types, retained)"},
+  });
+}
+
 TEST(Config, AgentFindsByName) {
   ConfigLoad load =
       parse("agents:\n  - {name: a, url: \"http://h:1\"}\n  - {name: b.c_d-1, command: x}\n");

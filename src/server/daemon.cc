@@ -163,6 +163,7 @@ net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo&
     RateLimiter::Decision decision = it->second->try_acquire(SystemClock::instance().now());
     if (!decision.allowed) co_return it->second->rejection(decision);
   }
+  co_await core_.before_call(task);
   counters.calls.fetch_add(1, std::memory_order_relaxed);
   Result<std::string> result =
       Error::classified_as(ErrorType::processing_failed, Severity::medium, "not called");
@@ -291,14 +292,26 @@ void DaemonCore::register_metrics() {
                            }
                            return samples;
                          });
-  // journal_ is set in start(), before the server that scrapes this exists.
+  // task_writer_ is set in start(), before the server that scrapes these exists.
   metrics.counter_callback(
-      "mend_journal_entries_total",
-      "Task journal entries, by result: written to the store, or failed (a full disk, ...).",
+      "mend_store_task_writes_total",
+      "Changes of tasks (accepted, waiting, calling, finished with their journal entry) written "
+      "to the store, by result: written, failed (a try the store refused: a full disk, ...; "
+      "retries included), dropped (given up: too many waited for a retry).",
       {"result"}, [this] {
-        if (!journal_) return std::vector<Sample>{};
-        return std::vector<Sample>{{{"written"}, static_cast<double>(journal_->written())},
-                                   {{"failed"}, static_cast<double>(journal_->failures())}};
+        if (!task_writer_) return std::vector<Sample>{};
+        const TaskWriter::Health h = task_writer_->health();
+        return std::vector<Sample>{{{"written"}, static_cast<double>(h.written)},
+                                   {{"failed"}, static_cast<double>(h.failed_tries)},
+                                   {{"dropped"}, static_cast<double>(h.dropped)}};
+      });
+  metrics.gauge_callback(
+      "mend_store_task_writes_pending_retry",
+      "Changes of tasks the store refused, kept in memory and written again with backoff.", {},
+      [this] {
+        if (!task_writer_) return std::vector<Sample>{};
+        return std::vector<Sample>{
+            {{}, static_cast<double>(task_writer_->health().retry_pending)}};
       });
   metrics.gauge_callback(
       "mend_event_stream_clients", "Clients following GET /v1/events.", {}, [this] {
@@ -309,6 +322,7 @@ void DaemonCore::register_metrics() {
 void DaemonCore::on_workflow_event(const Event& event) {
   switch (event.kind) {
     case EventKind::retry_scheduled:
+      if (!event.task_id.empty()) task_waiting(event.task_id);
       m_.retries->with({event.source}).inc();
       counters(event.source).retries.fetch_add(1, std::memory_order_relaxed);
       break;
@@ -337,6 +351,23 @@ void DaemonCore::on_workflow_event(const Event& event) {
   if (!event.detail.empty()) j["detail"] = event.detail;
   publish(std::string(to_string(event.kind)),
           j.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void DaemonCore::on_store_health(bool failing, const std::string& error) {
+  store_failing_.store(failing);
+  if (failing) {
+    log("error", "the store refuses writes (" + error +
+                     "): tasks' changes are kept in memory and written again until it takes "
+                     "them; new tasks are refused; /readyz says not ready");
+  } else {
+    log("info", "the store takes writes again; every kept change of a task is written");
+  }
+  publish(failing ? "store_failing" : "store_recovered",
+          json({{"kind", failing ? "store_failing" : "store_recovered"},
+                {"at", to_iso8601(SystemClock::instance().wall_now())},
+                {"source", "store"},
+                {"detail", error}})
+              .dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
@@ -444,7 +475,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   wo.degraded = g->degraded.get();
   wo.healer = g->healer.get();
   wo.escalations = g->escalator.get();
-  wo.journal = journal_.get();
+  // No journal here: each task's journal entry is written with its outcome (finish_task).
   const int max_agents = wo.max_agents;
   g->workflow = std::make_unique<Workflow>(g->agents, std::move(wo), g->env);
   for (const RelayConfig& relay : boot_config_.relays) {
@@ -950,6 +981,8 @@ net::awaitable<void> DaemonCore::housekeeping_loop() {
           try {
             if (sla) check_slas(*g);
             if (deliver) deliver_notifications(*g);
+            // Finished tasks beyond tasks.retained leave the store as they leave memory.
+            if (sla) store_->prune_tasks(boot_config_.tasks.retained);
           } catch (const std::exception& e) {
             // The store failed (disk full, locked): the next pass tries again.
             log("error", std::string("notification or SLA pass failed: ") + e.what());
@@ -1022,7 +1055,13 @@ Result<void> DaemonCore::start() {
   Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(config.store.path);
   if (!store.ok()) return store.error();
   store_ = std::move(*store);
-  journal_ = std::make_unique<BatchingTaskJournal>(*store_, SystemClock::instance());
+  TaskWriter::Options writer;
+  writer.on_health_change = [this](bool failing, const std::string& error) {
+    on_store_health(failing, error);
+  };
+  task_writer_ = std::make_unique<TaskWriter>(*store_, SystemClock::instance(), writer);
+  std::vector<std::pair<std::string, Task>> resumed;
+  if (auto recovered = recover_tasks(config, &resumed); !recovered.ok()) return recovered;
 
   CrashLoopOptions crash;
   crash.initial = config.supervision.restart_backoff_initial;
@@ -1059,6 +1098,8 @@ Result<void> DaemonCore::start() {
   server.read_timeout = config.server.read_timeout;
   server.max_connections = config.server.max_connections;
   server.threads = threads;
+  server.screen = [this](const HttpRequest& head) { return screen(head); };
+  server.reserved_paths = {"/healthz", "/readyz"};
   server_ = std::make_unique<HttpServer>(
       server, HttpServer::AsyncHandler(
                   [this](HttpRequest request, std::shared_ptr<HttpResponder> responder) {
@@ -1086,6 +1127,7 @@ Result<void> DaemonCore::start() {
 
   net::co_spawn(*io_, probe_loop(), net::detached);
   net::co_spawn(*io_, housekeeping_loop(), net::detached);
+  if (!resumed.empty()) net::co_spawn(*io_, resume_tasks(std::move(resumed)), net::detached);
   log("info", "mend serving on " + server_->base_url() + " with " +
                   std::to_string(config.agents.size()) + " agents");
   return {};
@@ -1207,12 +1249,16 @@ void DaemonCore::shutdown() {
   io_threads_.clear();
   signals_.reset();
   supervisor_.reset();
-  if (journal_) {
-    // Every task has finished: what the journal still queues is written before mend says it
-    // stopped (a supervisor's stop timeout must not cut the journal short).
-    journal_->flush();
-    if (const std::int64_t failed = journal_->failures(); failed > 0) {
-      log("error", std::to_string(failed) + " task journal entries could not be written");
+  if (task_writer_) {
+    // Every task has finished or was left running (it resumes at the next start): what the
+    // writer still holds is tried before mend says it stopped.
+    task_writer_->flush();
+    const TaskWriter::Health h = task_writer_->health();
+    task_writer_.reset();
+    if (h.retry_pending > 0 || h.dropped > 0) {
+      log("error", std::to_string(h.retry_pending + static_cast<std::size_t>(h.dropped)) +
+                       " changes of tasks could not be written to the store (" + h.last_error +
+                       ")");
     }
   }
   log("info", "mend stopped");

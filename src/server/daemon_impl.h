@@ -40,6 +40,7 @@
 #include "mend/recovery.h"
 #include "mend/sqlite_store.h"
 #include "mend/supervisor.h"
+#include "mend/task_writer.h"
 #include "mend/workflow.h"
 
 namespace mend::server_detail {
@@ -48,8 +49,11 @@ class DaemonCore;
 class Relay;
 struct RelayRoute;
 
-// Finished tasks kept for GET /v1/tasks/ID; the oldest go first.
-inline constexpr std::size_t kFinishedTasksKept = 10000;
+// A finished task's outcome up to this size stays in memory; a larger one is read from the store
+// when asked for, so that retained tasks cost a bounded summary each.
+inline constexpr std::size_t kInlineOutcomeBytes = 4096;
+// How long tasks resumed after a restart wait for every agent to be ready before they start.
+inline constexpr Duration kResumeGrace = std::chrono::seconds(30);
 
 // Counters per agent, for GET /v1/agents. They survive reloads (keyed by name).
 struct AgentCounters {
@@ -147,15 +151,24 @@ struct Replica {
   std::string last_probe;  // detail of the last probe
 };
 
-// A submitted task and the clients waiting for it.
+// A submitted task and the clients waiting for it. While it runs it holds the whole task; once
+// finished only a summary (id, type, agent, status, and the outcome when it is small), however
+// large its request was.
 struct TaskEntry {
   Task task;
   std::string idempotency_key;
-  std::string request_fingerprint;  // the submitted body, to tell a replay from a conflict
+  std::string request_digest;  // SHA-256 of the submitted body: tells a replay from a conflict
   WallTime submitted_at{};
   TimePoint started{};
+  bool stored = false;  // the store has it: until then it is neither run nor acknowledged
   bool done = false;
-  std::string outcome_json;
+  // Its type is in tasks.idempotent_types: a call in flight at a crash may be sent again.
+  bool idempotent = false;
+  // What the store says (or will say once written): false only while the task waits in backoff.
+  bool call_in_flight = true;
+  int attempts = 0;  // calls to agents, those before a restart included
+  std::string outcome_json;  // once done: the outcome, or "" when larger than kInlineOutcomeBytes
+  bool outcome_in_store = false;  // once done: the outcome is read from the store
   std::string status;  // "running" or the outcome status
   struct Waiter {
     std::shared_ptr<HttpResponder> responder;
@@ -220,9 +233,22 @@ class DaemonCore {
   void on_process_event(const ProcessEvent& event);
   void register_metrics();
   void on_workflow_event(const Event& event);
+  // Durable tasks (api.cc): a task accepted is in the store before the client hears so, every
+  // change of its state follows, and a restart resumes or ends what was running.
+  void start_task(const std::string& id, Task task, std::shared_ptr<Generation> g);
   void finish_task(const std::string& id, const Outcome& outcome);
+  void on_task_finished_stored(const std::string& id, const Outcome& outcome,
+                               const std::string& outcome_json, bool stored);
   void respond_task(const std::shared_ptr<HttpResponder>& responder, const TaskEntry& entry,
                     int status, bool replayed);
+  void task_waiting(const std::string& id);  // a retry's backoff began: no call is out
+  boost::asio::awaitable<void> before_call(const Task& task);
+  void forget_unstored_task(const std::string& id, const HttpResponse& answer);
+  Result<void> recover_tasks(const Config& config,
+                             std::vector<std::pair<std::string, Task>>* resume);
+  bool every_agent_ready();
+  boost::asio::awaitable<void> resume_tasks(std::vector<std::pair<std::string, Task>> tasks);
+  void on_store_health(bool failing, const std::string& error);
   boost::asio::awaitable<void> probe_loop();
   boost::asio::awaitable<void> probe(std::uint64_t epoch, bool liveness);
   Replica* replica_by_epoch(std::uint64_t epoch);  // under replicas_mu_
@@ -256,6 +282,9 @@ class DaemonCore {
                      const std::shared_ptr<HttpResponder>& responder, int status_when_done,
                      bool replayed);
   bool authorized(const HttpRequest& request) const;
+  static HttpResponse unauthorized();
+  // HttpServerOptions::screen: what a request's header alone refuses.
+  std::optional<HttpResponse> screen(const HttpRequest& head) const;
 
   Config boot_config_;  // what start() runs with (server.*, store.path)
   DaemonOptions options_;
@@ -267,7 +296,7 @@ class DaemonCore {
   std::unique_ptr<boost::asio::signal_set> signals_;  // SIGTERM, SIGINT, SIGHUP
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<SqliteStore> store_;
-  std::unique_ptr<BatchingTaskJournal> journal_;
+  std::unique_ptr<TaskWriter> task_writer_;
   std::unique_ptr<ProcessSupervisor> supervisor_;
   std::unique_ptr<HttpServer> server_;
   EventHub events_;
@@ -295,7 +324,8 @@ class DaemonCore {
   std::map<std::string, TaskEntry, std::less<>> tasks_;          // guarded by tasks_mu_
   std::map<std::string, std::string, std::less<>> idempotency_;  // key -> task id
   std::deque<std::string> finished_order_;                       // oldest first, for eviction
-  std::uint64_t next_task_number_ = 1;
+  std::uint64_t next_task_number_ = 1;  // no generated id at or above it was handed out
+  std::atomic<bool> store_failing_{false};  // task writes fail: /readyz says not ready
   std::atomic<std::size_t> in_flight_{0};
   std::condition_variable drained_cv_;
   std::mutex answered_mu_;

@@ -163,8 +163,8 @@ TEST_F(SqliteStoreTest, MigratesAnEmptyFileToTheLatestSchemaInWalMode) {
   EXPECT_EQ(raw_int("PRAGMA user_version"), SqliteStore::latest_schema_version());
   EXPECT_NE(raw_int("PRAGMA application_id"), 0);
   EXPECT_EQ(raw_int("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN "
-                    "('records', 'timeline', 'outbox', 'journal')"),
-            4);
+                    "('records', 'timeline', 'outbox', 'journal', 'tasks', 'counters')"),
+            6);
   EXPECT_EQ(raw_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
 }
 
@@ -732,6 +732,144 @@ TEST_F(SqliteStoreTest, JournalListsNewestFirst) {
   EXPECT_EQ(two[0].id, c);
   EXPECT_EQ(two[1].id, b);
   EXPECT_EQ(two[0].record_id, 0);  // none
+}
+
+// --- Tasks -------------------------------------------------------------------------------------
+
+StoredTask running_task(std::string id, std::string key = "") {
+  StoredTask t;
+  t.id = std::move(id);
+  t.idempotency_key = std::move(key);
+  t.request_digest = "digest-of-" + t.id;
+  t.type = "deployment";
+  t.agent = "deployer";
+  t.request_json = R"({"type":"deployment","agent":"deployer","payload":{"build":7}})";
+  t.submitted_at = kT0;
+  t.deadline_at = kT0 + minutes(5);
+  return t;
+}
+
+TaskWrite accept(StoredTask t) {
+  return {TaskWrite::Kind::accept, std::move(t)};
+}
+
+TEST_F(SqliteStoreTest, AnAcceptedTaskAndItsProgressSurviveAReopen) {
+  {
+    auto store = open_store();
+    ASSERT_NE(store, nullptr);
+    EXPECT_TRUE(store->write_tasks({accept(running_task("task-1", "key-1"))}, 2).empty());
+    StoredTask waiting;
+    waiting.id = "task-1";
+    waiting.call_in_flight = false;
+    waiting.attempts = 2;
+    store->write_tasks({{TaskWrite::Kind::progress, waiting}}, 2);
+  }
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  std::vector<StoredTask> loaded = store->load_tasks(10);
+  ASSERT_EQ(loaded.size(), 1u);
+  const StoredTask& t = loaded[0];
+  EXPECT_EQ(t.id, "task-1");
+  EXPECT_EQ(t.idempotency_key, "key-1");
+  EXPECT_EQ(t.request_digest, "digest-of-task-1");
+  EXPECT_EQ(t.type, "deployment");
+  EXPECT_EQ(t.agent, "deployer");
+  EXPECT_EQ(t.request_json, running_task("x").request_json);
+  EXPECT_FALSE(t.done);
+  EXPECT_FALSE(t.call_in_flight);
+  EXPECT_EQ(t.attempts, 2);
+  EXPECT_EQ(t.submitted_at, kT0);
+  EXPECT_EQ(t.deadline_at, kT0 + minutes(5));
+  EXPECT_FALSE(t.finished_at.has_value());
+  EXPECT_EQ(store->next_task_number(), 2);
+}
+
+TEST_F(SqliteStoreTest, AFinishedTaskKeepsItsOutcomeAndDropsItsRequest) {
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  store->write_tasks({accept(running_task("task-1"))}, 2);
+  StoredTask done;
+  done.id = "task-1";
+  done.attempts = 3;
+  done.status = "fallback";
+  done.outcome_json = R"({"status":"fallback"})";
+  done.finished_at = kT0 + seconds(9);
+  store->write_tasks({{TaskWrite::Kind::finish, done}}, 2);
+  std::optional<StoredTask> t = store->stored_task("task-1");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t->done);
+  EXPECT_EQ(t->request_json, "");
+  EXPECT_EQ(t->status, "fallback");
+  EXPECT_EQ(t->outcome_json, R"({"status":"fallback"})");
+  EXPECT_EQ(t->finished_at, kT0 + seconds(9));
+  EXPECT_EQ(t->attempts, 3);
+  EXPECT_FALSE(store->stored_task("task-2").has_value());
+}
+
+TEST_F(SqliteStoreTest, AStoredIdOrIdempotencyKeyRefusesOnlyItsOwnAccept) {
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  store->write_tasks({accept(running_task("a", "k1"))}, 1);
+  std::vector<std::size_t> refused = store->write_tasks(
+      {accept(running_task("b", "k2")), accept(running_task("a", "k3")),
+       accept(running_task("c", "k1")), accept(running_task("d"))},
+      1);
+  EXPECT_EQ(refused, (std::vector<std::size_t>{1, 2}));
+  std::vector<std::string> ids;
+  for (const StoredTask& t : store->load_tasks(10)) ids.push_back(t.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "d"}));
+  // Tasks without a key do not clash with one another.
+  EXPECT_TRUE(store->write_tasks({accept(running_task("e"))}, 1).empty());
+}
+
+TEST_F(SqliteStoreTest, TheTaskCounterOnlyRises) {
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->next_task_number(), 1);
+  store->write_tasks({}, 40);
+  store->write_tasks({}, 7);
+  EXPECT_EQ(store->next_task_number(), 40);
+}
+
+TEST_F(SqliteStoreTest, LoadKeepsEveryRunningTaskAndTheNewestFinishedOnesAndPruneDropsTheRest) {
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  std::vector<TaskWrite> writes;
+  for (int i = 1; i <= 6; ++i) writes.push_back(accept(running_task("t" + std::to_string(i))));
+  store->write_tasks(writes, 7);
+  // t1, t3 and t5 finish, t5 first and t1 last; t2, t4 and t6 still run.
+  for (int i : {5, 3, 1}) {
+    StoredTask done;
+    done.id = "t" + std::to_string(i);
+    done.status = "succeeded";
+    done.finished_at = kT0 + seconds(10 - i);
+    store->write_tasks({{TaskWrite::Kind::finish, done}}, 7);
+  }
+  std::vector<std::string> ids;
+  for (const StoredTask& t : store->load_tasks(2)) ids.push_back(t.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"t1", "t2", "t3", "t4", "t6"}));  // t5 finished first
+  EXPECT_EQ(store->prune_tasks(1), 2u);
+  ids.clear();
+  for (const StoredTask& t : store->load_tasks(100)) ids.push_back(t.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"t1", "t2", "t4", "t6"}));
+}
+
+TEST_F(SqliteStoreTest, ANewDatabaseFileIsReadableByItsOwnerOnly) {
+  {
+    auto store = open_store();
+    ASSERT_NE(store, nullptr);
+    store->write_tasks({accept(running_task("task-1"))}, 2);
+    EXPECT_EQ(fs::status(path_).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+    const std::string wal = path_ + "-wal";
+    ASSERT_TRUE(fs::exists(wal));
+    EXPECT_EQ(fs::status(wal).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  }
+  // An existing file keeps the permissions its owner gave it.
+  fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  auto store = open_store();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(fs::status(path_).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
 }
 
 }  // namespace

@@ -1,0 +1,275 @@
+#include "mend/task_writer.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+#include <vector>
+
+namespace mend {
+namespace {
+
+std::string what_of(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(std::move(e));
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+}  // namespace
+
+TaskWriter::TaskWriter(Store& store, const Clock& clock, Options options)
+    : store_(store), clock_(clock), options_([&] {
+        options.max_batch = std::max<std::size_t>(1, options.max_batch);
+        options.max_queued = std::max<std::size_t>(1, options.max_queued);
+        options.max_retried = std::max<std::size_t>(1, options.max_retried);
+        options.retry_initial = std::max<Duration>(options.retry_initial, Duration(1));
+        options.retry_max = std::max(options.retry_max, options.retry_initial);
+        return options;
+      }()) {
+  if (options_.own_thread) thread_ = std::thread([this] { write_loop(); });
+}
+
+TaskWriter::~TaskWriter() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  work_.notify_one();
+  if (thread_.joinable()) {
+    thread_.join();
+    return;
+  }
+  // No thread of its own: the last tries happen here.
+  std::unique_lock lock(mu_);
+  while (!queue_.empty()) write_batch(lock);
+  if (!retry_.empty()) {
+    next_retry_ = clock_.now();
+    while (!retry_.empty() && write_batch(lock) > 0 && clock_.now() >= next_retry_) {
+    }
+  }
+}
+
+bool TaskWriter::submit(TaskWrite write, Done done) {
+  std::unique_lock lock(mu_);
+  if (write.kind == TaskWrite::Kind::accept && queue_.size() >= options_.max_queued) return false;
+  const bool idle = queue_.empty();
+  queue_.push_back(Pending{std::move(write), std::move(done), false});
+  ++submitted_;
+  lock.unlock();
+  // A busy writer comes back for the queue by itself.
+  if (idle) work_.notify_one();
+  return true;
+}
+
+void TaskWriter::raise_task_number(std::int64_t number) {
+  std::int64_t current = task_number_.load(std::memory_order_relaxed);
+  while (current < number &&
+         !task_number_.compare_exchange_weak(current, number, std::memory_order_relaxed)) {
+  }
+}
+
+void TaskWriter::flush() {
+  std::unique_lock lock(mu_);
+  const std::uint64_t target = submitted_;
+  if (!options_.own_thread) {
+    while (tried_count_ < target) write_batch(lock);
+    return;
+  }
+  tried_.wait(lock, [&] { return tried_count_ >= target; });
+}
+
+std::size_t TaskWriter::run_once() {
+  std::unique_lock lock(mu_);
+  return write_batch(lock);
+}
+
+TaskWriter::Health TaskWriter::health() const {
+  std::lock_guard lock(mu_);
+  Health h = health_;
+  h.retry_pending = retry_.size();
+  return h;
+}
+
+void TaskWriter::note_failure(const std::string& error, std::unique_lock<std::mutex>& lock) {
+  retry_delay_ = retry_delay_.count() == 0
+                     ? options_.retry_initial
+                     : std::min<Duration>(retry_delay_ * 2, options_.retry_max);
+  next_retry_ = clock_.now() + retry_delay_;
+  const bool was_failing = health_.failing;
+  health_.failing = true;
+  health_.last_error = error;
+  if (!was_failing && options_.on_health_change) {
+    lock.unlock();
+    options_.on_health_change(true, error);
+    lock.lock();
+  }
+}
+
+std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
+  // Each submitter hears once: a retried write that succeeds later reported its failure already.
+  struct Notice {
+    Done done;
+    Result result;
+    std::string error;
+  };
+  std::vector<Notice> notices;
+  auto notice = [&](Pending& p, Result result, const std::string& error) {
+    if (p.reported || !p.done) return;
+    p.reported = true;
+    notices.push_back({std::move(p.done), result, error});
+  };
+  auto tell = [&] {
+    for (Notice& n : notices) {
+      try {
+        n.done(n.result, n.error);
+      } catch (...) {
+        // A callback that throws loses only its own notice; the writer goes on.
+      }
+    }
+    notices.clear();
+  };
+  std::vector<Pending> batch;
+  // Retries first, once due: they were submitted before anything in queue_.
+  if (!retry_.empty() && clock_.now() >= next_retry_) {
+    while (!retry_.empty() && batch.size() < options_.max_batch) {
+      batch.push_back(std::move(retry_.front()));
+      retry_.pop_front();
+    }
+  }
+  while (!queue_.empty() && batch.size() < options_.max_batch) {
+    Pending p = std::move(queue_.front());
+    queue_.pop_front();
+    ++tried_count_;
+    if (!retry_.empty() && p.write.kind != TaskWrite::Kind::accept) {
+      // Behind a write that failed: the store must see a task's changes in order. Its
+      // submitter hears now that it is not in the store (and need not wait for a retry).
+      notice(p, Result::failed, health_.last_error);
+      if (retry_.size() >= options_.max_retried) {
+        retry_.pop_front();
+        ++health_.dropped;
+      }
+      retry_.push_back(std::move(p));
+      continue;
+    }
+    batch.push_back(std::move(p));
+  }
+  if (batch.empty()) {
+    lock.unlock();
+    tell();
+    lock.lock();
+    tried_.notify_all();
+    return 0;
+  }
+  lock.unlock();
+
+  std::vector<TaskWrite> writes;
+  writes.reserve(batch.size());
+  for (const Pending& p : batch) writes.push_back(p.write);
+  const std::int64_t number = task_number_.load(std::memory_order_relaxed);
+  std::vector<Result> results(batch.size(), Result::written);
+  std::vector<std::string> errors(batch.size());
+  std::int64_t written = 0;
+  std::int64_t failed = 0;
+  std::int64_t batches = 0;
+  std::string last_error;
+  try {
+    for (std::size_t i : store_.write_tasks(writes, number)) results.at(i) = Result::refused;
+    written = static_cast<std::int64_t>(batch.size());
+    batches = 1;
+  } catch (...) {
+    // The transaction was rolled back: write them one by one, so that only what fails again is
+    // lost or retried. Once a progress or finish fails, those after it wait behind it untried.
+    bool order_broken = false;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const bool accept = writes[i].kind == TaskWrite::Kind::accept;
+      if (order_broken && !accept) {
+        results[i] = Result::failed;
+        errors[i] = last_error;
+        continue;
+      }
+      try {
+        if (!store_.write_tasks({writes[i]}, number).empty()) results[i] = Result::refused;
+        ++written;
+        ++batches;
+      } catch (...) {
+        results[i] = Result::failed;
+        errors[i] = last_error = what_of(std::current_exception());
+        ++failed;
+        if (!accept) order_broken = true;
+      }
+    }
+  }
+
+  for (std::size_t i = 0; i < batch.size(); ++i) notice(batch[i], results[i], errors[i]);
+
+  lock.lock();
+  health_.written += written;
+  health_.batches += batches;
+  health_.failed_tries += failed;
+  // Failed progress and finish writes go back to the front, in order: whatever is in retry_ now
+  // came after them.
+  for (std::size_t i = batch.size(); i-- > 0;) {
+    if (results[i] == Result::failed && writes[i].kind != TaskWrite::Kind::accept) {
+      retry_.push_front(std::move(batch[i]));
+    }
+  }
+  while (retry_.size() > options_.max_retried) {
+    retry_.pop_front();
+    ++health_.dropped;
+  }
+  if (failed > 0) {
+    note_failure(last_error, lock);
+  } else if (retry_.empty()) {
+    retry_delay_ = Duration::zero();
+    if (health_.failing) {
+      health_.failing = false;
+      if (options_.on_health_change) {
+        lock.unlock();
+        options_.on_health_change(false, "");
+        lock.lock();
+      }
+    }
+  }
+  lock.unlock();
+  tell();
+  lock.lock();
+  tried_.notify_all();
+  return batch.size();
+}
+
+void TaskWriter::write_loop() noexcept {
+  std::unique_lock lock(mu_);
+  bool last_try_done = false;
+  for (;;) {
+    const bool retry_due = !retry_.empty() && clock_.now() >= next_retry_;
+    if (!queue_.empty() || retry_due) {
+      try {
+        write_batch(lock);
+      } catch (...) {
+        // Out of memory building a batch: what was taken is gone with it; carry on.
+        if (!lock.owns_lock()) lock.lock();
+      }
+      continue;
+    }
+    if (stopping_) {
+      if (retry_.empty() || last_try_done) return;
+      // Shutting down with writes waiting for a retry: one last try now.
+      last_try_done = true;
+      next_retry_ = clock_.now();
+      continue;
+    }
+    if (retry_.empty()) {
+      work_.wait(lock);
+    } else {
+      // The clock may be another than the system's: wait in real time, at most the retry delay.
+      const Duration left = std::clamp<Duration>(next_retry_ - clock_.now(), Duration(1),
+                                                 options_.retry_max);
+      work_.wait_for(lock, left);
+    }
+  }
+}
+
+}  // namespace mend

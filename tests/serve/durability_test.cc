@@ -1,0 +1,258 @@
+// Durable tasks: `mend serve` killed with SIGKILL while tasks run, wait in backoff or call an
+// agent, and started again on the same store. The agent is a server in this test process (it
+// outlives every daemon) that records each call it took, so that the audit can tell a task that
+// an agent ran twice from one retried after a 503.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <map>
+#include <random>
+#include <set>
+
+#include "mend/sqlite_store.h"
+#include "serve_fixture.h"
+
+namespace mend::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// An agent that answers each call after `latency`, with 503 for the calls `fails` picks (by task
+// id and attempt, so the same call fails the same way in every run), and counts the calls it
+// answered 200: a task it answered twice, it ran twice.
+class RecordingAgent {
+ public:
+  RecordingAgent() {
+    HttpServerOptions options;
+    options.threads = 8;  // calls wait out their latency on the server's threads
+    server_ = std::make_unique<HttpServer>(options, [this](const HttpRequest& r) {
+      if (r.target == "/health") return HttpResponse{200, {}, R"({"status":"healthy"})"};
+      json body = json::parse(r.body, nullptr, false);
+      const std::string id = body.value("id", std::string());
+      const int attempt = body.value("attempt", 0);
+      const auto latency = latency_.load();
+      received_.fetch_add(1);
+      std::this_thread::sleep_for(latency);
+      if (fail_every_.load() > 0 &&
+          std::hash<std::string>{}(id + "#" + std::to_string(attempt)) % fail_every_.load() == 0) {
+        return HttpResponse{503,
+                            {{"Content-Type", "application/json"}},
+                            R"({"error":{"type":"temporary_unavailable","message":"busy"}})"};
+      }
+      {
+        std::lock_guard lock(mu_);
+        ++ran_[id];
+      }
+      return HttpResponse{200,
+                          {{"Content-Type", "application/json"}},
+                          json({{"task_id", id}, {"result", {{"ok", true}}}}).dump()};
+    });
+    Result<void> started = server_->start();
+    if (!started.ok()) throw std::runtime_error(started.error().describe());
+  }
+  ~RecordingAgent() { server_->stop(); }
+  std::string url() const { return server_->base_url(); }
+  void set(Duration latency, int fail_every) {
+    latency_ = std::chrono::duration_cast<std::chrono::milliseconds>(latency);
+    fail_every_ = fail_every;
+  }
+  int received() const { return received_.load(); }
+  std::map<std::string, int> ran() const {
+    std::lock_guard lock(mu_);
+    return ran_;
+  }
+
+ private:
+  std::atomic<std::chrono::milliseconds> latency_{std::chrono::milliseconds(0)};
+  std::atomic<int> fail_every_{0};
+  std::atomic<int> received_{0};
+  mutable std::mutex mu_;
+  std::map<std::string, int> ran_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+class DurabilityTest : public ServeTest {
+ protected:
+  // One URL agent for every type; code_review is idempotent (may be sent again after a crash),
+  // deployment is not.
+  std::string durable_config(const std::string& backoff = "{base: 50ms, cap: 200ms}") const {
+    return config_yaml("  - name: worker\n    url: " + agent_.url() +
+                           "\n    capabilities: [code_review, deployment]\n"
+                           "    policies: {retry: {max_retries: 3, backoff: " +
+                           backoff +
+                           "}, breaker: {failure_threshold: 100000}}\n",
+                       "tasks:\n  idempotent_types: [code_review]\n  retained: 1000000\n");
+  }
+
+  // A submission as a client sees it; status 0 when the connection failed (the daemon died).
+  Reply try_post(const json& task, const std::string& key = "") {
+    std::vector<HttpHeader> headers = {{"Authorization", std::string("Bearer ") + kToken},
+                                       {"Content-Type", "application/json"}};
+    if (!key.empty()) headers.push_back({"Idempotency-Key", key});
+    Result<HttpResponse> r = http_.request_sync("POST", base_ + "/v1/tasks", headers, task.dump(), 5s);
+    Reply reply;
+    if (!r.ok()) return reply;
+    reply.status = r->status;
+    reply.text = r->body;
+    reply.body = json::parse(r->body, nullptr, false);
+    return reply;
+  }
+
+  // The task as the daemon's store holds it, read from the file as another program would.
+  std::optional<StoredTask> stored_task(const std::string& id) {
+    Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(dir_.file("mend.db"));
+    if (!store.ok()) return std::nullopt;
+    return (*store)->stored_task(id);
+  }
+
+  void kill_daemon() {
+    daemon_->signal(SIGKILL);
+    daemon_.reset();  // waits for the process to be gone
+  }
+
+  json task_of(const std::string& type) const {
+    return {{"type", type}, {"agent", "worker"}, {"payload", {{"content", "x"}}}};
+  }
+
+  RecordingAgent agent_;
+};
+
+// A task waiting in backoff at the kill resumes after the restart with the retries it had left;
+// a deployment whose call was out ends interrupted, not sent again; a code review whose call was
+// out is sent again (its type is idempotent). Generated ids go on from where they were.
+TEST_F(DurabilityTest, AfterAKillWaitingTasksResumeAndCallsInFlightEndAsTheirTypeAllows) {
+  agent_.set(1500ms, 0);
+  start_daemon(durable_config("{base: 30s, cap: 30s}"));
+  ASSERT_FALSE(HasFatalFailure());
+  Reply deploy = try_post(task_of("deployment"));
+  Reply review = try_post(task_of("code_review"));
+  ASSERT_EQ(deploy.status, 202) << deploy.text;
+  ASSERT_EQ(review.status, 202) << review.text;
+  EXPECT_EQ(deploy.body["id"], "task-1");
+  EXPECT_EQ(review.body["id"], "task-2");
+  wait_until([&] { return agent_.received() == 2; }, 10s, "both calls to reach the agent");
+  // A third task fails its first call at once and then waits 30 s in backoff.
+  agent_.set(0ms, 1);
+  Reply waiting = try_post(task_of("deployment"), "deploy-v3");
+  ASSERT_EQ(waiting.status, 202) << waiting.text;
+  // The store says it waits (no call out) once the writer has written that.
+  const std::string waiting_id = waiting.body["id"];
+  wait_until(
+      [&] {
+        std::optional<StoredTask> t = stored_task(waiting_id);
+        return t && !t->call_in_flight;
+      },
+      10s, "the store to say the third task waits in backoff");
+  ASSERT_FALSE(HasFatalFailure());
+  kill_daemon();
+
+  agent_.set(0ms, 0);
+  start_daemon(durable_config("{base: 50ms, cap: 50ms}"));
+  ASSERT_FALSE(HasFatalFailure());
+  Reply d = get("/v1/tasks/task-1?wait=10");
+  ASSERT_EQ(d.status, 200) << d.text;
+  EXPECT_EQ(d.body["outcome"]["status"], "interrupted");
+  EXPECT_THAT(d.body["outcome"]["error"]["message"].get<std::string>(),
+              HasSubstr("the agent may have run it"));
+  Reply r = get("/v1/tasks/task-2?wait=10");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["outcome"]["status"], "succeeded_after_retry") << "its call was sent again";
+  Reply w = get("/v1/tasks/" + waiting.body["id"].get<std::string>() + "?wait=10");
+  ASSERT_EQ(w.status, 200) << w.text;
+  EXPECT_EQ(w.body["outcome"]["status"], "succeeded_after_retry") << w.text;
+  // The agent ran the deployment at most once (its first call may have finished after the kill),
+  // and the waiting one once, after the restart.
+  EXPECT_LE(agent_.ran()["task-1"], 1);
+  EXPECT_EQ(agent_.ran()[w.body["id"].get<std::string>()], 1);
+
+  // The key survived: the same submission is the same task, not a second deployment.
+  Reply again = try_post(task_of("deployment"), "deploy-v3");
+  EXPECT_EQ(again.status, 200) << again.text;
+  EXPECT_EQ(again.body["id"], waiting.body["id"]);
+  Reply fresh = try_post(task_of("code_review"));
+  ASSERT_EQ(fresh.status, 202) << fresh.text;
+  EXPECT_EQ(fresh.body["id"], "task-4") << "ids go on after a restart";
+}
+
+// About 15 s: twelve daemons started and killed with SIGKILL under load. The audit afterwards:
+// every task a client heard accepted has a final outcome, no generated id was handed out twice, no
+// non-idempotent task was run twice by the agent, and no record was lost.
+TEST_F(DurabilityTest, TwelveKillsUnderLoadLoseNoAcceptedTaskAndRepeatNoId) {
+  constexpr int kKills = 12;
+  std::mt19937 random(20261207);
+  agent_.set(20ms, 4);  // a quarter of the calls answer 503: tasks wait in backoff at each kill
+  std::map<std::string, std::string> accepted;  // id -> type
+  std::multiset<std::string> generated;
+  std::set<std::int64_t> records_seen;
+  int refused = 0;
+  for (int cycle = 0; cycle <= kKills; ++cycle) {
+    start_daemon(durable_config());
+    ASSERT_FALSE(HasFatalFailure());
+    Reply records = get("/v1/escalations");
+    ASSERT_EQ(records.status, 200);
+    std::set<std::int64_t> now_there;
+    for (const json& r : records.body["records"]) now_there.insert(r["number"].get<std::int64_t>());
+    for (std::int64_t seen : records_seen) EXPECT_TRUE(now_there.count(seen)) << "record " << seen;
+    records_seen = now_there;
+    if (cycle == kKills) break;
+
+    // Submissions from two clients until the kill, which lands at a random moment.
+    std::atomic<bool> killed{false};
+    std::mutex mu;
+    auto client = [&](int which) {
+      for (int n = 0; !killed.load(); ++n) {
+        const std::string type = n % 2 == 0 ? "deployment" : "code_review";
+        json task = task_of(type);
+        if (which == 0) task["id"] = "c" + std::to_string(cycle) + "-" + std::to_string(n);
+        Reply r = try_post(task);
+        // About 100 tasks a second per client: what the agent (8 calls at once, 20 ms each)
+        // keeps up with, so that outcomes are answers, not overload.
+        std::this_thread::sleep_for(10ms);
+        std::lock_guard lock(mu);
+        if (r.status == 202) {
+          accepted[r.body["id"].get<std::string>()] = type;
+          if (which == 1) generated.insert(r.body["id"].get<std::string>());
+        } else if (r.status != 0) {
+          ++refused;
+        }
+      }
+    };
+    std::thread a(client, 0);
+    std::thread b(client, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + random() % 400));
+    kill_daemon();
+    killed = true;
+    a.join();
+    b.join();
+  }
+
+  // The last daemon runs what was left: every accepted task ends.
+  ASSERT_GT(accepted.size(), 100u);
+  std::map<std::string, int> statuses;
+  for (const auto& [id, type] : accepted) {
+    Reply r = get("/v1/tasks/" + id + "?wait=20");
+    ASSERT_EQ(r.status, 200) << id << ": " << r.text;
+    ASSERT_EQ(r.body["state"], "done") << id;
+    ++statuses[r.body["status"].get<std::string>()];
+  }
+  for (const std::string& id : generated) EXPECT_EQ(generated.count(id), 1u) << id;
+  int run_twice = 0;
+  int idempotent_again = 0;
+  for (const auto& [id, times] : agent_.ran()) {
+    if (times < 2) continue;
+    if (accepted.count(id) && accepted[id] == "deployment") ++run_twice;
+    if (accepted.count(id) && accepted[id] == "code_review") ++idempotent_again;
+  }
+  EXPECT_EQ(run_twice, 0) << "a deployment was sent again after a crash";
+  EXPECT_EQ(refused, 0) << "nothing was refused: the only failures were the kills";
+  std::string summary;
+  for (const auto& [status, n] : statuses) summary += status + "=" + std::to_string(n) + " ";
+  std::cout << "[ audit ] " << kKills << " kills, " << accepted.size() << " accepted, "
+            << generated.size() << " generated ids, all final: " << summary
+            << "; code reviews sent again after a kill: " << idempotent_again << "\n";
+}
+
+}  // namespace
+}  // namespace mend::testing

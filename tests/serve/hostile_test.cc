@@ -1,0 +1,126 @@
+// `mend serve` against clients that try to starve or fool it, over raw loopback sockets: what a
+// request's header can refuse is refused before its body is read, framing the server does not
+// take is refused and the connection closed, health checks are answered even when every
+// connection is taken, and names that would forge a log line or a URL are refused.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "mend_test/raw_connection.h"
+#include "serve_fixture.h"
+
+namespace mend::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+class HostileClientTest : public ServeTest {
+ protected:
+  unsigned short port() const {
+    return static_cast<unsigned short>(std::stoi(base_.substr(base_.rfind(':') + 1)));
+  }
+  std::string task_request(const std::string& extra_headers, const std::string& body) const {
+    return "POST /v1/tasks HTTP/1.1\r\nHost: mend\r\nContent-Type: application/json\r\n" +
+           extra_headers + "\r\n" + body;
+  }
+};
+
+TEST_F(HostileClientTest, AnUnauthenticatedPostIsRefusedFromItsHeaderBeforeItsBodyIsSent) {
+  start_daemon(config_yaml(default_agents()));
+  ASSERT_FALSE(HasFatalFailure());
+  // Fifty clients announce 60 KB bodies and send none of them: each hears 401 at once.
+  std::vector<std::unique_ptr<RawConnection>> clients;
+  for (int i = 0; i < 50; ++i) {
+    clients.push_back(std::make_unique<RawConnection>(port()));
+    ASSERT_TRUE(clients.back()->send_all(task_request("Content-Length: 60000\r\n", "")));
+  }
+  for (auto& c : clients) {
+    EXPECT_THAT(c->read("\r\n\r\n"), StartsWith("HTTP/1.1 401")) << "without the body";
+  }
+}
+
+TEST_F(HostileClientTest, ATransferEncodingOtherThanChunkedIsRefusedAndTheConnectionClosed) {
+  start_daemon(config_yaml(default_agents()));
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string auth = std::string("Authorization: Bearer ") + kToken + "\r\n";
+  // Read as bodiless, these bodies would run as a second request (a smuggled GET here).
+  const std::string smuggled = "GET /v1/agents HTTP/1.1\r\nHost: mend\r\n\r\n";
+  for (const std::string te : {"identity", "gzip", "chunked, identity", "gzip, chunked"}) {
+    RawConnection raw(port());
+    ASSERT_TRUE(raw.send_all(task_request(auth + "Transfer-Encoding: " + te + "\r\n", smuggled)));
+    const std::string answer = raw.read("", 3s);
+    EXPECT_THAT(answer, StartsWith("HTTP/1.1 400")) << te;
+    EXPECT_THAT(answer, HasSubstr("unsupported Transfer-Encoding")) << te;
+    EXPECT_EQ(answer.find("HTTP/1.1 200"), std::string::npos) << "no second answer: " << te;
+    EXPECT_TRUE(raw.peer_closed()) << te;
+  }
+  // Chunked alone is HTTP/1.1's own framing and works.
+  RawConnection raw(port());
+  const std::string body = R"({"type":"code_review","agent":"reviewer"})";
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", body.size());
+  ASSERT_TRUE(raw.send_all(task_request(auth + "Transfer-Encoding: chunked\r\n",
+                                        std::string(size) + "\r\n" + body + "\r\n0\r\n\r\n")));
+  EXPECT_THAT(raw.read("\r\n\r\n"), StartsWith("HTTP/1.1 202"));
+}
+
+TEST_F(HostileClientTest, HealthChecksAreAnsweredWhenEveryConnectionIsTaken) {
+  start_daemon(config_yaml(default_agents()).replace(
+      0, std::string("server:\n").size(), "server:\n  max_connections: 8\n"));
+  ASSERT_FALSE(HasFatalFailure());
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < 8; ++i) {
+    idle.push_back(std::make_unique<RawConnection>(port()));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  // The idle ones hold every slot (they have sent nothing); give the server a moment to count
+  // them by asking something that needs one, until it is refused.
+  wait_until(
+      [&] {
+        RawConnection probe(port());
+        probe.send_all("GET /v1/agents HTTP/1.1\r\nHost: mend\r\n\r\n");
+        return probe.read("\r\n\r\n").rfind("HTTP/1.1 503", 0) == 0;
+      },
+      5s, "the server to refuse a ninth connection");
+  for (const char* path : {"/healthz", "/readyz"}) {
+    RawConnection health(port());
+    ASSERT_TRUE(health.send_all(std::string("GET ") + path + " HTTP/1.1\r\nHost: mend\r\n\r\n"));
+    EXPECT_THAT(health.read("\r\n\r\n"), StartsWith("HTTP/1.1 200")) << path;
+  }
+}
+
+TEST_F(HostileClientTest, NamesThatWouldForgeALogLineOrAUrlAreRefusedAndBearerIsCaseInsensitive) {
+  start_daemon(config_yaml(default_agents()));
+  ASSERT_FALSE(HasFatalFailure());
+  json task = {{"type", "code_review"}, {"agent", "reviewer"}};
+  task["id"] = "a/b";
+  EXPECT_EQ(post("/v1/tasks", task).status, 400);
+  task["id"] = std::string(129, 'x');
+  EXPECT_EQ(post("/v1/tasks", task).status, 400);
+  task.erase("id");
+  EXPECT_EQ(post("/v1/tasks", task, true, {{"Idempotency-Key", "key\twith tab"}}).status, 400);
+  EXPECT_EQ(post("/v1/tasks", task, true, {{"Idempotency-Key", std::string(257, 'k')}}).status,
+            400);
+  Reply lower = call("POST", base_ + "/v1/tasks", task.dump(),
+                     {{"Authorization", std::string("bearer ") + kToken}});
+  EXPECT_EQ(lower.status, 202) << lower.text;
+
+  // A record to acknowledge: a critical failure opens an incident.
+  chaos("reviewer", {{"fail_next", {{{"kind", "critical"}}}}});
+  Reply failed = submit("reviewer");
+  ASSERT_EQ(failed.status, 200) << failed.text;
+  const std::int64_t record = failed.body["outcome"]["escalation"]["record_id"].get<std::int64_t>();
+  const std::string path = "/v1/escalations/" + std::to_string(record) + "/acknowledge";
+  Reply forged = post(path, {{"by", "alice\n2026-12-07T03:00:00 info  INC-1 resolved by boss"}});
+  EXPECT_EQ(forged.status, 400) << forged.text;
+  EXPECT_THAT(forged.text, HasSubstr("without control characters"));
+  EXPECT_EQ(post(path, {{"by", std::string(201, 'a')}}).status, 400);
+  EXPECT_EQ(post(path, {{"by", "alice"}}).status, 200);
+  EXPECT_EQ(log().find("resolved by boss"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mend::testing
