@@ -3,7 +3,7 @@
 JOBS ?= 2
 CMAKE_BUILD = cmake --build --preset
 
-.PHONY: all setup setup-test build demo test test-release test-asan test-tsan check bench format clean
+.PHONY: all setup setup-test build demo test test-release test-asan test-tsan check bench fuzz soak format clean
 
 all: build
 
@@ -61,6 +61,26 @@ bench: setup
 	@cmake --preset release >/dev/null
 	@$(CMAKE_BUILD) release -j $(JOBS) --target mend mend-sample-agent mend_bench mend_scale_bench
 	@python3 bench/all.py --build build/release --out build/release/bench/report.md
+
+# Each fuzz target (fuzz/CMakeLists.txt) under libFuzzer with ASan+UBSan for SECONDS seconds (60 by
+# default), starting from its corpus in fuzz/corpus; what it finds new goes to build/fuzz/found,
+# crashes to build/fuzz/crashes; `make fuzz MERGE=1` then folds what is new into fuzz/corpus.
+# `make test` replays the corpora without clang. (The preset declares Asio's C++20 coroutines,
+# which Boost 1.74 does not detect under clang, and leaves out UBSan's `function` check, which
+# clang 14 cannot emit for coroutines.)
+SECONDS ?= 60
+fuzz:
+	@scripts/setup.sh fuzz
+	@cmake --preset fuzz >/dev/null
+	@$(CMAKE_BUILD) fuzz -j $(JOBS)
+	@MERGE=$(MERGE) scripts/fuzz.sh build/fuzz $(SECONDS)
+
+# mend serve under a steady mixed load, killed with SIGKILL and restarted every few seconds, for
+# MINUTES minutes (10 by default): RSS and descriptors at the start, the plateau and the end, and
+# the audit of every accepted task (scripts/soak.py, docs/reliability.md).
+MINUTES ?= 10
+soak: build
+	@python3 scripts/soak.py --mend build/release/src/app/mend --minutes $(MINUTES)
 
 format:
 	@clang-format -i $$(git ls-files '*.h' '*.cc')

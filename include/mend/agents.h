@@ -89,6 +89,13 @@ class AgentRegistry {
     CircuitBreaker breaker;
     std::atomic<HealthState> health{HealthState::unknown};
     std::atomic<int> in_flight{0};
+    // The type and severity of its last failed call (encode_failure), 0 when none: a task that
+    // skips it because of that outage (circuit open, unhealthy) escalates as the failures did,
+    // so that it counts as an occurrence of the outage's record.
+    std::atomic<std::uint32_t> last_failure{0};
+    static std::uint32_t encode_failure(ErrorType type, Severity severity) noexcept {
+      return 1u + static_cast<std::uint32_t>(type) * 8u + static_cast<std::uint32_t>(severity);
+    }
   };
 
   AgentRegistry() = default;

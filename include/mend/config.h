@@ -52,6 +52,7 @@ struct ServerConfig {
   // Bearer token required on mutating API calls. Empty: no token. `token_env: NAME` reads it from
   // the environment variable NAME at load time (preferred: keeps the secret out of the file).
   std::string token;
+  bool token_inline = false;  // given as `token:` in the file (not token_env)
   std::size_t max_body_bytes = std::size_t{1} << 20;  // 1 MiB
   Duration read_timeout = std::chrono::seconds(10);   // header and body read time per request
   std::size_t max_connections = 256;
@@ -67,6 +68,9 @@ struct StoreConfig {
   // SQLite file. The loader makes a relative path absolute against the config file's directory;
   // ":memory:" stays as it is.
   std::string path = "mend.db";
+  // How long a write waits for another program that holds the file's write lock before it
+  // fails (and mend says the store is failing). Default 5 s.
+  Duration busy_timeout = std::chrono::seconds(5);
 };
 
 // tasks:
@@ -162,6 +166,9 @@ struct RelayConfig {
   unsigned short port = 0;  // 0: any free port (the log says which)
   std::size_t threads = 0;  // 0: server.threads
   std::size_t max_response_bytes = std::size_t{64} << 20;  // an agent's answer, at most
+  // Pass requests for /admin/... (an agent's admin hooks: chaos, restart, ...) through. Default
+  // false: the relay answers them 403, so that its clients cannot reach what only mend should.
+  bool pass_admin = false;
 };
 
 struct Config {
@@ -196,6 +203,9 @@ struct ConfigProblem {
 struct ConfigLoad {
   std::optional<Config> config;  // set only when problems is empty
   std::vector<ConfigProblem> problems;
+  // What is valid but unwise (a file others may read that holds a secret inline): said, not
+  // refused.
+  std::vector<std::string> warnings;
   bool ok() const noexcept { return config.has_value(); }
 };
 

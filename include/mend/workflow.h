@@ -313,6 +313,9 @@ class WorkflowRun {
   WorkflowStep step_;
   Boxed<Error> worst_;  // the most severe failure: it decides the escalation level
   std::string worst_agent_;
+  // worst_ stands for an outage a skipped agent is in, not for a failure of this task: any real
+  // failure replaces it.
+  bool worst_from_skip_ = false;
   std::optional<Result<std::string>> call_result_;
   std::unique_ptr<PendingHeal> heal_;
   std::unique_ptr<PendingEscalation> escalation_;

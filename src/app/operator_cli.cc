@@ -867,7 +867,7 @@ int run_check_config(const std::string& path, bool json_output, std::ostream& ou
                      std::ostream& err) {
   ConfigLoad load = load_config_file(path);
   if (json_output) {
-    json report = {{"file", path}, {"valid", load.ok()}};
+    json report = {{"file", path}, {"valid", load.ok()}, {"warnings", load.warnings}};
     if (load.ok()) {
       std::size_t supervised = 0;
       for (const AgentConfig& a : load.config->agents) supervised += a.supervised() ? 1 : 0;
@@ -893,6 +893,7 @@ int run_check_config(const std::string& path, bool json_output, std::ostream& ou
         << (load.problems.size() == 1 ? " problem" : " problems") << "\n";
     return exit_status::kFailed;
   }
+  for (const std::string& warning : load.warnings) err << "warning: " << warning << "\n";
   std::size_t supervised = 0;
   for (const AgentConfig& a : load.config->agents) supervised += a.supervised() ? 1 : 0;
   out << path << ": valid (" << load.config->agents.size() << " agents, " << supervised

@@ -252,6 +252,21 @@ WorkflowRun::Script WorkflowRun::script() {
 void WorkflowRun::skip(const Candidate& candidate, SkipReason reason) {
   outcome_.skipped.push_back({candidate.agent, candidate.role, reason});
   emit(EventKind::agent_skipped, candidate.agent, nullptr, std::string(to_string(reason)));
+  // An agent passed over because of an outage (its circuit open, or unhealthy) is that outage
+  // still going on: with no failure of its own, the task escalates as the failures that caused
+  // it did, so that it counts as an occurrence of their record, and reopens one once resolved.
+  if (worst_ || (reason != SkipReason::circuit_open && reason != SkipReason::unhealthy)) return;
+  const AgentRegistry::Entry* entry = workflow_.agents_.find(candidate.agent);
+  const std::uint32_t code = entry == nullptr ? 0 : entry->last_failure.load(std::memory_order_relaxed);
+  if (code == 0) return;
+  const auto type = static_cast<ErrorType>((code - 1) / 8);
+  const auto severity = static_cast<Severity>((code - 1) % 8);
+  worst_ = Error::classified_as(type, severity,
+                                "agent " + candidate.agent + " skipped (" +
+                                    std::string(to_string(reason)) + ") after failing with " +
+                                    std::string(to_string(type)));
+  worst_agent_ = candidate.agent;
+  worst_from_skip_ = true;
 }
 
 // Before the first call, an agent that cannot be called is a skip. Before a retry (another task
@@ -338,9 +353,12 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   log.severity = error.severity;
   log.status = error.status;
   log.message = error.message;
-  if (!worst_ || error.severity > worst_->severity) {
+  entry->last_failure.store(AgentRegistry::Entry::encode_failure(error.type, error.severity),
+                            std::memory_order_relaxed);
+  if (!worst_ || worst_from_skip_ || error.severity > worst_->severity) {
     worst_ = error;
     worst_agent_ = candidate.agent;
+    worst_from_skip_ = false;
   }
 
   // Transient errors, and retryable resource errors, are retried with backoff.
@@ -446,8 +464,10 @@ bool WorkflowRun::conclude() {
         // Every agent was skipped: nothing failed, but nothing could be tried either.
         outcome_.error = Error::classified_as(ErrorType::service_unavailable, Severity::high,
                                               "no agent available for task " + task_.id);
-        worst_ = outcome_.error;
-        worst_agent_ = task_.agent;
+        if (!worst_) {
+          worst_ = outcome_.error;
+          worst_agent_ = task_.agent;
+        }
       }
     }
   }

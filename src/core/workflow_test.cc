@@ -341,6 +341,29 @@ TEST_F(WorkflowTest, ExternalErrorsOpenTheBreakerAndLaterTasksSkipTheAgent) {
   EXPECT_EQ(invoker.calls.front(), "senior-backend-developer#0/0");
 }
 
+// A task that skips an agent whose circuit its failures opened is that outage still going on: it
+// escalates with the same labels (the same record), though it called nobody.
+TEST_F(WorkflowTest, ATaskThatSkipsAnOpenCircuitEscalatesAsTheOutageThatOpenedIt) {
+  for (const std::string& name : agents.names()) {
+    invoker.fail_always(name, typed(ErrorType::external_service_down));
+  }
+  Workflow wf = make();
+  for (int i = 0; i < 5; ++i) wf.run(task("t" + std::to_string(i)), invoker, &ops);
+  ASSERT_EQ(agents.find("senior-backend-developer")->breaker.state(), CircuitState::open);
+  ASSERT_FALSE(sink.requests.empty());
+  const EscalationRequest failing = sink.requests.back();
+  sink.requests.clear();
+  invoker.calls.clear();
+
+  Outcome out = wf.run(task("t5"), invoker, &ops);
+  EXPECT_EQ(out.status, OutcomeStatus::degraded);
+  EXPECT_TRUE(invoker.calls.empty()) << "every circuit is open: nobody was called";
+  ASSERT_EQ(sink.requests.size(), 1u) << "a degraded answer is an occurrence, not silence";
+  EXPECT_EQ(sink.requests[0].labels, failing.labels);
+  EXPECT_EQ(sink.requests[0].level, failing.level);
+  EXPECT_THAT(sink.requests[0].error.message, HasSubstr("skipped (circuit_open)"));
+}
+
 TEST_F(WorkflowTest, WhenEveryAgentFailsTheDegradedServiceAnswers) {
   for (const auto& name : agents.names()) {
     invoker.fail_always(name, typed(ErrorType::processing_failed));

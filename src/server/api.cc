@@ -849,7 +849,13 @@ void DaemonCore::on_task_finished_stored(const std::string& id, const Outcome& o
       entry.status = status;
       // The summary a retained task keeps: its request goes, a large outcome is read back from
       // the store (unless the store failed to take it: then memory is all there is).
-      entry.task = Task{entry.task.id, entry.task.type, entry.task.agent, {}, {}, {}, {}, {}, 0};
+      // Moved out and dropped, not assigned over: a string assigned a short value keeps the
+      // capacity of its long one, and the payload's 60 KB would stay.
+      Task summary;
+      summary.id = entry.task.id;
+      summary.type = entry.task.type;
+      summary.agent = entry.task.agent;
+      (void)std::exchange(entry.task, std::move(summary));
       entry.outcome_in_store = stored && outcome_json.size() > kInlineOutcomeBytes;
       entry.outcome_json = entry.outcome_in_store ? std::string() : outcome_json;
       m_.latency->with({status}).observe(

@@ -769,6 +769,7 @@ void Checker::read_server(const Item& item, ServerConfig& server) {
     at_key(*token_env, "give either token or token_env, not both");
   } else if (token) {
     set_string(s, "token", server.token);
+    server.token_inline = !server.token.empty();
   } else if (token_env) {
     if (auto value = from_environment(*token_env)) server.token = *value;
   }
@@ -832,6 +833,7 @@ void Checker::read_relays(const Item& item, const ServerConfig& server,
     set_integer(s, "port", relay.port, {0, 65535});
     set_integer(s, "threads", relay.threads, {1, 256});
     set_size(s, "max_response_bytes", relay.max_response_bytes, 1);
+    set_bool(s, "pass_admin", relay.pass_admin);
     s.finish();
     if (relay.port != 0) {
       if (relay.port == server.port) {
@@ -862,6 +864,7 @@ void Checker::read_store(const Item& item, StoreConfig& store) {
   if (auto path = s.get("path")) {
     if (auto text = string(*path)) store.path = *text;
   }
+  set_duration(s, "busy_timeout", store.busy_timeout, DurationRule::positive);
   s.finish();
 }
 
@@ -1691,7 +1694,16 @@ ConfigLoad load_config_file(const std::string& path) {
       }
     }
     if (in.bad()) return unreadable(std::strerror(errno));
-    return check(text, path, fs::absolute(path).parent_path());
+    ConfigLoad load_result = check(text, path, fs::absolute(path).parent_path());
+    if (load_result.ok() && load_result.config->server.token_inline) {
+      const fs::perms mode = fs::status(path, ec).permissions();
+      if (!ec && (mode & (fs::perms::group_read | fs::perms::others_read)) != fs::perms::none) {
+        load_result.warnings.push_back(
+            path + ": others may read this file, and it holds server.token inline: chmod 600 "
+                   "it, or give the token by server.token_env");
+      }
+    }
+    return load_result;
   } catch (const std::exception& e) {
     return unreadable(e.what());
   }

@@ -451,7 +451,7 @@ TEST(ConfigProblems, EachKindNamesLineColumnKeyAndWhatWasExpected) {
 TEST(ConfigProblems, UnknownKeyFarFromAnyListsTheKnownKeys) {
   ConfigLoad load = parse("store: {file: x.db}\n" + std::string(kOneAgent));
   EXPECT_THAT(problems(load),
-              ElementsAre("1:9: store.file: unknown key 'file' (known keys: path)"));
+              ElementsAre("1:9: store.file: unknown key 'file' (known keys: path, busy_timeout)"));
 }
 
 TEST(ConfigProblems, SeveralAreReportedAtOnceInFileOrder) {
@@ -648,6 +648,25 @@ TEST(ConfigPaths, RelativePathsAreResolvedAgainstTheConfigFilesDirectory) {
 }
 
 // --- Files, robustness, small API ---------------------------------------------------------
+
+TEST(LoadConfigFile, AFileOthersMayReadWithAnInlineTokenIsWarnedAbout) {
+  mend::testing::TempDir dir("mend-config");
+  const std::string path = (dir.path() / "mend.yaml").string();
+  write_file(path, "server: {token: s3cret}\nstore: {path: \":memory:\"}\n" + std::string(kOneAgent));
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                            fs::perms::others_read);
+  ConfigLoad load = load_config_file(path);
+  ASSERT_TRUE(load.ok());
+  ASSERT_EQ(load.warnings.size(), 1u);
+  EXPECT_THAT(load.warnings[0], HasSubstr("holds server.token inline: chmod 600"));
+  EXPECT_EQ(load.warnings[0].find("s3cret"), std::string::npos) << "never the secret itself";
+
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_TRUE(load_config_file(path).warnings.empty());
+  write_file(path, "store: {path: \":memory:\"}\n" + std::string(kOneAgent));
+  fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  EXPECT_TRUE(load_config_file(path).warnings.empty()) << "no token, nothing to hide";
+}
 
 TEST(LoadConfigFile, AnUnreadableFileIsOneProblemWithoutALine) {
   ConfigLoad load = load_config_file("/nonexistent/mend.yaml");

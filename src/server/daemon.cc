@@ -591,7 +591,7 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
   return {};
 }
 
-void DaemonCore::set_agent_health(const std::string& agent) {
+bool DaemonCore::set_agent_health(const std::string& agent) {
   // Under replicas_mu_. The agent is as healthy as its best replica.
   bool any_ready = false;
   bool any = false;
@@ -602,12 +602,14 @@ void DaemonCore::set_agent_health(const std::string& agent) {
     any_ready = any_ready || r.ready;
     if (r.ready && r.probed) ready_unprobed = false;
   }
-  if (!any) return;
+  if (!any) return false;
+  bool fell = false;
   if (auto g = current()) {
     if (g->agents.find(agent) != nullptr) {
       const HealthState now = any_ready ? HealthState::healthy : HealthState::unhealthy;
       const HealthState before = g->agents.find(agent)->health.load();
       g->agents.set_health(agent, now);
+      fell = before == HealthState::healthy && now == HealthState::unhealthy;
       if (before != now) {
         // Say so when "healthy" is an assumption: at 3 a.m. a log line that claims more than
         // mend knows sends the on-call engineer the wrong way.
@@ -621,6 +623,7 @@ void DaemonCore::set_agent_health(const std::string& agent) {
       }
     }
   }
+  return fell;
 }
 
 void DaemonCore::on_process_event(const ProcessEvent& event) {
@@ -634,6 +637,7 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
         r.started = false;
         r.ready = false;
         r.startup_failures = 0;
+        r.startup_quick_tries = 0;
         r.readiness_failures = 0;
         r.readiness_successes = 0;
         r.liveness_failures = 0;
@@ -781,6 +785,7 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
   std::optional<std::string> restart_process;
   std::string agent;
   std::string transition;
+  bool unhealthy_now = false;
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     // Found by epoch: a replica restarted, replaced or reordered by a reload meanwhile is not
@@ -809,10 +814,24 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
         r.readiness_failures = 0;
         r.next_liveness = now + r.probes.liveness.period;
         transition = "ready";
-      } else if (++r.startup_failures >= r.probes.startup.failure_threshold && !r.process.empty()) {
-        restart_process = r.process;
-        r.restarting = true;
-        transition = "startup probe failed " + std::to_string(r.startup_failures) + " times";
+      } else {
+        // Until it first answers, an agent is probed again soon (100 ms, doubling up to the
+        // period): one that was not listening yet at the first probe is not left unready for a
+        // whole period. Failures count once per period, so that failure_threshold x period stays
+        // the time it is given to start.
+        const Duration quick = std::min<Duration>(
+            r.probes.startup.period,
+            std::chrono::milliseconds(100) * (1 << std::min(r.startup_quick_tries++, 8)));
+        r.next_probe = std::min(r.next_probe, now + quick);
+        if (r.startup_failures == 0 || now - r.startup_counted_at >= r.probes.startup.period) {
+          ++r.startup_failures;
+          r.startup_counted_at = now;
+        }
+        if (r.startup_failures >= r.probes.startup.failure_threshold && !r.process.empty()) {
+          restart_process = r.process;
+          r.restarting = true;
+          transition = "startup probe failed " + std::to_string(r.startup_failures) + " times";
+        }
       }
     } else {
       if (ok) {
@@ -832,7 +851,10 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
     // The replica's transition is logged before the agent's health it leads to: the cause
     // first, then the effect.
     if (!transition.empty()) log("info", "agent " + agent + ": " + transition);
-    set_agent_health(r.agent);
+    // Its probes say it cannot serve (not a process that exited or restarts: supervision
+    // speaks for those): self-healing runs, and on-call hears of it.
+    const bool fell = set_agent_health(r.agent);
+    unhealthy_now = fell && !liveness && r.started && transition.rfind("not ready", 0) == 0;
   }
   if (!transition.empty()) {
     json j = {{"kind", "agent_health"},
@@ -840,6 +862,9 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
               {"source", agent},
               {"detail", transition}};
     publish("agent_health", j.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  if (unhealthy_now) {
+    net::post(*blocking_, [this, agent, result] { on_agent_unhealthy(agent, result); });
   }
   if (restart_process) {
     const std::string process = *restart_process;
@@ -930,6 +955,38 @@ void DaemonCore::check_memory() {
       if (r.agent == agent) r.healing = false;
     }
   }
+}
+
+void DaemonCore::on_agent_unhealthy(const std::string& agent, const ProbeResult& probe) {
+  if (supervision_closed_.load()) return;
+  std::shared_ptr<Generation> g = current();
+  if (!g) return;
+  // What its /health answer says decides the recovery (docs/agent-protocol.md): its metrics
+  // (memory, pool), a database it lost, else an unresponsive service.
+  Symptoms symptoms;
+  symptoms.health = HealthState::unhealthy;
+  symptoms.metrics = probe.metrics;
+  if (auto db = probe.metrics.find("database_connected");
+      db != probe.metrics.end() && db->second == 0) {
+    symptoms.error_type = ErrorType::database_error;
+  }
+  symptoms.detail = probe.detail;
+  log("warn", "agent " + agent + " is unhealthy (" + probe.detail + "): self-healing");
+  HealingReport report =
+      g->healer->heal(agent, symptoms, *g->operations, SystemClock::instance().now());
+  publish("self_healing", report.to_json());
+  // On-call hears of it either way: an agent that stopped serving is news even when mend fixed
+  // it (the record says so), and the record's fingerprint keeps one active record per outage.
+  escalate_agent(agent, report.recovered ? Severity::medium : Severity::high,
+                 ErrorType::service_unavailable,
+                 "agent " + agent + " is unhealthy: no replica is ready (" + probe.detail +
+                     "); self-healing " +
+                     (report.recovered ? "recovered it (" + report.recovery.action + ")"
+                                       : "did not recover it (" +
+                                             (report.recovery.reason.empty()
+                                                  ? std::string("no strategy")
+                                                  : report.recovery.reason) +
+                                             ")"));
 }
 
 void DaemonCore::check_slas(Generation& g) {
@@ -1052,7 +1109,10 @@ Result<void> DaemonCore::start() {
     });
   }
 
-  Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(config.store.path);
+  SqliteOptions store_options;
+  store_options.busy_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config.store.busy_timeout);
+  Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(config.store.path, store_options);
   if (!store.ok()) return store.error();
   store_ = std::move(*store);
   TaskWriter::Options writer;
@@ -1118,6 +1178,7 @@ Result<void> DaemonCore::start() {
     ro.max_connections = config.server.max_connections;
     ro.max_request_bytes = config.server.max_body_bytes;
     ro.max_response_bytes = rc.max_response_bytes;
+    ro.pass_admin = rc.pass_admin;
     ro.idle_timeout = config.server.read_timeout;
     auto relay = std::make_unique<Relay>(*this, ro);
     if (auto listening = relay->start(); !listening.ok()) return listening.error();

@@ -137,6 +137,8 @@ struct Replica {
   bool ready = false;
   bool probed = false;  // a probe has answered (a URL agent's replica is ready before that)
   int startup_failures = 0;
+  int startup_quick_tries = 0;     // startup probes since the start (for their quick retries)
+  TimePoint startup_counted_at{};  // when a startup failure was last counted
   int readiness_failures = 0;
   int readiness_successes = 0;
   int liveness_failures = 0;
@@ -229,7 +231,9 @@ class DaemonCore {
 
   Result<std::shared_ptr<Generation>> build(const Config& config);
   Result<void> start_replicas(const Config& config, bool first);
-  void set_agent_health(const std::string& agent);  // under replicas_mu_
+  // Under replicas_mu_; true when the agent went from healthy to unhealthy.
+  bool set_agent_health(const std::string& agent);
+  void on_agent_unhealthy(const std::string& agent, const ProbeResult& probe);
   void on_process_event(const ProcessEvent& event);
   void register_metrics();
   void on_workflow_event(const Event& event);

@@ -56,6 +56,32 @@ enum class RelayOutcome : std::uint8_t {
 constexpr std::array<const char*, static_cast<std::size_t>(RelayOutcome::count)> kOutcomeNames = {
     "succeeded", "succeeded_after_retry", "fallback", "degraded", "rejected"};
 
+// Whether a request target reaches an agent's admin hooks: its path's first segment is "admin",
+// however written (absolute form, repeated slashes, percent-encoded, any case), as an agent's
+// router might read it.
+bool is_admin_target(std::string_view target) {
+  if (const std::size_t scheme = target.find("://"); scheme != std::string_view::npos) {
+    const std::size_t path = target.find('/', scheme + 3);
+    target = path == std::string_view::npos ? std::string_view() : target.substr(path);
+  }
+  while (!target.empty() && target.front() == '/') target.remove_prefix(1);
+  std::string segment;
+  for (std::size_t i = 0; i < target.size() && segment.size() <= 5; ++i) {
+    char c = target[i];
+    if (c == '/' || c == '?' || c == '#' || c == ';') break;
+    if (c == '%' && i + 2 < target.size()) {
+      int value = 0;
+      auto [end, err] = std::from_chars(target.data() + i + 1, target.data() + i + 3, value, 16);
+      if (err == std::errc() && end == target.data() + i + 3) {
+        c = static_cast<char>(value);
+        i += 2;
+      }
+    }
+    segment.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  return segment == "admin";
+}
+
 // Frames an HTTP message without copying it: the relay passes the bytes on as they came, and
 // needs from the parser only where the message ends and a few header facts.
 template <bool isRequest>
@@ -65,11 +91,13 @@ class Framing final : public http::basic_parser<isRequest> {
   bool head_request = false;
   bool idempotent = false;       // GET, HEAD, PUT, DELETE, OPTIONS, TRACE (RFC 9110 9.2.2)
   bool expect_continue = false;  // the client waits for 100 Continue before its body
+  bool admin = false;            // the target is /admin or under it (an agent's admin hooks)
   std::optional<Duration> retry_after;
 
  private:
-  void on_request_impl(http::verb method, beast::string_view, beast::string_view, int version,
-                       error_code& ec) override {
+  void on_request_impl(http::verb method, beast::string_view, beast::string_view target,
+                       int version, error_code& ec) override {
+    admin = is_admin_target(target);
     // HTTP/1.0 and 1.1 only: Beast reads any "HTTP/d.d", and a request line that says 2.0 or
     // 0.9 means something else than what the relay would pass on.
     if (version != 10 && version != 11) ec = http::error::bad_version;
@@ -117,6 +145,8 @@ class Framing final : public http::basic_parser<isRequest> {
   int content_lengths_ = 0;
   bool transfer_encoding_ = false;
 };
+
+const std::string kNoBase;
 
 std::string_view view(const beast::flat_buffer& b, std::size_t from, std::size_t to) {
   return {static_cast<const char*>(b.data().data()) + from, to - from};
@@ -338,6 +368,11 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
       reject(501, "the relay does not pass protocol upgrades (WebSocket)");
       return;
     }
+    if (request_->admin && !options().pass_admin) {
+      reject(403, "the relay does not pass requests for /admin/ (an agent's admin hooks are "
+                  "mend's to call; relays[].pass_admin: true passes them)");
+      return;
+    }
     begin_exchange();
   }
 
@@ -421,7 +456,8 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
 
   void call() {
     const RelayTarget& t = target();
-    const tcp::endpoint& endpoint = t.endpoints[w_.round_robin++ % t.endpoints.size()];
+    replica_ = w_.round_robin++ % t.endpoints.size();
+    const tcp::endpoint& endpoint = t.endpoints[replica_];
     const std::size_t slot = w_.endpoint_slot(endpoint);
     ++calls_;
     auto& pool = w_.idle[slot];
@@ -464,7 +500,23 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     up_->deadline = SystemClock::instance().coarse_now() + target().call_timeout;
     up_->timed_out = false;
     begin_response(*up_);
-    net::async_write(up_->socket, net::buffer(in_.data().data(), parsed_),
+    // The request as it came, but for the replica's base path before its target (origin form
+    // only: "/x" goes to "/base/x"); three buffers, nothing copied.
+    const char* bytes = static_cast<const char*>(in_.data().data());
+    const std::string_view request(bytes, parsed_);
+    const RelayTarget& t = target();
+    const std::string& base = replica_ < t.base_paths.size() ? t.base_paths[replica_] : kNoBase;
+    const std::size_t space = request.find(' ');
+    std::size_t split = parsed_;
+    if (!base.empty() && space != std::string_view::npos && space + 1 < request.size() &&
+        request[space + 1] == '/') {
+      split = space + 1;
+    }
+    const std::array<net::const_buffer, 3> pieces = {
+        net::buffer(bytes, split),
+        net::buffer(base.data(), split == parsed_ ? 0 : base.size()),
+        net::buffer(bytes + split, parsed_ - split)};
+    net::async_write(up_->socket, pieces,
                      [self = shared_from_this()](const error_code& ec, std::size_t) {
                        if (ec) {
                          self->call_failed(ec);
@@ -798,6 +850,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   bool keep_client_ = true;
   Worker::Slot* slot_ = nullptr;
   std::size_t target_ = 0;
+  std::size_t replica_ = 0;  // of target(): the endpoint the current call went to
   int attempt_ = 0;  // retries of the current target so far
   int calls_ = 0;    // calls of this request, all targets
   Duration previous_delay_{};
@@ -1107,6 +1160,9 @@ std::shared_ptr<const RelayRoute> build_relay_route(DaemonCore& core, Generation
         continue;
       }
       t.endpoints.push_back(results.begin()->endpoint());
+      std::string base = parts->target.substr(0, parts->target.find_first_of("?#"));
+      while (!base.empty() && base.back() == '/') base.pop_back();
+      t.base_paths.push_back(std::move(base));
     }
     if (!t.unusable.empty()) {
       core.log("warn", "relay for " + agent + ": agent " + c.agent +

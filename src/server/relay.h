@@ -48,6 +48,9 @@ struct RelayTarget {
   const RetryOptions* retry = nullptr;
   const RetryPolicy* policy = nullptr;
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;  // one per replica
+  // Per endpoint: the path of the replica's base URL ("/agents/a" of http://h/agents/a/), put
+  // before every request's target as the task API does; "" for none.
+  std::vector<std::string> base_paths;
   std::string unusable;  // why endpoints is empty ("https", a host that does not resolve)
   Duration call_timeout{};
   AgentCounters* counters = nullptr;
@@ -73,6 +76,7 @@ struct RelayOptions {
   std::size_t max_request_bytes = std::size_t{1} << 20;
   std::size_t max_response_bytes = std::size_t{64} << 20;
   Duration idle_timeout = std::chrono::seconds(10);  // a client's time to send a whole request
+  bool pass_admin = false;  // false: requests for /admin/... are answered 403
 };
 
 class Relay {

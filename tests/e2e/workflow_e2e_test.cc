@@ -298,8 +298,12 @@ TEST_F(WorkflowE2E, ExternalFailuresOpenTheBreakerAndFallBack) {
   ASSERT_EQ(out.skipped.size(), 1u);
   EXPECT_EQ(out.skipped[0].reason, SkipReason::circuit_open);
   EXPECT_EQ(out.status, OutcomeStatus::fallback);
+  // The outage goes on while the circuit is open: the task that skipped it is one more
+  // occurrence of the same record, not silence.
   EXPECT_EQ(store->records({}).size(), 1u);
-  EXPECT_EQ(store->record(record)->occurrences, 5);
+  EXPECT_EQ(store->record(record)->occurrences, 6);
+  ASSERT_TRUE(out.escalation.has_value());
+  EXPECT_EQ(out.escalation->record_id, record);
 }
 
 // critical (the agent says so): an incident, the emergency page (PagerDuty Events v2) and a war

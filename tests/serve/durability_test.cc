@@ -4,6 +4,7 @@
 // an agent ran twice from one retried after a 503.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <csignal>
@@ -252,6 +253,53 @@ TEST_F(DurabilityTest, TwelveKillsUnderLoadLoseNoAcceptedTaskAndRepeatNoId) {
   std::cout << "[ audit ] " << kKills << " kills, " << accepted.size() << " accepted, "
             << generated.size() << " generated ids, all final: " << summary
             << "; code reviews sent again after a kill: " << idempotent_again << "\n";
+}
+
+// About 2 s. Another program holds the database's write lock (as a full disk would, every write
+// fails): a new task is refused with 503 and never run, /readyz says why, a running task still
+// answers from memory, and once the store takes writes again what it missed is written.
+TEST_F(DurabilityTest, WhileTheStoreRefusesWritesNothingIsLostOrSilent) {
+  agent_.set(400ms, 0);
+  std::string yaml = durable_config();
+  const std::string store = "store:\n  path: mend.db\n";
+  yaml.replace(yaml.find(store), store.size(), store + "  busy_timeout: 100ms\n");
+  start_daemon(yaml);
+  ASSERT_FALSE(HasFatalFailure());
+  Reply running = try_post(task_of("deployment"));
+  ASSERT_EQ(running.status, 202) << running.text;
+  const std::string id = running.body["id"];
+  wait_until([&] { return agent_.received() == 1; }, 10s, "the call to reach the agent");
+
+  sqlite3* lock = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.file("mend.db").c_str(), &lock), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(lock, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+
+  Reply refused = try_post(task_of("code_review"));
+  EXPECT_EQ(refused.status, 503) << refused.text;
+  EXPECT_EQ(refused.body["error"]["type"], "database_error") << refused.text;
+  EXPECT_THAT(refused.text, HasSubstr("not run"));
+  Reply ready = get("/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.body["store"]["failing"], true) << ready.text;
+  // The running task ends meanwhile: its answer comes from memory, its outcome waits to be
+  // written.
+  Reply done = get("/v1/tasks/" + id + "?wait=10");
+  EXPECT_EQ(done.status, 200) << done.text;
+  EXPECT_EQ(done.body["status"], "succeeded") << done.text;
+  EXPECT_THAT(log(), HasSubstr("the store refuses writes"));
+
+  sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(lock);
+  wait_until([&] { return get("/readyz").status == 200; }, 10s, "the store to take writes again");
+  ASSERT_FALSE(HasFatalFailure());
+  std::optional<StoredTask> stored = stored_task(id);
+  ASSERT_TRUE(stored);
+  EXPECT_TRUE(stored->done) << "the outcome kept in memory was written";
+  EXPECT_EQ(stored->status, "succeeded");
+  EXPECT_THAT(log(), HasSubstr("the store takes writes again"));
+  EXPECT_THAT(metrics(), ::testing::ContainsRegex("mend_store_task_writes_total\\{result=\"failed\"\\} [1-9]"));
+  Reply after = try_post(task_of("code_review"));
+  EXPECT_EQ(after.status, 202) << after.text;
 }
 
 }  // namespace

@@ -22,8 +22,10 @@ using ::testing::Not;
 class RelayTest : public ServeTest {
  protected:
   // mend with the default agents (reviewer, backup, generalist) and a relay to the reviewer.
-  void start_with_relay(const std::string& agents, const std::string& extra = "") {
-    start_daemon(config_yaml(agents, extra + "relays:\n  - {agent: reviewer, port: 0}\n"));
+  void start_with_relay(const std::string& agents, const std::string& extra = "",
+                        const std::string& relay_keys = "") {
+    start_daemon(
+        config_yaml(agents, extra + "relays:\n  - {agent: reviewer, port: 0" + relay_keys + "}\n"));
     if (HasFatalFailure()) return;
     const std::string text = log();
     const std::string marker = "relay for reviewer on ";
@@ -284,6 +286,58 @@ TEST_F(RelayTest, BadRequestsGetClearAnswersAndTheRelayKeepsServing) {
   EXPECT_EQ(r.status, 200) << r.text;
   wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"rejected\"} 9");
   EXPECT_THAT(log(), Not(HasSubstr("unexpected exception")));
+}
+
+// An agent reached by URL with a path: the relay puts the path before each target (as the task
+// API does), and keeps its clients away from the agent's admin hooks unless told otherwise.
+class RelayToAPathTest : public RelayTest {
+ protected:
+  RelayToAPathTest() {
+    agent_ = std::make_unique<HttpServer>(HttpServerOptions{}, [this](const HttpRequest& r) {
+      if (r.target.find("health") == std::string::npos) {
+        std::lock_guard lock(mu_);
+        targets_.push_back(r.target);
+      }
+      return HttpResponse{200, {{"Content-Type", "application/json"}}, R"({"status":"healthy"})"};
+    });
+    Result<void> started = agent_->start();
+    if (!started.ok()) throw std::runtime_error(started.error().describe());
+  }
+  ~RelayToAPathTest() override { agent_->stop(); }
+  std::string agents() const {
+    return "  - name: reviewer\n    url: " + agent_->base_url() +
+           "/agents/reviewer/\n    capabilities: [code_review]\n";
+  }
+  std::vector<std::string> targets() {
+    std::lock_guard lock(mu_);
+    return targets_;
+  }
+
+  std::unique_ptr<HttpServer> agent_;
+  std::mutex mu_;
+  std::vector<std::string> targets_;
+};
+
+TEST_F(RelayToAPathTest, TheBaseUrlsPathGoesBeforeEveryTargetAndAdminHooksAreRefused) {
+  start_with_relay(agents());
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(call("GET", relay_ + "/task?x=1").status, 200);
+  for (const std::string target : {"/admin/chaos", "/%61dmin/chaos", "//ADMIN/restart", "/admin",
+                                   "http://agent.test/admin/chaos"}) {
+    const std::string answer =
+        raw("POST " + target + " HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}");
+    EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 403")) << target;
+    EXPECT_THAT(answer, HasSubstr("pass_admin")) << target;
+  }
+  EXPECT_EQ(targets(), std::vector<std::string>{"/agents/reviewer/task?x=1"})
+      << "no admin request reached the agent";
+}
+
+TEST_F(RelayToAPathTest, PassAdminLetsTheHooksThrough) {
+  start_with_relay(agents(), "", ", pass_admin: true");
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(call("POST", relay_ + "/admin/chaos", "{}").status, 200);
+  EXPECT_EQ(targets(), std::vector<std::string>{"/agents/reviewer/admin/chaos"});
 }
 
 }  // namespace

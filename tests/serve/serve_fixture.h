@@ -92,17 +92,19 @@ class ServeTest : public ::testing::Test {
   static constexpr const char* kToken = "s3cret-token";
 
   // The agents every test starts with: reviewer (primary), backup (its chain), generalist.
+  // `probes`: the lines under `probes:` (the default probes every 100-200 ms).
   std::string agent_yaml(const std::string& name, const std::string& extra = "",
-                         const std::string& capability = "code_review") const {
+                         const std::string& capability = "code_review",
+                         const std::string& probes =
+                             "      startup: {period: 100ms, failure_threshold: 100}\n"
+                             "      readiness: {period: 200ms, failure_threshold: 3}\n"
+                             "      liveness: {period: 200ms, failure_threshold: 3}\n") const {
     return "  - name: " + name + "\n    command: " + std::string(kSampleAgentBinary) +
            "\n    args: [--port, \"{port}\", --name, " + name + "]\n    capabilities: [" +
            capability +
            "]\n    stop_timeout: 2s\n"
-           "    probes:\n"
-           "      startup: {period: 100ms, failure_threshold: 100}\n"
-           "      readiness: {period: 200ms, failure_threshold: 3}\n"
-           "      liveness: {period: 200ms, failure_threshold: 3}\n" +
-           extra;
+           "    probes:\n" +
+           probes + extra;
   }
 
   std::string config_yaml(const std::string& agents, const std::string& extra = "") const {

@@ -179,7 +179,14 @@ TEST_F(ServeTest, ADatabaseErrorIsHealedThroughTheAgentsHookAndTheTaskAnswered) 
 }
 
 TEST_F(ServeTest, AnAgentFailingItsLivenessProbeIsRestartedAndTakesTrafficAgain) {
-  start_daemon(config_yaml(default_agents()));
+  // Readiness is slow to give up here, so that liveness acts first (readiness that fails runs
+  // self-healing: AnAgentThatTurnsUnhealthyIsHealedAndOnCallGetsARecord).
+  start_daemon(config_yaml(agent_yaml("reviewer", "", "code_review",
+                                      "      startup: {period: 100ms, failure_threshold: 100}\n"
+                                      "      readiness: {period: 200ms, failure_threshold: 100}\n"
+                                      "      liveness: {period: 200ms, failure_threshold: 3}\n") +
+                           agent_yaml("backup") +
+                           agent_yaml("generalist", "    generalist: true\n")));
   const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
   // /health answers 503 from now on: readiness takes the agent out of traffic, liveness (3
   // failures, every 200 ms) restarts it; the new process starts healthy.
@@ -195,6 +202,37 @@ TEST_F(ServeTest, AnAgentFailingItsLivenessProbeIsRestartedAndTakesTrafficAgain)
   Reply r = submit("reviewer");
   ASSERT_EQ(r.status, 200) << r.text;
   EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer") << r.text << log();
+}
+
+// An agent whose /health says unhealthy is not just skipped: self-healing runs (a restart, for
+// an unresponsive service) and on-call gets a record that says what happened.
+TEST_F(ServeTest, AnAgentThatTurnsUnhealthyIsHealedAndOnCallGetsARecord) {
+  start_daemon(config_yaml(agent_yaml("reviewer", "", "code_review",
+                                      "      startup: {period: 100ms, failure_threshold: 100}\n"
+                                      "      readiness: {period: 100ms, failure_threshold: 2}\n"
+                                      "      liveness: {period: 60s}\n")));
+  ASSERT_FALSE(HasFatalFailure());
+  const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
+  chaos("reviewer", {{"unhealthy", true}});
+  json record;
+  wait_until(
+      [&] {
+        const Reply records = get("/v1/escalations");  // named: the loop reads into it
+        for (const json& r : records.body["records"]) {
+          if (r["agent"] == "reviewer") record = r;
+        }
+        return !record.is_null();
+      },
+      10s, "a record for the unhealthy reviewer");
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_EQ(record["error_type"], "service_unavailable");
+  EXPECT_THAT(record["description"].get<std::string>(), HasSubstr("is unhealthy"));
+  EXPECT_THAT(record["description"].get<std::string>(), HasSubstr("self-healing"));
+  wait_until_restarted("reviewer", old_pid);  // the restart was self-healing's
+  EXPECT_THAT(log(), HasSubstr("agent reviewer is unhealthy ("));
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer") << r.text;
 }
 
 TEST_F(ServeTest, AnAgentThatKeepsCrashingIsRestartedWithBackoffAndEscalatedAsAnIncident) {
