@@ -123,6 +123,7 @@ enum class StopReason : std::uint8_t {
   circuit_open,            // rejected by an open (or isolated) circuit breaker
   bulkhead_full,           // rejected: no free slot and no room in the wait queue
   rate_limited,            // rejected by a rate limiter
+  agent_unhealthy,         // the agent was marked unhealthy while the retry waited
 };
 std::string_view to_string(StopReason reason) noexcept;
 

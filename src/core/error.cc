@@ -90,6 +90,8 @@ std::string_view to_string(StopReason reason) noexcept {
       return "bulkhead_full";
     case StopReason::rate_limited:
       return "rate_limited";
+    case StopReason::agent_unhealthy:
+      return "agent_unhealthy";
   }
   return "unknown";
 }
@@ -212,6 +214,7 @@ void throw_error(const Error& error) {
       throw CancelledError(error);
     case StopReason::none:
     case StopReason::non_retryable:
+    case StopReason::agent_unhealthy:  // the workflow's own decision: the error as it was
       break;
   }
   if (error.exception) std::rethrow_exception(error.exception);

@@ -199,6 +199,13 @@ WorkflowRun::Script WorkflowRun::script() {
     // A resumed task's earlier calls count against its primary's retries.
     if (candidate.agent == task_.agent) agent.attempt = std::max(0, task_.prior_attempts);
     for (;;) {
+      if (agent.calls > 0 &&
+          agent.entry->health.load(std::memory_order_acquire) == HealthState::unhealthy) {
+        // Marked unhealthy (by its probes, or by a failed self-healing elsewhere) while this task
+        // waited to retry it: the retry goes to the next agent, not to one known not to serve.
+        refuse(agent, SkipReason::unhealthy, StopReason::agent_unhealthy);
+        break;
+      }
       const CircuitBreaker::Permit permit = agent.entry->breaker.try_acquire(*env.clock);
       if (!permit.allowed()) {
         refuse(agent, SkipReason::circuit_open, StopReason::circuit_open);

@@ -364,6 +364,33 @@ TEST_F(WorkflowTest, ATaskThatSkipsAnOpenCircuitEscalatesAsTheOutageThatOpenedIt
   EXPECT_THAT(sink.requests[0].error.message, HasSubstr("skipped (circuit_open)"));
 }
 
+// Retries go to an agent still able to serve: one marked unhealthy while a task waited to retry it
+// (its probes said so) is left for the next agent of the chain.
+TEST_F(WorkflowTest, ARetryIsNotSentToAnAgentMarkedUnhealthyDuringItsBackoff) {
+  class FailingThenMarkedUnhealthy final : public AgentInvoker {
+   public:
+    explicit FailingThenMarkedUnhealthy(AgentRegistry& agents) : agents_(agents) {}
+    Result<std::string> invoke(const AgentInfo& agent, int, const Task&, int attempt) override {
+      calls.push_back(agent.name + "/" + std::to_string(attempt));
+      if (agent.name != "senior-backend-developer") return std::string(R"({"ok":true})");
+      agents_.set_health(agent.name, HealthState::unhealthy);  // a probe, during the backoff
+      return Error::http(503, "overloaded");
+    }
+    std::vector<std::string> calls;
+
+   private:
+    AgentRegistry& agents_;
+  } invoker_marking(agents);
+  Outcome out = make().run(task(), invoker_marking, &ops);
+  EXPECT_EQ(out.status, OutcomeStatus::fallback);
+  EXPECT_THAT(invoker_marking.calls,
+              ElementsAre("senior-backend-developer/0", "senior-full-stack-developer/0"));
+  ASSERT_GE(out.attempts.size(), 1u);
+  EXPECT_EQ(out.attempts[0].decision, "unhealthy");
+  ASSERT_TRUE(out.error.has_value());
+  EXPECT_EQ(out.error->stop, StopReason::agent_unhealthy);
+}
+
 TEST_F(WorkflowTest, WhenEveryAgentFailsTheDegradedServiceAnswers) {
   for (const auto& name : agents.names()) {
     invoker.fail_always(name, typed(ErrorType::processing_failed));
