@@ -18,7 +18,10 @@
 //   (Options::retry_initial doubling up to retry_max) until the store takes it. Its submitter hears
 //   `failed` at the first failure (the task's outcome stands and is answered from memory), and
 //   every later progress or finish queues behind it, so that the store never sees them out of
-//   order. At most Options::max_retried are kept; beyond that the oldest are dropped and counted.
+//   order. A task's progress still waiting is replaced by its next change (each carries the whole
+//   state). At most Options::max_retried are kept; beyond that the oldest are dropped and counted.
+// - while failing with nothing to retry (only accepts failed), an empty transaction is tried with
+//   the same backoff, so that the store's recovery is noticed without waiting for a task.
 // - health() says whether writes are waiting to be retried (the daemon's /readyz is then not
 //   ready), and Options::on_health_change is called when that starts and when it ends.
 //
@@ -106,6 +109,7 @@ class TaskWriter {
   std::size_t write_batch(std::unique_lock<std::mutex>& lock);
   void write_loop() noexcept;
   void note_failure(const std::string& error, std::unique_lock<std::mutex>& lock);
+  void keep_for_retry(Pending p);  // under mu_
 
   Store& store_;
   const Clock& clock_;

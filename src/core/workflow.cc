@@ -314,6 +314,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   log.attempt = agent.attempt;
   if (result.ok()) {
     entry->breaker.on_success(permit, *env.clock);
+    entry->last_failure.store(0, std::memory_order_relaxed);  // no outage to speak for now
     if (RetryBudget* budget = agent.retry_options.budget.get()) budget->record_success();
     log.succeeded = true;
     log.decision = "answered";

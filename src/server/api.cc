@@ -676,9 +676,28 @@ void DaemonCore::api_submit(const HttpRequest& request,
   auto accepted = [this, id, task, g, wait_seconds, responder, key](TaskWriter::Result result,
                                                                      const std::string& why) {
     if (result == TaskWriter::Result::written) {
+      std::vector<TaskEntry::Waiter> told_when_stored;
+      TaskEntry running;
       {
         std::lock_guard<std::mutex> lock(tasks_mu_);
-        if (auto it = tasks_.find(id); it != tasks_.end()) it->second.stored = true;
+        if (auto it = tasks_.find(id); it != tasks_.end()) {
+          it->second.stored = true;
+          running.task.id = id;
+          running.submitted_at = it->second.submitted_at;
+          auto& waiters = it->second.waiters;
+          for (auto w = waiters.begin(); w != waiters.end();) {
+            if (w->until_stored) {
+              told_when_stored.push_back(std::move(*w));
+              w = waiters.erase(w);
+            } else {
+              ++w;
+            }
+          }
+        }
+      }
+      for (TaskEntry::Waiter& w : told_when_stored) {
+        w.timer->cancel();
+        respond_task(w.responder, running, 202, w.replayed);
       }
       start_task(id, task, g);
       if (wait_seconds <= 0) {
@@ -942,7 +961,9 @@ void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
     return;
   }
   TaskEntry& entry = it->second;
-  if (entry.done || wait_seconds <= 0 || stopping_.load()) {
+  // Not stored yet: its client has not heard "accepted" either, and it may still be refused.
+  const bool until_stored = !entry.stored && !entry.done && (wait_seconds <= 0 || stopping_.load());
+  if (!until_stored && (entry.done || wait_seconds <= 0 || stopping_.load())) {
     TaskEntry copy;
     copy.task.id = entry.task.id;
     copy.done = entry.done;
@@ -954,8 +975,10 @@ void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
     respond_task(responder, copy, status_when_done, replayed);
     return;
   }
-  auto timer = std::make_shared<net::steady_timer>(*io_, from_seconds(wait_seconds));
-  entry.waiters.push_back({responder, timer});
+  // A waiter until stored has a timer too, in case the store takes its time: then "running".
+  auto timer = std::make_shared<net::steady_timer>(
+      *io_, until_stored ? std::chrono::seconds(30) : from_seconds(wait_seconds));
+  entry.waiters.push_back({responder, timer, until_stored, replayed});
   TaskEntry running;
   running.task.id = id;
   running.submitted_at = entry.submitted_at;
@@ -996,6 +1019,12 @@ Result<void> DaemonCore::recover_tasks(const Config& config,
   const WallTime now = SystemClock::instance().wall_now();
   std::vector<TaskWrite> endings;
   std::size_t kept = 0;
+  // Finished ones in the order they finished, as finished_order_ evicts them and the store prunes
+  // them; running ones after them, as they will finish after them.
+  std::stable_sort(stored.begin(), stored.end(), [](const StoredTask& a, const StoredTask& b) {
+    if (a.done != b.done) return a.done;
+    return a.done && a.finished_at.value_or(WallTime{}) < b.finished_at.value_or(WallTime{});
+  });
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
     next_task_number_ = static_cast<std::uint64_t>(std::max<std::int64_t>(next, 1));

@@ -175,6 +175,11 @@ struct TaskEntry {
   struct Waiter {
     std::shared_ptr<HttpResponder> responder;
     std::shared_ptr<boost::asio::steady_timer> timer;
+    // Asked with no wait while the task was being stored: answered "running" once it is stored,
+    // or refused with its first client if it cannot be, never told "running" about a task that
+    // may then not exist.
+    bool until_stored = false;
+    bool replayed = false;
   };
   std::vector<Waiter> waiters;
 };

@@ -56,19 +56,41 @@ enum class RelayOutcome : std::uint8_t {
 constexpr std::array<const char*, static_cast<std::size_t>(RelayOutcome::count)> kOutcomeNames = {
     "succeeded", "succeeded_after_retry", "fallback", "degraded", "rejected"};
 
-// Whether a request target reaches an agent's admin hooks: its path's first segment is "admin",
-// however written (absolute form, repeated slashes, percent-encoded, any case), as an agent's
-// router might read it.
-bool is_admin_target(std::string_view target) {
-  if (const std::size_t scheme = target.find("://"); scheme != std::string_view::npos) {
-    const std::size_t path = target.find('/', scheme + 3);
-    target = path == std::string_view::npos ? std::string_view() : target.substr(path);
+// Why the relay will not pass a request target on, or "": only origin form ("/path?query"), and
+// no path segment that a front end in the agent's place might resolve or decode into another
+// path ("." and "..", "%2e", an encoded "/" or "\", a backslash): with a base path, such a
+// target could climb out of it, or past the /admin check.
+std::string unsafe_target_reason(std::string_view target) {
+  if (target.empty() || target.front() != '/') {
+    return "the relay takes origin-form targets only (\"/path?query\"), not \"" +
+           std::string(target.substr(0, 64)) + "\"";
   }
+  const std::string_view path = target.substr(0, target.find_first_of("?#"));
+  std::string lower(path);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.find('\\') != std::string::npos || lower.find("%2f") != std::string::npos ||
+      lower.find("%5c") != std::string::npos || lower.find("%2e") != std::string::npos) {
+    return "the request path has an encoded '/', '\\' or '.', or a backslash";
+  }
+  for (std::size_t start = 0; start <= lower.size();) {
+    const std::size_t end = std::min(lower.find('/', start), lower.size());
+    const std::string_view segment = std::string_view(lower).substr(start, end - start);
+    if (segment == "." || segment == "..") return "the request path has a '.' or '..' segment";
+    start = end + 1;
+  }
+  return "";
+}
+
+// Whether an origin-form target reaches an agent's admin hooks: its path's first segment is
+// "admin", however written (repeated slashes, percent-encoded, any case), as an agent's router
+// might read it.
+bool is_admin_target(std::string_view target) {
+  target = target.substr(0, target.find_first_of("?#"));
   while (!target.empty() && target.front() == '/') target.remove_prefix(1);
   std::string segment;
   for (std::size_t i = 0; i < target.size() && segment.size() <= 5; ++i) {
     char c = target[i];
-    if (c == '/' || c == '?' || c == '#' || c == ';') break;
+    if (c == '/' || c == ';') break;
     if (c == '%' && i + 2 < target.size()) {
       int value = 0;
       auto [end, err] = std::from_chars(target.data() + i + 1, target.data() + i + 3, value, 16);
@@ -92,12 +114,14 @@ class Framing final : public http::basic_parser<isRequest> {
   bool idempotent = false;       // GET, HEAD, PUT, DELETE, OPTIONS, TRACE (RFC 9110 9.2.2)
   bool expect_continue = false;  // the client waits for 100 Continue before its body
   bool admin = false;            // the target is /admin or under it (an agent's admin hooks)
+  std::string unsafe_target;     // why the target is not passed on ("" when it is fine)
   std::optional<Duration> retry_after;
 
  private:
   void on_request_impl(http::verb method, beast::string_view, beast::string_view target,
                        int version, error_code& ec) override {
-    admin = is_admin_target(target);
+    unsafe_target = unsafe_target_reason(target);
+    admin = unsafe_target.empty() && is_admin_target(target);
     // HTTP/1.0 and 1.1 only: Beast reads any "HTTP/d.d", and a request line that says 2.0 or
     // 0.9 means something else than what the relay would pass on.
     if (version != 10 && version != 11) ec = http::error::bad_version;
@@ -366,6 +390,10 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     }
     if (request_->upgrade()) {
       reject(501, "the relay does not pass protocol upgrades (WebSocket)");
+      return;
+    }
+    if (!request_->unsafe_target.empty()) {
+      reject(400, request_->unsafe_target);
       return;
     }
     if (request_->admin && !options().pass_admin) {

@@ -93,6 +93,25 @@ TaskWriter::Health TaskWriter::health() const {
   return h;
 }
 
+void TaskWriter::keep_for_retry(Pending p) {
+  // A task's progress carries its whole state (call out or not, calls made): a later change of
+  // the same task makes an earlier progress still waiting here useless. Dropped, it keeps the
+  // list at about one or two writes per task.
+  if (p.write.kind != TaskWrite::Kind::accept) {
+    for (auto it = retry_.begin(); it != retry_.end(); ++it) {
+      if (it->write.kind == TaskWrite::Kind::progress && it->write.task.id == p.write.task.id) {
+        retry_.erase(it);
+        break;  // at most one is ever waiting: each new one replaces it
+      }
+    }
+  }
+  if (retry_.size() >= options_.max_retried) {
+    retry_.pop_front();
+    ++health_.dropped;
+  }
+  retry_.push_back(std::move(p));
+}
+
 void TaskWriter::note_failure(const std::string& error, std::unique_lock<std::mutex>& lock) {
   retry_delay_ = retry_delay_.count() == 0
                      ? options_.retry_initial
@@ -139,24 +158,48 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
       retry_.pop_front();
     }
   }
+  std::uint64_t taken = 0;  // from queue_: counted as tried once the try is over
   while (!queue_.empty() && batch.size() < options_.max_batch) {
     Pending p = std::move(queue_.front());
     queue_.pop_front();
-    ++tried_count_;
+    ++taken;
     if (!retry_.empty() && p.write.kind != TaskWrite::Kind::accept) {
       // Behind a write that failed: the store must see a task's changes in order. Its
       // submitter hears now that it is not in the store (and need not wait for a retry).
       notice(p, Result::failed, health_.last_error);
-      if (retry_.size() >= options_.max_retried) {
-        retry_.pop_front();
-        ++health_.dropped;
-      }
-      retry_.push_back(std::move(p));
+      keep_for_retry(std::move(p));
       continue;
     }
     batch.push_back(std::move(p));
   }
   if (batch.empty()) {
+    tried_count_ += taken;
+    // Failing with nothing to retry (only accepts failed): an empty transaction, when due, tells
+    // whether the store takes writes again. Without it, "failing" would last until the next task.
+    const bool probe = health_.failing && retry_.empty() && clock_.now() >= next_retry_;
+    if (probe) {
+      const std::int64_t number = task_number_.load(std::memory_order_relaxed);
+      lock.unlock();
+      std::string error;
+      try {
+        store_.write_tasks({}, number);
+      } catch (...) {
+        error = what_of(std::current_exception());
+      }
+      lock.lock();
+      if (!error.empty()) {
+        ++health_.failed_tries;
+        note_failure(error, lock);
+      } else {
+        retry_delay_ = Duration::zero();
+        health_.failing = false;
+        if (options_.on_health_change) {
+          lock.unlock();
+          options_.on_health_change(false, "");
+          lock.lock();
+        }
+      }
+    }
     lock.unlock();
     tell();
     lock.lock();
@@ -180,12 +223,12 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
     written = static_cast<std::int64_t>(batch.size());
     batches = 1;
   } catch (...) {
-    // The transaction was rolled back: write them one by one, so that only what fails again is
-    // lost or retried. Once a progress or finish fails, those after it wait behind it untried.
+    // The transaction was rolled back: write them one by one, so that a write the store refuses
+    // for its own sake costs only itself. Once one fails, the rest are not tried: the store
+    // itself is failing (locked, full), and each try could wait the whole busy timeout.
     bool order_broken = false;
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      const bool accept = writes[i].kind == TaskWrite::Kind::accept;
-      if (order_broken && !accept) {
+      if (order_broken) {
         results[i] = Result::failed;
         errors[i] = last_error;
         continue;
@@ -198,7 +241,7 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
         results[i] = Result::failed;
         errors[i] = last_error = what_of(std::current_exception());
         ++failed;
-        if (!accept) order_broken = true;
+        order_broken = true;
       }
     }
   }
@@ -206,6 +249,7 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
   for (std::size_t i = 0; i < batch.size(); ++i) notice(batch[i], results[i], errors[i]);
 
   lock.lock();
+  tried_count_ += taken;
   health_.written += written;
   health_.batches += batches;
   health_.failed_tries += failed;
@@ -244,7 +288,7 @@ void TaskWriter::write_loop() noexcept {
   std::unique_lock lock(mu_);
   bool last_try_done = false;
   for (;;) {
-    const bool retry_due = !retry_.empty() && clock_.now() >= next_retry_;
+    const bool retry_due = (!retry_.empty() || health_.failing) && clock_.now() >= next_retry_;
     if (!queue_.empty() || retry_due) {
       try {
         write_batch(lock);
@@ -255,13 +299,13 @@ void TaskWriter::write_loop() noexcept {
       continue;
     }
     if (stopping_) {
-      if (retry_.empty() || last_try_done) return;
+      if (retry_.empty() || last_try_done) return;  // (a probe alone is not worth a last try)
       // Shutting down with writes waiting for a retry: one last try now.
       last_try_done = true;
       next_retry_ = clock_.now();
       continue;
     }
-    if (retry_.empty()) {
+    if (retry_.empty() && !health_.failing) {
       work_.wait(lock);
     } else {
       // The clock may be another than the system's: wait in real time, at most the retry delay.

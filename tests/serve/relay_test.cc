@@ -323,14 +323,21 @@ TEST_F(RelayToAPathTest, TheBaseUrlsPathGoesBeforeEveryTargetAndAdminHooksAreRef
   ASSERT_FALSE(HasFatalFailure());
   EXPECT_EQ(call("GET", relay_ + "/task?x=1").status, 200);
   for (const std::string target : {"/admin/chaos", "/%61dmin/chaos", "//ADMIN/restart", "/admin",
-                                   "http://agent.test/admin/chaos"}) {
+                                   "/admin/chaos?u=http://x/y", "/admin/chaos?x=://"}) {
     const std::string answer =
         raw("POST " + target + " HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}");
     EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 403")) << target;
     EXPECT_THAT(answer, HasSubstr("pass_admin")) << target;
   }
+  // Targets that could leave the base path, or slip past the check, in another reader's eyes.
+  for (const std::string target :
+       {"http://agent.test/admin/chaos", "/../b/admin/chaos", "/x/./admin", "/%2e%2e/admin",
+        "/a%2Fb", "/a\\b", "*"}) {
+    const std::string answer = raw("GET " + target + " HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 400")) << target;
+  }
   EXPECT_EQ(targets(), std::vector<std::string>{"/agents/reviewer/task?x=1"})
-      << "no admin request reached the agent";
+      << "no admin request, nor any other refused one, reached the agent";
 }
 
 TEST_F(RelayToAPathTest, PassAdminLetsTheHooksThrough) {
