@@ -97,10 +97,14 @@ void TaskWriter::keep_for_retry(Pending p) {
   // A task's progress carries its whole state (call out or not, calls made): a later change of
   // the same task makes an earlier progress still waiting here useless. Dropped, it keeps the
   // list at about one or two writes per task.
+  // Looked for among the most recent only: a task's changes come close together, and a whole
+  // scan of a long list on every change would make a long outage quadratic.
+  constexpr std::size_t kLookBack = 256;
   if (p.write.kind != TaskWrite::Kind::accept) {
-    for (auto it = retry_.begin(); it != retry_.end(); ++it) {
+    std::size_t looked = 0;
+    for (auto it = retry_.rbegin(); it != retry_.rend() && looked < kLookBack; ++it, ++looked) {
       if (it->write.kind == TaskWrite::Kind::progress && it->write.task.id == p.write.task.id) {
-        retry_.erase(it);
+        retry_.erase(std::next(it).base());
         break;  // at most one is ever waiting: each new one replaces it
       }
     }
