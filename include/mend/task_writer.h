@@ -109,6 +109,8 @@ class TaskWriter {
   std::size_t write_batch(std::unique_lock<std::mutex>& lock);
   void write_loop() noexcept;
   void note_failure(const std::string& error, std::unique_lock<std::mutex>& lock);
+  // The store took a write and nothing waits for a retry: failing ends.
+  void note_recovered(std::unique_lock<std::mutex>& lock);
   void keep_for_retry(Pending p);  // under mu_
 
   Store& store_;

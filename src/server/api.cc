@@ -300,6 +300,21 @@ Result<Task> task_from_stored(const StoredTask& stored) {
   return task;
 }
 
+// The write that ends a task: its outcome, and (when the task is known) its journal entry, which
+// the store writes in the same transaction.
+TaskWrite finish_write(const std::string& id, const Task* task, const Outcome& outcome,
+                       int attempts, WallTime now) {
+  TaskWrite write{TaskWrite::Kind::finish, {}, std::nullopt};
+  write.task.id = id;
+  write.task.done = true;
+  write.task.status = std::string(to_string(outcome.status));
+  write.task.outcome_json = outcome.to_json();
+  write.task.attempts = attempts;
+  write.task.finished_at = now;
+  if (task != nullptr) write.journal = journal_entry(*task, outcome, now);
+  return write;
+}
+
 // The final outcome of a task mend did not run again after a restart.
 Outcome interrupted_outcome(const StoredTask& stored, const std::string& why) {
   Outcome outcome;
@@ -824,18 +839,13 @@ net::awaitable<void> DaemonCore::before_call(const Task& task) {
 
 void DaemonCore::finish_task(const std::string& id, const Outcome& outcome) {
   const WallTime now = SystemClock::instance().wall_now();
-  TaskWrite write{TaskWrite::Kind::finish, {}, std::nullopt};
-  write.task.id = id;
-  write.task.done = true;
-  write.task.status = std::string(to_string(outcome.status));
-  write.task.outcome_json = outcome.to_json();
-  write.task.finished_at = now;
+  TaskWrite write;
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
-    if (auto it = tasks_.find(id); it != tasks_.end()) {
-      write.task.attempts = it->second.attempts;
-      write.journal = journal_entry(it->second.task, outcome, now);
-    }
+    auto it = tasks_.find(id);
+    write = it != tasks_.end()
+                ? finish_write(id, &it->second.task, outcome, it->second.attempts, now)
+                : finish_write(id, nullptr, outcome, 0, now);
   }
   std::string outcome_json = write.task.outcome_json;
   // The outcome is answered once it is in the store (with its journal entry), so that a client
@@ -1067,19 +1077,12 @@ Result<void> DaemonCore::recover_tasks(const Config& config,
                               task.error().message;
       }
       if (!why.empty()) {
-        const Outcome outcome = interrupted_outcome(t, why);
+        TaskWrite write =
+            finish_write(t.id, &entry.task, interrupted_outcome(t, why), t.attempts, now);
         entry.done = true;
-        entry.status = std::string(to_string(OutcomeStatus::interrupted));
-        entry.outcome_json = outcome.to_json();
+        entry.status = write.task.status;
+        entry.outcome_json = write.task.outcome_json;
         finished_order_.push_back(t.id);
-        TaskWrite write{TaskWrite::Kind::finish, {}, std::nullopt};
-        write.task.id = t.id;
-        write.task.done = true;
-        write.task.status = entry.status;
-        write.task.outcome_json = entry.outcome_json;
-        write.task.attempts = t.attempts;
-        write.task.finished_at = now;
-        write.journal = journal_entry(entry.task, outcome, now);
         endings.push_back(std::move(write));
         continue;
       }

@@ -116,6 +116,17 @@ void TaskWriter::keep_for_retry(Pending p) {
   retry_.push_back(std::move(p));
 }
 
+void TaskWriter::note_recovered(std::unique_lock<std::mutex>& lock) {
+  retry_delay_ = Duration::zero();
+  if (!health_.failing) return;
+  health_.failing = false;
+  if (options_.on_health_change) {
+    lock.unlock();
+    options_.on_health_change(false, "");
+    lock.lock();
+  }
+}
+
 void TaskWriter::note_failure(const std::string& error, std::unique_lock<std::mutex>& lock) {
   retry_delay_ = retry_delay_.count() == 0
                      ? options_.retry_initial
@@ -195,13 +206,7 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
         ++health_.failed_tries;
         note_failure(error, lock);
       } else {
-        retry_delay_ = Duration::zero();
-        health_.failing = false;
-        if (options_.on_health_change) {
-          lock.unlock();
-          options_.on_health_change(false, "");
-          lock.lock();
-        }
+        note_recovered(lock);
       }
     }
     lock.unlock();
@@ -271,15 +276,7 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
   if (failed > 0) {
     note_failure(last_error, lock);
   } else if (retry_.empty()) {
-    retry_delay_ = Duration::zero();
-    if (health_.failing) {
-      health_.failing = false;
-      if (options_.on_health_change) {
-        lock.unlock();
-        options_.on_health_change(false, "");
-        lock.lock();
-      }
-    }
+    note_recovered(lock);
   }
   lock.unlock();
   tell();
