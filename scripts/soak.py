@@ -8,16 +8,23 @@ accepted in that half is audited at the end.
 The agent is a mend-sample-agent this script starts (a URL agent: it outlives every daemon), with
 5 % of its calls answered 503 and 20 ms of latency, so that tasks wait in backoff and calls are in
 flight at every kill. Two clients submit tasks (code reviews, idempotent by configuration, and
-deployments, which are not), with client ids and generated ids, about 100 a second in all.
+deployments, which are not), with client ids and generated ids, about 100 a second in all. One
+task in twenty is a triage for a second agent that answers every call 503: it escalates, and an
+operator (this script) resolves every active record just before each kill, so that records open,
+notify and resolve throughout. Notifications go to a webhook this script serves.
 
 It prints, for the daemon of the first half: resident memory and open descriptors at its start,
 on the plateau and at its end, with their slopes after its first quarter (per minute); the kills
 survived; and the audit:
-accepted tasks whose outcome is missing (lost), generated ids handed out twice, deployments the
-agent ran twice. It exits 1 when anything was lost or repeated.
+accepted tasks whose outcome is missing (lost), generated ids handed out twice, records named in
+an outcome or seen before a kill that are gone, notifications (opened, resolved) of every record
+that never reached the webhook (lost) or reached it more than once (duplicated: at least once is
+the promise). It exits 1 when anything was lost or an id repeated.
 """
 import argparse
+import collections
 import http.client
+import http.server
 import json
 import os
 import random
@@ -80,6 +87,44 @@ def request(port, method, path, body=None, headers=None, timeout=10):
         conn.close()
 
 
+class Webhook(http.server.ThreadingHTTPServer):
+    """The receiver of every notification: counts (record number, event) pairs."""
+    daemon_threads = True
+
+    def __init__(self):
+        self.received = collections.Counter()
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    n = json.loads(body)
+                    with outer.lock:
+                        outer.received[(n.get("record_id"), n.get("event"))] += 1
+                except ValueError:
+                    pass
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def counts(self):
+        with self.lock:
+            return dict(self.received)
+
+
+def records(port):
+    status, body = request(port, "GET", "/v1/escalations")
+    return {r["number"]: r for r in json.loads(body)["records"]} if status == 200 else None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mend", required=True)
@@ -96,6 +141,11 @@ def main():
                               "--threads", "8", "--seed", str(a.seed)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     agent_url = agent.stdout.readline().split()[-1]
+    doomed = subprocess.Popen([agent_bin, "--port", "0", "--fail", "503=1", "--name", "doomed"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    doomed_url = doomed.stdout.readline().split()[-1]
+    webhook = Webhook()
+    webhook_url = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
     config = os.path.join(work, "mend.yaml")
     def write_config(retained):
         with open(config, "w") as f:
@@ -109,6 +159,13 @@ agents:
   - name: worker
     url: {agent_url}
     capabilities: [code_review, deployment]
+  - name: doomed
+    url: {doomed_url}
+    capabilities: [triage]
+escalation:
+  receivers:
+    - {{name: hook, kind: webhook, url: "{webhook_url}"}}
+  routes: {{engineering: [hook], on-call: [hook], emergency: [hook]}}
 """)
         os.chmod(config, 0o600)
     write_config(10000)  # the default
@@ -121,6 +178,9 @@ agents:
     state = {"port": None, "stop": False}
     samples = []       # (t, rss, fds)
     kills = 0
+    seen_records = set()
+    records_gone = set()
+    resolved_by_soak = 0
     started = time.monotonic()
 
     def client(which):
@@ -129,7 +189,10 @@ agents:
             port = state["port"]
             n += 1
             kind = "deployment" if n % 2 else "code_review"
-            task = {"type": kind, "agent": "worker", "payload": {"content": "x" * 200}}
+            target = "worker"
+            if n % 20 == 0:
+                kind, target = "triage", "doomed"  # fails every attempt: escalates
+            task = {"type": kind, "agent": target, "payload": {"content": "x" * 200}}
             if which == 0:
                 task["id"] = f"s{n}-{rng.random():.9f}"[:60]
             try:
@@ -164,9 +227,19 @@ agents:
         elif time.monotonic() >= next_kill:
             if not state_phase["kills"]:
                 write_config(1000000)  # from the next start on, every task is kept for the audit
+            # The operator resolves what is open: its notifications are in the outbox at the kill.
+            for number, r in (records(daemon.port) or {}).items():
+                if r["status"] != "resolved":
+                    st, _ = request(daemon.port, "POST", f"/v1/escalations/{number}/resolve",
+                                    {"by": "soak"})
+                    resolved_by_soak += st == 200
             daemon.kill()
             kills += 1
             daemon = Daemon(a.mend, config, log)
+            now_there = records(daemon.port)
+            if now_there is not None:
+                records_gone |= seen_records - set(now_there)
+                seen_records = set(now_there)
             state["port"] = daemon.port
             state_phase["kills"] = True
             next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * a.kill_every
@@ -177,19 +250,39 @@ agents:
     # The audit, on the last daemon.
     lost = []
     statuses = {}
+    told = set()  # records named in outcomes
     for tid in list(accepted):
         status, body = request(daemon.port, "GET", f"/v1/tasks/{tid}?wait=30", timeout=40)
         if status != 200:
             lost.append(tid)
             continue
-        s = json.loads(body)["status"]
+        task = json.loads(body)
+        s = task["status"]
         statuses[s] = statuses.get(s, 0) + 1
+        escalation = (task.get("outcome") or {}).get("escalation") or {}
+        if "record_id" in escalation:
+            told.add(escalation["record_id"])
     repeated = len(generated) - len(set(generated))
+    final_records = records(daemon.port) or {}
+    records_gone |= (seen_records | told) - set(final_records)
+    expected = set()
+    for number, r in final_records.items():
+        expected.add((number, "trigger"))
+        if r["status"] == "resolved":
+            expected.add((number, "resolve"))
+    wait_until = time.monotonic() + 30
+    while time.monotonic() < wait_until and not expected <= set(webhook.counts()):
+        time.sleep(0.2)
+    delivered = webhook.counts()
+    missing = expected - set(delivered)
+    duplicated = sum(c - 1 for key, c in delivered.items() if key in expected)
     status, stats = request(daemon.port, "GET", "/v1/agents/worker")
     daemon.proc.send_signal(signal.SIGTERM)
     daemon.proc.wait()
-    agent.send_signal(signal.SIGTERM)
-    agent.wait()
+    for p in (agent, doomed):
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+    webhook.shutdown()
 
     def at(fraction):
         return samples[min(len(samples) - 1, int(fraction * len(samples)))]
@@ -205,8 +298,12 @@ agents:
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
     print(f"audit of the tasks accepted during the kills: lost {len(lost)}; "
           f"generated ids repeated (whole run): {repeated}")
+    print(f"records: {len(final_records)} in all ({len(told)} named in audited outcomes, "
+          f"{resolved_by_soak} resolved before a kill), gone {len(records_gone)}; notifications: "
+          f"{len(expected)} expected, {len(expected) - len(missing)} delivered, lost "
+          f"{len(missing)}, duplicated {duplicated}")
     shutil.rmtree(work, ignore_errors=True)
-    return 1 if lost or repeated else 0
+    return 1 if lost or repeated or missing or records_gone else 0
 
 
 if __name__ == "__main__":

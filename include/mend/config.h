@@ -56,6 +56,8 @@ struct ServerConfig {
   std::size_t max_body_bytes = std::size_t{1} << 20;  // 1 MiB
   Duration read_timeout = std::chrono::seconds(10);   // header and body read time per request
   std::size_t max_connections = 256;
+  // From one client address; 0: no limit (behind a proxy every client has the proxy's address).
+  std::size_t max_connections_per_client = 64;
   std::size_t threads = 2;                            // I/O threads of the daemon
   std::size_t max_tasks_in_flight = 10000;            // more are answered 503
   Duration task_deadline = std::chrono::minutes(5);   // default deadline of a task

@@ -15,7 +15,7 @@
 // {"error":{"type":...,"message":...}} whose type is one of mend's error type names:
 //   400 a malformed request (then closes), 413 a body over max_body_bytes, 431 headers over
 //   32 KiB, 500 when the handler throws or returns a response that cannot be sent (bad status or
-//   header), 503 for connections over max_connections. A connection that sends nothing, or not a
+//   header), 503 for connections over max_connections or max_connections_per_client. A connection that sends nothing, or not a
 //   whole request, within read_timeout is closed without a word.
 // Garbage bytes never crash it: the connection that sent them is answered 400 or closed.
 //
@@ -75,6 +75,10 @@ struct HttpServerOptions {
   // Connections over this number are answered 503 from their request's header (no body is read)
   // and closed, but for a GET or HEAD of a reserved path. Default 256.
   std::size_t max_connections = 256;
+  // Connections from one client address (IPv4, or IPv6) over this number are refused the same
+  // way, so that one client cannot take every connection. 0 (the default here): no such limit.
+  // Behind a proxy every client has the proxy's address: raise it or set 0 there.
+  std::size_t max_connections_per_client = 0;
   // Paths answered even over max_connections (then on a connection closed after the answer):
   // health checks, so that a liveness probe does not restart a server that is merely busy.
   std::vector<std::string> reserved_paths;

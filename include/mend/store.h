@@ -122,11 +122,12 @@ class Store {
   virtual void transaction(const std::function<void()>& body) = 0;
 
   // --- Tickets and incidents -------------------------------------------------------------------
-  // The active record (open or acknowledged) with fresh.fingerprint gets one more occurrence and
-  // last_seen_at = now, and an "occurrence" timeline entry for each of the first ten and then at
-  // each power of ten (so that an outage leaves a readable timeline; the count stays exact);
-  // without one, `fresh` is inserted with an "opened" entry. Atomic: two threads reporting the same
-  // fingerprint make one record.
+  // The active record (open or acknowledged) with fresh.fingerprint gets fresh.occurrences more
+  // occurrences (one, unless escalations waited for the store together) and last_seen_at = now
+  // (never moved back), and an "occurrence" timeline entry for each of the first ten and then at
+  // each power of ten it reaches (so that an outage leaves a readable timeline; the count stays
+  // exact); without one, `fresh` is inserted with an "opened" entry. Atomic: two threads reporting
+  // the same fingerprint make one record.
   virtual RecordUpsert open_or_touch(const EscalationRecord& fresh, WallTime now) = 0;
   virtual std::optional<EscalationRecord> record(std::int64_t id) = 0;
   virtual std::vector<EscalationRecord> records(const RecordFilter& filter) = 0;

@@ -122,6 +122,10 @@ struct EscalationTaken {
   std::string assignee;
   std::string war_room_url;
   std::string fingerprint;
+  // The store refused the record's write: mend keeps the escalation in memory and writes it (the
+  // record, its occurrences, its notifications) once the store takes writes again
+  // (mend/escalation_backlog.h). No record id until then.
+  bool pending = false;
 
   // What `plan` decides, before any record exists (level, action, SLA, channel, assignee).
   static EscalationTaken planned(const EscalationPlan& plan);
@@ -135,6 +139,12 @@ struct EscalationRequest {
   std::string task_id;
   std::string task_type;
   std::map<std::string, std::string> labels;  // agent, error_type, task_type, severity
+  // When it happened; the escalator's clock when empty. Set when an escalation is written late
+  // (mend/escalation_backlog.h), so that the record and its SLA start at the failure.
+  std::optional<WallTime> at;
+  // How many failures this request stands for: more than one when escalations of one fingerprint
+  // waited for the store together.
+  std::int64_t occurrences = 1;
 };
 
 // Carries escalations out (mend/escalator.h writes tickets, incidents and notifications).

@@ -601,6 +601,10 @@ std::string Outcome::to_json() const {
     w.key("level").string(to_string(e.level));
     w.key("action").string(e.action);
     w.key("retry_recommended").boolean(e.retry_recommended);
+    if (e.pending) {
+      w.key("pending").boolean(true);
+      w.key("fingerprint").string(e.fingerprint);
+    }
     if (!e.record.empty()) {
       w.key("record").string(e.record);
       w.key("record_id").number(e.record_id);

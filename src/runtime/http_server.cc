@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 #include <thread>
 #include <vector>
@@ -119,6 +120,10 @@ std::optional<BeastResponse> to_beast(const HttpResponse& response, unsigned ver
 
 struct Exchange;
 
+// Whether a new connection fits the server's limits; one over either is answered 503 from its
+// request's header (reserved paths aside) and closed.
+enum class Capacity : std::uint8_t { within, over_total, over_client };
+
 struct Session {
   explicit Session(const net::any_io_executor& strand) : executor(strand), waiter(strand) {}
   virtual ~Session() = default;
@@ -146,6 +151,7 @@ struct Session {
   bool watch_done = false;  // that read completed and its result was not looked at yet
   boost::system::error_code watch_error;
   std::shared_ptr<Exchange> exchange;  // guarded by Impl::mu; the one in progress
+  std::string client;  // the peer's address, set before the session is registered
 };
 
 struct PlainSession final : Session {
@@ -331,9 +337,9 @@ struct HttpServer::Impl {
 
   net::awaitable<void> accept_loop();
   template <class S>
-  net::awaitable<void> run_session(std::shared_ptr<S> session, bool over_capacity);
+  net::awaitable<void> run_session(std::shared_ptr<S> session, Capacity capacity);
   template <class S>
-  net::awaitable<void> serve_requests(std::shared_ptr<S> session, bool over_capacity);
+  net::awaitable<void> serve_requests(std::shared_ptr<S> session, Capacity capacity);
   // Hands the request to the asynchronous handler and carries out what its responder asks.
   // Returns whether the connection goes on to its next request.
   template <class S>
@@ -350,14 +356,17 @@ struct HttpServer::Impl {
   // What a request's header alone decides (framing the server does not take, too many
   // connections, the options' screen): an answer to send before its body, and close.
   std::optional<HttpResponse> screen_header(const http::request<http::string_body>& req,
-                                            bool over_capacity) const;
+                                            Capacity capacity) const;
   // A GET or HEAD of one of options.reserved_paths (the query aside).
   bool reserved(const http::request<http::string_body>& req) const;
   HttpResponse call_handler(const HttpRequest& request);
 
   void unregister(const std::shared_ptr<Session>& session) {
     std::lock_guard<std::mutex> lock(mu);
-    sessions.erase(session);
+    if (sessions.erase(session) > 0) {
+      auto client = per_client.find(session->client);
+      if (client != per_client.end() && --client->second == 0) per_client.erase(client);
+    }
     cv.notify_all();
   }
 
@@ -368,6 +377,7 @@ struct HttpServer::Impl {
   std::mutex mu;
   std::condition_variable cv;
   std::set<std::shared_ptr<Session>> sessions;  // guarded by mu
+  std::map<std::string, std::size_t, std::less<>> per_client;  // guarded by mu: by address
   bool accepting = false;                       // guarded by mu
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> served{0};
@@ -417,7 +427,7 @@ bool HttpServer::Impl::reserved(const http::request<http::string_body>& req) con
 }
 
 std::optional<HttpResponse> HttpServer::Impl::screen_header(
-    const http::request<http::string_body>& req, bool over_capacity) const {
+    const http::request<http::string_body>& req, Capacity capacity) const {
   // RFC 9112 section 6.3: a Transfer-Encoding whose final coding is not chunked leaves the body's
   // end unknown; read as if it had none, its bytes would be taken for the next request. Only
   // "chunked" alone is taken, and never together with a Content-Length.
@@ -436,10 +446,15 @@ std::optional<HttpResponse> HttpServer::Impl::screen_header(
                       "unsupported Transfer-Encoding: only 'chunked', alone and without "
                       "Content-Length, is accepted");
   }
-  if (over_capacity && !reserved(req)) {
+  if (capacity == Capacity::over_total && !reserved(req)) {
     return json_error(503, "temporary_unavailable",
                       "too many connections (limit " + std::to_string(options.max_connections) +
                           ")");
+  }
+  if (capacity == Capacity::over_client && !reserved(req)) {
+    return json_error(503, "temporary_unavailable",
+                      "too many connections from this address (limit " +
+                          std::to_string(options.max_connections_per_client) + ")");
   }
   if (options.screen) {
     HttpRequest head;
@@ -479,7 +494,8 @@ net::awaitable<void> HttpServer::Impl::answer_and_close(Stream& stream, unsigned
 
 template <class S>
 net::awaitable<void> HttpServer::Impl::serve_requests(std::shared_ptr<S> session,
-                                                      bool over_capacity) {
+                                                      Capacity capacity) {
+  const bool over_capacity = capacity != Capacity::within;
   auto& stream = session->stream;
   beast::flat_buffer& buffer = session->buffer;
   for (;;) {
@@ -492,7 +508,7 @@ net::awaitable<void> HttpServer::Impl::serve_requests(std::shared_ptr<S> session
     co_await http::async_read_header(stream, buffer, parser,
                                      net::redirect_error(net::use_awaitable, ec));
     if (!ec) {
-      std::optional<HttpResponse> refusal = screen_header(parser.get(), over_capacity);
+      std::optional<HttpResponse> refusal = screen_header(parser.get(), capacity);
       if (refusal) {
         co_await answer_and_close(stream, parser.get().version(), std::move(*refusal));
         co_return;
@@ -750,7 +766,7 @@ net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsi
 }
 
 template <class S>
-net::awaitable<void> HttpServer::Impl::run_session(std::shared_ptr<S> session, bool over_capacity) {
+net::awaitable<void> HttpServer::Impl::run_session(std::shared_ptr<S> session, Capacity capacity) {
   struct Unregister {
     Impl* server;
     std::shared_ptr<Session> session;
@@ -765,7 +781,7 @@ net::awaitable<void> HttpServer::Impl::run_session(std::shared_ptr<S> session, b
                                     net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return;
   }
-  co_await serve_requests(session, over_capacity);
+  co_await serve_requests(session, capacity);
   if constexpr (std::is_same_v<S, TlsSession>) {
     beast::get_lowest_layer(stream).expires_after(std::min(options.read_timeout, kMaxLinger));
     ec = {};
@@ -801,26 +817,42 @@ net::awaitable<void> HttpServer::Impl::accept_loop() {
     accepted.fetch_add(1, std::memory_order_relaxed);
     socket.set_option(tcp::no_delay(true), ec);
 
+    // An IPv4 client reached over an IPv6 socket counts as its IPv4 address.
+    net::ip::address peer = socket.remote_endpoint(ec).address();
+    if (peer.is_v6() && peer.to_v6().is_v4_mapped()) {
+      peer = net::ip::make_address_v4(net::ip::v4_mapped, peer.to_v6());
+    }
+    std::string client = ec ? std::string() : peer.to_string();
+
     std::shared_ptr<PlainSession> plain;
     std::shared_ptr<TlsSession> secure;
-    bool over_capacity = false;
+    std::shared_ptr<Session> session;
+    Capacity capacity = Capacity::within;
     {
       std::lock_guard<std::mutex> lock(mu);
       // Read under the lock: stop() sets it before aborting the registered sessions.
       if (stopping.load()) co_return;
-      over_capacity = sessions.size() >= options.max_connections;
+      const std::size_t from_client = ++per_client[client];
+      if (sessions.size() >= options.max_connections) {
+        capacity = Capacity::over_total;
+      } else if (options.max_connections_per_client > 0 &&
+                 from_client > options.max_connections_per_client) {
+        capacity = Capacity::over_client;
+      }
       if (tls) {
         secure = std::make_shared<TlsSession>(std::move(socket), *tls);
-        sessions.insert(secure);
+        session = secure;
       } else {
         plain = std::make_shared<PlainSession>(std::move(socket));
-        sessions.insert(plain);
+        session = plain;
       }
+      session->client = std::move(client);
+      sessions.insert(session);
     }
     if (secure) {
-      net::co_spawn(secure->executor, run_session(secure, over_capacity), net::detached);
+      net::co_spawn(secure->executor, run_session(secure, capacity), net::detached);
     } else {
-      net::co_spawn(plain->executor, run_session(plain, over_capacity), net::detached);
+      net::co_spawn(plain->executor, run_session(plain, capacity), net::detached);
     }
   }
 }

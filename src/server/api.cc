@@ -516,9 +516,11 @@ void DaemonCore::api_readyz(const std::shared_ptr<HttpResponder>& responder) {
                {"ready_replicas", agents}};
   if (store_failing) {
     const TaskWriter::Health h = task_writer_->health();
+    const EscalationBacklog::Stats e = escalation_backlog_->stats();
     body["store"] = {{"failing", true},
-                     {"error", h.last_error},
-                     {"writes_pending_retry", h.retry_pending}};
+                     {"error", h.last_error.empty() ? e.last_error : h.last_error},
+                     {"writes_pending_retry", h.retry_pending},
+                     {"escalations_pending_retry", e.pending_occurrences}};
   }
   responder->respond(json_response(ready ? 200 : 503, body));
 }

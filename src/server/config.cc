@@ -783,6 +783,8 @@ void Checker::read_server(const Item& item, ServerConfig& server) {
   set_size(s, "max_body_bytes", server.max_body_bytes, 1);
   set_duration(s, "read_timeout", server.read_timeout, DurationRule::positive);
   set_integer(s, "max_connections", server.max_connections, {1, 1'000'000});
+  set_integer(s, "max_connections_per_client", server.max_connections_per_client,
+              {0, 1'000'000});
   set_integer(s, "threads", server.threads, {1, 256});
   set_integer(s, "max_tasks_in_flight", server.max_tasks_in_flight, {1, 100'000'000});
   set_duration(s, "task_deadline", server.task_deadline, DurationRule::positive);

@@ -313,6 +313,27 @@ void DaemonCore::register_metrics() {
         return std::vector<Sample>{
             {{}, static_cast<double>(task_writer_->health().retry_pending)}};
       });
+  metrics.counter_callback(
+      "mend_store_escalation_writes_total",
+      "Escalations (tickets and incidents with their notifications) the store refused, by what "
+      "became of them: deferred (kept in memory), written_late (written by a retry), dropped "
+      "(given up: too many fingerprints waited); and failed: retries the store refused.",
+      {"result"}, [this] {
+        if (!escalation_backlog_) return std::vector<Sample>{};
+        const EscalationBacklog::Stats s = escalation_backlog_->stats();
+        return std::vector<Sample>{{{"deferred"}, static_cast<double>(s.deferred)},
+                                   {{"written_late"}, static_cast<double>(s.written_late)},
+                                   {{"dropped"}, static_cast<double>(s.dropped)},
+                                   {{"failed"}, static_cast<double>(s.failed_tries)}};
+      });
+  metrics.gauge_callback(
+      "mend_store_escalations_pending_retry",
+      "Escalations the store refused, kept in memory and written again with backoff.", {},
+      [this] {
+        if (!escalation_backlog_) return std::vector<Sample>{};
+        return std::vector<Sample>{
+            {{}, static_cast<double>(escalation_backlog_->stats().pending_occurrences)}};
+      });
   metrics.gauge_callback(
       "mend_event_stream_clients", "Clients following GET /v1/events.", {}, [this] {
         return std::vector<Sample>{{{}, static_cast<double>(events_.subscribers())}};
@@ -353,14 +374,19 @@ void DaemonCore::on_workflow_event(const Event& event) {
           j.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
-void DaemonCore::on_store_health(bool failing, const std::string& error) {
+void DaemonCore::on_store_health(const std::string& error) {
+  std::lock_guard<std::mutex> lock(store_health_mu_);
+  const bool failing = task_writes_failing_.load() || escalation_writes_failing_.load();
+  if (failing == store_failing_.load()) return;
   store_failing_.store(failing);
   if (failing) {
     log("error", "the store refuses writes (" + error +
-                     "): tasks' changes are kept in memory and written again until it takes "
-                     "them; new tasks are refused; /readyz says not ready");
+                     "): tasks' changes and escalations are kept in memory and written again "
+                     "until it takes them; new tasks are refused; /readyz says not ready");
   } else {
-    log("info", "the store takes writes again; every kept change of a task is written");
+    log("info",
+        "the store takes writes again; every kept change of a task and every kept escalation is "
+        "written");
   }
   publish(failing ? "store_failing" : "store_recovered",
           json({{"kind", failing ? "store_failing" : "store_recovered"},
@@ -368,6 +394,20 @@ void DaemonCore::on_store_health(bool failing, const std::string& error) {
                 {"source", "store"},
                 {"detail", error}})
               .dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void DaemonCore::retry_escalations(Generation& g, bool now) {
+  EscalationBacklog::Pass pass =
+      now ? escalation_backlog_->retry_now(*g.escalator) : escalation_backlog_->retry(*g.escalator);
+  if (pass.written == 0) return;
+  std::string records;
+  for (const EscalationTaken& t : pass.records) {
+    m_.escalations->with({std::string(to_string(t.level))}).inc();
+    if (!records.empty()) records += ", ";
+    records += t.record + " (" + std::to_string(t.occurrences) + " occurrences)";
+  }
+  log("warn", "wrote " + std::to_string(pass.written) +
+                  " escalations kept while the store refused writes: " + records);
 }
 
 Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
@@ -432,6 +472,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   } catch (const std::exception& e) {
     return Error::of_kind("configuration", std::string("escalation: ") + e.what());
   }
+  g->escalations = std::make_unique<BackloggedEscalations>(*escalation_backlog_, *g->escalator);
   g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, SystemClock::instance(),
                                                            SeededRandom::system());
   for (const ReceiverConfig& r : config.escalation.receivers) {
@@ -474,7 +515,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   }
   wo.degraded = g->degraded.get();
   wo.healer = g->healer.get();
-  wo.escalations = g->escalator.get();
+  wo.escalations = g->escalations.get();
   // No journal here: each task's journal entry is written with its outcome (finish_task).
   const int max_agents = wo.max_agents;
   g->workflow = std::make_unique<Workflow>(g->agents, std::move(wo), g->env);
@@ -744,8 +785,11 @@ void DaemonCore::escalate_agent(const std::string& agent, Severity level, ErrorT
                     {"error_type", std::string(to_string(type))},
                     {"task_type", "supervision"},
                     {"severity", std::string(to_string(level))}};
-  Result<EscalationTaken> taken = g->escalator->escalate(request);
-  if (taken.ok()) {
+  Result<EscalationTaken> taken = g->escalations->escalate(request);
+  if (taken.ok() && taken->pending) {
+    log("warn", "escalation for " + agent + " kept in memory until the store takes writes: " +
+                    message);
+  } else if (taken.ok()) {
     m_.escalations->with({std::string(to_string(taken->level))}).inc();
     log("warn", "escalated " + taken->record + " for " + agent + ": " + message);
   } else {
@@ -1036,6 +1080,7 @@ net::awaitable<void> DaemonCore::housekeeping_loop() {
             ~Done() { flag = false; }
           } done{housekeeping_busy_};
           try {
+            if (deliver) retry_escalations(*g, false);
             if (sla) check_slas(*g);
             if (deliver) deliver_notifications(*g);
             // Finished tasks beyond tasks.retained leave the store as they leave memory.
@@ -1117,8 +1162,15 @@ Result<void> DaemonCore::start() {
   store_ = std::move(*store);
   TaskWriter::Options writer;
   writer.on_health_change = [this](bool failing, const std::string& error) {
-    on_store_health(failing, error);
+    task_writes_failing_.store(failing);
+    on_store_health(error);
   };
+  EscalationBacklog::Options backlog;
+  backlog.on_health_change = [this](bool failing, const std::string& error) {
+    escalation_writes_failing_.store(failing);
+    on_store_health(error);
+  };
+  escalation_backlog_ = std::make_unique<EscalationBacklog>(SystemClock::instance(), backlog);
   task_writer_ = std::make_unique<TaskWriter>(*store_, SystemClock::instance(), writer);
   std::vector<std::pair<std::string, Task>> resumed;
   if (auto recovered = recover_tasks(config, &resumed); !recovered.ok()) return recovered;
@@ -1157,6 +1209,7 @@ Result<void> DaemonCore::start() {
   server.max_body_bytes = config.server.max_body_bytes;
   server.read_timeout = config.server.read_timeout;
   server.max_connections = config.server.max_connections;
+  server.max_connections_per_client = config.server.max_connections_per_client;
   server.threads = threads;
   server.screen = [this](const HttpRequest& head) { return screen(head); };
   server.reserved_paths = {"/healthz", "/readyz"};
@@ -1176,6 +1229,7 @@ Result<void> DaemonCore::start() {
     ro.port = rc.port;
     ro.threads = rc.threads > 0 ? rc.threads : threads;
     ro.max_connections = config.server.max_connections;
+    ro.max_connections_per_client = config.server.max_connections_per_client;
     ro.max_request_bytes = config.server.max_body_bytes;
     ro.max_response_bytes = rc.max_response_bytes;
     ro.pass_admin = rc.pass_admin;
@@ -1310,6 +1364,15 @@ void DaemonCore::shutdown() {
   io_threads_.clear();
   signals_.reset();
   supervisor_.reset();
+  if (std::shared_ptr<Generation> g = current(); g && escalation_backlog_) {
+    // One last try for escalations kept while the store refused writes; what is left is said.
+    retry_escalations(*g, true);
+    const EscalationBacklog::Stats s = escalation_backlog_->stats();
+    if (s.pending_occurrences > 0 || s.dropped > 0) {
+      log("error", std::to_string(s.pending_occurrences + s.dropped) +
+                       " escalations could not be written to the store (" + s.last_error + ")");
+    }
+  }
   if (task_writer_) {
     // Every task has finished or was left running (it resumes at the next start): what the
     // writer still holds is tried before mend says it stopped.

@@ -30,6 +30,7 @@
 #include "mend/config.h"
 #include "mend/daemon.h"
 #include "mend/degradation.h"
+#include "mend/escalation_backlog.h"
 #include "mend/escalator.h"
 #include "mend/http_client.h"
 #include "mend/http_server.h"
@@ -94,6 +95,21 @@ class DaemonInvoker final : public AsyncAgentInvoker {
   std::map<std::string, std::unique_ptr<RateLimiter>, std::less<>> rate_limits_;
 };
 
+// The workflow's escalations, through the daemon's backlog (which outlives a reload) and this
+// generation's escalator: what the store refuses waits in memory and is written later.
+class BackloggedEscalations final : public EscalationSink {
+ public:
+  BackloggedEscalations(EscalationBacklog& backlog, Escalator& escalator)
+      : backlog_(backlog), escalator_(escalator) {}
+  Result<EscalationTaken> escalate(const EscalationRequest& request) override {
+    return backlog_.escalate(escalator_, request);
+  }
+
+ private:
+  EscalationBacklog& backlog_;
+  Escalator& escalator_;
+};
+
 // Forwards the workflow's events to the daemon's metrics and event stream.
 class WorkflowEventSink final : public EventSink {
  public:
@@ -114,6 +130,7 @@ struct Generation {
   std::unique_ptr<DegradedService> degraded;
   std::unique_ptr<SelfHealer> healer;
   std::unique_ptr<Escalator> escalator;
+  std::unique_ptr<BackloggedEscalations> escalations;  // the workflow's sink
   std::unique_ptr<NotificationDispatcher> dispatcher;
   std::unique_ptr<DaemonAgentOperations> operations;
   std::unique_ptr<DaemonInvoker> invoker;
@@ -257,7 +274,10 @@ class DaemonCore {
                              std::vector<std::pair<std::string, Task>>* resume);
   bool every_agent_ready();
   boost::asio::awaitable<void> resume_tasks(std::vector<std::pair<std::string, Task>> tasks);
-  void on_store_health(bool failing, const std::string& error);
+  // A writer of the store (the task writer or the escalation backlog) started or stopped
+  // failing: /readyz, the log and the event stream follow both together.
+  void on_store_health(const std::string& error);
+  void retry_escalations(Generation& g, bool now);
   boost::asio::awaitable<void> probe_loop();
   boost::asio::awaitable<void> probe(std::uint64_t epoch, bool liveness);
   Replica* replica_by_epoch(std::uint64_t epoch);  // under replicas_mu_
@@ -306,6 +326,7 @@ class DaemonCore {
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<TaskWriter> task_writer_;
+  std::unique_ptr<EscalationBacklog> escalation_backlog_;
   std::unique_ptr<ProcessSupervisor> supervisor_;
   std::unique_ptr<HttpServer> server_;
   EventHub events_;
@@ -334,7 +355,10 @@ class DaemonCore {
   std::map<std::string, std::string, std::less<>> idempotency_;  // key -> task id
   std::deque<std::string> finished_order_;                       // oldest first, for eviction
   std::uint64_t next_task_number_ = 1;  // no generated id at or above it was handed out
-  std::atomic<bool> store_failing_{false};  // task writes fail: /readyz says not ready
+  std::atomic<bool> store_failing_{false};  // task or escalation writes fail: not ready
+  std::atomic<bool> task_writes_failing_{false};
+  std::atomic<bool> escalation_writes_failing_{false};
+  std::mutex store_health_mu_;  // orders on_store_health's reports
   std::atomic<std::size_t> in_flight_{0};
   std::condition_variable drained_cv_;
   std::mutex answered_mu_;

@@ -15,6 +15,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/status.hpp>
 #include <charconv>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -251,6 +252,8 @@ struct Relay::Worker {
   std::vector<std::vector<std::unique_ptr<Upstream>>> idle;
   std::uint32_t round_robin = 0;
   std::vector<Connection*> connections;  // for the sweep and stop
+  // Open connections by client address (this thread's share of max_connections_per_client).
+  std::map<net::ip::address, std::size_t> per_client;
 
   // Declared last: destroyed first, so that pending handlers (and the connections they own)
   // go while the worker's members are still there.
@@ -273,7 +276,9 @@ struct Relay::Worker {
 
 class Relay::Connection : public std::enable_shared_from_this<Relay::Connection> {
  public:
-  Connection(Worker& worker, Socket socket) : w_(worker), socket_(std::move(socket)) {
+  Connection(Worker& worker, Socket socket, net::ip::address client)
+      : w_(worker), socket_(std::move(socket)), client_(client) {
+    ++w_.per_client[client_];
     index_ = w_.connections.size();
     w_.connections.push_back(this);
     w_.open.fetch_add(1, std::memory_order_relaxed);
@@ -287,6 +292,9 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     w_.connections[index_] = w_.connections.back();
     w_.connections[index_]->index_ = index_;
     w_.connections.pop_back();
+    if (auto c = w_.per_client.find(client_); c != w_.per_client.end() && --c->second == 0) {
+      w_.per_client.erase(c);
+    }
     w_.open.fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -710,8 +718,15 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     });
   }
 
-  // The breaker is asked again: it may have opened while the call waited.
+  // The breaker is asked again: it may have opened while the call waited. An agent its probes
+  // marked unhealthy meanwhile is not called again either (as the workflow's retries do).
   void retry_now() {
+    if (target().entry->health.load(std::memory_order_relaxed) == HealthState::unhealthy) {
+      give_back_token();
+      ++target_;
+      next_target();
+      return;
+    }
     permit_ = target().entry->breaker.try_acquire(SystemClock::instance());
     permit_held_ = permit_.allowed();
     if (!permit_.allowed()) {
@@ -868,6 +883,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
 
   Worker& w_;
   Socket socket_;
+  const net::ip::address client_;  // its share of max_connections_per_client
   std::size_t index_ = 0;  // in w_.connections
   beast::flat_buffer in_;
   std::optional<Framing<true>> request_;
@@ -985,11 +1001,22 @@ void Relay::Worker::accept() {
       return;
     }
     if (!ec) {
-      if (connections.size() * relay.workers_.size() >= relay.options_.max_connections) {
+      error_code peer_error;
+      net::ip::address client = socket.remote_endpoint(peer_error).address();
+      if (client.is_v6() && client.to_v6().is_v4_mapped()) {
+        client = net::ip::make_address_v4(net::ip::v4_mapped, client.to_v6());
+      }
+      const std::size_t per_client_limit = relay.options_.max_connections_per_client;
+      const std::size_t workers = relay.workers_.size();
+      auto from_client = per_client.find(client);
+      const std::size_t held = from_client == per_client.end() ? 0 : from_client->second;
+      if (peer_error || connections.size() * workers >= relay.options_.max_connections ||
+          (per_client_limit > 0 &&
+           held >= std::max<std::size_t>(1, per_client_limit / workers))) {
         error_code ignored;
-        socket.close(ignored);  // over the limit: refused at once, as the API server does
+        socket.close(ignored);  // over a limit: refused at once, as the API server does
       } else {
-        std::make_shared<Connection>(*this, std::move(socket))->start();
+        std::make_shared<Connection>(*this, std::move(socket), client)->start();
       }
     }
     accept();

@@ -73,6 +73,7 @@ struct RelayOptions {
   unsigned short port = 0;  // 0: any free port
   std::size_t threads = 2;
   std::size_t max_connections = 1024;
+  std::size_t max_connections_per_client = 0;  // from one address; 0: no limit
   std::size_t max_request_bytes = std::size_t{1} << 20;
   std::size_t max_response_bytes = std::size_t{64} << 20;
   Duration idle_timeout = std::chrono::seconds(10);  // a client's time to send a whole request

@@ -1,5 +1,6 @@
 #include "mend/escalator.h"
 
+#include <algorithm>
 #include <exception>
 #include <nlohmann/json.hpp>
 
@@ -79,7 +80,7 @@ Result<EscalationTaken> Escalator::escalate(const EscalationRequest& request) {
   if (!plan.ticket && !plan.incident) return taken;  // low: logged only
 
   taken.fingerprint = policy_.fingerprint(request.labels);
-  const WallTime now = clock_.wall_now();
+  const WallTime now = request.at.value_or(clock_.wall_now());
   const std::string label =
       plan.incident ? "CRITICAL: "
                     : (request.level == Severity::high ? "HIGH SEVERITY: " : "Medium Severity: ");
@@ -90,6 +91,7 @@ Result<EscalationTaken> Escalator::escalate(const EscalationRequest& request) {
   fresh.agent = request.agent;
   fresh.task_type = request.task_type;
   fresh.error_type = request.error.type;
+  fresh.occurrences = std::max<std::int64_t>(1, request.occurrences);
   try {
     store_.transaction([&] {
       RecordUpsert u = store_.open_or_touch(fresh, now);

@@ -539,6 +539,21 @@ bool is_timeline_milestone(std::int64_t occurrences) {
   while (occurrences % 10 == 0) occurrences /= 10;
   return occurrences == 1;
 }
+
+// The highest milestone in (before, after], or 0: a count that jumps (escalations that waited for
+// the store together) still leaves the line of the milestone it passed.
+std::int64_t milestone_reached(std::int64_t before, std::int64_t after) {
+  for (std::int64_t m = after; m > before; --m) {
+    if (is_timeline_milestone(m)) return m;
+    if (m > 10) {
+      // Only powers of ten lie beyond ten: jump to the one at or below m.
+      std::int64_t p = 10;
+      while (p * 10 <= m) p *= 10;
+      return p > before ? p : 0;
+    }
+  }
+  return 0;
+}
 }  // namespace
 
 RecordUpsert SqliteStore::open_or_touch(const EscalationRecord& fresh, WallTime now) {
@@ -553,21 +568,25 @@ RecordUpsert SqliteStore::open_or_touch(const EscalationRecord& fresh, WallTime 
       if (find.step()) active = read_record_row(find);
     }
     if (active) {
+      const std::int64_t added = std::max<std::int64_t>(1, fresh.occurrences);
       Statement touch = prepare(
-          "UPDATE records SET occurrences = occurrences + 1, last_seen_at = ?2 WHERE id = ?1");
+          "UPDATE records SET occurrences = occurrences + ?3,"
+          " last_seen_at = MAX(last_seen_at, ?2) WHERE id = ?1");
       touch.bind_int(1, active->id);
       touch.bind_time(2, now);
+      touch.bind_int(3, added);
       touch.run();
-      active->occurrences += 1;
-      active->last_seen_at = truncated(now);
+      const std::int64_t before = active->occurrences;
+      active->occurrences += added;
+      active->last_seen_at = std::max(active->last_seen_at, truncated(now));
       // The first ten occurrences, then each power of ten: an outage of ten thousand failures
       // leaves a readable timeline of 13 lines, while the count stays exact.
-      if (is_timeline_milestone(active->occurrences)) {
+      if (std::int64_t m = milestone_reached(before, active->occurrences); m != 0) {
         append_timeline({.record_id = active->id,
                          .at = now,
                          .event = "occurrence",
                          .actor = "mend",
-                         .detail = "occurrence " + std::to_string(active->occurrences)});
+                         .detail = "occurrence " + std::to_string(m)});
       }
       result = {std::move(*active), false};
       return;

@@ -5,7 +5,6 @@
 #include "mend/task_writer.h"
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <chrono>
 #include <memory>
@@ -14,6 +13,7 @@
 
 #include "mend/sqlite_store.h"
 #include "mend_test/temp_dir.h"
+#include "mend_test/write_lock_holder.h"
 
 namespace mend {
 namespace {
@@ -56,24 +56,7 @@ TaskWrite finish(const std::string& id, const std::string& status) {
   return w;
 }
 
-// Another program takes the database's write lock and keeps it until released.
-class WriteLockHolder {
- public:
-  explicit WriteLockHolder(const std::string& path) {
-    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
-    EXPECT_EQ(sqlite3_exec(db_, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
-  }
-  ~WriteLockHolder() { release(); }
-  void release() {
-    if (db_ == nullptr) return;
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    sqlite3_close(db_);
-    db_ = nullptr;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
+using mend::testing::WriteLockHolder;
 
 class TaskWriterTest : public ::testing::Test {
  protected:

@@ -4,15 +4,20 @@
 // an agent ran twice from one retried after a 503.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sqlite3.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <map>
 #include <random>
 #include <set>
 
 #include "mend/sqlite_store.h"
+#include "mend_test/write_lock_holder.h"
 #include "serve_fixture.h"
 
 namespace mend::testing {
@@ -21,8 +26,9 @@ namespace {
 using ::testing::HasSubstr;
 
 // An agent that answers each call after `latency`, with 503 for the calls `fails` picks (by task
-// id and attempt, so the same call fails the same way in every run), and counts the calls it
-// answered 200: a task it answered twice, it ran twice.
+// id and attempt, so the same call fails the same way in every run) and for every call of a task
+// whose id starts with "doomed-" (it escalates), and counts the calls it answered 200: a task it
+// answered twice, it ran twice.
 class RecordingAgent {
  public:
   RecordingAgent() {
@@ -36,8 +42,10 @@ class RecordingAgent {
       const auto latency = latency_.load();
       received_.fetch_add(1);
       std::this_thread::sleep_for(latency);
-      if (fail_every_.load() > 0 &&
-          std::hash<std::string>{}(id + "#" + std::to_string(attempt)) % fail_every_.load() == 0) {
+      if (id.rfind("doomed-", 0) == 0 ||
+          (fail_every_.load() > 0 &&
+           std::hash<std::string>{}(id + "#" + std::to_string(attempt)) % fail_every_.load() ==
+               0)) {
         return HttpResponse{503,
                             {{"Content-Type", "application/json"}},
                             R"({"error":{"type":"temporary_unavailable","message":"busy"}})"};
@@ -102,9 +110,14 @@ class DurabilityTest : public ServeTest {
   }
 
   // The task as the daemon's store holds it, read from the file as another program would.
-  std::optional<StoredTask> stored_task(const std::string& id) {
-    Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(dir_.file("mend.db"));
-    if (!store.ok()) return std::nullopt;
+  std::optional<StoredTask> stored_task(const std::string& id,
+                                        const std::string& path_of_store = "") {
+    Result<std::unique_ptr<SqliteStore>> store =
+        SqliteStore::open(path_of_store.empty() ? dir_.file("mend.db") : path_of_store);
+    if (!store.ok()) {
+      ADD_FAILURE() << store.error().describe();
+      return std::nullopt;
+    }
     return (*store)->stored_task(id);
   }
 
@@ -206,7 +219,11 @@ TEST_F(DurabilityTest, TwelveKillsUnderLoadLoseNoAcceptedTaskAndRepeatNoId) {
       for (int n = 0; !killed.load(); ++n) {
         const std::string type = n % 2 == 0 ? "deployment" : "code_review";
         json task = task_of(type);
-        if (which == 0) task["id"] = "c" + std::to_string(cycle) + "-" + std::to_string(n);
+        if (which == 0) {
+          // Every eighth task of this client fails every attempt and escalates.
+          task["id"] = std::string(n % 8 == 7 ? "doomed-" : "") + "c" + std::to_string(cycle) +
+                       "-" + std::to_string(n);
+        }
         Reply r = try_post(task);
         // About 100 tasks a second per client: what the agent (8 calls at once, 20 ms each)
         // keeps up with, so that outcomes are answers, not overload.
@@ -223,6 +240,15 @@ TEST_F(DurabilityTest, TwelveKillsUnderLoadLoseNoAcceptedTaskAndRepeatNoId) {
     std::thread a(client, 0);
     std::thread b(client, 1);
     std::this_thread::sleep_for(std::chrono::milliseconds(200 + random() % 400));
+    // An operator resolves what is open just before the kill: its notifications are in the outbox
+    // at the kill, and the next failures open records (and notify) of their own.
+    const Reply active = get("/v1/escalations?status=active");
+    for (const json& r : active.body["records"]) {
+      Reply resolved = post("/v1/escalations/" + std::to_string(r["number"].get<std::int64_t>()) +
+                                "/resolve",
+                            {{"by", "audit"}});
+      EXPECT_EQ(resolved.status, 200) << resolved.text;
+    }
     kill_daemon();
     killed = true;
     a.join();
@@ -232,12 +258,45 @@ TEST_F(DurabilityTest, TwelveKillsUnderLoadLoseNoAcceptedTaskAndRepeatNoId) {
   // The last daemon runs what was left: every accepted task ends.
   ASSERT_GT(accepted.size(), 100u);
   std::map<std::string, int> statuses;
+  std::set<std::string> records_told;  // records named in outcomes
   for (const auto& [id, type] : accepted) {
     Reply r = get("/v1/tasks/" + id + "?wait=20");
     ASSERT_EQ(r.status, 200) << id << ": " << r.text;
     ASSERT_EQ(r.body["state"], "done") << id;
     ++statuses[r.body["status"].get<std::string>()];
+    const json& escalation = r.body["outcome"]["escalation"];
+    if (escalation.is_object() && escalation.contains("record")) {
+      records_told.insert(escalation["record"].get<std::string>());
+    }
   }
+
+  // Records and notifications: every record an outcome named exists, and every record's
+  // notifications (opened, and resolved when it was) reach the receiver, at least once: a kill
+  // between a delivery and its mark sends it again, counted here as duplicated.
+  std::map<std::string, json> records;
+  Reply all_records = get("/v1/escalations");
+  ASSERT_EQ(all_records.status, 200) << all_records.text;
+  for (const json& r : all_records.body["records"]) records[r["id"].get<std::string>()] = r;
+  for (const std::string& told : records_told) EXPECT_TRUE(records.count(told)) << told;
+  std::set<std::pair<std::int64_t, std::string>> expected;
+  for (const auto& [name, r] : records) {
+    expected.insert({r["number"].get<std::int64_t>(), "trigger"});
+    if (r["status"] == "resolved") expected.insert({r["number"].get<std::int64_t>(), "resolve"});
+  }
+  std::map<std::pair<std::int64_t, std::string>, int> delivered;
+  auto every_notification_delivered = [&] {
+    delivered.clear();
+    for (const json& n : webhook_.received()) {
+      ++delivered[{n.value("record_id", std::int64_t{0}), n.value("event", std::string())}];
+    }
+    return std::all_of(expected.begin(), expected.end(),
+                       [&](const auto& e) { return delivered.count(e) > 0; });
+  };
+  wait_until(every_notification_delivered, 20s, "every record's notifications");
+  int notifications_duplicated = 0;
+  for (const auto& [key, times] : delivered) notifications_duplicated += times - 1;
+  // A record opens in most cycles (when a doomed task ends before the kill): 14 in a typical run.
+  EXPECT_GE(records.size(), static_cast<std::size_t>(kKills / 2)) << "cycles opened records";
   for (const std::string& id : generated) EXPECT_EQ(generated.count(id), 1u) << id;
   int run_twice = 0;
   int idempotent_again = 0;
@@ -252,7 +311,10 @@ TEST_F(DurabilityTest, TwelveKillsUnderLoadLoseNoAcceptedTaskAndRepeatNoId) {
   for (const auto& [status, n] : statuses) summary += status + "=" + std::to_string(n) + " ";
   std::cout << "[ audit ] " << kKills << " kills, " << accepted.size() << " accepted, "
             << generated.size() << " generated ids, all final: " << summary
-            << "; code reviews sent again after a kill: " << idempotent_again << "\n";
+            << "; code reviews sent again after a kill: " << idempotent_again << "; records "
+            << records.size() << " (named in outcomes " << records_told.size()
+            << ", all there), notifications expected " << expected.size()
+            << ", all delivered, duplicated " << notifications_duplicated << "\n";
 }
 
 // About 2 s. Another program holds the database's write lock (as a full disk would, every write
@@ -270,9 +332,7 @@ TEST_F(DurabilityTest, WhileTheStoreRefusesWritesNothingIsLostOrSilent) {
   const std::string id = running.body["id"];
   wait_until([&] { return agent_.received() == 1; }, 10s, "the call to reach the agent");
 
-  sqlite3* lock = nullptr;
-  ASSERT_EQ(sqlite3_open(dir_.file("mend.db").c_str(), &lock), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(lock, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto lock = std::make_unique<WriteLockHolder>(dir_.file("mend.db"));
 
   Reply refused = try_post(task_of("code_review"));
   EXPECT_EQ(refused.status, 503) << refused.text;
@@ -288,8 +348,7 @@ TEST_F(DurabilityTest, WhileTheStoreRefusesWritesNothingIsLostOrSilent) {
   EXPECT_EQ(done.body["status"], "succeeded") << done.text;
   EXPECT_THAT(log(), HasSubstr("the store refuses writes"));
 
-  sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(lock);
+  lock->release();
   wait_until([&] { return get("/readyz").status == 200; }, 10s, "the store to take writes again");
   ASSERT_FALSE(HasFatalFailure());
   std::optional<StoredTask> stored = stored_task(id);
@@ -299,6 +358,119 @@ TEST_F(DurabilityTest, WhileTheStoreRefusesWritesNothingIsLostOrSilent) {
   EXPECT_THAT(log(), HasSubstr("the store takes writes again"));
   EXPECT_THAT(metrics(), ::testing::ContainsRegex("mend_store_task_writes_total\\{result=\"failed\"\\} [1-9]"));
   Reply after = try_post(task_of("code_review"));
+  EXPECT_EQ(after.status, 202) << after.text;
+}
+
+
+// Fills the filesystem at `path` with one file until a write fails; returns the errno of that
+// failure (ENOSPC when the disk is full).
+int fill(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  const std::string chunk(64 * 1024, 'x');
+  int error = 0;
+  for (int i = 0; i < 100000 && error == 0; ++i) {
+    if (::write(fd, chunk.data(), chunk.size()) < 0) error = errno;
+  }
+  // A partial write leaves the last few bytes: fill them one at a time.
+  for (int i = 0; i < 65536 && error == ENOSPC; ++i) {
+    if (::write(fd, "x", 1) < 0 && errno != ENOSPC) break;
+  }
+  ::close(fd);
+  return error;
+}
+
+// About 4 s. A real full disk: mend's store lives on a 4 MiB tmpfs that only its process sees
+// (a private mount namespace made by unshare; the test reaches the files through /proc/PID/root),
+// and the test fills it while ten tasks of ten types run towards their escalations. Every
+// escalation waits in memory (pending in the task's outcome, counted, /readyz not ready), no task
+// or notification is lost, and once there is room again the ten tickets open, with the time of
+// their failure, their notifications are delivered and every outcome is in the store.
+TEST_F(DurabilityTest, OnAFullDiskEscalationsWaitInMemoryAndAreWrittenOnceThereIsRoom) {
+  const std::string disk = dir_.file("disk");
+  std::filesystem::create_directory(disk);
+  launcher_ = {"/usr/bin/unshare", "--mount", "--propagation", "private"};
+  if (::geteuid() != 0) {
+    // Without root, a user namespace gives the right to mount in the mount namespace it owns.
+    launcher_.insert(launcher_.begin() + 1, {"--user", "--map-root-user"});
+  }
+  std::string probe;
+  for (const std::string& a : launcher_) probe += a + " ";
+  probe += "/bin/sh -c 'mount -t tmpfs tmpfs \"$0\"' " + disk + " 2>/dev/null";
+  if (std::system(probe.c_str()) != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs in a private mount namespace here (" << probe << ")";
+  }
+  launcher_.insert(launcher_.end(),
+                   {"/bin/sh", "-c", "mount -t tmpfs -o size=4m,mode=0700 tmpfs \"$0\" && exec \"$@\"",
+                    disk});
+
+  agent_.set(100ms, 1);  // every call answers 503: each task fails after its retries, escalating
+  std::string types;
+  for (int i = 0; i < 10; ++i) types += std::string(i ? ", " : "") + "type-" + std::to_string(i);
+  std::string yaml = config_yaml("  - name: worker\n    url: " + agent_.url() +
+                                 "\n    capabilities: [" + types +
+                                 "]\n    policies: {retry: {max_retries: 2, backoff: {base: 300ms, "
+                                 "cap: 300ms}}, breaker: {failure_threshold: 100000}}\n");
+  const std::string store = "store:\n  path: mend.db\n";
+  yaml.replace(yaml.find(store), store.size(), "store:\n  path: disk/mend.db\n");
+  start_daemon(yaml);
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string inside = "/proc/" + std::to_string(daemon_->pid()) + "/root" + disk;
+  ASSERT_TRUE(std::filesystem::exists(inside + "/mend.db")) << "the store is on the tmpfs";
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    Reply r = try_post({{"type", "type-" + std::to_string(i)}, {"agent", "worker"}, {"payload", {}}});
+    ASSERT_EQ(r.status, 202) << r.text;
+    ids.push_back(r.body["id"]);
+  }
+  ASSERT_EQ(fill(inside + "/filler"), ENOSPC);
+
+  // Full: a new task is refused (never run); the running ones end and escalate into memory.
+  Reply refused = try_post(task_of("type-0"));
+  EXPECT_EQ(refused.status, 503) << refused.text;
+  for (const std::string& id : ids) {
+    Reply r = get("/v1/tasks/" + id + "?wait=20");
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(r.body["status"], "degraded") << r.text;
+    EXPECT_EQ(r.body["outcome"]["escalation"]["pending"], true) << r.text;
+  }
+  Reply ready = get("/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.body["store"]["escalations_pending_retry"], 10) << ready.text;
+  EXPECT_THAT(ready.body["store"]["error"].get<std::string>(), HasSubstr("full")) << ready.text;
+  EXPECT_THAT(metrics(), HasSubstr("mend_store_escalation_writes_total{result=\"deferred\"} 10"));
+  EXPECT_THAT(get("/v1/escalations").body["records"], ::testing::IsEmpty());
+  EXPECT_TRUE(webhook_.received().empty());
+  EXPECT_THAT(log(), HasSubstr("the store refuses writes"));
+
+  // Room again.
+  ASSERT_TRUE(std::filesystem::remove(inside + "/filler"));
+  wait_until([&] { return get("/readyz").status == 200; }, 15s, "the store to take writes again");
+  ASSERT_FALSE(HasFatalFailure());
+  Reply records = get("/v1/escalations");
+  ASSERT_EQ(records.body["records"].size(), 10u) << records.text;
+  for (const json& r : records.body["records"]) EXPECT_EQ(r["occurrences"], 1) << r.dump();
+  wait_until([&] { return webhook_.received().size() >= 10; }, 15s,
+             "the ten tickets' notifications");
+  EXPECT_EQ(webhook_.received().size(), 10u);
+  // SQLite resolves symbolic links in a database's path, /proc/PID/root included, so the store
+  // is read from a copy (the daemon is idle: every task has ended and every write is in).
+  const std::string copy = dir_.file("copy.db");
+  std::filesystem::copy_file(inside + "/mend.db", copy);
+  if (std::filesystem::exists(inside + "/mend.db-wal")) {
+    std::filesystem::copy_file(inside + "/mend.db-wal", copy + "-wal");
+  }
+  for (const std::string& id : ids) {
+    std::optional<StoredTask> stored = stored_task(id, copy);
+    ASSERT_TRUE(stored) << id;
+    EXPECT_TRUE(stored->done) << id;
+    EXPECT_EQ(stored->status, "degraded") << id;
+  }
+  EXPECT_THAT(log(), HasSubstr("wrote 10 escalations kept while the store refused writes"));
+  EXPECT_THAT(metrics(),
+              HasSubstr("mend_store_escalation_writes_total{result=\"written_late\"} 10"));
+  Reply after = try_post(task_of("type-1"));
   EXPECT_EQ(after.status, 202) << after.text;
 }
 

@@ -110,6 +110,47 @@ TEST_F(HostileClientTest, HealthChecksAreAnsweredWhenEveryConnectionIsTaken) {
   }
 }
 
+// One client holding idle connections up to its own limit leaves room for the others: a second
+// client address is served, and the first one's next connection is refused from its header.
+TEST_F(HostileClientTest, OneClientCannotTakeEveryConnection) {
+  start_daemon(config_yaml(default_agents()).replace(
+      0, std::string("server:\n").size(),
+      "server:\n  max_connections: 16\n  max_connections_per_client: 4\n"));
+  ASSERT_FALSE(HasFatalFailure());
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(std::make_unique<RawConnection>(port(), "127.0.0.3"));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  wait_until(
+      [&] {
+        RawConnection fifth(port(), "127.0.0.3");
+        fifth.send_all("GET /v1/agents HTTP/1.1\r\nHost: mend\r\n\r\n");
+        const std::string answer = fifth.read("}");
+        return answer.rfind("HTTP/1.1 503", 0) == 0 &&
+               answer.find("too many connections from this address (limit 4)") !=
+                   std::string::npos;
+      },
+      5s, "the server to refuse the fifth connection of one address");
+  RawConnection other(port(), "127.0.0.4");
+  ASSERT_TRUE(other.connected());
+  other.send_all("GET /v1/agents HTTP/1.1\r\nHost: mend\r\n\r\n");
+  EXPECT_THAT(other.read("\r\n\r\n"), StartsWith("HTTP/1.1 200"));
+  // Its health checks still pass (a probe from the same host as a greedy client).
+  RawConnection health(port(), "127.0.0.3");
+  health.send_all("GET /healthz HTTP/1.1\r\nHost: mend\r\n\r\n");
+  EXPECT_THAT(health.read("\r\n\r\n"), StartsWith("HTTP/1.1 200"));
+  // Closing them gives the address its connections back.
+  idle.clear();
+  wait_until(
+      [&] {
+        RawConnection again(port(), "127.0.0.3");
+        again.send_all("GET /v1/agents HTTP/1.1\r\nHost: mend\r\n\r\n");
+        return again.read("\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0;
+      },
+      5s, "the address to be served again");
+}
+
 TEST_F(HostileClientTest, NamesThatWouldForgeALogLineOrAUrlAreRefusedAndBearerIsCaseInsensitive) {
   start_daemon(config_yaml(default_agents()));
   ASSERT_FALSE(HasFatalFailure());

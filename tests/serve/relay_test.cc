@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
+#include <future>
 
 #include "serve_fixture.h"
 
@@ -162,6 +164,41 @@ TEST_F(RelayTest, A503IsRetriedWithTheAgentsBackoffAndTheAnswerSaysSo) {
   EXPECT_THAT(metrics(), HasSubstr("mend_retries_total{agent=\"reviewer\"} 2"));
   EXPECT_EQ(agent("reviewer")["counters"]["retries"], 2) << agent("reviewer").dump();
   EXPECT_EQ(agent("reviewer")["counters"]["calls"], 3) << agent("reviewer").dump();
+}
+
+// A retry waiting out its backoff is not sent to an agent that its probes marked unhealthy
+// meanwhile: the request goes on along the chain. The reviewer is a server in this test whose
+// /health the test turns unhealthy and which has no admin hooks, so that self-healing cannot
+// make it healthy again before the retry.
+TEST_F(RelayTest, ARetryIsNotSentToAnAgentMarkedUnhealthyDuringItsBackoff) {
+  std::atomic<bool> healthy{true};
+  std::atomic<int> calls{0};
+  HttpServer reviewer(HttpServerOptions{}, [&](const HttpRequest& r) {
+    if (r.target == "/health") {
+      return healthy ? HttpResponse{200, {}, R"({"status":"healthy"})"}
+                     : HttpResponse{503, {}, R"({"status":"unhealthy"})"};
+    }
+    if (r.target != "/task") return HttpResponse{404, {}, "{}"};
+    return ++calls == 1 ? HttpResponse{503, {}, R"({"error":{"type":"temporary_unavailable"}})"}
+                        : HttpResponse{200, {}, R"({"result":"from the reviewer"})"};
+  });
+  ASSERT_TRUE(reviewer.start().ok());
+  start_with_relay("  - name: reviewer\n    url: " + reviewer.base_url() +
+                       "\n    capabilities: [code_review]\n"
+                       "    probes: {readiness: {period: 100ms, failure_threshold: 1}}\n"
+                       "    policies: {retry: {max_retries: 3, backoff: {base: 1s, cap: 1s}}}\n" +
+                       agent_yaml("backup"),
+                   "fallback_chains: {reviewer: [backup]}\n");
+  ASSERT_FALSE(HasFatalFailure());
+  std::future<Reply> answer = std::async(std::launch::async, [&] { return task(); });
+  wait_until([&] { return calls.load() == 1; }, 5s, "the first call to reach the reviewer");
+  healthy = false;  // its next probe (within 100 ms) marks it unhealthy; the retry is due in 1 s
+  Reply r = answer.get();
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.header("Mend-Agent"), "backup") << log();
+  EXPECT_EQ(r.header("Mend-Outcome"), "fallback");
+  EXPECT_EQ(calls.load(), 1) << "the retry went to the unhealthy reviewer all the same";
+  reviewer.stop();
 }
 
 TEST_F(RelayTest, AFailingAgentFallsBackAlongItsChainAndThenDegrades) {

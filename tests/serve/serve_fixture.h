@@ -143,9 +143,14 @@ class ServeTest : public ::testing::Test {
   // Starts `mend serve` and waits until it listens.
   void start_daemon_without_waiting(const std::string& yaml) {
     write_config(yaml);
-    daemon_ = std::make_unique<ChildProcess>(
-        kMendBinary, std::vector<std::string>{"serve", "--config", config_path()},
-        dir_.file("mend.log"));
+    std::vector<std::string> args = launcher_;
+    for (std::string a : {std::string(kMendBinary), std::string("serve"), std::string("--config"),
+                          config_path()}) {
+      args.push_back(std::move(a));
+    }
+    const std::string program = args.front();
+    args.erase(args.begin());
+    daemon_ = std::make_unique<ChildProcess>(program, args, dir_.file("mend.log"));
     std::optional<std::string> url = daemon_->wait_for_line("mend: listening on ", 20s);
     ASSERT_TRUE(url.has_value()) << "mend serve did not start; its log:\n" << log();
     base_ = *url;
@@ -235,6 +240,9 @@ class ServeTest : public ::testing::Test {
   HttpClient http_{io_.executor()};
   std::unique_ptr<ChildProcess> daemon_;
   std::string base_;
+  // A program (full path) and its arguments that run `mend serve` (appended to them); empty: mend
+  // runs directly. The disk-full test gives it a small filesystem of its own this way.
+  std::vector<std::string> launcher_;
 };
 
 }  // namespace mend::testing

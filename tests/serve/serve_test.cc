@@ -204,6 +204,47 @@ TEST_F(ServeTest, AnAgentFailingItsLivenessProbeIsRestartedAndTakesTrafficAgain)
   EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer") << r.text << log();
 }
 
+// With the default probes (startup every 10 s), an agent that is not yet listening at its first
+// startup probe is probed again within 100 ms (doubling), not a period later: it takes traffic
+// about as soon as it listens, after a start and after a restart. Before (issue 15), every start
+// and restart left it unready, its tasks degraded, for 10 s.
+TEST_F(ServeTest, WithTheDefaultProbesAnAgentIsReadySoonAfterItListensAtStartAndRestart) {
+  const std::string defaults =
+      "      startup: {period: 10s, failure_threshold: 30}\n"
+      "      readiness: {period: 10s}\n"
+      "      liveness: {period: 10s}\n";
+  const auto started = std::chrono::steady_clock::now();
+  start_daemon_without_waiting(config_yaml(agent_yaml("reviewer", "", "code_review", defaults)));
+  ASSERT_FALSE(HasFatalFailure());
+  wait_until([&] { return get("/readyz").status == 200; }, 20s, "the reviewer to be ready");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto ready_after_start = std::chrono::steady_clock::now() - started;
+  // Half the probe period: the agent starts in well under a second, even under a sanitizer.
+  EXPECT_LT(ready_after_start, 5s);
+
+  const int old_pid = agent("reviewer")["replicas"][0]["pid"].get<int>();
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  wait_until(
+      [&] {
+        json replica = agent("reviewer")["replicas"][0];
+        return replica["pid"].get<int>() != old_pid && replica["ready"].get<bool>();
+      },
+      20s, "the reviewer to be restarted and ready");
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 5s);
+  std::cout << "[ probes ] ready "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(ready_after_start).count()
+            << " ms after the start, "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - killed)
+                   .count()
+            << " ms after a SIGKILL\n";
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["outcome"]["answered_by"], "reviewer") << r.text;
+}
+
 // An agent whose /health says unhealthy is not just skipped: self-healing runs (a restart, for
 // an unresponsive service) and on-call gets a record that says what happened.
 TEST_F(ServeTest, AnAgentThatTurnsUnhealthyIsHealedAndOnCallGetsARecord) {

@@ -21,9 +21,18 @@ namespace mend::testing {
 
 class RawConnection {
  public:
-  // Connects to 127.0.0.1:port; connected() says whether that worked.
-  explicit RawConnection(unsigned short port) {
+  // Connects to 127.0.0.1:port, from `from` (another loopback address, "127.0.0.2", plays another
+  // client; empty: the system's choice); connected() says whether that worked.
+  explicit RawConnection(unsigned short port, const char* from = "") {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ >= 0 && *from != '\0') {
+      sockaddr_in source{};
+      source.sin_family = AF_INET;
+      if (::inet_pton(AF_INET, from, &source.sin_addr) != 1 ||
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0) {
+        return;
+      }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
