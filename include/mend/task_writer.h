@@ -73,6 +73,7 @@ class TaskWriter {
     // The last transaction failed, or progress and finish writes wait to be retried.
     bool failing = false;
     std::size_t retry_pending = 0;   // how many
+    std::size_t queued = 0;          // writes not tried yet
     std::int64_t written = 0;        // writes in the store
     std::int64_t failed_tries = 0;   // writes the store refused with an error, retries included
     std::int64_t dropped = 0;        // retried writes given up because max_retried were waiting
@@ -82,7 +83,7 @@ class TaskWriter {
 
   TaskWriter(Store& store, const Clock& clock) : TaskWriter(store, clock, Options{}) {}
   TaskWriter(Store& store, const Clock& clock, Options options);
-  // Tries once more every write still queued or waiting for a retry, then stops.
+  // stop(), unless it was called.
   ~TaskWriter();
   TaskWriter(const TaskWriter&) = delete;
   TaskWriter& operator=(const TaskWriter&) = delete;
@@ -99,6 +100,10 @@ class TaskWriter {
   // Writes one batch (retries first when they are due); returns how many writes it tried.
   std::size_t run_once();
   Health health() const;
+  // Tries once more every write still queued or waiting for a retry, stops the writer, and
+  // returns its health after those tries: what is pending then is lost with the process. Later
+  // submissions are never written. Call once, before the store goes.
+  Health stop();
 
  private:
   struct Pending {
@@ -112,6 +117,7 @@ class TaskWriter {
   // The store took a write and nothing waits for a retry: failing ends.
   void note_recovered(std::unique_lock<std::mutex>& lock);
   void keep_for_retry(Pending p);  // under mu_
+  Health health_locked() const;    // under mu_
 
   Store& store_;
   const Clock& clock_;
@@ -127,6 +133,7 @@ class TaskWriter {
   std::uint64_t submitted_ = 0;   // guarded by mu_: writes ever queued
   std::uint64_t tried_count_ = 0;  // guarded by mu_: writes ever taken from queue_ and tried
   bool stopping_ = false;         // guarded by mu_
+  bool stopped_ = false;          // guarded by mu_: stop() ran
   Health health_;                 // guarded by mu_
   std::thread thread_;            // last: started once everything above exists
 };

@@ -419,6 +419,15 @@ void CircuitBreaker::reset(const Clock& clock) {
   std::vector<CircuitTransition> out;
   {
     std::lock_guard lock(mu_);
+    const std::uint64_t w = word_.load(std::memory_order_relaxed);
+    if (state_of(w) == CircuitState::closed) {
+      // Closed already: its counts are forgotten, and nothing changed state, so no transition
+      // is reported (a log line "closed -> closed" would say something happened).
+      if (window_) window_->reset();
+      word_.store(make_word(CircuitState::closed, 0, generation_of(w) + 1),
+                  std::memory_order_release);
+      return;
+    }
     out.push_back(transition_locked(CircuitState::closed, clock.now(), "reset by operator"));
   }
   notify(out);

@@ -192,6 +192,21 @@ TEST_F(Breaker, ResetClosesAnOpenCircuit) {
   EXPECT_EQ(breaker->snapshot(clock).transitions, 2u);
 }
 
+// Forcing a closed circuit closed forgets its counts but reports no transition: no
+// "closed -> closed" in the log, no count in mend_circuit_transitions_total.
+TEST_F(Breaker, ResettingAClosedCircuitForgetsItsCountsWithoutATransition) {
+  make();
+  for (int i = 0; i < 4; ++i) call(false);
+  EXPECT_EQ(breaker->snapshot(clock).failure_count, 4);
+  breaker->reset(clock);
+  EXPECT_EQ(breaker->state(), CS::closed);
+  EXPECT_EQ(breaker->snapshot(clock).failure_count, 0);
+  EXPECT_EQ(breaker->snapshot(clock).transitions, 0u);
+  EXPECT_TRUE(transitions.empty());
+  for (int i = 0; i < 4; ++i) call(false);
+  EXPECT_EQ(breaker->state(), CS::closed) << "the four failures before the reset do not count";
+}
+
 TEST_F(Breaker, RejectsInvalidOptionsNamingTheField) {
   auto message_for = [](CircuitBreakerOptions o) {
     try {

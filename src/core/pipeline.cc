@@ -1,5 +1,7 @@
 #include "mend/pipeline.h"
 
+#include "mend/attempt_policy.h"
+
 namespace mend {
 
 Event detail::event_for(EventKind kind, const Env& env, const std::string& source,
@@ -28,18 +30,16 @@ RetryDecision RetryStage::decide(int attempt, Error& error, Duration previous,
     default:
       break;
   }
-  RetryBudget* budget = o.budget.get();
-  // Only failures of the dependency drain the budget; a local refusal (rate limiter, bulkhead,
-  // breaker) never reached it.
-  if (budget != nullptr && error.stop == StopReason::none && o.retryable.contains(error.type)) {
-    budget->record_failure();
-  }
-  if (scope.options.stop.stop_requested()) return {false, StopReason::cancelled, {}};
-  RetryDecision d = policy_.decide(attempt, error, scope.env.clock->now(), scope.options.deadline,
-                                   previous, scope.env.random->next_unit());
-  if (d.retry && budget != nullptr && !budget->try_acquire_retry()) {
-    d = {false, StopReason::retry_budget_exhausted, {}};
-  }
+  // The budget, the policy and the caller's stop, as every caller of an agent decides
+  // (mend/attempt_policy.h); this stage has no breaker of its own (it is a stage if any).
+  const AttemptDecision a = AttemptPolicy(nullptr, policy_).decide_retry(
+      error,
+      {.attempt = attempt,
+       .previous = previous,
+       .deadline = scope.options.deadline,
+       .stop_requested = scope.options.stop.stop_requested()},
+      scope.env.clock->now(), *scope.env.random);
+  const RetryDecision d{a.retry, a.stop, a.delay};
   if (d.retry && scope.env.events != nullptr) {
     Event e = detail::event_for(EventKind::retry_scheduled, scope.env, o.name, error);
     e.attempt = attempt;
@@ -79,22 +79,7 @@ Error CircuitBreakerStage::reject(const CircuitBreaker::Permit& permit,
 
 void CircuitBreakerStage::record_failure(const CircuitBreaker::Permit& permit, const Error& error,
                                          const Clock& clock) const {
-  switch (error.stop) {
-    // Refused before reaching the dependency, or abandoned: says nothing about its health.
-    case StopReason::cancelled:
-    case StopReason::bulkhead_full:
-    case StopReason::rate_limited:
-    case StopReason::circuit_open:  // an inner breaker's refusal
-      breaker_->on_ignored(permit);
-      return;
-    default:
-      if (breaker_->options().ignored.contains(error.type)) {
-        breaker_->on_ignored(permit);
-      } else {
-        breaker_->on_failure(permit, clock);
-      }
-      return;
-  }
+  AttemptPolicy::record_failure(*breaker_, permit, error, clock);
 }
 
 Error BulkheadStage::reject(Bulkhead::Admission admission, const CallScope& scope) const {

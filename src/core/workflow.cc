@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "json_writer.h"
+#include "mend/attempt_policy.h"
 
 namespace mend {
 
@@ -97,8 +98,7 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
 struct WorkflowRun::AgentTry {
   const Candidate& candidate;
   AgentRegistry::Entry* entry;
-  const RetryOptions& retry_options;
-  const RetryPolicy& retry_policy;
+  AttemptPolicy policy;  // the agent's breaker and retry policy, in their one order
   int replica = 0;
   int attempt = 0;
   int calls = 0;
@@ -194,23 +194,24 @@ WorkflowRun::Script WorkflowRun::script() {
     }
     ++agents_tried;
     AgentTry agent{candidate, agents.find(candidate.agent),
-                   workflow_.retry_options_for(candidate.agent),
-                   workflow_.retry_policy_for(candidate.agent)};
+                   AttemptPolicy(&agents.find(candidate.agent)->breaker,
+                                 workflow_.retry_policy_for(candidate.agent))};
     // A resumed task's earlier calls count against its primary's retries.
     if (candidate.agent == task_.agent) agent.attempt = std::max(0, task_.prior_attempts);
     for (;;) {
-      if (agent.calls > 0 &&
-          agent.entry->health.load(std::memory_order_acquire) == HealthState::unhealthy) {
-        // Marked unhealthy (by its probes, or by a failed self-healing elsewhere) while this task
-        // waited to retry it: the retry goes to the next agent, not to one known not to serve.
-        refuse(agent, SkipReason::unhealthy, StopReason::agent_unhealthy);
+      // A retry is refused for an agent marked unhealthy (by its probes, or by a failed
+      // self-healing elsewhere) while this task waited: it goes to the next agent instead.
+      const AttemptPolicy::Admission admission = agent.policy.admit(
+          *env.clock, agent.calls > 0, agent.entry->health.load(std::memory_order_acquire));
+      if (!admission.allowed()) {
+        if (admission.refusal == StopReason::agent_unhealthy) {
+          refuse(agent, SkipReason::unhealthy, StopReason::agent_unhealthy);
+        } else {
+          refuse(agent, SkipReason::circuit_open, StopReason::circuit_open);
+        }
         break;
       }
-      const CircuitBreaker::Permit permit = agent.entry->breaker.try_acquire(*env.clock);
-      if (!permit.allowed()) {
-        refuse(agent, SkipReason::circuit_open, StopReason::circuit_open);
-        break;
-      }
+      const CircuitBreaker::Permit permit = admission.permit;
       if (!agents.try_reserve(candidate.agent)) {
         agent.entry->breaker.on_ignored(permit);
         refuse(agent, SkipReason::no_capacity, StopReason::bulkhead_full);
@@ -313,9 +314,8 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   log.replica = agent.replica;
   log.attempt = agent.attempt;
   if (result.ok()) {
-    entry->breaker.on_success(permit, *env.clock);
+    agent.policy.succeeded(permit, *env.clock);
     entry->last_failure.store(0, std::memory_order_relaxed);  // no outage to speak for now
-    if (RetryBudget* budget = agent.retry_options.budget.get()) budget->record_success();
     log.succeeded = true;
     log.decision = "answered";
     outcome_.attempts.push_back(std::move(log));
@@ -339,7 +339,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   if (error.kind == kInvalidTaskKind) {
     // The task itself is unusable (its payload is not JSON): every agent would refuse it alike,
     // and no agent is at fault. Fail it at once; nobody is paged for a bad request.
-    entry->breaker.on_ignored(permit);
+    agent.policy.ignored(permit);
     log.error_type = error.type;
     log.severity = error.severity;
     log.message = error.message;
@@ -352,11 +352,12 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   }
   env.classifier->classify_in_place(error,
                                     Context{{"agent", candidate.agent}, {"task_type", task_.type}});
-  if (entry->breaker.options().ignored.contains(error.type)) {
-    entry->breaker.on_ignored(permit);
-  } else {
-    entry->breaker.on_failure(permit, *env.clock);
-  }
+  // The breaker, the retry policy, an open circuit and the retry budget decide, in that order
+  // (mend/attempt_policy.h).
+  const AttemptDecision d = agent.policy.failed(
+      permit, error, {.attempt = agent.attempt, .previous = agent.previous, .deadline = deadline_},
+      *env.clock, *env.random);
+  if (d.token != nullptr) retry_token_held_ = d.token;  // given back when the retry answered
   log.error_type = error.type;
   log.severity = error.severity;
   log.status = error.status;
@@ -369,25 +370,6 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
     worst_from_skip_ = false;
   }
 
-  // Transient errors, and retryable resource errors, are retried with backoff.
-  RetryDecision d = agent.retry_policy.decide(agent.attempt, error, env.clock->now(), deadline_,
-                                              agent.previous, env.random->next_unit());
-  const CircuitState circuit = entry->breaker.state();
-  if (d.retry && (circuit == CircuitState::open || circuit == CircuitState::isolated)) {
-    // This failure opened the circuit: retrying would only be refused after the wait.
-    d = {false, StopReason::circuit_open};
-  }
-  RetryBudget* budget = agent.retry_options.budget.get();
-  if (budget != nullptr && agent.retry_options.retryable.contains(error.type)) {
-    budget->record_failure();
-    if (d.retry) {
-      if (budget->try_acquire_retry()) {
-        retry_token_held_ = budget;  // given back when the retry's call has answered
-      } else {
-        d = {false, StopReason::retry_budget_exhausted};
-      }
-    }
-  }
   if (d.retry) {
     log.decision = "retry";
     log.delay = d.delay;

@@ -1376,13 +1376,12 @@ void DaemonCore::shutdown() {
   if (task_writer_) {
     // Every task has finished or was left running (it resumes at the next start): what the
     // writer still holds is tried before mend says it stopped.
-    task_writer_->flush();
-    const TaskWriter::Health h = task_writer_->health();
-    task_writer_.reset();
-    if (h.retry_pending > 0 || h.dropped > 0) {
-      log("error", std::to_string(h.retry_pending + static_cast<std::size_t>(h.dropped)) +
-                       " changes of tasks could not be written to the store (" + h.last_error +
-                       ")");
+    // Counted after the writer's last tries, so that the line says what is really lost.
+    const TaskWriter::Health h = task_writer_->stop();
+    const std::size_t lost = h.retry_pending + h.queued + static_cast<std::size_t>(h.dropped);
+    if (lost > 0) {
+      log("error", std::to_string(lost) + " changes of tasks could not be written to the store (" +
+                       h.last_error + ")");
     }
   }
   log("info", "mend stopped");

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "daemon_impl.h"
+#include "mend/attempt_policy.h"
 #include "mend/http_client.h"
 #include "mend/random.h"
 
@@ -470,6 +471,8 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   }
 
   const RelayTarget& target() const { return slot_->route->chain[target_]; }
+  // The target's breaker and retry policy, in their one order (mend/attempt_policy.h).
+  AttemptPolicy attempts() const { return AttemptPolicy(&target().entry->breaker, *target().policy); }
   AgentDelta& delta() { return slot_->deltas[target_]; }
 
   // Tries targets from target_ on; the first one that admits a call gets it.
@@ -479,8 +482,9 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
       const RelayTarget& t = target();
       if (t.endpoints.empty()) continue;
       if (t.entry->health.load(std::memory_order_relaxed) == HealthState::unhealthy) continue;
-      permit_ = t.entry->breaker.try_acquire(clock);
-      if (!permit_.allowed()) continue;
+      const AttemptPolicy::Admission admission = attempts().admit(clock);
+      permit_ = admission.permit;
+      if (!admission.allowed()) continue;
       permit_held_ = true;
       attempt_ = 0;
       previous_delay_ = {};
@@ -624,10 +628,8 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
                          up_->parser->retry_after));
       return;
     }
-    const RelayTarget& t = target();
     permit_held_ = false;
-    t.entry->breaker.on_success(permit_, SystemClock::instance());
-    if (t.retry->budget) t.retry->budget->record_success();
+    attempts().succeeded(permit_, SystemClock::instance());
     give_back_token();
     RelayOutcome outcome = target_ > 0  ? RelayOutcome::fallback
                            : calls_ > 1 ? RelayOutcome::succeeded_after_retry
@@ -668,33 +670,14 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     }
     release_upstream();
     give_back_token();
-    const RelayTarget& t = target();
     ++delta().failures;
     const Clock& clock = SystemClock::instance();
     slot_->generation->classifier.classify_in_place(error);
     permit_held_ = false;
-    if (t.entry->breaker.options().ignored.contains(error.type)) {
-      t.entry->breaker.on_ignored(permit_);
-    } else {
-      t.entry->breaker.on_failure(permit_, clock);
-    }
-    RetryDecision d = t.policy->decide(attempt_, error, clock.now(), std::nullopt, previous_delay_,
-                                       w_.random.next_unit());
-    const CircuitState circuit = t.entry->breaker.state();
-    if (d.retry && (circuit == CircuitState::open || circuit == CircuitState::isolated)) {
-      d.retry = false;
-    }
-    RetryBudget* budget = t.retry->budget.get();
-    if (budget != nullptr && t.retry->retryable.contains(error.type)) {
-      budget->record_failure();
-      if (d.retry) {
-        if (budget->try_acquire_retry()) {
-          token_held_ = budget;
-        } else {
-          d.retry = false;
-        }
-      }
-    }
+    const AttemptDecision d =
+        attempts().failed(permit_, error, {.attempt = attempt_, .previous = previous_delay_}, clock,
+                          w_.random);
+    if (d.token != nullptr) token_held_ = d.token;  // given back when the retry has answered
     if (!d.retry) {
       ++target_;
       next_target();
@@ -721,15 +704,12 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   // The breaker is asked again: it may have opened while the call waited. An agent its probes
   // marked unhealthy meanwhile is not called again either (as the workflow's retries do).
   void retry_now() {
-    if (target().entry->health.load(std::memory_order_relaxed) == HealthState::unhealthy) {
-      give_back_token();
-      ++target_;
-      next_target();
-      return;
-    }
-    permit_ = target().entry->breaker.try_acquire(SystemClock::instance());
-    permit_held_ = permit_.allowed();
-    if (!permit_.allowed()) {
+    const AttemptPolicy::Admission admission =
+        attempts().admit(SystemClock::instance(), /*retrying=*/true,
+                         target().entry->health.load(std::memory_order_relaxed));
+    permit_ = admission.permit;
+    permit_held_ = admission.allowed();
+    if (!admission.allowed()) {
       give_back_token();
       ++target_;
       next_target();

@@ -32,24 +32,30 @@ TaskWriter::TaskWriter(Store& store, const Clock& clock, Options options)
   if (options_.own_thread) thread_ = std::thread([this] { write_loop(); });
 }
 
-TaskWriter::~TaskWriter() {
+TaskWriter::~TaskWriter() { stop(); }
+
+TaskWriter::Health TaskWriter::stop() {
   {
     std::lock_guard lock(mu_);
+    if (stopped_) return health_locked();
+    stopped_ = true;
     stopping_ = true;
   }
   work_.notify_one();
   if (thread_.joinable()) {
     thread_.join();
-    return;
-  }
-  // No thread of its own: the last tries happen here.
-  std::unique_lock lock(mu_);
-  while (!queue_.empty()) write_batch(lock);
-  if (!retry_.empty()) {
-    next_retry_ = clock_.now();
-    while (!retry_.empty() && write_batch(lock) > 0 && clock_.now() >= next_retry_) {
+  } else {
+    // No thread of its own: the last tries happen here.
+    std::unique_lock lock(mu_);
+    while (!queue_.empty()) write_batch(lock);
+    if (!retry_.empty()) {
+      next_retry_ = clock_.now();
+      while (!retry_.empty() && write_batch(lock) > 0 && clock_.now() >= next_retry_) {
+      }
     }
   }
+  std::lock_guard lock(mu_);
+  return health_locked();
 }
 
 bool TaskWriter::submit(TaskWrite write, Done done) {
@@ -88,8 +94,13 @@ std::size_t TaskWriter::run_once() {
 
 TaskWriter::Health TaskWriter::health() const {
   std::lock_guard lock(mu_);
+  return health_locked();
+}
+
+TaskWriter::Health TaskWriter::health_locked() const {
   Health h = health_;
   h.retry_pending = retry_.size();
+  h.queued = queue_.size();
   return h;
 }
 

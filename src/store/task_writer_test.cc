@@ -237,6 +237,34 @@ TEST_F(TaskWriterTest, TheDestructorWritesWhatIsStillQueued) {
   EXPECT_EQ(stored->status, "degraded");
 }
 
+// stop() counts after its last tries: what a store that came back took is not reported lost,
+// and what a store still locked refused is.
+TEST_F(TaskWriterTest, StopReportsWhatIsLeftAfterItsLastTries) {
+  {
+    TaskWriter writer(*store_, clock_, options_);
+    ASSERT_TRUE(writer.submit(accept("task-1"), {}));
+    writer.run_once();
+    auto lock = std::make_unique<WriteLockHolder>(temp_.file("mend.db"));
+    ASSERT_TRUE(writer.submit(finish("task-1", "succeeded"), {}));
+    writer.run_once();
+    EXPECT_EQ(writer.health().retry_pending, 1u);
+    lock->release();
+    TaskWriter::Health last = writer.stop();
+    EXPECT_EQ(last.retry_pending, 0u);
+    EXPECT_EQ(last.queued, 0u);
+    EXPECT_EQ(store_->stored_task("task-1")->status, "succeeded");
+    EXPECT_EQ(writer.stop().written, last.written) << "a second stop() changes nothing";
+  }
+  TaskWriter writer(*store_, clock_, options_);
+  ASSERT_TRUE(writer.submit(accept("task-2"), {}));
+  writer.run_once();
+  WriteLockHolder lock(temp_.file("mend.db"));
+  ASSERT_TRUE(writer.submit(finish("task-2", "succeeded"), {}));
+  TaskWriter::Health last = writer.stop();
+  EXPECT_EQ(last.retry_pending + last.queued, 1u);
+  EXPECT_FALSE(last.last_error.empty());
+}
+
 TEST(TaskWriterThreadTest, ItsOwnThreadWritesAndFlushWaitsForIt) {
   mend::testing::TempDir temp("mend-task-writer");
   auto opened = SqliteStore::open(temp.file("mend.db"));

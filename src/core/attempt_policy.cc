@@ -1,0 +1,85 @@
+#include "mend/attempt_policy.h"
+
+namespace mend {
+
+bool AttemptPolicy::refused_locally(const Error& error) noexcept {
+  switch (error.stop) {
+    case StopReason::cancelled:
+    case StopReason::bulkhead_full:
+    case StopReason::rate_limited:
+    case StopReason::circuit_open:  // an inner breaker's refusal
+      return true;
+    default:
+      return false;
+  }
+}
+
+AttemptPolicy::Admission AttemptPolicy::admit(const Clock& clock, bool retrying,
+                                              HealthState health) const {
+  Admission a;
+  if (retrying && health == HealthState::unhealthy) {
+    // Marked unhealthy (by its probes, or by a failed self-healing) while the retry waited: the
+    // retry goes elsewhere, not to an agent known not to serve.
+    a.refusal = StopReason::agent_unhealthy;
+    return a;
+  }
+  if (breaker_ != nullptr) {
+    a.permit = breaker_->try_acquire(clock);
+    if (!a.permit.allowed()) a.refusal = StopReason::circuit_open;
+  }
+  return a;
+}
+
+void AttemptPolicy::succeeded(const CircuitBreaker::Permit& permit, const Clock& clock) const {
+  if (breaker_ != nullptr) breaker_->on_success(permit, clock);
+  if (RetryBudget* budget = retry_.options().budget.get()) budget->record_success();
+}
+
+void AttemptPolicy::ignored(const CircuitBreaker::Permit& permit) const {
+  if (breaker_ != nullptr) breaker_->on_ignored(permit);
+}
+
+AttemptDecision AttemptPolicy::failed(const CircuitBreaker::Permit& permit, const Error& error,
+                                      const AttemptFacts& facts, const Clock& clock,
+                                      RandomSource& random) const {
+  if (breaker_ != nullptr) record_failure(*breaker_, permit, error, clock);
+  return decide_retry(error, facts, clock.now(), random);
+}
+
+void AttemptPolicy::record_failure(CircuitBreaker& breaker, const CircuitBreaker::Permit& permit,
+                                   const Error& error, const Clock& clock) {
+  if (refused_locally(error) || breaker.options().ignored.contains(error.type)) {
+    breaker.on_ignored(permit);
+  } else {
+    breaker.on_failure(permit, clock);
+  }
+}
+
+AttemptDecision AttemptPolicy::decide_retry(const Error& error, const AttemptFacts& facts,
+                                            TimePoint now, RandomSource& random) const {
+  const RetryOptions& o = retry_.options();
+  RetryBudget* budget = o.budget.get();
+  // Only failures of the agent drain the budget; a local refusal never reached it.
+  if (budget != nullptr && error.stop == StopReason::none && o.retryable.contains(error.type)) {
+    budget->record_failure();
+  }
+  if (facts.stop_requested) return {false, {}, StopReason::cancelled, nullptr};
+  const RetryDecision d =
+      retry_.decide(facts.attempt, error, now, facts.deadline, facts.previous, random.next_unit());
+  AttemptDecision out{d.retry, d.delay, d.stop, nullptr};
+  if (!out.retry) return out;
+  if (breaker_ != nullptr) {
+    const CircuitState circuit = breaker_->state();
+    if (circuit == CircuitState::open || circuit == CircuitState::isolated) {
+      // This failure opened the circuit: the retry would only be refused after its wait.
+      return {false, {}, StopReason::circuit_open, nullptr};
+    }
+  }
+  if (budget != nullptr) {
+    if (!budget->try_acquire_retry()) return {false, {}, StopReason::retry_budget_exhausted, nullptr};
+    out.token = budget;
+  }
+  return out;
+}
+
+}  // namespace mend
