@@ -35,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mend/clock.h"
 #include "mend/config.h"
 #include "mend/result.h"
 
@@ -46,6 +47,10 @@ struct DaemonOptions {
   // Handle SIGTERM, SIGINT and SIGHUP in wait(). Default true; tests that embed a daemon turn it
   // off and call stop()/reload().
   bool handle_signals = true;
+  // The clock every decision of the daemon reads (deadlines, backoff due times, probe schedules,
+  // timestamps); default (null): the system clock. Waits still run on real timers: a manual
+  // clock suits tests that embed a daemon and check what it stamps and decides.
+  const Clock* clock = nullptr;
 };
 
 class Daemon {

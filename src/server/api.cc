@@ -626,7 +626,7 @@ void DaemonCore::api_submit(const HttpRequest& request,
   const double wait_seconds =
       std::min(wait.value_or(0), static_cast<double>(boot_config_.server.max_wait_seconds));
   const std::string digest = sha256_hex(request.body);
-  const WallTime now = SystemClock::instance().wall_now();
+  const WallTime now = clock_.wall_now();
   std::string id;
   StoredTask stored;
   {
@@ -676,7 +676,7 @@ void DaemonCore::api_submit(const HttpRequest& request,
       entry.idempotency_key = key;
       entry.request_digest = digest;
       entry.submitted_at = now;
-      entry.started = SystemClock::instance().now();
+      entry.started = clock_.now();
       entry.status = "running";
       entry.idempotent = idempotent_type(g->config.tasks, task.type);
       if (!key.empty()) idempotency_[key] = id;
@@ -840,7 +840,7 @@ net::awaitable<void> DaemonCore::before_call(const Task& task) {
 }
 
 void DaemonCore::finish_task(const std::string& id, const Outcome& outcome) {
-  const WallTime now = SystemClock::instance().wall_now();
+  const WallTime now = clock_.wall_now();
   TaskWrite write;
   {
     std::lock_guard<std::mutex> lock(tasks_mu_);
@@ -890,7 +890,7 @@ void DaemonCore::on_task_finished_stored(const std::string& id, const Outcome& o
       entry.outcome_in_store = stored && outcome_json.size() > kInlineOutcomeBytes;
       entry.outcome_json = entry.outcome_in_store ? std::string() : outcome_json;
       m_.latency->with({status}).observe(
-          std::chrono::duration<double>(SystemClock::instance().now() - entry.started).count());
+          std::chrono::duration<double>(clock_.now() - entry.started).count());
       waiters.swap(entry.waiters);
       copy.task.id = entry.task.id;
       copy.done = true;
@@ -1028,7 +1028,7 @@ Result<void> DaemonCore::recover_tasks(const Config& config,
     return Error::classified_as(ErrorType::database_error, Severity::high,
                                 std::string("reading the stored tasks: ") + e.what());
   }
-  const WallTime now = SystemClock::instance().wall_now();
+  const WallTime now = clock_.wall_now();
   std::vector<TaskWrite> endings;
   std::size_t kept = 0;
   // Finished ones in the order they finished, as finished_order_ evicts them and the store prunes
@@ -1048,7 +1048,7 @@ Result<void> DaemonCore::recover_tasks(const Config& config,
       entry.idempotency_key = t.idempotency_key;
       entry.request_digest = t.request_digest;
       entry.submitted_at = t.submitted_at;
-      entry.started = SystemClock::instance().now();
+      entry.started = clock_.now();
       entry.stored = true;
       entry.attempts = t.attempts;
       entry.call_in_flight = t.call_in_flight;
@@ -1116,8 +1116,8 @@ net::awaitable<void> DaemonCore::resume_tasks(std::vector<std::pair<std::string,
   // Resumed tasks wait for the agents to be ready (their startup probes), at most kResumeGrace:
   // started at once, they would find every supervised agent still starting and end degraded.
   net::steady_timer timer(co_await net::this_coro::executor);
-  const TimePoint until = SystemClock::instance().now() + kResumeGrace;
-  while (!stopping_.load() && !every_agent_ready() && SystemClock::instance().now() < until) {
+  const TimePoint until = clock_.now() + kResumeGrace;
+  while (!stopping_.load() && !every_agent_ready() && clock_.now() < until) {
     timer.expires_after(std::chrono::milliseconds(20));
     boost::system::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
@@ -1182,7 +1182,7 @@ void DaemonCore::api_agents(const std::string& only,
     if (!only.empty() && name != only) continue;
     const AgentRegistry::Entry* e = g->agents.find(name);
     const AgentConfig* config = g->config.agent(name);
-    CircuitSnapshot snap = e->breaker.snapshot(SystemClock::instance());
+    CircuitSnapshot snap = e->breaker.snapshot(clock_);
     AgentCounters& c = counters(name);
     json circuit = {{"state", to_string(snap.state)},
                     {"failure_count", snap.failure_count},
@@ -1190,7 +1190,7 @@ void DaemonCore::api_agents(const std::string& only,
     if (snap.state == CircuitState::open) {
       circuit["probe_in_seconds"] = std::max(
           0.0,
-          std::chrono::duration<double>(snap.probe_at - SystemClock::instance().now()).count());
+          std::chrono::duration<double>(snap.probe_at - clock_.now()).count());
     }
     json agent = {{"name", name},
                   {"supervised", config != nullptr && config->supervised()},
@@ -1234,9 +1234,9 @@ void DaemonCore::api_circuit(const std::string& agent, const HttpRequest& reques
         "{\"state\": \"closed\"} (close it and forget its counts)"));
   }
   if (*state == "open") {
-    e->breaker.isolate(SystemClock::instance());
+    e->breaker.isolate(clock_);
   } else {
-    e->breaker.reset(SystemClock::instance());
+    e->breaker.reset(clock_);
   }
   log("info", "circuit of " + agent + " forced " + state->get<std::string>() + " through the API");
   responder->respond(json_response(
@@ -1339,7 +1339,7 @@ void DaemonCore::record_action(std::int64_t number, std::optional<RecordKind> wa
     log("info", record->display_id() + " " + action + "d by " + who);
     const std::string kind = action == "acknowledge" ? "acknowledged" : "resolved";
     publish(kind, dump({{"kind", kind},
-                        {"at", iso(SystemClock::instance().wall_now())},
+                        {"at", iso(clock_.wall_now())},
                         {"source", who},
                         {"record", changed->display_id()}}));
     responder->respond(json_response(200, record_json(*changed)));

@@ -118,6 +118,8 @@ void WorkflowEventSink::emit(const Event& event) noexcept {
 
 DaemonAgentOperations::DaemonAgentOperations(DaemonCore& core, HttpClient& http,
                                              AgentRegistry& agents, AgentClientOptions options)
+    // The system clock, not the daemon's: its waits are real sleeps, and must be measured by the
+    // clock they really take.
     : HttpAgentOperations(http, agents, SystemClock::instance(), SystemSleeper::instance(),
                           std::move(options)),
       core_(core),
@@ -160,7 +162,7 @@ net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo&
                                                                 const Task& task, int attempt) {
   AgentCounters& counters = core_.counters(agent.name);
   if (auto it = rate_limits_.find(agent.name); it != rate_limits_.end()) {
-    RateLimiter::Decision decision = it->second->try_acquire(SystemClock::instance().now());
+    RateLimiter::Decision decision = it->second->try_acquire(core_.clock().now());
     if (!decision.allowed) co_return it->second->rejection(decision);
   }
   co_await core_.before_call(task);
@@ -183,7 +185,9 @@ net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo&
 // --- Construction and configuration ----------------------------------------------------------
 
 DaemonCore::DaemonCore(Config config, DaemonOptions options)
-    : boot_config_(std::move(config)), options_(std::move(options)) {
+    : boot_config_(std::move(config)),
+      options_(std::move(options)),
+      clock_(options_.clock != nullptr ? *options_.clock : SystemClock::instance()) {
   register_metrics();
 }
 
@@ -355,7 +359,7 @@ void DaemonCore::on_workflow_event(const Event& event) {
       break;
   }
   json j = {{"kind", to_string(event.kind)},
-            {"at", to_iso8601(SystemClock::instance().wall_now())},
+            {"at", to_iso8601(clock_.wall_now())},
             {"source", event.source}};
   if (!event.task_id.empty()) j["task_id"] = event.task_id;
   if (event.kind == EventKind::attempt_failed || event.kind == EventKind::retry_scheduled ||
@@ -390,7 +394,7 @@ void DaemonCore::on_store_health(const std::string& error) {
   }
   publish(failing ? "store_failing" : "store_recovered",
           json({{"kind", failing ? "store_failing" : "store_recovered"},
-                {"at", to_iso8601(SystemClock::instance().wall_now())},
+                {"at", to_iso8601(clock_.wall_now())},
                 {"source", "store"},
                 {"detail", error}})
               .dump(-1, ' ', false, json::error_handler_t::replace));
@@ -417,6 +421,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
     if (auto added = g->classifier.add(rule); !added.ok()) return added.error();
   }
   g->classifier.add_standard_rules();
+  g->env.clock = &clock_;
   g->env.classifier = &g->classifier;
   g->env.events = &event_sink_;
 
@@ -442,7 +447,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
     g->agents.find(name)->breaker.add_listener([this, name](const CircuitTransition& t) {
       m_.transitions->with({name, std::string(to_string(t.to))}).inc();
       json j = {{"kind", "circuit_transition"},
-                {"at", to_iso8601(SystemClock::instance().wall_now())},
+                {"at", to_iso8601(clock_.wall_now())},
                 {"source", name},
                 {"from", to_string(t.from)},
                 {"to", to_string(t.to)},
@@ -468,12 +473,12 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   escalation.policy = config.escalation.policy;
   escalation.routes = config.escalation.routes;
   try {
-    g->escalator = std::make_unique<Escalator>(*store_, SystemClock::instance(), escalation);
+    g->escalator = std::make_unique<Escalator>(*store_, clock_, escalation);
   } catch (const std::exception& e) {
     return Error::of_kind("configuration", std::string("escalation: ") + e.what());
   }
   g->escalations = std::make_unique<BackloggedEscalations>(*escalation_backlog_, *g->escalator);
-  g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, SystemClock::instance(),
+  g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, clock_,
                                                            SeededRandom::system());
   for (const ReceiverConfig& r : config.escalation.receivers) {
     std::vector<HttpHeader> headers;
@@ -686,7 +691,7 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
         r.probing = false;
         r.epoch = next_epoch_++;
         r.pid = event.pid;
-        r.next_probe = SystemClock::instance().now() + r.probes.startup.initial_delay;
+        r.next_probe = clock_.now() + r.probes.startup.initial_delay;
       } else if (event.kind == ProcessEvent::Kind::exited) {
         r.started = false;
         r.ready = false;
@@ -699,7 +704,7 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
   }
   if (agent.empty()) return;
   json j = {{"kind", "agent_process"},
-            {"at", to_iso8601(SystemClock::instance().wall_now())},
+            {"at", to_iso8601(clock_.wall_now())},
             {"source", agent},
             {"process", event.name},
             {"event", to_string(event.kind)},
@@ -825,7 +830,7 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
     result.detail = response.error().message;
   }
   const bool ok = observed_health(result) != HealthState::unhealthy;
-  const TimePoint now = SystemClock::instance().now();
+  const TimePoint now = clock_.now();
   std::optional<std::string> restart_process;
   std::string agent;
   std::string transition;
@@ -902,7 +907,7 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
   }
   if (!transition.empty()) {
     json j = {{"kind", "agent_health"},
-              {"at", to_iso8601(SystemClock::instance().wall_now())},
+              {"at", to_iso8601(clock_.wall_now())},
               {"source", agent},
               {"detail", transition}};
     publish("agent_health", j.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -927,7 +932,7 @@ net::awaitable<void> DaemonCore::probe_loop() {
   auto executor = co_await net::this_coro::executor;
   net::steady_timer timer(executor);
   while (!loops_stop_.load()) {
-    const TimePoint now = SystemClock::instance().now();
+    const TimePoint now = clock_.now();
     std::vector<std::pair<std::uint64_t, bool>> due;
     {
       std::lock_guard<std::mutex> lock(replicas_mu_);
@@ -988,7 +993,7 @@ void DaemonCore::check_memory() {
     log("warn", "agent " + agent + " uses " + std::to_string(static_cast<int>(percent)) +
                     " % of its memory limit: self-healing");
     HealingReport report =
-        g->healer->heal(agent, symptoms, *g->operations, SystemClock::instance().now());
+        g->healer->heal(agent, symptoms, *g->operations, clock_.now());
     publish("self_healing", report.to_json());
     if (report.escalate) {
       escalate_agent(agent, Severity::high, ErrorType::memory_exhausted,
@@ -1017,7 +1022,7 @@ void DaemonCore::on_agent_unhealthy(const std::string& agent, const ProbeResult&
   symptoms.detail = probe.detail;
   log("warn", "agent " + agent + " is unhealthy (" + probe.detail + "): self-healing");
   HealingReport report =
-      g->healer->heal(agent, symptoms, *g->operations, SystemClock::instance().now());
+      g->healer->heal(agent, symptoms, *g->operations, clock_.now());
   publish("self_healing", report.to_json());
   // On-call hears of it either way: an agent that stopped serving is news even when mend fixed
   // it (the record says so), and the record's fingerprint keeps one active record per outage.
@@ -1065,7 +1070,7 @@ net::awaitable<void> DaemonCore::housekeeping_loop() {
   std::atomic<bool>& busy = housekeeping_busy_;
   while (!loops_stop_.load()) {
     std::shared_ptr<Generation> g = current();
-    const TimePoint now = SystemClock::instance().now();
+    const TimePoint now = clock_.now();
     if (!busy && g) {
       bool deliver = now >= next_delivery;
       bool sla = now >= next_sla;
@@ -1170,8 +1175,8 @@ Result<void> DaemonCore::start() {
     escalation_writes_failing_.store(failing);
     on_store_health(error);
   };
-  escalation_backlog_ = std::make_unique<EscalationBacklog>(SystemClock::instance(), backlog);
-  task_writer_ = std::make_unique<TaskWriter>(*store_, SystemClock::instance(), writer);
+  escalation_backlog_ = std::make_unique<EscalationBacklog>(clock_, backlog);
+  task_writer_ = std::make_unique<TaskWriter>(*store_, clock_, writer);
   std::vector<std::pair<std::string, Task>> resumed;
   if (auto recovered = recover_tasks(config, &resumed); !recovered.ok()) return recovered;
 
@@ -1318,8 +1323,8 @@ void DaemonCore::shutdown() {
   // Finish pending notifications: passes until nothing is due (bounded). No housekeeping pass
   // runs any more, so no message goes out twice.
   if (std::shared_ptr<Generation> g = current()) {
-    const TimePoint until = SystemClock::instance().now() + std::chrono::seconds(10);
-    for (int pass = 0; pass < 100 && SystemClock::instance().now() < until; ++pass) {
+    const TimePoint until = clock_.now() + std::chrono::seconds(10);
+    for (int pass = 0; pass < 100 && clock_.now() < until; ++pass) {
       DeliveryReport report;
       try {
         report = g->dispatcher->deliver_due();
@@ -1418,7 +1423,7 @@ Result<void> DaemonCore::reload(const std::string& path) {
   family.with({"applied"}).inc();
   log("info", "configuration reloaded from " + file);
   publish("config_reloaded", json({{"kind", "config_reloaded"},
-                                   {"at", to_iso8601(SystemClock::instance().wall_now())},
+                                   {"at", to_iso8601(clock_.wall_now())},
                                    {"source", file}})
                                  .dump(-1, ' ', false, json::error_handler_t::replace));
   return {};

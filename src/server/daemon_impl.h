@@ -211,6 +211,8 @@ class DaemonCore {
   void stop();
   Result<void> reload(const std::string& path);
   std::string base_url() const;
+  // DaemonOptions::clock, or the system clock.
+  const Clock& clock() const noexcept { return clock_; }
 
   // --- used by the API (api.cc) -------------------------------------------------------------
   void handle(HttpRequest request, std::shared_ptr<HttpResponder> responder);
@@ -317,6 +319,7 @@ class DaemonCore {
 
   Config boot_config_;  // what start() runs with (server.*, store.path)
   DaemonOptions options_;
+  const Clock& clock_;  // options_.clock or the system clock
 
   std::unique_ptr<boost::asio::io_context> io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;

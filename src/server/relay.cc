@@ -230,6 +230,8 @@ struct Relay::Worker {
   Relay& relay;
   std::size_t id;
   SeededRandom random;
+  // The daemon's clock (DaemonOptions::clock): deadlines, the sweep, the breakers.
+  const Clock& clock() const { return relay.core_.clock(); }
   std::thread thread;
   std::atomic<std::size_t> active{0};  // requests between read and answered
   std::atomic<bool> accepting{true};
@@ -342,7 +344,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     request_->eager(true);
     parsed_ = 0;
     continue_sent_ = false;
-    read_deadline_ = SystemClock::instance().coarse_now() + options().idle_timeout;
+    read_deadline_ = w_.clock().coarse_now() + options().idle_timeout;
     if (in_.size() > 0) {
       parse_request();
     } else {
@@ -438,7 +440,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
                        self->in_exchange_ = false;
                        self->writing_ = false;
                        self->read_deadline_ =
-                           SystemClock::instance().coarse_now() + std::chrono::seconds(1);
+                           self->w_.clock().coarse_now() + std::chrono::seconds(1);
                        self->in_.clear();
                        self->drain();
                      });
@@ -477,7 +479,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
 
   // Tries targets from target_ on; the first one that admits a call gets it.
   void next_target() {
-    const Clock& clock = SystemClock::instance();
+    const Clock& clock = w_.clock();
     for (; slot_->route != nullptr && target_ < slot_->route->chain.size(); ++target_) {
       const RelayTarget& t = target();
       if (t.endpoints.empty()) continue;
@@ -501,7 +503,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     const std::size_t slot = w_.endpoint_slot(endpoint);
     ++calls_;
     auto& pool = w_.idle[slot];
-    const TimePoint now = SystemClock::instance().coarse_now();
+    const TimePoint now = w_.clock().coarse_now();
     while (!pool.empty()) {
       std::unique_ptr<Upstream> idle = std::move(pool.back());
       pool.pop_back();
@@ -514,7 +516,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
       return;
     }
     up_ = std::make_unique<Upstream>(w_.io.get_executor(), slot);
-    up_->deadline = SystemClock::instance().coarse_now() + t.call_timeout;
+    up_->deadline = w_.clock().coarse_now() + t.call_timeout;
     up_->socket.async_connect(endpoint, [self = shared_from_this()](const error_code& ec) {
       if (ec) {
         self->call_failed(ec);
@@ -537,7 +539,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   }
 
   void send_request() {
-    up_->deadline = SystemClock::instance().coarse_now() + target().call_timeout;
+    up_->deadline = w_.clock().coarse_now() + target().call_timeout;
     up_->timed_out = false;
     begin_response(*up_);
     // The request as it came, but for the replica's base path before its target (origin form
@@ -629,7 +631,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
       return;
     }
     permit_held_ = false;
-    attempts().succeeded(permit_, SystemClock::instance());
+    attempts().succeeded(permit_, w_.clock());
     give_back_token();
     RelayOutcome outcome = target_ > 0  ? RelayOutcome::fallback
                            : calls_ > 1 ? RelayOutcome::succeeded_after_retry
@@ -671,7 +673,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     release_upstream();
     give_back_token();
     ++delta().failures;
-    const Clock& clock = SystemClock::instance();
+    const Clock& clock = w_.clock();
     slot_->generation->classifier.classify_in_place(error);
     permit_held_ = false;
     const AttemptDecision d =
@@ -705,7 +707,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   // marked unhealthy meanwhile is not called again either (as the workflow's retries do).
   void retry_now() {
     const AttemptPolicy::Admission admission =
-        attempts().admit(SystemClock::instance(), /*retrying=*/true,
+        attempts().admit(w_.clock(), /*retrying=*/true,
                          target().entry->health.load(std::memory_order_relaxed));
     permit_ = admission.permit;
     permit_held_ = admission.allowed();
@@ -841,7 +843,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
         w_.accepting.load(std::memory_order_relaxed)) {
       up.buffer.consume(up.parsed);
       up.parsed = 0;
-      up.pooled_at = SystemClock::instance().coarse_now();
+      up.pooled_at = w_.clock().coarse_now();
       up.deadline = up.pooled_at + kPoolIdle;
       w_.idle[up.slot].push_back(std::move(up_));
       return;
@@ -852,7 +854,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   // Before each write to the client: a client that stops reading is closed by the sweep.
   void start_writing() {
     writing_ = true;
-    read_deadline_ = SystemClock::instance().coarse_now() + options().idle_timeout;
+    read_deadline_ = w_.clock().coarse_now() + options().idle_timeout;
   }
 
   void close_upstream() {
@@ -1013,7 +1015,7 @@ void Relay::Worker::arm_sweep() {
 }
 
 void Relay::Worker::run_sweep() {
-  const TimePoint now = SystemClock::instance().coarse_now();
+  const TimePoint now = clock().coarse_now();
   // Copied: a sweep may end a connection, which takes itself out of the list.
   const std::vector<Connection*> now_open = connections;
   for (Connection* c : now_open) c->sweep(now);
@@ -1123,6 +1125,7 @@ void Relay::stop_accepting() {
 void Relay::stop(Duration drain) {
   if (workers_.empty()) return;
   stop_accepting();
+  // Real sleeps below: measured by the clock they really take, not the daemon's.
   const TimePoint until = SystemClock::instance().now() + drain;
   auto busy = [this] {
     for (auto& w : workers_) {
