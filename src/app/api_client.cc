@@ -21,6 +21,7 @@
 
 #include "mend/agent_client.h"
 #include "mend/http_client.h"
+#include "mend/text.h"
 
 namespace mend::app {
 
@@ -243,12 +244,6 @@ Result<Received> receive(int fd, std::string& into, SteadyClock::time_point dead
   }
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) {
@@ -283,7 +278,7 @@ std::optional<ResponseHead> parse_head(std::string_view head) {
     if (line.empty()) continue;
     std::size_t colon = line.find(':');
     if (colon == std::string_view::npos) return std::nullopt;
-    out.headers[lower(trim(line.substr(0, colon)))] = std::string(trim(line.substr(colon + 1)));
+    out.headers[ascii_lower(trim(line.substr(0, colon)))] = std::string(trim(line.substr(colon + 1)));
   }
   return out;
 }
@@ -462,7 +457,7 @@ Result<void> ApiClient::follow_events(std::string_view path_and_query,
   if (!head) return Error::of_kind("protocol", "a malformed HTTP answer from " + base_url_);
   raw.erase(0, head_end + 4);
   const bool chunked =
-      lower(head->header("transfer-encoding")).find("chunked") != std::string::npos;
+      ascii_lower(head->header("transfer-encoding")).find("chunked") != std::string::npos;
   Dechunker dechunker;
 
   if (head->status != 200) {
@@ -492,7 +487,7 @@ Result<void> ApiClient::follow_events(std::string_view path_and_query,
     return Error::http(head->status, "mend answered " + std::to_string(head->status) + ": " +
                                          response.error_message());
   }
-  if (lower(head->header("content-type")).rfind("text/event-stream", 0) != 0) {
+  if (ascii_lower(head->header("content-type")).rfind("text/event-stream", 0) != 0) {
     return Error::of_kind("protocol", base_url_ + std::string(path_and_query) +
                                           " did not answer with an event stream (Content-Type: " +
                                           head->header("content-type") + ")");

@@ -12,6 +12,7 @@
 
 #include "demo_view.h"
 #include "json_fields.h"
+#include "mend/text.h"
 
 namespace mend::app {
 namespace {
@@ -55,11 +56,6 @@ std::string fixed(double v, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
-}
-
-std::string seconds_text(double s) {
-  if (s < 1.0) return fixed(s * 1000.0, 0) + " ms";
-  return fixed(s, s < 10 ? 2 : 1) + " s";
 }
 
 std::string percent(double part, double whole) {

@@ -24,6 +24,7 @@
 #include "mend/agent_client.h"
 #include "mend/config.h"
 #include "mend/http_client.h"
+#include "mend/text.h"
 #include "table.h"
 
 namespace mend::app {
@@ -129,20 +130,6 @@ std::string short_duration(double seconds) {
   return buffer;
 }
 
-// "0.4 ms", "57 ms", "1.50 s", "41.7 s".
-std::string seconds_text(double seconds) {
-  char buffer[32];
-  if (seconds < 0.001) {
-    std::snprintf(buffer, sizeof buffer, "%.1f ms", seconds * 1000);
-  } else if (seconds < 1) {
-    std::snprintf(buffer, sizeof buffer, "%.0f ms", seconds * 1000);
-  } else if (seconds < 10) {
-    std::snprintf(buffer, sizeof buffer, "%.2f s", seconds);
-  } else {
-    std::snprintf(buffer, sizeof buffer, "%.1f s", seconds);
-  }
-  return buffer;
-}
 
 // Every line of `text` indented by two spaces.
 std::string indented(const std::string& text) {

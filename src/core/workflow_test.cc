@@ -469,12 +469,12 @@ TEST_F(WorkflowTest, OutcomeJsonCarriesAttemptsAndEscalation) {
   invoker.script("senior-backend-developer", {Error::http(503, "say \"hi\"")});
   invoker.script("senior-backend-developer", {typed(ErrorType::validation_failed)});
   Outcome out = make().run(task(), invoker, &ops);
-  const std::string json = out.to_json();
-  EXPECT_THAT(json, HasSubstr(R"("status":"fallback")"));
-  EXPECT_THAT(json, HasSubstr(R"("error_type":"temporary_unavailable")"));
-  EXPECT_THAT(json, HasSubstr(R"("message":"say \"hi\"")"));
-  EXPECT_THAT(json, HasSubstr(R"("action":"notified_and_ticketed")"));
-  EXPECT_THAT(json, HasSubstr(R"("delay_seconds":1)"));
+  const std::string text = out.to_json();
+  EXPECT_THAT(text, HasSubstr(R"("status":"fallback")"));
+  EXPECT_THAT(text, HasSubstr(R"("error_type":"temporary_unavailable")"));
+  EXPECT_THAT(text, HasSubstr(R"("message":"say \"hi\"")"));
+  EXPECT_THAT(text, HasSubstr(R"("action":"notified_and_ticketed")"));
+  EXPECT_THAT(text, HasSubstr(R"("delay_seconds":1)"));
 }
 
 TEST_F(WorkflowTest, AStateMachineDriverSeesEachStep) {

@@ -29,6 +29,8 @@
 #include <mutex>
 #include <system_error>
 
+#include "mend/text.h"
+
 namespace mend {
 namespace {
 
@@ -42,11 +44,6 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 // Headers larger than this are a malformed response, not something to buffer without end.
 constexpr std::uint32_t kMaxResponseHeaderBytes = 64 * 1024;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = http_detail::lower_ascii(c);
-  return out;
-}
 
 using http_detail::iequals;
 
@@ -214,7 +211,7 @@ Result<UrlParts> parse_url(std::string_view url) {
   std::size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return bad("no scheme (expected http:// or https://)");
   UrlParts parts;
-  parts.scheme = lower(url.substr(0, scheme_end));
+  parts.scheme = ascii_lower(url.substr(0, scheme_end));
   if (parts.scheme != "http" && parts.scheme != "https") {
     return bad("unsupported scheme \"" + parts.scheme + "\" (expected http or https)");
   }
@@ -232,7 +229,7 @@ Result<UrlParts> parse_url(std::string_view url) {
   if (authority.front() == '[') {
     std::size_t close = authority.find(']');
     if (close == std::string_view::npos) return bad("unterminated IPv6 literal (no ']')");
-    parts.host = lower(authority.substr(1, close - 1));
+    parts.host = ascii_lower(authority.substr(1, close - 1));
     boost::system::error_code ec;
     net::ip::make_address_v6(parts.host, ec);
     if (ec) return bad("\"[" + parts.host + "]\" is not an IPv6 address");
@@ -254,7 +251,7 @@ Result<UrlParts> parse_url(std::string_view url) {
                 c == '-' || c == '.' || c == '_';
       if (!ok) return bad("invalid character '" + printable(std::string(1, c)) + "' in the host");
     }
-    parts.host = lower(host);
+    parts.host = ascii_lower(host);
   }
 
   if (port_text.empty()) {

@@ -23,6 +23,8 @@
 #include <utility>
 #include <variant>
 
+#include "mend/text.h"
+
 extern char** environ;  // NOLINT: POSIX declares it nowhere in a header
 
 namespace mend {
@@ -59,17 +61,6 @@ Error os_error(int err, const std::string& what) {
                           what + ": " + errno_text(err));
 }
 
-std::string format_duration(Duration d) {
-  using std::chrono::duration_cast;
-  using std::chrono::milliseconds;
-  if (d < 1s) return std::to_string(duration_cast<milliseconds>(d).count()) + " ms";
-  if (d % 1s == Duration::zero()) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, "%.3g s", to_seconds(d));
-  return text;
-}
 
 std::string signal_text(int sig) {
   const char* abbrev = sigabbrev_np(sig);
@@ -949,7 +940,7 @@ void ProcessSupervisor::Impl::on_exit_locked(Process& p, const std::string& desc
   p.backoff.record_stop(now);
   std::string stopped = description;
   if (p.killed_by_timeout)
-    stopped += " after the " + format_duration(p.spec.stop_timeout) + " stop timeout";
+    stopped += " after the " + duration_text(p.spec.stop_timeout) + " stop timeout";
   out.event(ProcessEvent::Kind::stopped, p.spec.name, pid, std::move(stopped));
   p.kill_at.reset();
   p.sigkilled = false;
@@ -974,13 +965,13 @@ void ProcessSupervisor::Impl::crash_locked(Process& p, int pid, const std::strin
   const CrashLoopDecision d = p.backoff.on_exit(now);
   out.event(ProcessEvent::Kind::restart_scheduled, p.spec.name, pid,
             (d.delay == Duration::zero() ? std::string("restart at once")
-                                         : "restart in " + format_duration(d.delay)) +
+                                         : "restart in " + seconds_text(to_seconds(d.delay))) +
                 " (crash " + std::to_string(d.crash_streak) + " in a row)",
             d.delay);
   if (d.intensity_newly_exceeded) {
     out.event(ProcessEvent::Kind::intensity_exceeded, p.spec.name, pid,
               std::to_string(d.restarts_in_period) + " restarts within " +
-                  format_duration(crash_loop_.intensity_period) + " (at most " +
+                  duration_text(crash_loop_.intensity_period) + " (at most " +
                   std::to_string(crash_loop_.intensity_max_restarts) + " allowed)");
   }
   // Even an immediate restart goes through the timers, in this same turn of the loop: a start

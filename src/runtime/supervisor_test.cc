@@ -297,7 +297,7 @@ TEST(ProcessSupervisor, RestartsACrashAtOnceThenBacksOffAndReportsIntensity) {
   // 3 restarts in 10 s exceed "at most 2": reported once, on the third crash.
   const std::vector<ProcessEvent> intensity = rec.events(Kind::intensity_exceeded);
   ASSERT_EQ(intensity.size(), 1u);
-  EXPECT_EQ(intensity[0].description, "3 restarts within 10 s (at most 2 allowed)");
+  EXPECT_EQ(intensity[0].description, "3 restarts within 10s (at most 2 allowed)");
   int exits_before = 0;
   for (const ProcessEvent& e : events) {
     if (e.kind == Kind::intensity_exceeded) break;
@@ -383,7 +383,7 @@ TEST(ProcessSupervisor, AProcessIgnoringTermIsKilledWithItsGroupAfterTheStopTime
   EXPECT_EQ(sup.status("stubborn")->last_exit, "killed by signal 9 (SIGKILL)");
   const std::vector<ProcessEvent> stopped = rec.events(Kind::stopped);
   ASSERT_EQ(stopped.size(), 1u);
-  EXPECT_EQ(stopped[0].description, "killed by signal 9 (SIGKILL) after the 200 ms stop timeout");
+  EXPECT_EQ(stopped[0].description, "killed by signal 9 (SIGKILL) after the 200ms stop timeout");
   // The sleep in the same process group died too.
   EXPECT_TRUE(eventually([&] { return dead(child); }, 2s));
 }

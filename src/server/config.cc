@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "mend/http_client.h"  // parse_url
+#include "mend/text.h"
 
 namespace mend {
 
@@ -56,29 +57,6 @@ std::optional<double> take_decimal(std::string_view& text) {
   return value;
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// "2h", "90s", "1.5s", "250ms": the shortest exact spelling, for messages.
-std::string format_duration(Duration d) {
-  using namespace std::chrono;
-  auto exact = [&](auto unit, const char* suffix) -> std::optional<std::string> {
-    if (d.count() % Duration(unit).count() != 0) return std::nullopt;
-    return std::to_string(d.count() / Duration(unit).count()) + suffix;
-  };
-  if (d == Duration::zero()) return "0s";
-  if (auto s = exact(hours(24), "d")) return *s;
-  if (auto s = exact(hours(1), "h")) return *s;
-  if (auto s = exact(minutes(1), "m")) return *s;
-  if (auto s = exact(seconds(1), "s")) return *s;
-  if (auto s = exact(milliseconds(1), "ms")) return *s;
-  std::ostringstream out;
-  out << to_seconds(d) << "s";
-  return out.str();
-}
 
 }  // namespace
 
@@ -127,7 +105,7 @@ std::optional<std::size_t> parse_size(std::string_view text) {
   std::string_view rest = text;
   std::optional<double> value = take_decimal(rest);
   if (!value) return std::nullopt;
-  const std::string unit = lower(rest);
+  const std::string unit = ascii_lower(rest);
   long double scale = 0;
   static constexpr std::pair<const char*, long double> kUnits[] = {
       {"", 1},
@@ -194,9 +172,9 @@ std::optional<std::string> closest(std::string_view word,
                                    const std::vector<std::string>& candidates) {
   std::optional<std::string> best;
   std::size_t best_distance = std::numeric_limits<std::size_t>::max();
-  const std::string lowered = lower(word);
+  const std::string lowered = ascii_lower(word);
   for (const std::string& c : candidates) {
-    const std::size_t d = edit_distance(lowered, lower(c));
+    const std::size_t d = edit_distance(lowered, ascii_lower(c));
     if (d < best_distance) best_distance = d, best = c;
   }
   const std::size_t allowed = std::clamp<std::size_t>(word.size() / 3, 1, 3);
@@ -423,7 +401,7 @@ class Checker {
   std::optional<bool> boolean(const Item& item) {
     auto text = plain(item, "true or false");
     if (!text) return std::nullopt;
-    const std::string word = lower(*text);
+    const std::string word = ascii_lower(*text);
     if (word == "true" || word == "yes" || word == "on") return true;
     if (word == "false" || word == "no" || word == "off") return false;
     at_value(item, "expected true or false, got " + found(item.value));
@@ -978,8 +956,8 @@ PolicyConfig Checker::read_policies(const Item& item, const PolicyConfig& base) 
     read_retry(*retry, out.retry);
     auto build = [](const RetryOptions& o) {
       if (o.backoff.base > o.backoff.cap) {
-        throw std::invalid_argument("backoff base (" + format_duration(o.backoff.base) +
-                                    ") is above its cap (" + format_duration(o.backoff.cap) + ")");
+        throw std::invalid_argument("backoff base (" + duration_text(o.backoff.base) +
+                                    ") is above its cap (" + duration_text(o.backoff.cap) + ")");
       }
       RetryPolicy policy(o);
     };
@@ -1008,7 +986,7 @@ PolicyConfig Checker::read_policies(const Item& item, const PolicyConfig& base) 
     auto entry = s.get(key);
     if (!entry) return;
     if (entry->value.IsScalar() && entry->value.Tag() != "!") {
-      const std::string word = lower(entry->value.Scalar());
+      const std::string word = ascii_lower(entry->value.Scalar());
       if (word == "false" || word == "off" || word == "no") {
         target.reset();
         return;
@@ -1578,9 +1556,9 @@ void Checker::read_supervision(const Item& item, SupervisionConfig& sup) {
   set_duration(s, "ready_timeout", sup.ready_timeout, DurationRule::positive);
   if (sup.restart_backoff_max < sup.restart_backoff_initial) {
     at_key(s.has("restart_backoff_max") ? *s.get("restart_backoff_max") : item,
-           "restart_backoff_max (" + format_duration(sup.restart_backoff_max) +
+           "restart_backoff_max (" + duration_text(sup.restart_backoff_max) +
                ") is below restart_backoff_initial (" +
-               format_duration(sup.restart_backoff_initial) + ")");
+               duration_text(sup.restart_backoff_initial) + ")");
   }
   s.finish();
 }

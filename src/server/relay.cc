@@ -24,6 +24,7 @@
 #include "mend/attempt_policy.h"
 #include "mend/http_client.h"
 #include "mend/random.h"
+#include "mend/text.h"
 
 namespace mend::server_detail {
 namespace {
@@ -68,8 +69,7 @@ std::string unsafe_target_reason(std::string_view target) {
            std::string(target.substr(0, 64)) + "\"";
   }
   const std::string_view path = target.substr(0, target.find_first_of("?#"));
-  std::string lower(path);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = ascii_lower(path);
   if (lower.find('\\') != std::string::npos || lower.find("%2f") != std::string::npos ||
       lower.find("%5c") != std::string::npos || lower.find("%2e") != std::string::npos) {
     return "the request path has an encoded '/', '\\' or '.', or a backslash";
