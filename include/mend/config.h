@@ -40,6 +40,7 @@
 #include "mend/escalation.h"
 #include "mend/health.h"
 #include "mend/rate_limiter.h"
+#include "mend/replica_probes.h"
 #include "mend/retry.h"
 #include "mend/retry_budget.h"
 
@@ -98,11 +99,10 @@ struct PolicyConfig {
 };
 
 // agents[i].probes.{startup,readiness,liveness}
-struct ProbesConfig {
+// startup, readiness, liveness (mend/replica_probes.h: k8s defaults, and a startup probe that
+// allows 5 minutes), and the path they GET.
+struct ProbesConfig : ProbeSet {
   std::string path = "/health";
-  ProbeOptions startup{.period = std::chrono::seconds(10), .failure_threshold = 30};
-  ProbeOptions readiness;  // k8s defaults: period 10 s, timeout 1 s, failure threshold 3
-  ProbeOptions liveness;   // k8s defaults
 };
 
 // agents[i]

@@ -506,7 +506,7 @@ void DaemonCore::api_readyz(const std::shared_ptr<HttpResponder>& responder) {
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     std::map<std::string, int> count;
-    for (const Replica& r : replicas_) count[r.agent] += r.ready ? 1 : 0;
+    for (const Replica& r : replicas_) count[r.agent] += r.health.is_ready() ? 1 : 0;
     for (const auto& [agent, n] : count) {
       agents[agent] = n;
       if (n == 0) ready = false;
@@ -1013,7 +1013,7 @@ void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
 bool DaemonCore::every_agent_ready() {
   std::lock_guard<std::mutex> lock(replicas_mu_);
   std::map<std::string, int> ready;
-  for (const Replica& r : replicas_) ready[r.agent] += r.ready ? 1 : 0;
+  for (const Replica& r : replicas_) ready[r.agent] += r.health.is_ready() ? 1 : 0;
   return std::all_of(ready.begin(), ready.end(), [](const auto& a) { return a.second > 0; });
 }
 
@@ -1160,7 +1160,8 @@ void DaemonCore::api_agents(const std::string& only,
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     for (const Replica& r : replicas_) {
-      json j = {{"index", r.index}, {"url", r.url}, {"ready", r.ready}, {"started", r.started}};
+      json j = {{"index", r.index}, {"url", r.url}, {"ready", r.health.is_ready()},
+                {"started", r.health.is_started()}};
       if (!r.last_probe.empty()) j["last_probe"] = r.last_probe;
       if (!r.process.empty()) {
         j["process"] = r.process;

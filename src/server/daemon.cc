@@ -282,7 +282,7 @@ void DaemonCore::register_metrics() {
                          {"agent"}, [this] {
                            std::map<std::string, double> ready;
                            std::lock_guard<std::mutex> lock(replicas_mu_);
-                           for (const Replica& r : replicas_) ready[r.agent] += r.ready ? 1 : 0;
+                           for (const Replica& r : replicas_) ready[r.agent] += r.health.is_ready() ? 1 : 0;
                            std::vector<Sample> samples;
                            for (const auto& [agent, n] : ready) samples.push_back({{agent}, n});
                            return samples;
@@ -547,6 +547,7 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
           (now->supervised() ? same_process(*now, *before) : now->urls == before->urls);
       if (unchanged) {
         r.probes = now->probes;
+        r.health.reconfigure(now->probes);
         r.memory_limit = now->memory_limit_bytes;
         keep.push_back(r);
       } else if (!r.process.empty()) {
@@ -582,6 +583,8 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
       r.index = i;
       r.epoch = next_epoch_++;
       r.probes = agent.probes;
+      // Agents mend does not start are ready until a probe says otherwise.
+      r.health = ReplicaProbes(agent.probes, agent.supervised());
       r.memory_limit = agent.memory_limit_bytes;
       if (agent.supervised()) {
         r.port = ports[static_cast<std::size_t>(i)];
@@ -600,9 +603,6 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
         specs.push_back(std::move(spec));
       } else {
         r.url = agent.urls[static_cast<std::size_t>(i)];
-        // Agents mend does not start are ready until a probe says otherwise.
-        r.started = true;
-        r.ready = true;
       }
       added.push_back(std::move(r));
     }
@@ -617,6 +617,7 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
         if (r.agent == k.agent && r.index == k.index && r.url == k.url) {
           Replica current = std::move(r);
           current.probes = k.probes;
+          current.health.reconfigure(k.probes);
           current.memory_limit = k.memory_limit;
           merged.push_back(std::move(current));
           break;
@@ -645,8 +646,8 @@ bool DaemonCore::set_agent_health(const std::string& agent) {
   for (const Replica& r : replicas_) {
     if (r.agent != agent) continue;
     any = true;
-    any_ready = any_ready || r.ready;
-    if (r.ready && r.probed) ready_unprobed = false;
+    any_ready = any_ready || r.health.is_ready();
+    if (r.health.is_ready() && r.probed) ready_unprobed = false;
   }
   if (!any) return false;
   bool fell = false;
@@ -680,21 +681,13 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
       if (r.process != event.name) continue;
       agent = r.agent;
       if (event.kind == ProcessEvent::Kind::started) {
-        r.started = false;
-        r.ready = false;
-        r.startup_failures = 0;
-        r.startup_quick_tries = 0;
-        r.readiness_failures = 0;
-        r.readiness_successes = 0;
-        r.liveness_failures = 0;
+        r.health.started(clock_.now());
         r.restarting = false;
         r.probing = false;
         r.epoch = next_epoch_++;
         r.pid = event.pid;
-        r.next_probe = clock_.now() + r.probes.startup.initial_delay;
       } else if (event.kind == ProcessEvent::Kind::exited) {
-        r.started = false;
-        r.ready = false;
+        r.health.exited();
         r.probing = false;
         r.pid = 0;
         r.epoch = next_epoch_++;
@@ -761,7 +754,7 @@ std::optional<Result<void>> DaemonCore::restart_agent(const std::string& agent, 
       for (Replica& r : replicas_) {
         if (r.process != p) continue;
         r.restarting = true;
-        r.ready = false;
+        r.health.take_out();
       }
       set_agent_health(agent);
     }
@@ -809,7 +802,7 @@ Replica* DaemonCore::replica_by_epoch(std::uint64_t epoch) {
   return nullptr;
 }
 
-net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
+net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, ProbeKind kind) {
   std::string url;
   Duration timeout{};
   {
@@ -818,8 +811,7 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
     if (found == nullptr) co_return;
     Replica& r = *found;
     url = r.url + r.probes.path;
-    timeout = liveness ? r.probes.liveness.timeout
-                       : (r.started ? r.probes.readiness.timeout : r.probes.startup.timeout);
+    timeout = r.health.timeout(kind);
   }
   auto request = http_->request("GET", url, {}, {}, timeout);
   Result<HttpResponse> response = co_await std::move(request);
@@ -847,55 +839,24 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
     r.last_probe = result.detail;
     r.probed = true;
     agent = r.agent;
-    if (liveness) {
-      r.liveness_failures = ok ? 0 : r.liveness_failures + 1;
-      if (r.liveness_failures >= r.probes.liveness.failure_threshold && !r.process.empty()) {
+    const ProbeVerdict verdict = r.health.record(kind, ok, now);
+    switch (verdict.change) {
+      case ProbeVerdict::Change::none:
+        break;
+      case ProbeVerdict::Change::ready:
+        transition = "ready";
+        break;
+      case ProbeVerdict::Change::not_ready:
+        transition = "not ready: " + result.detail;
+        break;
+      case ProbeVerdict::Change::restart:
         restart_process = r.process;
         r.restarting = true;
-        r.ready = false;
-        transition = "liveness probe failed " + std::to_string(r.liveness_failures) +
-                     " times: " + result.detail;
-      }
-    } else if (!r.started) {
-      if (ok) {
-        r.started = true;
-        r.ready = true;
-        r.readiness_failures = 0;
-        r.next_liveness = now + r.probes.liveness.period;
-        transition = "ready";
-      } else {
-        // Until it first answers, an agent is probed again soon (100 ms, doubling up to the
-        // period): one that was not listening yet at the first probe is not left unready for a
-        // whole period. Failures count once per period, so that failure_threshold x period stays
-        // the time it is given to start.
-        const Duration quick = std::min<Duration>(
-            r.probes.startup.period,
-            std::chrono::milliseconds(100) * (1 << std::min(r.startup_quick_tries++, 8)));
-        r.next_probe = std::min(r.next_probe, now + quick);
-        if (r.startup_failures == 0 || now - r.startup_counted_at >= r.probes.startup.period) {
-          ++r.startup_failures;
-          r.startup_counted_at = now;
-        }
-        if (r.startup_failures >= r.probes.startup.failure_threshold && !r.process.empty()) {
-          restart_process = r.process;
-          r.restarting = true;
-          transition = "startup probe failed " + std::to_string(r.startup_failures) + " times";
-        }
-      }
-    } else {
-      if (ok) {
-        r.readiness_failures = 0;
-        if (!r.ready && ++r.readiness_successes >= r.probes.readiness.success_threshold) {
-          r.ready = true;
-          transition = "ready";
-        }
-      } else {
-        r.readiness_successes = 0;
-        if (r.ready && ++r.readiness_failures >= r.probes.readiness.failure_threshold) {
-          r.ready = false;
-          transition = "not ready: " + result.detail;
-        }
-      }
+        transition = kind == ProbeKind::liveness
+                         ? "liveness probe failed " + std::to_string(verdict.failures) +
+                               " times: " + result.detail
+                         : "startup probe failed " + std::to_string(verdict.failures) + " times";
+        break;
     }
     // The replica's transition is logged before the agent's health it leads to: the cause
     // first, then the effect.
@@ -903,7 +864,7 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, bool liveness) {
     // Its probes say it cannot serve (not a process that exited or restarts: supervision
     // speaks for those): self-healing runs, and on-call hears of it.
     const bool fell = set_agent_health(r.agent);
-    unhealthy_now = fell && !liveness && r.started && transition.rfind("not ready", 0) == 0;
+    unhealthy_now = fell && verdict.change == ProbeVerdict::Change::not_ready;
   }
   if (!transition.empty()) {
     json j = {{"kind", "agent_health"},
@@ -933,7 +894,7 @@ net::awaitable<void> DaemonCore::probe_loop() {
   net::steady_timer timer(executor);
   while (!loops_stop_.load()) {
     const TimePoint now = clock_.now();
-    std::vector<std::pair<std::uint64_t, bool>> due;
+    std::vector<std::pair<std::uint64_t, ProbeKind>> due;
     {
       std::lock_guard<std::mutex> lock(replicas_mu_);
       for (Replica& r : replicas_) {
@@ -944,20 +905,14 @@ net::awaitable<void> DaemonCore::probe_loop() {
           std::optional<ProcessStatus> status = supervisor_->status(r.process);
           if (!status || !status->running || status->pid != r.pid) continue;
         }
-        if (now >= r.next_probe) {
-          const ProbeOptions& p = r.started ? r.probes.readiness : r.probes.startup;
-          r.next_probe = now + p.period;
+        if (std::optional<ProbeKind> kind = r.health.take_due(now)) {
           r.probing = true;
-          due.push_back({r.epoch, false});
-        } else if (r.started && !r.process.empty() && now >= r.next_liveness) {
-          r.next_liveness = now + r.probes.liveness.period;
-          r.probing = true;
-          due.push_back({r.epoch, true});
+          due.push_back({r.epoch, *kind});
         }
       }
     }
-    for (auto [epoch, liveness] : due) {
-      auto probing = probe(epoch, liveness);
+    for (auto [epoch, kind] : due) {
+      auto probing = probe(epoch, kind);
       net::co_spawn(executor, std::move(probing), [this, epoch = epoch](std::exception_ptr e) {
         if (!e) return;
         std::lock_guard<std::mutex> lock(replicas_mu_);

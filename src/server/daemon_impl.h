@@ -149,18 +149,10 @@ struct Replica {
   unsigned short port = 0;
   int pid = 0;  // the process the last started event named; 0 after it exited
   ProbesConfig probes;
+  // Started, ready, and when each probe is due: core's rules (mend/replica_probes.h).
+  ReplicaProbes health;
   std::size_t memory_limit = 0;
-  bool started = false;  // the startup probe passed since the process last started
-  bool ready = false;
   bool probed = false;  // a probe has answered (a URL agent's replica is ready before that)
-  int startup_failures = 0;
-  int startup_quick_tries = 0;     // startup probes since the start (for their quick retries)
-  TimePoint startup_counted_at{};  // when a startup failure was last counted
-  int readiness_failures = 0;
-  int readiness_successes = 0;
-  int liveness_failures = 0;
-  TimePoint next_probe{};
-  TimePoint next_liveness{};
   bool probing = false;
   bool restarting = false;
   bool healing = false;
@@ -281,7 +273,7 @@ class DaemonCore {
   void on_store_health(const std::string& error);
   void retry_escalations(Generation& g, bool now);
   boost::asio::awaitable<void> probe_loop();
-  boost::asio::awaitable<void> probe(std::uint64_t epoch, bool liveness);
+  boost::asio::awaitable<void> probe(std::uint64_t epoch, ProbeKind kind);
   Replica* replica_by_epoch(std::uint64_t epoch);  // under replicas_mu_
   boost::asio::awaitable<void> housekeeping_loop();
   void check_memory();
