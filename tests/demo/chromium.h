@@ -215,7 +215,7 @@ inline RenderedPage screenshot(const std::string& html_path, const std::string& 
   return run;
 }
 
-// ---- reading a dumped DOM of the demo report (see src/app/demo_html_format.h) ----------------
+// ---- reading a dumped DOM of the demo report (see src/app/demo_html_assets.h.in) ----------------
 
 // The opening tag of <figure data-chart="CHART">, or "".
 inline std::string figure_tag(const std::string& dom, const std::string& chart) {
