@@ -50,10 +50,10 @@ namespace mend {
 
 // Where a failed call stands in its sequence of attempts.
 struct AttemptFacts {
-  int attempt = 0;                      // the attempt that failed (0 = the first call)
-  Duration previous{};                  // the delay before it (zero for the first)
-  std::optional<TimePoint> deadline;    // the task's, when it has one
-  bool stop_requested = false;          // the caller was asked to stop: no retry
+  int attempt = 0;                    // the attempt that failed (0 = the first call)
+  Duration previous{};                // the delay before it (zero for the first)
+  std::optional<TimePoint> deadline;  // the task's, when it has one
+  bool stop_requested = false;        // the caller was asked to stop: no retry
 };
 
 struct AttemptDecision {
@@ -68,7 +68,7 @@ struct AttemptDecision {
 class AttemptPolicy {
  public:
   struct Admission {
-    CircuitBreaker::Permit permit;       // held until succeeded(), failed() or ignored()
+    CircuitBreaker::Permit permit;          // held until succeeded(), failed() or ignored()
     StopReason refusal = StopReason::none;  // circuit_open, agent_unhealthy
     bool allowed() const noexcept { return refusal == StopReason::none; }
   };
@@ -87,8 +87,7 @@ class AttemptPolicy {
   // The call failed with `error` (classified): steps 1-5 above.
   // One draw from `random` (the backoff's jitter) unless the caller's stop was requested.
   AttemptDecision failed(const CircuitBreaker::Permit& permit, const Error& error,
-                         const AttemptFacts& facts, const Clock& clock,
-                         RandomSource& random) const;
+                         const AttemptFacts& facts, const Clock& clock, RandomSource& random) const;
   // Steps 2, 3 and 5 alone (no breaker, no circuit check): for a retry stage whose breaker, if
   // any, is a stage of its own.
   AttemptDecision decide_retry(const Error& error, const AttemptFacts& facts, TimePoint now,

@@ -22,12 +22,13 @@
 // Manual control: isolate() holds the circuit open until reset(); reset() closes it.
 // Listeners hear every transition.
 //
-//   auto breaker = std::make_shared<mend::CircuitBreaker>("billing",
-//   mend::CircuitBreakerOptions{}); mend::CircuitBreaker::Permit p = breaker->try_acquire(clock);
+//   auto breaker =
+//       std::make_shared<mend::CircuitBreaker>("billing", mend::CircuitBreakerOptions{});
+//   mend::CircuitBreaker::Permit p = breaker->try_acquire(clock);
 //   if (!p.allowed()) return breaker->rejection(p);     // CircuitOpenError's error value
 //   ok ? breaker->on_success(p, clock) : breaker->on_failure(p, clock);
 // Every allowed permit must be completed by exactly one of on_success, on_failure or on_ignored.
-// The executor in mend/pipeline.h does all of this.
+// The pipeline (mend/pipeline.h) and mend::AttemptPolicy (mend/attempt_policy.h) do all of this.
 //
 // Thread-safety: all methods are safe from many threads. In consecutive mode, try_acquire and
 // on_success in the closed state with a zero failure count only read one atomic word: no lock, no

@@ -163,8 +163,8 @@ struct EscalationConfig {
 // relays[i]: a pass-through port in front of one agent (docs/relay.md). Read at start: a reload
 // keeps the relays as they are (the agents behind them are reloaded).
 struct RelayConfig {
-  std::string agent;    // the agent it leads to; then that agent's fallback chain
-  std::string address;  // IP address; default: server.address
+  std::string agent;        // the agent it leads to; then that agent's fallback chain
+  std::string address;      // IP address; default: server.address
   unsigned short port = 0;  // 0: any free port (the log says which)
   std::size_t threads = 0;  // 0: server.threads
   std::size_t max_response_bytes = std::size_t{64} << 20;  // an agent's answer, at most

@@ -7,7 +7,7 @@
 // with backoff, until the store takes it; the record then opens (or counts the occurrences) at the
 // time of the failure, and its notifications go out.
 //
-//   mend::EscalationBacklog backlog(clock, {.on_health_change = [](bool failing, auto& why) {...}});
+//   mend::EscalationBacklog backlog(clock, {.on_health_change = on_store_health});
 //   mend::Result<mend::EscalationTaken> t = backlog.escalate(escalator, request);
 //   if (t.ok() && t->pending) ...        // kept: no record yet, written by a later retry()
 //   backlog.retry(escalator);            // call periodically (the daemon: every housekeeping pass)
@@ -36,9 +36,9 @@
 #include <functional>
 #include <list>
 #include <map>
-#include <vector>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "mend/clock.h"
 #include "mend/escalator.h"
@@ -60,20 +60,20 @@ class EscalationBacklog {
   };
 
   struct Stats {
-    std::size_t pending = 0;          // fingerprints waiting
+    std::size_t pending = 0;               // fingerprints waiting
     std::int64_t pending_occurrences = 0;  // escalations they stand for
-    std::int64_t deferred = 0;        // escalations kept because the store refused them
-    std::int64_t written_late = 0;    // escalations a retry wrote (occurrences)
-    std::int64_t dropped = 0;         // escalations given up: max_pending fingerprints waited
-    std::int64_t failed_tries = 0;    // retries the store refused
-    std::string last_error;           // the store's last error ("" when none yet)
+    std::int64_t deferred = 0;             // escalations kept because the store refused them
+    std::int64_t written_late = 0;         // escalations a retry wrote (occurrences)
+    std::int64_t dropped = 0;              // escalations given up: max_pending fingerprints waited
+    std::int64_t failed_tries = 0;         // retries the store refused
+    std::string last_error;                // the store's last error ("" when none yet)
   };
 
   // What one retry() pass did.
   struct Pass {
-    std::int64_t written = 0;  // occurrences written
+    std::int64_t written = 0;              // occurrences written
     std::vector<EscalationTaken> records;  // what each written entry opened or touched
-    std::string error;         // the refusal that stopped the pass ("" when none)
+    std::string error;                     // the refusal that stopped the pass ("" when none)
   };
 
   explicit EscalationBacklog(const Clock& clock) : EscalationBacklog(clock, Options{}) {}
@@ -107,15 +107,15 @@ class EscalationBacklog {
   const Clock& clock_;
   const Options options_;
   mutable std::mutex mu_;
-  std::list<Entry> waiting_;                                   // guarded by mu_, oldest first
+  std::list<Entry> waiting_;                                    // guarded by mu_, oldest first
   std::map<std::string, std::list<Entry>::iterator> by_print_;  // guarded by mu_
   Stats stats_;                                                 // guarded by mu_
   bool failing_ = false;                                        // guarded by mu_
   bool retrying_ = false;                                       // guarded by mu_
   TimePoint next_retry_{};                                      // guarded by mu_
   Duration retry_delay_{};                                      // guarded by mu_
-  std::mutex health_mu_;           // orders on_health_change calls
-  bool reported_failing_ = false;  // guarded by health_mu_
+  std::mutex health_mu_;                                        // orders on_health_change calls
+  bool reported_failing_ = false;                               // guarded by health_mu_
 };
 
 }  // namespace mend

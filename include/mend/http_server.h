@@ -15,8 +15,9 @@
 // {"error":{"type":...,"message":...}} whose type is one of mend's error type names:
 //   400 a malformed request (then closes), 413 a body over max_body_bytes, 431 headers over
 //   32 KiB, 500 when the handler throws or returns a response that cannot be sent (bad status or
-//   header), 503 for connections over max_connections or max_connections_per_client. A connection that sends nothing, or not a
-//   whole request, within read_timeout is closed without a word.
+//   header), 503 for connections over max_connections or max_connections_per_client. A
+//   connection that sends nothing, or not a whole request, within read_timeout is closed without
+//   a word.
 // Garbage bytes never crash it: the connection that sent them is answered 400 or closed.
 //
 // Answers that take time (a task the client waits for) and streams (server-sent events) use the

@@ -3,10 +3,11 @@
 // A pipeline composes policies in the order the caller chooses, outermost first, as Polly's
 // resilience pipelines do, and runs calls through them:
 //
-//   auto breaker = std::make_shared<mend::CircuitBreaker>("agent-a",
-//   mend::CircuitBreakerOptions{}); mend::Pipeline pipeline = mend::Pipeline::Builder()
-//                                 .retry(mend::RetryOptions{})   // outermost: retries ...
-//                                 .circuit_breaker(breaker)      // ... each pass the breaker
+//   auto breaker =
+//       std::make_shared<mend::CircuitBreaker>("agent-a", mend::CircuitBreakerOptions{});
+//   mend::Pipeline pipeline = mend::Pipeline::Builder()
+//                                 .retry(mend::RetryOptions{})  // outermost: retries ...
+//                                 .circuit_breaker(breaker)     // ... each pass the breaker
 //                                 .build();
 //   std::string answer = pipeline.execute([&] { return agent.ask(task); });          // throws
 //   mend::Result<std::string> r = pipeline.try_execute([&] { return agent.ask(task); });

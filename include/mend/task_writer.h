@@ -72,13 +72,13 @@ class TaskWriter {
   struct Health {
     // The last transaction failed, or progress and finish writes wait to be retried.
     bool failing = false;
-    std::size_t retry_pending = 0;   // how many
-    std::size_t queued = 0;          // writes not tried yet
-    std::int64_t written = 0;        // writes in the store
-    std::int64_t failed_tries = 0;   // writes the store refused with an error, retries included
-    std::int64_t dropped = 0;        // retried writes given up because max_retried were waiting
-    std::int64_t batches = 0;        // transactions that committed
-    std::string last_error;          // the store's last error ("" when none yet)
+    std::size_t retry_pending = 0;  // how many
+    std::size_t queued = 0;         // writes not tried yet
+    std::int64_t written = 0;       // writes in the store
+    std::int64_t failed_tries = 0;  // writes the store refused with an error, retries included
+    std::int64_t dropped = 0;       // retried writes given up because max_retried were waiting
+    std::int64_t batches = 0;       // transactions that committed
+    std::string last_error;         // the store's last error ("" when none yet)
   };
 
   TaskWriter(Store& store, const Clock& clock) : TaskWriter(store, clock, Options{}) {}
@@ -124,18 +124,18 @@ class TaskWriter {
   const Options options_;
   std::atomic<std::int64_t> task_number_{1};
   mutable std::mutex mu_;
-  std::condition_variable work_;  // the writer waits for writes
+  std::condition_variable work_;   // the writer waits for writes
   std::condition_variable tried_;  // flush() waits for the writer's progress
-  std::deque<Pending> queue_;     // guarded by mu_: not tried yet
-  std::deque<Pending> retry_;     // guarded by mu_: failed, in submission order
-  TimePoint next_retry_{};        // guarded by mu_
-  Duration retry_delay_{};        // guarded by mu_
-  std::uint64_t submitted_ = 0;   // guarded by mu_: writes ever queued
+  std::deque<Pending> queue_;      // guarded by mu_: not tried yet
+  std::deque<Pending> retry_;      // guarded by mu_: failed, in submission order
+  TimePoint next_retry_{};         // guarded by mu_
+  Duration retry_delay_{};         // guarded by mu_
+  std::uint64_t submitted_ = 0;    // guarded by mu_: writes ever queued
   std::uint64_t tried_count_ = 0;  // guarded by mu_: writes ever taken from queue_ and tried
-  bool stopping_ = false;         // guarded by mu_
-  bool stopped_ = false;          // guarded by mu_: stop() ran
-  Health health_;                 // guarded by mu_
-  std::thread thread_;            // last: started once everything above exists
+  bool stopping_ = false;          // guarded by mu_
+  bool stopped_ = false;           // guarded by mu_: stop() ran
+  Health health_;                  // guarded by mu_
+  std::thread thread_;             // last: started once everything above exists
 };
 
 }  // namespace mend

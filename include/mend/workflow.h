@@ -293,7 +293,7 @@ class WorkflowRun {
     fallback
   };
   // The state of a heal or escalate step, on the heap: most runs never take one, and a run
-  // waiting in backoff should be small (issue 6: 100,000 of them at once).
+  // waiting in backoff should be small (an outage may park 100,000 of them at once).
   struct PendingHeal;
   struct PendingEscalation;
 

@@ -278,7 +278,8 @@ std::optional<ResponseHead> parse_head(std::string_view head) {
     if (line.empty()) continue;
     std::size_t colon = line.find(':');
     if (colon == std::string_view::npos) return std::nullopt;
-    out.headers[ascii_lower(trim(line.substr(0, colon)))] = std::string(trim(line.substr(colon + 1)));
+    out.headers[ascii_lower(trim(line.substr(0, colon)))] =
+        std::string(trim(line.substr(colon + 1)));
   }
   return out;
 }

@@ -1,7 +1,8 @@
 // The `mend demo` report as one self-contained HTML page: the report JSON embedded as data, and
-// an inline script (report/report.js, embedded by demo_html_assets.h.in) that draws the summary, the SVG charts and the tables
-// from it when the page is opened. The C++ side only assembles the page: nothing from the data
-// is ever written into markup here, so escaping reduces to keeping the data inside its <script>.
+// an inline script (report/report.js, embedded by demo_html_assets.h.in) that draws the summary,
+// the SVG charts and the tables from it when the page is opened. The C++ side only assembles the
+// page: nothing from the data is ever written into markup here, so escaping reduces to keeping the
+// data inside its <script>.
 #include <string>
 #include <string_view>
 

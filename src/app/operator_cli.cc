@@ -130,7 +130,6 @@ std::string short_duration(double seconds) {
   return buffer;
 }
 
-
 // Every line of `text` indented by two spaces.
 std::string indented(const std::string& text) {
   std::string out;

@@ -76,7 +76,8 @@ AttemptDecision AttemptPolicy::decide_retry(const Error& error, const AttemptFac
     }
   }
   if (budget != nullptr) {
-    if (!budget->try_acquire_retry()) return {false, {}, StopReason::retry_budget_exhausted, nullptr};
+    if (!budget->try_acquire_retry())
+      return {false, {}, StopReason::retry_budget_exhausted, nullptr};
     out.token = budget;
   }
   return out;

@@ -74,9 +74,10 @@ TEST_F(AttemptPolicyTest, TheLastRetryANonRetryableTypeAndTheDeadlineEndTheAttem
   AttemptPolicy p = policy();
   EXPECT_EQ(p.failed(p.admit(clock_).permit, failure(), {.attempt = 3}, clock_, random_).stop,
             StopReason::retries_exhausted);
-  EXPECT_EQ(p.failed(p.admit(clock_).permit, failure(ErrorType::processing_failed), {}, clock_, random_)
-                .stop,
-            StopReason::non_retryable);
+  EXPECT_EQ(
+      p.failed(p.admit(clock_).permit, failure(ErrorType::processing_failed), {}, clock_, random_)
+          .stop,
+      StopReason::non_retryable);
   EXPECT_EQ(p.failed(p.admit(clock_).permit, failure(),
                      {.attempt = 0, .deadline = clock_.now() + milliseconds(50)}, clock_, random_)
                 .stop,

@@ -32,13 +32,14 @@ RetryDecision RetryStage::decide(int attempt, Error& error, Duration previous,
   }
   // The budget, the policy and the caller's stop, as every caller of an agent decides
   // (mend/attempt_policy.h); this stage has no breaker of its own (it is a stage if any).
-  const AttemptDecision a = AttemptPolicy(nullptr, policy_).decide_retry(
-      error,
-      {.attempt = attempt,
-       .previous = previous,
-       .deadline = scope.options.deadline,
-       .stop_requested = scope.options.stop.stop_requested()},
-      scope.env.clock->now(), *scope.env.random);
+  const AttemptDecision a =
+      AttemptPolicy(nullptr, policy_)
+          .decide_retry(error,
+                        {.attempt = attempt,
+                         .previous = previous,
+                         .deadline = scope.options.deadline,
+                         .stop_requested = scope.options.stop.stop_requested()},
+                        scope.env.clock->now(), *scope.env.random);
   const RetryDecision d{a.retry, a.stop, a.delay};
   if (d.retry && scope.env.events != nullptr) {
     Event e = detail::event_for(EventKind::retry_scheduled, scope.env, o.name, error);

@@ -109,7 +109,8 @@ TEST_F(ReplicaProbesTest, LivenessRestartsASupervisedReplicaAfterItsThreshold) {
   EXPECT_FALSE(r.is_ready());
 }
 
-TEST_F(ReplicaProbesTest, AReplicaMendDoesNotStartIsReadyUntilAProbeSaysOtherwiseAndNeverRestarted) {
+TEST_F(ReplicaProbesTest,
+       AReplicaMendDoesNotStartIsReadyUntilAProbeSaysOtherwiseAndNeverRestarted) {
   ProbeSet p = probes();
   p.startup.failure_threshold = 1;
   ReplicaProbes r(p, /*supervised=*/false);

@@ -265,7 +265,8 @@ void WorkflowRun::skip(const Candidate& candidate, SkipReason reason) {
   // it did, so that it counts as an occurrence of their record, and reopens one once resolved.
   if (worst_ || (reason != SkipReason::circuit_open && reason != SkipReason::unhealthy)) return;
   const AgentRegistry::Entry* entry = workflow_.agents_.find(candidate.agent);
-  const std::uint32_t code = entry == nullptr ? 0 : entry->last_failure.load(std::memory_order_relaxed);
+  const std::uint32_t code =
+      entry == nullptr ? 0 : entry->last_failure.load(std::memory_order_relaxed);
   if (code == 0) return;
   const auto type = static_cast<ErrorType>((code - 1) / 8);
   const auto severity = static_cast<Severity>((code - 1) % 8);

@@ -20,8 +20,8 @@ namespace net = boost::asio;
 // The steps run in a coroutine while they can (agent calls are awaited in it, as the daemon's
 // HTTP calls must be), and the coroutine ends whenever the task has to wait: a backoff timer
 // or a job on the blocking executor. The wait's handler starts a new coroutine. So a task that
-// waits holds no coroutine frame, only this object and its timer (issue 6: a few hundred bytes
-// each instead of several KB, with 100,000 tasks in backoff during an outage), and a task that
+// waits holds no coroutine frame, only this object and its timer (a few hundred bytes each
+// instead of several KB, with 100,000 tasks in backoff during an outage), and a task that
 // never waits costs one coroutine, as before.
 class Driver {
  public:

@@ -44,7 +44,6 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 // Headers larger than this are a malformed response, not something to buffer without end.
 constexpr std::uint32_t kMaxResponseHeaderBytes = 64 * 1024;
 
-
 using http_detail::iequals;
 
 Error configuration_error(std::string message) {

@@ -22,9 +22,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <map>
 #include <set>
 #include <thread>
 #include <vector>
@@ -151,7 +151,7 @@ struct Session {
   bool watch_done = false;  // that read completed and its result was not looked at yet
   boost::system::error_code watch_error;
   std::shared_ptr<Exchange> exchange;  // guarded by Impl::mu; the one in progress
-  std::string client;  // the peer's address, set before the session is registered
+  std::string client;                  // the peer's address, set before the session is registered
 };
 
 struct PlainSession final : Session {
@@ -376,9 +376,9 @@ struct HttpServer::Impl {
 
   std::mutex mu;
   std::condition_variable cv;
-  std::set<std::shared_ptr<Session>> sessions;  // guarded by mu
+  std::set<std::shared_ptr<Session>> sessions;                 // guarded by mu
   std::map<std::string, std::size_t, std::less<>> per_client;  // guarded by mu: by address
-  bool accepting = false;                       // guarded by mu
+  bool accepting = false;                                      // guarded by mu
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> served{0};
   std::atomic<std::size_t> accepted{0};
@@ -437,7 +437,8 @@ std::optional<HttpResponse> HttpServer::Impl::screen_header(
     if (!iequals(field.name_string(), "Transfer-Encoding")) continue;
     ++encodings;
     std::string_view value = field.value();
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     chunked_only = chunked_only && iequals(value, "chunked");
   }
@@ -447,9 +448,9 @@ std::optional<HttpResponse> HttpServer::Impl::screen_header(
                       "Content-Length, is accepted");
   }
   if (capacity == Capacity::over_total && !reserved(req)) {
-    return json_error(503, "temporary_unavailable",
-                      "too many connections (limit " + std::to_string(options.max_connections) +
-                          ")");
+    return json_error(
+        503, "temporary_unavailable",
+        "too many connections (limit " + std::to_string(options.max_connections) + ")");
   }
   if (capacity == Capacity::over_client && !reserved(req)) {
     return json_error(503, "temporary_unavailable",

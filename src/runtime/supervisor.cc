@@ -61,7 +61,6 @@ Error os_error(int err, const std::string& what) {
                           what + ": " + errno_text(err));
 }
 
-
 std::string signal_text(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   std::string text = "signal " + std::to_string(sig);

@@ -257,8 +257,8 @@ std::string task_request_json(const Task& task) {
   return dump(j);
 }
 
-StoredTask stored_running_task(const Task& task, const std::string& key,
-                               const std::string& digest, WallTime now) {
+StoredTask stored_running_task(const Task& task, const std::string& key, const std::string& digest,
+                               WallTime now) {
   StoredTask t;
   t.id = task.id;
   t.idempotency_key = key;
@@ -587,10 +587,10 @@ void DaemonCore::api_submit(const HttpRequest& request,
     return;
   }
   if (!task.id.empty() && (task.id.size() > kMaxTaskIdBytes || !is_plain_id(task.id))) {
-    return reply(error_response(
-        400, ErrorType::validation_failed,
-        "the field 'id' must be at most " + std::to_string(kMaxTaskIdBytes) +
-            " visible ASCII characters without / ? # % \" or \\"));
+    return reply(error_response(400, ErrorType::validation_failed,
+                                "the field 'id' must be at most " +
+                                    std::to_string(kMaxTaskIdBytes) +
+                                    " visible ASCII characters without / ? # % \" or \\"));
   }
   if (auto it = body.find("capabilities"); it != body.end()) {
     bool ok = it->is_array();
@@ -691,7 +691,7 @@ void DaemonCore::api_submit(const HttpRequest& request,
   // Written before anything runs or anyone hears of it; the answer and the start follow from the
   // writer's thread, outside tasks_mu_ (wait_for_task() and the task's completion take it).
   auto accepted = [this, id, task, g, wait_seconds, responder, key](TaskWriter::Result result,
-                                                                     const std::string& why) {
+                                                                    const std::string& why) {
     if (result == TaskWriter::Result::written) {
       std::vector<TaskEntry::Waiter> told_when_stored;
       TaskEntry running;
@@ -938,8 +938,8 @@ void DaemonCore::respond_task(const std::shared_ptr<HttpResponder>& responder,
     net::post(*blocking_, [this, responder, summary, status, replayed]() mutable {
       try {
         std::optional<StoredTask> stored = store_->stored_task(summary.task.id);
-        summary.outcome_json = stored && !stored->outcome_json.empty() ? stored->outcome_json
-                                                                        : std::string("null");
+        summary.outcome_json =
+            stored && !stored->outcome_json.empty() ? stored->outcome_json : std::string("null");
       } catch (const std::exception& e) {
         log("error", "reading task " + summary.task.id + " from the store: " + e.what());
         return responder->respond(error_response(500, ErrorType::database_error, e.what()));
@@ -1069,14 +1069,14 @@ Result<void> DaemonCore::recover_tasks(const Config& config,
       } else if (t.call_in_flight && !entry.idempotent) {
         why = "mend stopped while a call to " +
               (t.agent.empty() ? std::string("an agent") : "agent '" + t.agent + "'") +
-              " may have been in flight: the agent may have run it, and the task type '" +
-              t.type + "' is not in tasks.idempotent_types, so mend did not send it again";
+              " may have been in flight: the agent may have run it, and the task type '" + t.type +
+              "' is not in tasks.idempotent_types, so mend did not send it again";
       }
       Result<Task> task = Error::classified_as(ErrorType::processing_failed, Severity::low, why);
       if (why.empty()) {
         task = task_from_stored(t);
-        if (!task.ok()) why = "mend restarted and could not run the task again: " +
-                              task.error().message;
+        if (!task.ok())
+          why = "mend restarted and could not run the task again: " + task.error().message;
       }
       if (!why.empty()) {
         TaskWrite write =
@@ -1106,8 +1106,8 @@ Result<void> DaemonCore::recover_tasks(const Config& config,
   task_writer_->flush();
   if (!stored.empty()) {
     log("info", "tasks from the store: " + std::to_string(kept) + " finished kept, " +
-                    std::to_string(resume->size()) + " resumed, " +
-                    std::to_string(endings.size()) + " ended interrupted");
+                    std::to_string(resume->size()) + " resumed, " + std::to_string(endings.size()) +
+                    " ended interrupted");
   }
   return {};
 }
@@ -1160,7 +1160,9 @@ void DaemonCore::api_agents(const std::string& only,
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     for (const Replica& r : replicas_) {
-      json j = {{"index", r.index}, {"url", r.url}, {"ready", r.health.is_ready()},
+      json j = {{"index", r.index},
+                {"url", r.url},
+                {"ready", r.health.is_ready()},
                 {"started", r.health.is_started()}};
       if (!r.last_probe.empty()) j["last_probe"] = r.last_probe;
       if (!r.process.empty()) {
@@ -1189,9 +1191,8 @@ void DaemonCore::api_agents(const std::string& only,
                     {"failure_count", snap.failure_count},
                     {"transitions", snap.transitions}};
     if (snap.state == CircuitState::open) {
-      circuit["probe_in_seconds"] = std::max(
-          0.0,
-          std::chrono::duration<double>(snap.probe_at - clock_.now()).count());
+      circuit["probe_in_seconds"] =
+          std::max(0.0, std::chrono::duration<double>(snap.probe_at - clock_.now()).count());
     }
     json agent = {{"name", name},
                   {"supervised", config != nullptr && config->supervised()},
@@ -1290,10 +1291,10 @@ void DaemonCore::api_record(std::optional<RecordKind> kind, const std::string& i
       if (!by->is_string() || by->get_ref<const std::string&>().empty() ||
           by->get_ref<const std::string&>().size() > kMaxActorBytes ||
           !is_printable_text(by->get_ref<const std::string&>())) {
-        return responder->respond(error_response(
-            400, ErrorType::validation_failed,
-            "'by' must be a non-empty string of at most " + std::to_string(kMaxActorBytes) +
-                " bytes without control characters"));
+        return responder->respond(error_response(400, ErrorType::validation_failed,
+                                                 "'by' must be a non-empty string of at most " +
+                                                     std::to_string(kMaxActorBytes) +
+                                                     " bytes without control characters"));
       }
       who = by->get<std::string>();
     }

@@ -60,8 +60,7 @@ void Checker::read_server(const Item& item, ServerConfig& server) {
   set_size(s, "max_body_bytes", server.max_body_bytes, 1);
   set_duration(s, "read_timeout", server.read_timeout, DurationRule::positive);
   set_integer(s, "max_connections", server.max_connections, {1, 1'000'000});
-  set_integer(s, "max_connections_per_client", server.max_connections_per_client,
-              {0, 1'000'000});
+  set_integer(s, "max_connections_per_client", server.max_connections_per_client, {0, 1'000'000});
   set_integer(s, "threads", server.threads, {1, 256});
   set_integer(s, "max_tasks_in_flight", server.max_tasks_in_flight, {1, 100'000'000});
   set_duration(s, "task_deadline", server.task_deadline, DurationRule::positive);
@@ -225,7 +224,6 @@ ConfigLoad check(std::string_view yaml, const std::string& source_name, fs::path
   return load;
 }
 
-
 }  // namespace config_detail
 
 using config_detail::check;
@@ -268,8 +266,9 @@ ConfigLoad load_config_file(const std::string& path) {
       const fs::perms mode = fs::status(path, ec).permissions();
       if (!ec && (mode & (fs::perms::group_read | fs::perms::others_read)) != fs::perms::none) {
         load_result.warnings.push_back(
-            path + ": others may read this file, and it holds server.token inline: chmod 600 "
-                   "it, or give the token by server.token_env");
+            path +
+            ": others may read this file, and it holds server.token inline: chmod 600 "
+            "it, or give the token by server.token_env");
       }
     }
     return load_result;

@@ -452,11 +452,10 @@ void Checker::read_supervision(const Item& item, SupervisionConfig& sup) {
   if (sup.restart_backoff_max < sup.restart_backoff_initial) {
     at_key(s.has("restart_backoff_max") ? *s.get("restart_backoff_max") : item,
            "restart_backoff_max (" + duration_text(sup.restart_backoff_max) +
-               ") is below restart_backoff_initial (" +
-               duration_text(sup.restart_backoff_initial) + ")");
+               ") is below restart_backoff_initial (" + duration_text(sup.restart_backoff_initial) +
+               ")");
   }
   s.finish();
 }
-
 
 }  // namespace mend::config_detail

@@ -1,5 +1,7 @@
 // The configuration loader's scalars (durations, sizes), its words (suggestions, quoting) and
 // its sections (config_checker.h).
+#include "config_checker.h"
+
 #include <arpa/inet.h>
 #include <unistd.h>
 #include <yaml-cpp/depthguard.h>
@@ -21,7 +23,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include "config_checker.h"
 #include "mend/http_client.h"  // parse_url
 #include "mend/text.h"
 
@@ -49,7 +50,6 @@ std::optional<double> take_decimal(std::string_view& text) {
   text.remove_prefix(n);
   return value;
 }
-
 
 }  // namespace
 
@@ -140,7 +140,6 @@ std::string ConfigProblem::to_string() const {
   if (!key.empty()) out += key + ": ";
   return out + message;
 }
-
 
 namespace config_detail {
 
@@ -280,7 +279,6 @@ void Section::finish() {
     checker_.at_key(e.item, std::move(message));
   }
 }
-
 
 }  // namespace config_detail
 }  // namespace mend

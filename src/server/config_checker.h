@@ -14,12 +14,22 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "mend/config.h"
@@ -494,7 +504,6 @@ class Checker {
   std::set<std::string> agent_names_;     // valid agent names, for chains
   std::set<std::string> receiver_names_;  // valid receiver names, for routes
 };
-
 
 // The whole document (config.cc).
 ConfigLoad check(std::string_view yaml, const std::string& source_name, fs::path base_dir);

@@ -311,5 +311,4 @@ void Checker::read_classifier(const Item& item, std::vector<RuleSpec>& rules) {
   }
 }
 
-
 }  // namespace mend::config_detail

@@ -24,8 +24,8 @@
 #include <set>
 
 #include "daemon_impl.h"
-#include "relay.h"
 #include "mend/async_workflow.h"
+#include "relay.h"
 
 namespace mend {
 namespace server_detail {
@@ -259,9 +259,9 @@ void DaemonCore::register_metrics() {
                                       "Notification deliveries, by result.", {"result"});
   m_.reloads = &metrics.counter("mend_config_reloads_total", "Configuration reloads, by result.",
                                 {"result"});
-  m_.relay_requests = &metrics.counter(
-      "mend_relay_requests_total", "Requests through a relay, by its agent and how they ended.",
-      {"relay", "outcome"});
+  m_.relay_requests = &metrics.counter("mend_relay_requests_total",
+                                       "Requests through a relay, by its agent and how they ended.",
+                                       {"relay", "outcome"});
   metrics.gauge_callback("mend_circuit_state",
                          "Circuit state per agent: 0 closed, 1 half-open, 2 open, 3 isolated.",
                          {"agent"}, [this] {
@@ -282,7 +282,8 @@ void DaemonCore::register_metrics() {
                          {"agent"}, [this] {
                            std::map<std::string, double> ready;
                            std::lock_guard<std::mutex> lock(replicas_mu_);
-                           for (const Replica& r : replicas_) ready[r.agent] += r.health.is_ready() ? 1 : 0;
+                           for (const Replica& r : replicas_)
+                             ready[r.agent] += r.health.is_ready() ? 1 : 0;
                            std::vector<Sample> samples;
                            for (const auto& [agent, n] : ready) samples.push_back({{agent}, n});
                            return samples;
@@ -314,8 +315,7 @@ void DaemonCore::register_metrics() {
       "Changes of tasks the store refused, kept in memory and written again with backoff.", {},
       [this] {
         if (!task_writer_) return std::vector<Sample>{};
-        return std::vector<Sample>{
-            {{}, static_cast<double>(task_writer_->health().retry_pending)}};
+        return std::vector<Sample>{{{}, static_cast<double>(task_writer_->health().retry_pending)}};
       });
   metrics.counter_callback(
       "mend_store_escalation_writes_total",
@@ -332,8 +332,7 @@ void DaemonCore::register_metrics() {
       });
   metrics.gauge_callback(
       "mend_store_escalations_pending_retry",
-      "Escalations the store refused, kept in memory and written again with backoff.", {},
-      [this] {
+      "Escalations the store refused, kept in memory and written again with backoff.", {}, [this] {
         if (!escalation_backlog_) return std::vector<Sample>{};
         return std::vector<Sample>{
             {{}, static_cast<double>(escalation_backlog_->stats().pending_occurrences)}};
@@ -478,8 +477,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
     return Error::of_kind("configuration", std::string("escalation: ") + e.what());
   }
   g->escalations = std::make_unique<BackloggedEscalations>(*escalation_backlog_, *g->escalator);
-  g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, clock_,
-                                                           SeededRandom::system());
+  g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, clock_, SeededRandom::system());
   for (const ReceiverConfig& r : config.escalation.receivers) {
     std::vector<HttpHeader> headers;
     for (const auto& [name, value] : r.headers) headers.push_back({name, value});
@@ -696,12 +694,8 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
     }
   }
   if (agent.empty()) return;
-  json j = {{"kind", "agent_process"},
-            {"at", to_iso8601(clock_.wall_now())},
-            {"source", agent},
-            {"process", event.name},
-            {"event", to_string(event.kind)},
-            {"pid", event.pid}};
+  json j = {{"kind", "agent_process"}, {"at", to_iso8601(clock_.wall_now())}, {"source", agent},
+            {"process", event.name},   {"event", to_string(event.kind)},      {"pid", event.pid}};
   if (!event.description.empty()) j["detail"] = event.description;
   if (event.delay.count() > 0) j["delay_seconds"] = seconds(event.delay);
   publish("agent_process", j.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -785,8 +779,8 @@ void DaemonCore::escalate_agent(const std::string& agent, Severity level, ErrorT
                     {"severity", std::string(to_string(level))}};
   Result<EscalationTaken> taken = g->escalations->escalate(request);
   if (taken.ok() && taken->pending) {
-    log("warn", "escalation for " + agent + " kept in memory until the store takes writes: " +
-                    message);
+    log("warn",
+        "escalation for " + agent + " kept in memory until the store takes writes: " + message);
   } else if (taken.ok()) {
     m_.escalations->with({std::string(to_string(taken->level))}).inc();
     log("warn", "escalated " + taken->record + " for " + agent + ": " + message);
@@ -947,8 +941,7 @@ void DaemonCore::check_memory() {
     symptoms.detail = "RSS over the configured memory limit";
     log("warn", "agent " + agent + " uses " + std::to_string(static_cast<int>(percent)) +
                     " % of its memory limit: self-healing");
-    HealingReport report =
-        g->healer->heal(agent, symptoms, *g->operations, clock_.now());
+    HealingReport report = g->healer->heal(agent, symptoms, *g->operations, clock_.now());
     publish("self_healing", report.to_json());
     if (report.escalate) {
       escalate_agent(agent, Severity::high, ErrorType::memory_exhausted,
@@ -976,21 +969,19 @@ void DaemonCore::on_agent_unhealthy(const std::string& agent, const ProbeResult&
   }
   symptoms.detail = probe.detail;
   log("warn", "agent " + agent + " is unhealthy (" + probe.detail + "): self-healing");
-  HealingReport report =
-      g->healer->heal(agent, symptoms, *g->operations, clock_.now());
+  HealingReport report = g->healer->heal(agent, symptoms, *g->operations, clock_.now());
   publish("self_healing", report.to_json());
   // On-call hears of it either way: an agent that stopped serving is news even when mend fixed
   // it (the record says so), and the record's fingerprint keeps one active record per outage.
-  escalate_agent(agent, report.recovered ? Severity::medium : Severity::high,
-                 ErrorType::service_unavailable,
-                 "agent " + agent + " is unhealthy: no replica is ready (" + probe.detail +
-                     "); self-healing " +
-                     (report.recovered ? "recovered it (" + report.recovery.action + ")"
-                                       : "did not recover it (" +
-                                             (report.recovery.reason.empty()
-                                                  ? std::string("no strategy")
-                                                  : report.recovery.reason) +
-                                             ")"));
+  escalate_agent(
+      agent, report.recovered ? Severity::medium : Severity::high, ErrorType::service_unavailable,
+      "agent " + agent + " is unhealthy: no replica is ready (" + probe.detail +
+          "); self-healing " +
+          (report.recovered ? "recovered it (" + report.recovery.action + ")"
+                            : "did not recover it (" +
+                                  (report.recovery.reason.empty() ? std::string("no strategy")
+                                                                  : report.recovery.reason) +
+                                  ")"));
 }
 
 void DaemonCore::check_slas(Generation& g) {
@@ -1377,10 +1368,10 @@ Result<void> DaemonCore::reload(const std::string& path) {
   }
   family.with({"applied"}).inc();
   log("info", "configuration reloaded from " + file);
-  publish("config_reloaded", json({{"kind", "config_reloaded"},
-                                   {"at", to_iso8601(clock_.wall_now())},
-                                   {"source", file}})
-                                 .dump(-1, ' ', false, json::error_handler_t::replace));
+  publish(
+      "config_reloaded",
+      json({{"kind", "config_reloaded"}, {"at", to_iso8601(clock_.wall_now())}, {"source", file}})
+          .dump(-1, ' ', false, json::error_handler_t::replace));
   return {};
 }
 

@@ -23,15 +23,16 @@ TEST(DaemonClock, TasksAreStampedAndTimedByTheInjectedClock) {
     return HttpResponse{200, {{"Content-Type", "application/json"}}, R"({"result":"ok"})"};
   });
   ASSERT_TRUE(agent.start().ok());
-  ConfigLoad load = parse_config("server: {port: 0, token: t, drain_timeout: 0s}\n"
-                                 "store: {path: \":memory:\"}\n"
-                                 "agents:\n"
-                                 "  - name: worker\n"
-                                 "    url: " +
-                                     agent.base_url() +
-                                     "\n"
-                                     "    capabilities: [code_review]\n",
-                                 "clock.yaml", "/nonexistent-dir");
+  ConfigLoad load = parse_config(
+      "server: {port: 0, token: t, drain_timeout: 0s}\n"
+      "store: {path: \":memory:\"}\n"
+      "agents:\n"
+      "  - name: worker\n"
+      "    url: " +
+          agent.base_url() +
+          "\n"
+          "    capabilities: [code_review]\n",
+      "clock.yaml", "/nonexistent-dir");
   ASSERT_TRUE(load.ok());
   // A wall clock far from today's: a stamp taken from the system clock could not match it.
   ManualClock clock(TimePoint{} + 1h, WallTime(std::chrono::seconds(2'000'000'000)));
@@ -44,10 +45,10 @@ TEST(DaemonClock, TasksAreStampedAndTimedByTheInjectedClock) {
 
   mend::testing::IoLoop io;
   HttpClient http(io.executor());
-  Result<HttpResponse> answer = http.request_sync(
-      "POST", daemon.base_url() + "/v1/tasks?wait=10",
-      {{"Authorization", "Bearer t"}, {"Content-Type", "application/json"}},
-      R"({"type":"code_review","agent":"worker","payload":{}})", 20s);
+  Result<HttpResponse> answer =
+      http.request_sync("POST", daemon.base_url() + "/v1/tasks?wait=10",
+                        {{"Authorization", "Bearer t"}, {"Content-Type", "application/json"}},
+                        R"({"type":"code_review","agent":"worker","payload":{}})", 20s);
   ASSERT_TRUE(answer.ok()) << answer.error().describe();
   ASSERT_EQ(answer->status, 200) << answer->body;
   json task = json::parse(answer->body);

@@ -177,10 +177,10 @@ struct TaskEntry {
   bool idempotent = false;
   // What the store says (or will say once written): false only while the task waits in backoff.
   bool call_in_flight = true;
-  int attempts = 0;  // calls to agents, those before a restart included
+  int attempts = 0;          // calls to agents, those before a restart included
   std::string outcome_json;  // once done: the outcome, or "" when larger than kInlineOutcomeBytes
   bool outcome_in_store = false;  // once done: the outcome is read from the store
-  std::string status;  // "running" or the outcome status
+  std::string status;             // "running" or the outcome status
   struct Waiter {
     std::shared_ptr<HttpResponder> responder;
     std::shared_ptr<boost::asio::steady_timer> timer;
@@ -336,7 +336,7 @@ class DaemonCore {
   std::shared_ptr<Generation> generation_;  // guarded by generation_mu_
   std::atomic<std::uint64_t> generation_number_{0};
   std::vector<std::unique_ptr<Relay>> relays_;
-  std::mutex reload_mu_;                    // one reload at a time
+  std::mutex reload_mu_;  // one reload at a time
 
   std::mutex replicas_mu_;
   std::vector<Replica> replicas_;  // guarded by replicas_mu_
@@ -349,7 +349,7 @@ class DaemonCore {
   std::map<std::string, TaskEntry, std::less<>> tasks_;          // guarded by tasks_mu_
   std::map<std::string, std::string, std::less<>> idempotency_;  // key -> task id
   std::deque<std::string> finished_order_;                       // oldest first, for eviction
-  std::uint64_t next_task_number_ = 1;  // no generated id at or above it was handed out
+  std::uint64_t next_task_number_ = 1;      // no generated id at or above it was handed out
   std::atomic<bool> store_failing_{false};  // task or escalation writes fail: not ready
   std::atomic<bool> task_writes_failing_{false};
   std::atomic<bool> escalation_writes_failing_{false};

@@ -408,8 +408,9 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
       return;
     }
     if (request_->admin && !options().pass_admin) {
-      reject(403, "the relay does not pass requests for /admin/ (an agent's admin hooks are "
-                  "mend's to call; relays[].pass_admin: true passes them)");
+      reject(403,
+             "the relay does not pass requests for /admin/ (an agent's admin hooks are "
+             "mend's to call; relays[].pass_admin: true passes them)");
       return;
     }
     begin_exchange();
@@ -474,7 +475,9 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
 
   const RelayTarget& target() const { return slot_->route->chain[target_]; }
   // The target's breaker and retry policy, in their one order (mend/attempt_policy.h).
-  AttemptPolicy attempts() const { return AttemptPolicy(&target().entry->breaker, *target().policy); }
+  AttemptPolicy attempts() const {
+    return AttemptPolicy(&target().entry->breaker, *target().policy);
+  }
   AgentDelta& delta() { return slot_->deltas[target_]; }
 
   // Tries targets from target_ on; the first one that admits a call gets it.
@@ -555,8 +558,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
       split = space + 1;
     }
     const std::array<net::const_buffer, 3> pieces = {
-        net::buffer(bytes, split),
-        net::buffer(base.data(), split == parsed_ ? 0 : base.size()),
+        net::buffer(bytes, split), net::buffer(base.data(), split == parsed_ ? 0 : base.size()),
         net::buffer(bytes + split, parsed_ - split)};
     net::async_write(up_->socket, pieces,
                      [self = shared_from_this()](const error_code& ec, std::size_t) {
@@ -676,9 +678,8 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
     const Clock& clock = w_.clock();
     slot_->generation->classifier.classify_in_place(error);
     permit_held_ = false;
-    const AttemptDecision d =
-        attempts().failed(permit_, error, {.attempt = attempt_, .previous = previous_delay_}, clock,
-                          w_.random);
+    const AttemptDecision d = attempts().failed(
+        permit_, error, {.attempt = attempt_, .previous = previous_delay_}, clock, w_.random);
     if (d.token != nullptr) token_held_ = d.token;  // given back when the retry has answered
     if (!d.retry) {
       ++target_;
@@ -706,9 +707,8 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   // The breaker is asked again: it may have opened while the call waited. An agent its probes
   // marked unhealthy meanwhile is not called again either (as the workflow's retries do).
   void retry_now() {
-    const AttemptPolicy::Admission admission =
-        attempts().admit(w_.clock(), /*retrying=*/true,
-                         target().entry->health.load(std::memory_order_relaxed));
+    const AttemptPolicy::Admission admission = attempts().admit(
+        w_.clock(), /*retrying=*/true, target().entry->health.load(std::memory_order_relaxed));
     permit_ = admission.permit;
     permit_held_ = admission.allowed();
     if (!admission.allowed()) {
@@ -866,7 +866,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   Worker& w_;
   Socket socket_;
   const net::ip::address client_;  // its share of max_connections_per_client
-  std::size_t index_ = 0;  // in w_.connections
+  std::size_t index_ = 0;          // in w_.connections
   beast::flat_buffer in_;
   std::optional<Framing<true>> request_;
   std::size_t parsed_ = 0;  // bytes of in_ the parser has taken: the request, once done
@@ -877,8 +877,8 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   Worker::Slot* slot_ = nullptr;
   std::size_t target_ = 0;
   std::size_t replica_ = 0;  // of target(): the endpoint the current call went to
-  int attempt_ = 0;  // retries of the current target so far
-  int calls_ = 0;    // calls of this request, all targets
+  int attempt_ = 0;          // retries of the current target so far
+  int calls_ = 0;            // calls of this request, all targets
   Duration previous_delay_{};
   CircuitBreaker::Permit permit_;
   bool permit_held_ = false;  // permit_ admitted a call the breaker has not heard the end of
@@ -993,8 +993,7 @@ void Relay::Worker::accept() {
       auto from_client = per_client.find(client);
       const std::size_t held = from_client == per_client.end() ? 0 : from_client->second;
       if (peer_error || connections.size() * workers >= relay.options_.max_connections ||
-          (per_client_limit > 0 &&
-           held >= std::max<std::size_t>(1, per_client_limit / workers))) {
+          (per_client_limit > 0 && held >= std::max<std::size_t>(1, per_client_limit / workers))) {
         error_code ignored;
         socket.close(ignored);  // over a limit: refused at once, as the API server does
       } else {

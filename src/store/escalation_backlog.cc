@@ -6,7 +6,9 @@
 namespace mend {
 namespace {
 
-bool store_refused(const Error& error) { return error.type == ErrorType::database_error; }
+bool store_refused(const Error& error) {
+  return error.type == ErrorType::database_error;
+}
 
 }  // namespace
 
@@ -65,11 +67,10 @@ Result<EscalationTaken> EscalationBacklog::escalate(Escalator& escalator,
         return pending;
       }
       stats_.dropped += n;
-      return Error::classified_as(ErrorType::database_error, Severity::high,
-                                  "the store refuses writes and " +
-                                      std::to_string(options_.max_pending) +
-                                      " escalations wait already: dropped (" + stats_.last_error +
-                                      ")");
+      return Error::classified_as(
+          ErrorType::database_error, Severity::high,
+          "the store refuses writes and " + std::to_string(options_.max_pending) +
+              " escalations wait already: dropped (" + stats_.last_error + ")");
     }
   }
   Result<EscalationTaken> taken = escalator.escalate(stamped);

@@ -33,7 +33,8 @@ EscalationRequest request(Severity level, const std::string& agent, const std::s
   r.agent = agent;
   r.task_id = task_id;
   r.task_type = "code_review";
-  r.labels = {{"agent", agent}, {"error_type", "external_service_down"}, {"task_type", "code_review"}};
+  r.labels = {
+      {"agent", agent}, {"error_type", "external_service_down"}, {"task_type", "code_review"}};
   return r;
 }
 
@@ -83,7 +84,8 @@ TEST_F(EscalationBacklogTest, AWorkingStoreIsWrittenAtOnce) {
 TEST_F(EscalationBacklogTest, LowIsLoggedEvenWhileTheStoreIsLocked) {
   EscalationBacklog backlog(clock_, options_);
   WriteLockHolder lock(dir_.file("mend.db"));
-  Result<EscalationTaken> t = backlog.escalate(*escalator_, request(Severity::low, "reviewer", "t"));
+  Result<EscalationTaken> t =
+      backlog.escalate(*escalator_, request(Severity::low, "reviewer", "t"));
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->action, "logged");
   EXPECT_FALSE(t->pending);

@@ -832,8 +832,8 @@ std::vector<JournalEntry> SqliteStore::journal(std::size_t limit) {
 
 // --- Tasks -------------------------------------------------------------------------------------
 
-#define MEND_TASK_COLUMNS                                                                    \
-  "id, idempotency_key, request_digest, type, agent, request_json, done, call_in_flight, "  \
+#define MEND_TASK_COLUMNS                                                                  \
+  "id, idempotency_key, request_digest, type, agent, request_json, done, call_in_flight, " \
   "attempts, submitted_at, deadline_at, finished_at, status, outcome_json"
 
 StoredTask SqliteStore::read_task_row(Statement& row) const {
@@ -928,13 +928,13 @@ std::vector<StoredTask> SqliteStore::load_tasks(std::size_t finished) {
   std::lock_guard lock(mu_);
   std::vector<StoredTask> out;
   {
-    Statement s = prepare(
-        "SELECT " MEND_TASK_COLUMNS " FROM ("
-        " SELECT * FROM tasks WHERE done = 0"
-        " UNION ALL"
-        " SELECT * FROM (SELECT * FROM tasks WHERE done = 1"
-        "   ORDER BY finished_at DESC, seq DESC LIMIT ?1)"
-        ") ORDER BY seq");
+    Statement s = prepare("SELECT " MEND_TASK_COLUMNS
+                          " FROM ("
+                          " SELECT * FROM tasks WHERE done = 0"
+                          " UNION ALL"
+                          " SELECT * FROM (SELECT * FROM tasks WHERE done = 1"
+                          "   ORDER BY finished_at DESC, seq DESC LIMIT ?1)"
+                          ") ORDER BY seq");
     s.bind_int(1, limit_value(finished));
     while (s.step()) out.push_back(read_task_row(s));
   }

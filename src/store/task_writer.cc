@@ -32,7 +32,9 @@ TaskWriter::TaskWriter(Store& store, const Clock& clock, Options options)
   if (options_.own_thread) thread_ = std::thread([this] { write_loop(); });
 }
 
-TaskWriter::~TaskWriter() { stop(); }
+TaskWriter::~TaskWriter() {
+  stop();
+}
 
 TaskWriter::Health TaskWriter::stop() {
   {
@@ -321,8 +323,8 @@ void TaskWriter::write_loop() noexcept {
       work_.wait(lock);
     } else {
       // The clock may be another than the system's: wait in real time, at most the retry delay.
-      const Duration left = std::clamp<Duration>(next_retry_ - clock_.now(), Duration(1),
-                                                 options_.retry_max);
+      const Duration left =
+          std::clamp<Duration>(next_retry_ - clock_.now(), Duration(1), options_.retry_max);
       work_.wait_for(lock, left);
     }
   }

@@ -102,9 +102,9 @@ TEST_F(TaskWriterTest, WritesLandInOneTransactionInOrderAndRefusedAcceptsAreTold
   EXPECT_TRUE(results_.empty()) << "nothing is written before run_once()";
 
   EXPECT_EQ(writer.run_once(), 5u);
-  EXPECT_EQ(results_, (std::vector<std::string>{"accept 7 written", "same id refused",
-                                                "same key refused", "progress written",
-                                                "finish written"}));
+  EXPECT_EQ(results_,
+            (std::vector<std::string>{"accept 7 written", "same id refused", "same key refused",
+                                      "progress written", "finish written"}));
   std::optional<StoredTask> stored = store_->stored_task("task-7");
   ASSERT_TRUE(stored);
   EXPECT_TRUE(stored->done);
@@ -129,8 +129,8 @@ TEST_F(TaskWriterTest, WhileTheStoreFailsAcceptsFailAndProgressWaitsInOrderUntil
   ASSERT_TRUE(writer.submit(progress("task-1", false, 1), remember("waiting")));
   ASSERT_TRUE(writer.submit(accept("task-2"), remember("accept 2")));
   writer.run_once();
-  EXPECT_EQ(results_, (std::vector<std::string>{"accept 1 written", "waiting failed",
-                                                "accept 2 failed"}));
+  EXPECT_EQ(results_,
+            (std::vector<std::string>{"accept 1 written", "waiting failed", "accept 2 failed"}));
   ASSERT_EQ(health_changes_.size(), 1u);
   EXPECT_NE(health_changes_[0].find("failing: "), std::string::npos);
   TaskWriter::Health h = writer.health();
@@ -167,9 +167,9 @@ TEST_F(TaskWriterTest, WhileTheStoreFailsAcceptsFailAndProgressWaitsInOrderUntil
   EXPECT_EQ(h.retry_pending, 0u);
   EXPECT_EQ(health_changes_.back(), "recovered");
   // Each submitter heard once, of the first failure: nothing more when the retry succeeds.
-  EXPECT_EQ(results_, (std::vector<std::string>{"accept 1 written", "waiting failed",
-                                                "accept 2 failed", "calling failed",
-                                                "finish failed"}));
+  EXPECT_EQ(results_,
+            (std::vector<std::string>{"accept 1 written", "waiting failed", "accept 2 failed",
+                                      "calling failed", "finish failed"}));
   std::optional<StoredTask> stored = store_->stored_task("task-1");
   ASSERT_TRUE(stored);
   EXPECT_TRUE(stored->done);

@@ -2,9 +2,9 @@
 // agent, and started again on the same store. The agent is a server in this test process (it
 // outlives every daemon) that records each call it took, so that the audit can tell a task that
 // an agent ran twice from one retried after a 503.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -90,8 +90,7 @@ class DurabilityTest : public ServeTest {
     return config_yaml("  - name: worker\n    url: " + agent_.url() +
                            "\n    capabilities: [code_review, deployment]\n"
                            "    policies: {retry: {max_retries: 3, backoff: " +
-                           backoff +
-                           "}, breaker: {failure_threshold: 100000}}\n",
+                           backoff + "}, breaker: {failure_threshold: 100000}}\n",
                        "tasks:\n  idempotent_types: [code_review]\n  retained: 1000000\n");
   }
 
@@ -100,7 +99,8 @@ class DurabilityTest : public ServeTest {
     std::vector<HttpHeader> headers = {{"Authorization", std::string("Bearer ") + kToken},
                                        {"Content-Type", "application/json"}};
     if (!key.empty()) headers.push_back({"Idempotency-Key", key});
-    Result<HttpResponse> r = http_.request_sync("POST", base_ + "/v1/tasks", headers, task.dump(), 5s);
+    Result<HttpResponse> r =
+        http_.request_sync("POST", base_ + "/v1/tasks", headers, task.dump(), 5s);
     Reply reply;
     if (!r.ok()) return reply;
     reply.status = r->status;
@@ -244,9 +244,9 @@ TEST_F(DurabilityTest, TwelveKillsUnderLoadLoseNoAcceptedTaskAndRepeatNoId) {
     // at the kill, and the next failures open records (and notify) of their own.
     const Reply active = get("/v1/escalations?status=active");
     for (const json& r : active.body["records"]) {
-      Reply resolved = post("/v1/escalations/" + std::to_string(r["number"].get<std::int64_t>()) +
-                                "/resolve",
-                            {{"by", "audit"}});
+      Reply resolved =
+          post("/v1/escalations/" + std::to_string(r["number"].get<std::int64_t>()) + "/resolve",
+               {{"by", "audit"}});
       EXPECT_EQ(resolved.status, 200) << resolved.text;
     }
     kill_daemon();
@@ -356,11 +356,11 @@ TEST_F(DurabilityTest, WhileTheStoreRefusesWritesNothingIsLostOrSilent) {
   EXPECT_TRUE(stored->done) << "the outcome kept in memory was written";
   EXPECT_EQ(stored->status, "succeeded");
   EXPECT_THAT(log(), HasSubstr("the store takes writes again"));
-  EXPECT_THAT(metrics(), ::testing::ContainsRegex("mend_store_task_writes_total\\{result=\"failed\"\\} [1-9]"));
+  EXPECT_THAT(metrics(), ::testing::ContainsRegex(
+                             "mend_store_task_writes_total\\{result=\"failed\"\\} [1-9]"));
   Reply after = try_post(task_of("code_review"));
   EXPECT_EQ(after.status, 202) << after.text;
 }
-
 
 // Fills the filesystem at `path` with one file until a write fails; returns the errno of that
 // failure (ENOSPC when the disk is full).
@@ -400,17 +400,17 @@ TEST_F(DurabilityTest, OnAFullDiskEscalationsWaitInMemoryAndAreWrittenOnceThereI
   if (std::system(probe.c_str()) != 0) {
     GTEST_SKIP() << "cannot mount a tmpfs in a private mount namespace here (" << probe << ")";
   }
-  launcher_.insert(launcher_.end(),
-                   {"/bin/sh", "-c", "mount -t tmpfs -o size=4m,mode=0700 tmpfs \"$0\" && exec \"$@\"",
-                    disk});
+  launcher_.insert(
+      launcher_.end(),
+      {"/bin/sh", "-c", "mount -t tmpfs -o size=4m,mode=0700 tmpfs \"$0\" && exec \"$@\"", disk});
 
   agent_.set(100ms, 1);  // every call answers 503: each task fails after its retries, escalating
   std::string types;
   for (int i = 0; i < 10; ++i) types += std::string(i ? ", " : "") + "type-" + std::to_string(i);
-  std::string yaml = config_yaml("  - name: worker\n    url: " + agent_.url() +
-                                 "\n    capabilities: [" + types +
-                                 "]\n    policies: {retry: {max_retries: 2, backoff: {base: 300ms, "
-                                 "cap: 300ms}}, breaker: {failure_threshold: 100000}}\n");
+  std::string yaml =
+      config_yaml("  - name: worker\n    url: " + agent_.url() + "\n    capabilities: [" + types +
+                  "]\n    policies: {retry: {max_retries: 2, backoff: {base: 300ms, "
+                  "cap: 300ms}}, breaker: {failure_threshold: 100000}}\n");
   const std::string store = "store:\n  path: mend.db\n";
   yaml.replace(yaml.find(store), store.size(), "store:\n  path: disk/mend.db\n");
   start_daemon(yaml);
@@ -420,7 +420,8 @@ TEST_F(DurabilityTest, OnAFullDiskEscalationsWaitInMemoryAndAreWrittenOnceThereI
 
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) {
-    Reply r = try_post({{"type", "type-" + std::to_string(i)}, {"agent", "worker"}, {"payload", {}}});
+    Reply r =
+        try_post({{"type", "type-" + std::to_string(i)}, {"agent", "worker"}, {"payload", {}}});
     ASSERT_EQ(r.status, 202) << r.text;
     ids.push_back(r.body["id"]);
   }

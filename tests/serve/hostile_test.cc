@@ -86,8 +86,8 @@ TEST_F(HostileClientTest, ATransferEncodingOtherThanChunkedIsRefusedAndTheConnec
 }
 
 TEST_F(HostileClientTest, HealthChecksAreAnsweredWhenEveryConnectionIsTaken) {
-  start_daemon(config_yaml(default_agents()).replace(
-      0, std::string("server:\n").size(), "server:\n  max_connections: 8\n"));
+  start_daemon(config_yaml(default_agents())
+                   .replace(0, std::string("server:\n").size(), "server:\n  max_connections: 8\n"));
   ASSERT_FALSE(HasFatalFailure());
   std::vector<std::unique_ptr<RawConnection>> idle;
   for (int i = 0; i < 8; ++i) {
@@ -113,9 +113,9 @@ TEST_F(HostileClientTest, HealthChecksAreAnsweredWhenEveryConnectionIsTaken) {
 // One client holding idle connections up to its own limit leaves room for the others: a second
 // client address is served, and the first one's next connection is refused from its header.
 TEST_F(HostileClientTest, OneClientCannotTakeEveryConnection) {
-  start_daemon(config_yaml(default_agents()).replace(
-      0, std::string("server:\n").size(),
-      "server:\n  max_connections: 16\n  max_connections_per_client: 4\n"));
+  start_daemon(config_yaml(default_agents())
+                   .replace(0, std::string("server:\n").size(),
+                            "server:\n  max_connections: 16\n  max_connections_per_client: 4\n"));
   ASSERT_FALSE(HasFatalFailure());
   std::vector<std::unique_ptr<RawConnection>> idle;
   for (int i = 0; i < 4; ++i) {
@@ -128,8 +128,7 @@ TEST_F(HostileClientTest, OneClientCannotTakeEveryConnection) {
         fifth.send_all("GET /v1/agents HTTP/1.1\r\nHost: mend\r\n\r\n");
         const std::string answer = fifth.read("}");
         return answer.rfind("HTTP/1.1 503", 0) == 0 &&
-               answer.find("too many connections from this address (limit 4)") !=
-                   std::string::npos;
+               answer.find("too many connections from this address (limit 4)") != std::string::npos;
       },
       5s, "the server to refuse the fifth connection of one address");
   RawConnection other(port(), "127.0.0.4");

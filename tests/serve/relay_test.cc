@@ -367,9 +367,8 @@ TEST_F(RelayToAPathTest, TheBaseUrlsPathGoesBeforeEveryTargetAndAdminHooksAreRef
     EXPECT_THAT(answer, HasSubstr("pass_admin")) << target;
   }
   // Targets that could leave the base path, or slip past the check, in another reader's eyes.
-  for (const std::string target :
-       {"http://agent.test/admin/chaos", "/../b/admin/chaos", "/x/./admin", "/%2e%2e/admin",
-        "/a%2Fb", "/a\\b", "*"}) {
+  for (const std::string target : {"http://agent.test/admin/chaos", "/../b/admin/chaos",
+                                   "/x/./admin", "/%2e%2e/admin", "/a%2Fb", "/a\\b", "*"}) {
     const std::string answer = raw("GET " + target + " HTTP/1.1\r\nHost: a\r\n\r\n");
     EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 400")) << target;
   }

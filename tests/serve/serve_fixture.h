@@ -144,8 +144,8 @@ class ServeTest : public ::testing::Test {
   void start_daemon_without_waiting(const std::string& yaml) {
     write_config(yaml);
     std::vector<std::string> args = launcher_;
-    for (std::string a : {std::string(kMendBinary), std::string("serve"), std::string("--config"),
-                          config_path()}) {
+    for (std::string a :
+         {std::string(kMendBinary), std::string("serve"), std::string("--config"), config_path()}) {
       args.push_back(std::move(a));
     }
     const std::string program = args.front();
