@@ -3,8 +3,10 @@
 // pass-through, its degraded answer). One daemon runs in this process, with one agent (a real
 // HTTP server here) and a relay in front of it. The input's first byte picks the port, the rest is
 // sent as it is; the write side is then shut, and the answer read until the daemon closes or
-// 100 ms pass (an event stream, or a wait on a task, would keep it open longer). The daemon must answer or close, never crash.
+// 100 ms pass (an event stream, or a wait on a task, would keep it open longer). The daemon must
+// answer or close, never crash.
 #include <netinet/in.h>
+#include <openssl/sha.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,8 +18,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-
-#include <openssl/sha.h>
 
 #include "mend/config.h"
 #include "mend/daemon.h"
@@ -46,15 +46,16 @@ void start() {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>("warm-up"), 7, digest);
   harness = new Harness;
-  harness->agent = std::make_unique<mend::HttpServer>(
-      mend::HttpServerOptions{}, [](const mend::HttpRequest& r) {
+  harness->agent =
+      std::make_unique<mend::HttpServer>(mend::HttpServerOptions{}, [](const mend::HttpRequest& r) {
         if (r.target == "/health") return mend::HttpResponse{200, {}, R"({"status":"healthy"})"};
         if (r.body.size() % 3 == 0) {
-          return mend::HttpResponse{503, {{"Content-Type", "application/json"}},
+          return mend::HttpResponse{503,
+                                    {{"Content-Type", "application/json"}},
                                     R"({"error":{"type":"temporary_unavailable"}})"};
         }
-        return mend::HttpResponse{200, {{"Content-Type", "application/json"}},
-                                  R"({"result":{"ok":true}})"};
+        return mend::HttpResponse{
+            200, {{"Content-Type", "application/json"}}, R"({"result":{"ok":true}})"};
       });
   if (!harness->agent->start().ok()) __builtin_trap();
   const std::string yaml =
@@ -64,7 +65,9 @@ void start() {
       "policies: {retry: {max_retries: 1, backoff: {base: 1ms, cap: 2ms}}, call_timeout: 1s}\n"
       "agents:\n"
       "  - name: worker\n"
-      "    url: " + harness->agent->base_url() + "\n"
+      "    url: " +
+      harness->agent->base_url() +
+      "\n"
       "    capabilities: [code_review]\n"
       "relays:\n"
       "  - {agent: worker, port: 0}\n";

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mend needs to build and test, and only those that are missing.
 # Idempotent: a second run installs nothing and does not touch apt's lists.
-# Usage: scripts/setup.sh [test|bench|fuzz]
+# Usage: scripts/setup.sh [test|bench|fuzz|lint]
 #   (no argument) what building mend and running `mend demo` need;
 #   test          also what the test suite needs: Chromium, which renders the demo's HTML report;
 #   bench         also the peers `make bench` measures mend against: HAProxy, nginx, wrk, tenacity
 #                 (Debian), cockatiel and opossum (npm, pinned in bench/node/package-lock.json);
-#   fuzz          also clang, whose libFuzzer `make fuzz` runs the fuzz targets with.
+#   fuzz          also clang, whose libFuzzer `make fuzz` runs the fuzz targets with;
+#   lint          also clang-format, which `make lint` checks the code with.
 set -euo pipefail
 
 packages=(
@@ -20,6 +21,9 @@ if [[ "${1:-}" == "test" ]]; then
 fi
 if [[ "${1:-}" == "fuzz" ]]; then
   packages+=(clang)
+fi
+if [[ "${1:-}" == "lint" ]]; then
+  packages+=(clang-format)
 fi
 if [[ "${1:-}" == "bench" ]]; then
   packages+=(haproxy nginx wrk python3-tenacity)
@@ -52,9 +56,6 @@ if ((${#missing[@]} > 0)); then
 fi
 
 # The npm peers, exactly the versions of the lock file; again only when they are missing.
-if [[ "${1:-}" == "fuzz" ]]; then
-  packages+=(clang)
-fi
 if [[ "${1:-}" == "bench" ]]; then
   node_dir="$(dirname "$0")/../bench/node"
   # opossum 9 supports Node.js 20 and later; Debian 12's own nodejs is 18.

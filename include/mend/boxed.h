@@ -3,9 +3,10 @@
 // Boxed<T>: an optional value kept on the heap. It has the parts of std::optional's interface
 // that mend's structs are read with (has_value(), operator bool, *, ->, value(), reset(),
 // emplace(), assignment from a T or std::nullopt), and copies deeply, but it is one pointer
-// wide whatever T's size. Unlike std::optional, a Boxed moved from is empty. It is for members that are rarely set in structs that many tasks hold
-// at once: Outcome::error and Outcome::escalation are unset in a task waiting in backoff, and
-// such a task should be small (100,000 of them at once in an outage; docs/benchmarks.md).
+// wide whatever T's size. Unlike std::optional, a Boxed moved from is empty. It is for members that
+// are rarely set in structs that many tasks hold at once: Outcome::error and Outcome::escalation
+// are unset in a task waiting in backoff, and such a task should be small (100,000 of them at once
+// in an outage; docs/benchmarks.md).
 //
 //   mend::Boxed<mend::Error> error;      // 8 bytes, empty
 //   error = mend::Error::http(503, "busy");

@@ -34,7 +34,8 @@ int serve(const std::string& path) {
     std::cerr << "mend serve: the configuration is invalid; nothing was started\n";
     return mend::app::exit_status::kFailed;
   }
-  for (const std::string& warning : load.warnings) std::cerr << "mend serve: warning: " << warning << "\n";
+  for (const std::string& warning : load.warnings)
+    std::cerr << "mend serve: warning: " << warning << "\n";
   mend::Daemon daemon(std::move(*load.config));
   if (auto started = daemon.start(); !started.ok()) {
     std::cerr << "mend serve: cannot start: " << started.error().message << "\n";

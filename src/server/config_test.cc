@@ -652,7 +652,8 @@ TEST(ConfigPaths, RelativePathsAreResolvedAgainstTheConfigFilesDirectory) {
 TEST(LoadConfigFile, AFileOthersMayReadWithAnInlineTokenIsWarnedAbout) {
   mend::testing::TempDir dir("mend-config");
   const std::string path = (dir.path() / "mend.yaml").string();
-  write_file(path, "server: {token: s3cret}\nstore: {path: \":memory:\"}\n" + std::string(kOneAgent));
+  write_file(path,
+             "server: {token: s3cret}\nstore: {path: \":memory:\"}\n" + std::string(kOneAgent));
   fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
                             fs::perms::others_read);
   ConfigLoad load = load_config_file(path);

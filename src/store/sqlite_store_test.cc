@@ -810,10 +810,10 @@ TEST_F(SqliteStoreTest, AStoredIdOrIdempotencyKeyRefusesOnlyItsOwnAccept) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   store->write_tasks({accept(running_task("a", "k1"))}, 1);
-  std::vector<std::size_t> refused = store->write_tasks(
-      {accept(running_task("b", "k2")), accept(running_task("a", "k3")),
-       accept(running_task("c", "k1")), accept(running_task("d"))},
-      1);
+  std::vector<std::size_t> refused =
+      store->write_tasks({accept(running_task("b", "k2")), accept(running_task("a", "k3")),
+                          accept(running_task("c", "k1")), accept(running_task("d"))},
+                         1);
   EXPECT_EQ(refused, (std::vector<std::size_t>{1, 2}));
   std::vector<std::string> ids;
   for (const StoredTask& t : store->load_tasks(10)) ids.push_back(t.id);
@@ -859,10 +859,12 @@ TEST_F(SqliteStoreTest, ANewDatabaseFileIsReadableByItsOwnerOnly) {
     auto store = open_store();
     ASSERT_NE(store, nullptr);
     store->write_tasks({accept(running_task("task-1"))}, 2);
-    EXPECT_EQ(fs::status(path_).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+    EXPECT_EQ(fs::status(path_).permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write);
     const std::string wal = path_ + "-wal";
     ASSERT_TRUE(fs::exists(wal));
-    EXPECT_EQ(fs::status(wal).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+    EXPECT_EQ(fs::status(wal).permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write);
   }
   // An existing file keeps the permissions its owner gave it.
   fs::permissions(path_, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
