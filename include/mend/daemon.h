@@ -37,6 +37,7 @@
 
 #include "mend/clock.h"
 #include "mend/config.h"
+#include "mend/random.h"
 #include "mend/result.h"
 
 namespace mend {
@@ -51,6 +52,10 @@ struct DaemonOptions {
   // timestamps); default (null): the system clock. Waits still run on real timers: a manual
   // clock suits tests that embed a daemon and check what it stamps and decides.
   const Clock* clock = nullptr;
+  // The random source of every jitter and draw the daemon makes (backoff, notification retries,
+  // the relays' per-thread sources are seeded from it); default (null): one seeded from the
+  // system. Called from many threads: it must be thread-safe (SeededRandom and FixedRandom are).
+  RandomSource* random = nullptr;
 };
 
 class Daemon {

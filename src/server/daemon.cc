@@ -187,7 +187,8 @@ net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo&
 DaemonCore::DaemonCore(Config config, DaemonOptions options)
     : boot_config_(std::move(config)),
       options_(std::move(options)),
-      clock_(options_.clock != nullptr ? *options_.clock : SystemClock::instance()) {
+      clock_(options_.clock != nullptr ? *options_.clock : SystemClock::instance()),
+      random_(options_.random != nullptr ? *options_.random : SeededRandom::system()) {
   register_metrics();
 }
 
@@ -421,6 +422,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   }
   g->classifier.add_standard_rules();
   g->env.clock = &clock_;
+  g->env.random = &random_;
   g->env.classifier = &g->classifier;
   g->env.events = &event_sink_;
 
@@ -477,7 +479,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
     return Error::of_kind("configuration", std::string("escalation: ") + e.what());
   }
   g->escalations = std::make_unique<BackloggedEscalations>(*escalation_backlog_, *g->escalator);
-  g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, clock_, SeededRandom::system());
+  g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, clock_, random_);
   for (const ReceiverConfig& r : config.escalation.receivers) {
     std::vector<HttpHeader> headers;
     for (const auto& [name, value] : r.headers) headers.push_back({name, value});

@@ -205,6 +205,8 @@ class DaemonCore {
   std::string base_url() const;
   // DaemonOptions::clock, or the system clock.
   const Clock& clock() const noexcept { return clock_; }
+  // DaemonOptions::random, or a source seeded from the system.
+  RandomSource& random() const noexcept { return random_; }
 
   // --- used by the API (api.cc) -------------------------------------------------------------
   void handle(HttpRequest request, std::shared_ptr<HttpResponder> responder);
@@ -311,7 +313,8 @@ class DaemonCore {
 
   Config boot_config_;  // what start() runs with (server.*, store.path)
   DaemonOptions options_;
-  const Clock& clock_;  // options_.clock or the system clock
+  const Clock& clock_;    // options_.clock or the system clock
+  RandomSource& random_;  // options_.random or SeededRandom::system()
 
   std::unique_ptr<boost::asio::io_context> io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;

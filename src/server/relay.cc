@@ -222,7 +222,9 @@ struct Relay::Worker {
   Worker(Relay& relay_in, std::size_t id_in)
       : relay(relay_in),
         id(id_in),
-        random(0x5eed0000 + id_in),
+        // Seeded from the daemon's source, so that two relays (or two mend nodes) do not draw
+        // the same jitter in step.
+        random(static_cast<std::uint64_t>(relay_in.core_.random().next_unit() * 0x1p53) ^ id_in),
         acceptor(io),
         sweep(io),
         accept_pause(io) {}
