@@ -98,7 +98,8 @@ class EscalationBacklog {
     std::string fingerprint;
   };
   Pass write_waiting(Escalator& escalator, bool when_due);
-  // Under mu_. False when dropped.
+  // Under mu_: waits with the entry of its fingerprint, or as a new one; counted as deferred, or
+  // as dropped (false) when max_pending fingerprints wait already. `request.at` is set.
   bool keep(EscalationRequest request, const std::string& fingerprint);
   void merge_into(Entry& entry, const EscalationRequest& request);  // under mu_
   // Calls on_health_change when the state differs from the last one reported. Not under mu_.

@@ -96,6 +96,8 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
 }
 
 struct WorkflowRun::AgentTry {
+  AgentTry(const Candidate& c, AgentRegistry::Entry* e, const RetryPolicy& retry)
+      : candidate(c), entry(e), policy(&e->breaker, retry) {}
   const Candidate& candidate;
   AgentRegistry::Entry* entry;
   AttemptPolicy policy;  // the agent's breaker and retry policy, in their one order
@@ -194,8 +196,7 @@ WorkflowRun::Script WorkflowRun::script() {
     }
     ++agents_tried;
     AgentTry agent{candidate, agents.find(candidate.agent),
-                   AttemptPolicy(&agents.find(candidate.agent)->breaker,
-                                 workflow_.retry_policy_for(candidate.agent))};
+                   workflow_.retry_policy_for(candidate.agent)};
     // A resumed task's earlier calls count against its primary's retries.
     if (candidate.agent == task_.agent) agent.attempt = std::max(0, task_.prior_attempts);
     for (;;) {

@@ -19,47 +19,61 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-TEST(DaemonClock, TasksAreStampedAndTimedByTheInjectedClock) {
-  HttpServer agent(HttpServerOptions{}, [](const HttpRequest& r) {
-    if (r.target == "/health") return HttpResponse{200, {}, R"({"status":"healthy"})"};
-    return HttpResponse{200, {{"Content-Type", "application/json"}}, R"({"result":"ok"})"};
-  });
-  ASSERT_TRUE(agent.start().ok());
+// Runs one task (code_review, with ?wait=) through a daemon embedded with `options` whose one
+// agent is `agent`; `policies` is the configuration's policies line, or empty. Returns the task
+// as the API answered it, or null after a test failure.
+json run_one_task(const HttpServer& agent, DaemonOptions options,
+                  const std::string& policies = "") {
   ConfigLoad load = parse_config(
       "server: {port: 0, token: t, drain_timeout: 0s}\n"
-      "store: {path: \":memory:\"}\n"
-      "agents:\n"
-      "  - name: worker\n"
-      "    url: " +
-          agent.base_url() +
-          "\n"
-          "    capabilities: [code_review]\n",
-      "clock.yaml", "/nonexistent-dir");
-  ASSERT_TRUE(load.ok());
-  // A wall clock far from today's: a stamp taken from the system clock could not match it.
-  ManualClock clock(TimePoint{} + 1h, WallTime(std::chrono::seconds(2'000'000'000)));
-  DaemonOptions options;
+      "store: {path: \":memory:\"}\n" +
+          policies +
+          "agents:\n"
+          "  - name: worker\n"
+          "    url: " +
+          agent.base_url() + "\n    capabilities: [code_review]\n",
+      "embedded.yaml", "/nonexistent-dir");
+  if (!load.ok()) {
+    ADD_FAILURE() << "the configuration was refused";
+    return nullptr;
+  }
   options.handle_signals = false;
   options.log = [](std::string_view, std::string_view) {};
-  options.clock = &clock;
   Daemon daemon(std::move(*load.config), options);
-  ASSERT_TRUE(daemon.start().ok());
-
+  if (Result<void> started = daemon.start(); !started.ok()) {
+    ADD_FAILURE() << started.error().describe();
+    return nullptr;
+  }
   mend::testing::IoLoop io;
   HttpClient http(io.executor());
   Result<HttpResponse> answer =
       http.request_sync("POST", daemon.base_url() + "/v1/tasks?wait=10",
                         {{"Authorization", "Bearer t"}, {"Content-Type", "application/json"}},
                         R"({"type":"code_review","agent":"worker","payload":{}})", 20s);
-  ASSERT_TRUE(answer.ok()) << answer.error().describe();
-  ASSERT_EQ(answer->status, 200) << answer->body;
-  json task = json::parse(answer->body);
-  EXPECT_EQ(task["submitted_at"], "2033-05-18T03:33:20.000Z") << answer->body;
-  EXPECT_EQ(task["outcome"]["status"], "succeeded") << answer->body;
-  // The clock stood still while the task ran: measured by it, the task took no time at all.
-  EXPECT_EQ(task["outcome"]["elapsed_seconds"], 0.0) << answer->body;
   daemon.stop();
   daemon.wait();
+  if (!answer.ok() || answer->status != 200) {
+    ADD_FAILURE() << (answer.ok() ? answer->body : answer.error().describe());
+    return nullptr;
+  }
+  return json::parse(answer->body);
+}
+
+TEST(DaemonClock, TasksAreStampedAndTimedByTheInjectedClock) {
+  HttpServer agent(HttpServerOptions{}, [](const HttpRequest& r) {
+    if (r.target == "/health") return HttpResponse{200, {}, R"({"status":"healthy"})"};
+    return HttpResponse{200, {{"Content-Type", "application/json"}}, R"({"result":"ok"})"};
+  });
+  ASSERT_TRUE(agent.start().ok());
+  // A wall clock far from today's: a stamp taken from the system clock could not match it.
+  ManualClock clock(TimePoint{} + 1h, WallTime(std::chrono::seconds(2'000'000'000)));
+  DaemonOptions options;
+  options.clock = &clock;
+  json task = run_one_task(agent, options);
+  EXPECT_EQ(task["submitted_at"], "2033-05-18T03:33:20.000Z") << task.dump();
+  EXPECT_EQ(task["outcome"]["status"], "succeeded") << task.dump();
+  // The clock stood still while the task ran: measured by it, the task took no time at all.
+  EXPECT_EQ(task["outcome"]["elapsed_seconds"], 0.0) << task.dump();
   agent.stop();
 }
 
@@ -73,37 +87,14 @@ TEST(DaemonRandom, BackoffJitterIsDrawnFromTheInjectedSource) {
     return HttpResponse{200, {{"Content-Type", "application/json"}}, R"({"result":"ok"})"};
   });
   ASSERT_TRUE(agent.start().ok());
-  ConfigLoad load = parse_config(
-      "server: {port: 0, token: t, drain_timeout: 0s}\n"
-      "store: {path: \":memory:\"}\n"
-      "policies: {retry: {max_retries: 2, backoff: {base: 50ms, cap: 1s}}}\n"
-      "agents:\n"
-      "  - name: worker\n"
-      "    url: " +
-          agent.base_url() + "\n    capabilities: [code_review]\n",
-      "random.yaml", "/nonexistent-dir");
-  ASSERT_TRUE(load.ok());
   FixedRandom no_jitter(0.5);
   DaemonOptions options;
-  options.handle_signals = false;
-  options.log = [](std::string_view, std::string_view) {};
   options.random = &no_jitter;
-  Daemon daemon(std::move(*load.config), options);
-  ASSERT_TRUE(daemon.start().ok());
-
-  mend::testing::IoLoop io;
-  HttpClient http(io.executor());
-  Result<HttpResponse> answer =
-      http.request_sync("POST", daemon.base_url() + "/v1/tasks?wait=10",
-                        {{"Authorization", "Bearer t"}, {"Content-Type", "application/json"}},
-                        R"({"type":"code_review","agent":"worker","payload":{}})", 20s);
-  ASSERT_TRUE(answer.ok()) << answer.error().describe();
-  json task = json::parse(answer->body);
-  EXPECT_EQ(task["outcome"]["status"], "succeeded_after_retry") << answer->body;
+  json task = run_one_task(agent, options,
+                           "policies: {retry: {max_retries: 2, backoff: {base: 50ms, cap: 1s}}}\n");
+  EXPECT_EQ(task["outcome"]["status"], "succeeded_after_retry") << task.dump();
   // The seed's backoff is base x 2^attempt, +-25 % by the draw: 0.5 draws no jitter at all.
-  EXPECT_EQ(task["outcome"]["attempts"][0]["delay_seconds"], 0.05) << answer->body;
-  daemon.stop();
-  daemon.wait();
+  EXPECT_EQ(task["outcome"]["attempts"][0]["delay_seconds"], 0.05) << task.dump();
   agent.stop();
 }
 

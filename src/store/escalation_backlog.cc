@@ -30,13 +30,18 @@ void EscalationBacklog::merge_into(Entry& entry, const EscalationRequest& reques
 }
 
 bool EscalationBacklog::keep(EscalationRequest request, const std::string& fingerprint) {
+  const std::int64_t occurrences = std::max<std::int64_t>(1, request.occurrences);
   if (auto found = by_print_.find(fingerprint); found != by_print_.end()) {
     merge_into(*found->second, request);
+    stats_.deferred += occurrences;
     return true;
   }
-  if (waiting_.size() >= options_.max_pending) return false;
-  if (!request.at) request.at = clock_.wall_now();
-  request.occurrences = std::max<std::int64_t>(1, request.occurrences);
+  if (waiting_.size() >= options_.max_pending) {
+    stats_.dropped += occurrences;
+    return false;
+  }
+  stats_.deferred += occurrences;
+  request.occurrences = occurrences;
   if (request.error.message.size() > options_.max_message_bytes) {
     request.error.message.resize(options_.max_message_bytes);
   }
@@ -61,12 +66,7 @@ Result<EscalationTaken> EscalationBacklog::escalate(Escalator& escalator,
     std::lock_guard<std::mutex> lock(mu_);
     if (!waiting_.empty()) {
       // Others wait for the store: this one waits behind them without trying it.
-      const std::int64_t n = std::max<std::int64_t>(1, stamped.occurrences);
-      if (keep(stamped, fingerprint)) {
-        stats_.deferred += n;
-        return pending;
-      }
-      stats_.dropped += n;
+      if (keep(stamped, fingerprint)) return pending;
       return Error::classified_as(
           ErrorType::database_error, Severity::high,
           "the store refuses writes and " + std::to_string(options_.max_pending) +
@@ -80,18 +80,14 @@ Result<EscalationTaken> EscalationBacklog::escalate(Escalator& escalator,
   bool kept = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const std::int64_t n = std::max<std::int64_t>(1, stamped.occurrences);
     stats_.last_error = refusal;
     kept = keep(stamped, fingerprint);
     if (kept) {
-      stats_.deferred += n;
       failing_ = true;
       if (next_retry_ == TimePoint{}) {
         retry_delay_ = options_.retry_initial;
         next_retry_ = clock_.now() + retry_delay_;
       }
-    } else {
-      stats_.dropped += n;
     }
   }
   report_health();

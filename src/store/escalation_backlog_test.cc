@@ -41,11 +41,8 @@ EscalationRequest request(Severity level, const std::string& agent, const std::s
 class EscalationBacklogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SqliteOptions options;
-    options.busy_timeout = 1ms;  // a locked store fails at once
-    auto opened = SqliteStore::open(dir_.file("mend.db"), options);
-    ASSERT_TRUE(opened.ok()) << opened.error().describe();
-    store_ = std::move(*opened);
+    store_ = mend::testing::open_store_that_fails_fast(dir_.file("mend.db"));
+    ASSERT_NE(store_, nullptr);
     EscalatorOptions o;
     o.routes = {{"on-call", {"webhook", "slack"}}, {"emergency", {"webhook", "pagerduty"}}};
     escalator_ = std::make_unique<Escalator>(*store_, clock_, o);

@@ -534,25 +534,15 @@ EscalationRecord SqliteStore::read_record_row(Statement& row) const {
 }
 
 namespace {
-bool is_timeline_milestone(std::int64_t occurrences) {
-  if (occurrences <= 10) return true;
-  while (occurrences % 10 == 0) occurrences /= 10;
-  return occurrences == 1;
-}
-
 // The highest milestone in (before, after], or 0: a count that jumps (escalations that waited for
-// the store together) still leaves the line of the milestone it passed.
+// the store together) still leaves the line of the milestone it passed. Every count up to ten is
+// one; above ten only the powers of ten are.
 std::int64_t milestone_reached(std::int64_t before, std::int64_t after) {
-  for (std::int64_t m = after; m > before; --m) {
-    if (is_timeline_milestone(m)) return m;
-    if (m > 10) {
-      // Only powers of ten lie beyond ten: jump to the one at or below m.
-      std::int64_t p = 10;
-      while (p * 10 <= m) p *= 10;
-      return p > before ? p : 0;
-    }
-  }
-  return 0;
+  if (after <= before) return 0;
+  if (after <= 10) return after;
+  std::int64_t power = 10;
+  while (power <= after / 10) power *= 10;
+  return power > before ? power : 0;
 }
 }  // namespace
 

@@ -61,11 +61,8 @@ using mend::testing::WriteLockHolder;
 class TaskWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    SqliteOptions options;
-    options.busy_timeout = 1ms;  // a locked store fails at once
-    auto opened = SqliteStore::open(temp_.file("mend.db"), options);
-    ASSERT_TRUE(opened.ok()) << opened.error().describe();
-    store_ = std::move(*opened);
+    store_ = mend::testing::open_store_that_fails_fast(temp_.file("mend.db"));
+    ASSERT_NE(store_, nullptr);
     options_.own_thread = false;
     options_.retry_initial = 100ms;
     options_.retry_max = 400ms;
