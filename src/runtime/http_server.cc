@@ -1,3 +1,7 @@
+// HttpServer (mend/http_server.h), serving connections: accepting them, TLS handshakes, reading
+// requests with their limits, calling the handler and writing its answer or stream. The only file
+// of the server with Beast; the responder, start() and stop() are in files of their own
+// (http_server_impl.h).
 #include "mend/http_server.h"
 
 // clang-format off
@@ -12,7 +16,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -21,13 +24,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <condition_variable>
-#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <set>
-#include <thread>
 #include <vector>
+
+#include "http_server_impl.h"
 
 namespace mend {
 namespace {
@@ -44,36 +45,15 @@ constexpr std::uint32_t kMaxRequestHeaderBytes = 32 * 1024;
 // answer before the client reads it.
 constexpr std::size_t kMaxLingerBytes = std::size_t{64} << 20;
 constexpr Duration kMaxLinger = std::chrono::seconds(2);
-// How long stop() lets connections wind down before stopping the threads' loop regardless.
-constexpr Duration kStopGrace = std::chrono::seconds(5);
-// A streamed body with more than this waiting unsent belongs to a client that does not keep up:
-// the stream is ended rather than buffered without bound.
-constexpr std::size_t kMaxStreamBacklog = std::size_t{1} << 20;
 // While a connection waits for its answer, bytes the client sends on (a next request) are kept
 // for later up to this much; beyond it the connection is no longer watched for the client leaving.
 constexpr std::size_t kMaxBufferedWhileWaiting = 64 * 1024;
 
-Error configuration_error(std::string message) {
-  return Error::of_kind("configuration", std::move(message));
-}
-
-std::error_code to_std(const boost::system::error_code& ec) {
-  if (ec.category() == boost::system::system_category() ||
-      ec.category() == boost::system::generic_category()) {
-    return {ec.value(), std::system_category()};
-  }
-  return {};
-}
-
-HttpResponse json_error(int status, std::string_view type, std::string_view message) {
-  nlohmann::json body = {{"error", {{"type", type}, {"message", message}}}};
-  HttpResponse response;
-  response.status = status;
-  response.headers.push_back({"Content-Type", "application/json"});
-  // Invalid UTF-8 from a client (echoed in a message) is replaced rather than thrown on.
-  response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return response;
-}
+using runtime_detail::Capacity;
+using runtime_detail::Exchange;
+using runtime_detail::json_error;
+using runtime_detail::make_responder;
+using runtime_detail::Session;
 
 using http_detail::iequals;
 
@@ -118,42 +98,6 @@ std::optional<BeastResponse> to_beast(const HttpResponse& response, unsigned ver
   return res;
 }
 
-struct Exchange;
-
-// Whether a new connection fits the server's limits; one over either is answered 503 from its
-// request's header (reserved paths aside) and closed.
-enum class Capacity : std::uint8_t { within, over_total, over_client };
-
-struct Session {
-  explicit Session(const net::any_io_executor& strand) : executor(strand), waiter(strand) {}
-  virtual ~Session() = default;
-  // Closes the socket; pending operations end with operation_aborted. Runs on the strand.
-  void abort() {
-    aborted = true;
-    close_socket();
-    waiter.cancel();
-  }
-  // Closes at once with a reset, unsent data dropped: what a crash or a hopeless client gets.
-  void reset() {
-    boost::system::error_code ignored;
-    lowest_socket().set_option(net::socket_base::linger(true, 0), ignored);
-    close_socket();
-  }
-  virtual void close_socket() = 0;
-  virtual tcp::socket& lowest_socket() = 0;
-
-  net::any_io_executor executor;  // the connection's strand
-  // Where the session waits for its responder and its watch read. Strand only, as are the
-  // members below but `exchange`.
-  net::steady_timer waiter;
-  bool aborted = false;     // by stop()
-  bool watching = false;    // a read is pending to notice the client leaving
-  bool watch_done = false;  // that read completed and its result was not looked at yet
-  boost::system::error_code watch_error;
-  std::shared_ptr<Exchange> exchange;  // guarded by Impl::mu; the one in progress
-  std::string client;                  // the peer's address, set before the session is registered
-};
-
 struct PlainSession final : Session {
   explicit PlainSession(tcp::socket socket)
       : Session(socket.get_executor()), stream(std::move(socket)) {}
@@ -172,231 +116,21 @@ struct TlsSession final : Session {
   beast::flat_buffer buffer;
 };
 
-// One asynchronous request/answer exchange, shared by the session that serves it and the
-// HttpResponder the handler holds. Holds no I/O object: the responder may outlive the server.
-struct Exchange : std::enable_shared_from_this<Exchange> {
-  enum class Phase { kPending, kAnswered, kStreaming, kAborted, kDropped };
-
-  Exchange(net::any_io_executor session_strand, std::string method_and_target)
-      : target(std::move(method_and_target)), strand(std::move(session_strand)) {}
-
-  // Asks the session to look at the state again. Called with mu held. Posts nothing once the
-  // exchange is closed: then the strand may belong to an io_context that is gone.
-  void wake_locked() {
-    if (closed || wake_posted || !strand) return;
-    wake_posted = true;
-    net::post(strand, [self = shared_from_this()] {
-      bool hopeless = false;
-      {
-        std::lock_guard<std::mutex> lock(self->mu);
-        self->wake_posted = false;
-        hopeless = self->phase == Phase::kAborted || self->overflowed;
-      }
-      if (self->session == nullptr) return;
-      // A write to a client that does not read would hold the session up until its timeout.
-      if (hopeless) self->session->reset();
-      self->session->waiter.cancel();
-    });
-  }
-
-  // Ends the exchange: responder calls do nothing from now on.
-  void close() {
-    std::lock_guard<std::mutex> lock(mu);
-    closed = true;
-    strand = {};
-  }
-
-  const std::string target;
-
-  std::mutex mu;
-  Phase phase = Phase::kPending;       // guarded by mu
-  std::optional<HttpResponse> answer;  // guarded by mu; set with kAnswered, taken by the session
-  int stream_status = 0;               // guarded by mu; set with kStreaming
-  std::vector<HttpHeader> stream_headers;  // guarded by mu
-  std::string queued;           // guarded by mu; stream bytes not taken by the session yet
-  std::size_t unsent = 0;       // guarded by mu; queued + being written
-  bool end_requested = false;   // guarded by mu
-  bool overflowed = false;      // guarded by mu; the client could not keep up
-  bool closed = false;          // guarded by mu
-  bool wake_posted = false;     // guarded by mu
-  net::any_io_executor strand;  // guarded by mu; empty once closed
-  Session* session = nullptr;   // set while the session serves it; strand only
-};
-
-// What the asynchronous handler is handed.
-class Responder final : public HttpResponder {
- public:
-  explicit Responder(std::shared_ptr<Exchange> exchange) : exchange_(std::move(exchange)) {}
-  ~Responder() override {
-    Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
-    if (x.phase == Exchange::Phase::kPending) {
-      x.phase = Exchange::Phase::kDropped;
-      x.wake_locked();
-    } else if (x.phase == Exchange::Phase::kStreaming && !x.end_requested) {
-      x.end_requested = true;  // a stream nobody can feed any more: end it
-      x.wake_locked();
-    }
-  }
-  Responder(const Responder&) = delete;
-  Responder& operator=(const Responder&) = delete;
-
-  void respond(HttpResponse response) override {
-    Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
-    if (x.closed || x.phase != Exchange::Phase::kPending) return;
-    x.answer = std::move(response);
-    x.phase = Exchange::Phase::kAnswered;
-    x.wake_locked();
-  }
-
-  bool start_stream(int status, std::vector<HttpHeader> headers) override {
-    Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
-    if (x.closed || x.phase != Exchange::Phase::kPending) return false;
-    std::string why = stream_header_problem(status, headers);
-    if (!why.empty()) {
-      x.answer = json_error(500, "processing_failed", why);
-      x.phase = Exchange::Phase::kAnswered;
-      x.wake_locked();
-      return false;
-    }
-    x.stream_status = status;
-    x.stream_headers = std::move(headers);
-    x.phase = Exchange::Phase::kStreaming;
-    x.wake_locked();
-    return true;
-  }
-
-  bool send(std::string piece) override {
-    Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
-    if (x.closed || x.phase != Exchange::Phase::kStreaming || x.end_requested) return false;
-    if (x.unsent + piece.size() > kMaxStreamBacklog) {
-      x.overflowed = true;
-      x.end_requested = true;
-      x.wake_locked();
-      return false;
-    }
-    if (piece.empty()) return true;
-    x.unsent += piece.size();
-    x.queued += piece;
-    x.wake_locked();
-    return true;
-  }
-
-  void end_stream() override {
-    Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
-    if (x.closed || x.phase != Exchange::Phase::kStreaming || x.end_requested) return;
-    x.end_requested = true;
-    x.wake_locked();
-  }
-
-  void abort() override {
-    Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
-    if (x.closed) return;
-    if (x.phase == Exchange::Phase::kPending || x.phase == Exchange::Phase::kStreaming) {
-      x.phase = Exchange::Phase::kAborted;
-      x.wake_locked();
-    }
-  }
-
-  bool closed() const override {
-    std::lock_guard<std::mutex> lock(exchange_->mu);
-    return exchange_->closed;
-  }
-
-  const std::string& target() const override { return exchange_->target; }
-
- private:
-  // Why status and headers cannot start a stream, or "".
-  static std::string stream_header_problem(int status, const std::vector<HttpHeader>& headers) {
-    // 1xx, 204 and 304 have no body to stream.
-    if (status < 200 || status > 999 || status == 204 || status == 304) {
-      return "the handler started a stream with the invalid status " + std::to_string(status);
-    }
-    for (const HttpHeader& h : headers) {
-      if (!is_http_token(h.name) || !is_valid_header_value(h.value)) {
-        return "the handler started a stream with an invalid header";
-      }
-    }
-    return {};
-  }
-
-  std::shared_ptr<Exchange> exchange_;
-};
-
 }  // namespace
 
-struct HttpServer::Impl {
-  Impl(HttpServerOptions opts, Handler h) : options(std::move(opts)), handler(std::move(h)) {}
-  Impl(HttpServerOptions opts, AsyncHandler h)
-      : options(std::move(opts)), async_handler(std::move(h)) {}
+namespace runtime_detail {
 
-  net::awaitable<void> accept_loop();
-  template <class S>
-  net::awaitable<void> run_session(std::shared_ptr<S> session, Capacity capacity);
-  template <class S>
-  net::awaitable<void> serve_requests(std::shared_ptr<S> session, Capacity capacity);
-  // Hands the request to the asynchronous handler and carries out what its responder asks.
-  // Returns whether the connection goes on to its next request.
-  template <class S>
-  net::awaitable<bool> exchange(std::shared_ptr<S> session, unsigned version, bool keep_alive,
-                                bool head, HttpRequest request);
-  template <class S>
-  void watch(const std::shared_ptr<S>& session);
-  template <class S>
-  net::awaitable<void> stop_watching(const std::shared_ptr<S>& session);
-  template <class Stream>
-  net::awaitable<bool> write(Stream& stream, BeastResponse& response);
-  template <class Stream>
-  net::awaitable<void> answer_and_close(Stream& stream, unsigned version, HttpResponse response);
-  // What a request's header alone decides (framing the server does not take, too many
-  // connections, the options' screen): an answer to send before its body, and close.
-  std::optional<HttpResponse> screen_header(const http::request<http::string_body>& req,
-                                            Capacity capacity) const;
-  // A GET or HEAD of one of options.reserved_paths (the query aside).
-  bool reserved(const http::request<http::string_body>& req) const;
-  HttpResponse call_handler(const HttpRequest& request);
+HttpResponse json_error(int status, std::string_view type, std::string_view message) {
+  nlohmann::json body = {{"error", {{"type", type}, {"message", message}}}};
+  HttpResponse response;
+  response.status = status;
+  response.headers.push_back({"Content-Type", "application/json"});
+  // Invalid UTF-8 from a client (echoed in a message) is replaced rather than thrown on.
+  response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return response;
+}
 
-  void unregister(const std::shared_ptr<Session>& session) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (sessions.erase(session) > 0) {
-      auto client = per_client.find(session->client);
-      if (client != per_client.end() && --client->second == 0) per_client.erase(client);
-    }
-    cv.notify_all();
-  }
-
-  const HttpServerOptions options;
-  const Handler handler;  // one of these two is set
-  const AsyncHandler async_handler;
-
-  std::mutex mu;
-  std::condition_variable cv;
-  std::set<std::shared_ptr<Session>> sessions;                 // guarded by mu
-  std::map<std::string, std::size_t, std::less<>> per_client;  // guarded by mu: by address
-  bool accepting = false;                                      // guarded by mu
-  std::atomic<bool> stopping{false};
-  std::atomic<std::size_t> served{0};
-  std::atomic<std::size_t> accepted{0};
-
-  std::mutex lifecycle_mu;  // start() and stop()
-  bool started = false;     // guarded by lifecycle_mu
-  bool stopped = false;     // guarded by lifecycle_mu
-  std::atomic<unsigned short> port{0};
-  mutable std::mutex url_mu;  // not lifecycle_mu: a handler may ask while stop() waits for it
-  std::string base_url;       // guarded by url_mu
-
-  // Declared after the state above: handlers still pending when the context is destroyed touch
-  // it from their destructors.
-  std::unique_ptr<ssl::context> tls;
-  std::vector<std::thread> threads;
-  std::unique_ptr<net::io_context> io;
-  std::unique_ptr<tcp::acceptor> acceptor;  // runs on its own strand
-};
+}  // namespace runtime_detail
 
 HttpResponse HttpServer::Impl::call_handler(const HttpRequest& request) {
   try {
@@ -408,8 +142,8 @@ HttpResponse HttpServer::Impl::call_handler(const HttpRequest& request) {
   }
 }
 
-template <class Stream>
-net::awaitable<bool> HttpServer::Impl::write(Stream& stream, BeastResponse& response) {
+template <class Stream, class Response>
+net::awaitable<bool> HttpServer::Impl::write(Stream& stream, Response& response) {
   // Counted before the write: a client that has read the answer must find it counted.
   served.fetch_add(1, std::memory_order_relaxed);
   boost::system::error_code ec;
@@ -418,7 +152,8 @@ net::awaitable<bool> HttpServer::Impl::write(Stream& stream, BeastResponse& resp
   co_return !ec;
 }
 
-bool HttpServer::Impl::reserved(const http::request<http::string_body>& req) const {
+template <class Request>
+bool HttpServer::Impl::reserved(const Request& req) const {
   if (req.method() != http::verb::get && req.method() != http::verb::head) return false;
   std::string_view target = req.target();
   target = target.substr(0, target.find('?'));
@@ -426,8 +161,9 @@ bool HttpServer::Impl::reserved(const http::request<http::string_body>& req) con
          options.reserved_paths.end();
 }
 
-std::optional<HttpResponse> HttpServer::Impl::screen_header(
-    const http::request<http::string_body>& req, Capacity capacity) const {
+template <class Request>
+std::optional<HttpResponse> HttpServer::Impl::screen_header(const Request& req,
+                                                            Capacity capacity) const {
   // RFC 9112 section 6.3: a Transfer-Encoding whose final coding is not chunked leaves the body's
   // end unknown; read as if it had none, its bytes would be taken for the next request. Only
   // "chunked" alone is taken, and never together with a Content-Length.
@@ -636,7 +372,7 @@ net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsi
 
   std::optional<std::string> thrown;
   try {
-    async_handler(std::move(request), std::make_shared<Responder>(state));
+    async_handler(std::move(request), make_responder(state));
   } catch (const std::exception& e) {
     thrown = e.what();
   } catch (...) {
@@ -856,145 +592,6 @@ net::awaitable<void> HttpServer::Impl::accept_loop() {
       net::co_spawn(plain->executor, run_session(plain, capacity), net::detached);
     }
   }
-}
-
-HttpServer::HttpServer(HttpServerOptions options, Handler handler)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
-
-HttpServer::HttpServer(HttpServerOptions options, AsyncHandler handler)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
-
-HttpServer::~HttpServer() {
-  stop();
-}
-
-Result<void> HttpServer::start() {
-  Impl& s = *impl_;
-  std::lock_guard<std::mutex> lifecycle(s.lifecycle_mu);
-  if (s.started) return configuration_error("the HTTP server was started already");
-  if (s.stopped) return configuration_error("a stopped HTTP server cannot be started again");
-  if (!s.handler && !s.async_handler) {
-    return configuration_error("the HTTP server has no handler");
-  }
-  const HttpServerOptions& o = s.options;
-
-  if (o.tls_cert_pem.empty() != o.tls_key_pem.empty()) {
-    return configuration_error("tls_cert_pem and tls_key_pem must be given together");
-  }
-  std::unique_ptr<ssl::context> tls;
-  if (!o.tls_cert_pem.empty()) {
-    tls = std::make_unique<ssl::context>(ssl::context::tls_server);
-    SSL_CTX_set_min_proto_version(tls->native_handle(), TLS1_2_VERSION);
-    boost::system::error_code ec;
-    tls->use_certificate_chain(net::buffer(o.tls_cert_pem), ec);
-    if (ec) return configuration_error("tls_cert_pem is not a usable certificate: " + ec.message());
-    tls->use_private_key(net::buffer(o.tls_key_pem), ssl::context::pem, ec);
-    if (ec) return configuration_error("tls_key_pem is not a usable private key: " + ec.message());
-    if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {
-      return configuration_error("tls_key_pem does not match the certificate in tls_cert_pem");
-    }
-  }
-
-  boost::system::error_code ec;
-  net::ip::address address = net::ip::make_address(o.bind_address, ec);
-  if (ec) {
-    return configuration_error("bind_address \"" + o.bind_address +
-                               "\" is not an IPv4 or IPv6 address");
-  }
-  tcp::endpoint endpoint(address, o.port);
-  std::string where = (address.is_v6() ? "[" + o.bind_address + "]" : o.bind_address) + ":" +
-                      std::to_string(o.port);
-
-  auto io =
-      std::make_unique<net::io_context>(static_cast<int>(std::max<std::size_t>(o.threads, 1)));
-  auto acceptor = std::make_unique<tcp::acceptor>(net::make_strand(*io));
-  auto fail = [&](std::string_view doing) -> Error {
-    Error e = Error::from_code(to_std(ec),
-                               "cannot " + std::string(doing) + " " + where + ": " + ec.message());
-    e.kind = "configuration";
-    return e;
-  };
-  acceptor->open(endpoint.protocol(), ec);
-  if (ec) return fail("open a socket for");
-  acceptor->set_option(net::socket_base::reuse_address(true), ec);
-  if (ec) return fail("set SO_REUSEADDR on");
-  acceptor->bind(endpoint, ec);
-  if (ec) return fail("listen on");
-  acceptor->listen(net::socket_base::max_listen_connections, ec);
-  if (ec) return fail("listen on");
-  unsigned short bound = acceptor->local_endpoint(ec).port();
-  if (ec) return fail("read the port of");
-
-  s.tls = std::move(tls);
-  s.io = std::move(io);
-  s.acceptor = std::move(acceptor);
-  std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
-  {
-    std::lock_guard<std::mutex> lock(s.url_mu);
-    s.base_url = std::string(s.tls ? "https" : "http") + "://" + host + ":" + std::to_string(bound);
-  }
-  s.port.store(bound);
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.accepting = true;
-  }
-  net::co_spawn(s.acceptor->get_executor(), s.accept_loop(), net::detached);
-  for (std::size_t i = 0; i < std::max<std::size_t>(o.threads, 1); ++i) {
-    s.threads.emplace_back([&s] {
-      for (;;) {
-        try {
-          s.io->run();
-          return;
-        } catch (...) {
-          // A completion handler threw: keep serving the other connections.
-        }
-      }
-    });
-  }
-  s.started = true;
-  return {};
-}
-
-void HttpServer::stop() {
-  Impl& s = *impl_;
-  std::lock_guard<std::mutex> lifecycle(s.lifecycle_mu);
-  if (s.stopped) return;
-  s.stopped = true;
-  if (!s.started) return;
-  s.stopping.store(true);
-  net::post(s.acceptor->get_executor(), [&s] {
-    boost::system::error_code ignored;
-    s.acceptor->close(ignored);
-  });
-  {
-    std::unique_lock<std::mutex> lock(s.mu);
-    for (const std::shared_ptr<Session>& session : s.sessions) {
-      // Responders learn at once that it is over, and post nothing to a context about to go.
-      if (session->exchange) session->exchange->close();
-      net::post(session->executor, [session] { session->abort(); });
-    }
-    s.cv.wait_for(lock, kStopGrace, [&s] { return s.sessions.empty() && !s.accepting; });
-  }
-  s.io->stop();
-  for (std::thread& t : s.threads) t.join();
-  s.threads.clear();
-}
-
-unsigned short HttpServer::port() const {
-  return impl_->port.load();
-}
-
-std::string HttpServer::base_url() const {
-  std::lock_guard<std::mutex> lock(impl_->url_mu);
-  return impl_->base_url;
-}
-
-std::size_t HttpServer::requests_served() const {
-  return impl_->served.load(std::memory_order_relaxed);
-}
-
-std::size_t HttpServer::connections_accepted() const {
-  return impl_->accepted.load(std::memory_order_relaxed);
 }
 
 }  // namespace mend

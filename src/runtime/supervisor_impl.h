@@ -1,0 +1,141 @@
+// Internal to mend::runtime: ProcessSupervisor's implementation (mend/supervisor.h), shared by
+// the files that define it: supervisor.cc (the callers' side: requests, status, the public
+// face), supervisor_loop.cc (the supervisor's thread: poll, reap, timers, crashes, stops) and
+// process_spawn.cc (fork and exec).
+#ifndef MEND_SRC_RUNTIME_SUPERVISOR_IMPL_H_
+#define MEND_SRC_RUNTIME_SUPERVISOR_IMPL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mend/clock.h"
+#include "mend/crash_loop.h"
+#include "mend/result.h"
+#include "mend/supervisor.h"
+#include "process_output.h"
+#include "process_spawn.h"
+#include "supervisor_outbox.h"
+
+namespace mend {
+
+namespace runtime_detail {
+
+// A request the supervisor cannot carry out as asked: unknown name, already running, shutting down.
+Error usage_error(std::string message);
+
+}  // namespace runtime_detail
+
+class ProcessSupervisor::Impl {
+ public:
+  Impl(CrashLoopOptions crash_loop, LogSink log, EventSink events, const Clock& clock);
+  ~Impl();
+
+  Result<void> add(ProcessSpec spec);
+  Result<void> stop(const std::string& name) { return request(Op::stop, name); }
+  Result<void> remove(const std::string& name);
+  Result<void> start(const std::string& name);
+  Result<void> restart(const std::string& name, bool graceful) {
+    return request(graceful ? Op::restart_graceful : Op::restart_now, name);
+  }
+  Result<void> kill(const std::string& name, int signal);
+  std::optional<ProcessStatus> status(const std::string& name) const;
+  std::vector<ProcessStatus> statuses() const;
+  void stop_all();
+
+ private:
+  using Completion = runtime_detail::Completion;
+  using CompletionPtr = runtime_detail::CompletionPtr;
+  using Fd = runtime_detail::Fd;
+  using LogLine = runtime_detail::LogLine;
+  using Outbox = runtime_detail::Outbox;
+  using OutputStream = runtime_detail::OutputStream;
+
+  enum class Op { add, start, stop, restart_graceful, restart_now };
+  struct Command {
+    Op op;
+    std::string name;
+    CompletionPtr completion;  // null when the caller does not wait (a sink's request)
+  };
+
+  struct Process {
+    explicit Process(ProcessSpec s, std::string exe, const CrashLoopOptions& options)
+        : spec(std::move(s)), executable(std::move(exe)), backoff(options) {}
+    ProcessSpec spec;
+    std::string executable;  // resolved when added
+    ProcessState state = ProcessState::stopped;
+    int pid = 0;
+    Fd pidfd;
+    std::uint64_t instance = 0;
+    TimePoint started_at{};
+    WallTime started_wall{};
+    int restarts = 0;
+    int crashes = 0;
+    std::string last_exit;
+    std::optional<TimePoint> next_start;  // backoff
+    std::optional<TimePoint> kill_at;     // stopping: SIGKILL then
+    bool sigkilled = false;               // stopping: SIGKILL already sent
+    bool killed_by_timeout = false;       // ... because the stop timeout ran out
+    bool start_again = false;             // stopping for a restart
+    std::vector<CompletionPtr> waiters;   // stop()/restart() callers waiting for the exit
+    CrashLoopBackoff backoff;
+  };
+
+  bool on_loop_thread() const { return std::this_thread::get_id() == thread_id_; }
+  Process* find_locked(const std::string& name) const;
+  ProcessStatus status_locked(const Process& p) const;
+  Result<void> request(Op op, const std::string& name);
+  // Queues `command`; waits for its completion unless called from the loop thread.
+  Result<void> submit_locked(std::unique_lock<std::mutex>& lock, Op op, const std::string& name);
+  void wake();
+
+  // The supervisor's thread (supervisor_loop.cc).
+  void run();
+  Duration next_wait_locked(TimePoint now) const;
+  void execute_locked(const Command& command, Outbox& out);
+  void reap_locked(Outbox& out);
+  void run_timers_locked(Outbox& out);
+  void begin_stop_locked(Process& p, bool graceful, bool start_again, const CompletionPtr& c,
+                         Outbox& out);
+  void on_exit_locked(Process& p, const std::string& description, Outbox& out);
+  void crash_locked(Process& p, int pid, const std::string& description, Outbox& out);
+  // Starts `p`; on failure, when `failure_is_crash`, handles it as a crash (backoff).
+  Result<void> start_locked(Process& p, const std::string& description, bool failure_is_crash,
+                            Outbox& out);
+  // Forks and execs `p` (process_spawn.cc).
+  Result<void> spawn_locked(Process& p);
+  void signal_group_locked(const Process& p, int sig) const;
+  void close_streams_of_locked(std::uint64_t instance, Outbox& out, TimePoint now);
+  void deliver(Outbox& out);
+  void shut_down_locked();
+
+  const CrashLoopOptions crash_loop_;
+  const LogSink log_;
+  const EventSink events_;
+  const Clock& clock_;
+  const int max_fd_ = runtime_detail::max_fd_to_close();
+  Fd wake_read_;
+  Fd wake_write_;
+
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;
+  std::vector<std::unique_ptr<Process>> processes_;     // guarded by mu_; add order
+  std::deque<Command> commands_;                        // guarded by mu_
+  std::vector<std::unique_ptr<OutputStream>> streams_;  // guarded by mu_ (the loop's alone)
+  std::uint64_t next_instance_ = 1;                     // guarded by mu_
+  bool quitting_ = false;                               // guarded by mu_
+  bool loop_ended_ = false;                             // guarded by mu_
+
+  std::thread thread_;
+  std::thread::id thread_id_;
+};
+
+}  // namespace mend
+
+#endif  // MEND_SRC_RUNTIME_SUPERVISOR_IMPL_H_
