@@ -72,6 +72,9 @@ struct EscalationRecord {
 
   // "TKT-42" or "INC-7": how people refer to it.
   std::string display_id() const;
+  // The record as JSON, one shape wherever mend shows it (the API, notifications): "id" is the
+  // display id, "number" the store's; times are UTC ISO 8601; optional fields only when set.
+  std::string to_json() const;
   bool is_active() const noexcept { return status != RecordStatus::resolved; }
 };
 

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "json_writer.h"
+
 namespace mend {
 
 std::string_view to_string(RecordKind kind) noexcept {
@@ -37,6 +39,42 @@ std::optional<RecordStatus> parse_record_status(std::string_view name) noexcept 
 
 std::string EscalationRecord::display_id() const {
   return (kind == RecordKind::incident ? "INC-" : "TKT-") + std::to_string(id);
+}
+
+std::string EscalationRecord::to_json() const {
+  detail::JsonWriter w;
+  w.begin_object();
+  w.key("id").string(display_id());
+  w.key("number").number(id);
+  w.key("kind").string(to_string(kind));
+  w.key("status").string(to_string(status));
+  w.key("level").string(to_string(level));
+  w.key("tier").number(tier);
+  w.key("priority").string(priority);
+  w.key("title").string(title);
+  w.key("description").string(description);
+  w.key("agent").string(agent);
+  w.key("task_type").string(task_type);
+  w.key("error_type").string(to_string(error_type));
+  w.key("fingerprint").string(fingerprint);
+  w.key("channel").string(channel);
+  w.key("occurrences").number(occurrences);
+  w.key("assignee").string(assignee);
+  w.key("created_at").string(to_iso8601(created_at));
+  w.key("last_seen_at").string(to_iso8601(last_seen_at));
+  w.key("sla_due").string(to_iso8601(sla_due));
+  if (review_at) w.key("review_at").string(to_iso8601(*review_at));
+  if (acknowledged_at) {
+    w.key("acknowledged_at").string(to_iso8601(*acknowledged_at));
+    w.key("acknowledged_by").string(acknowledged_by);
+  }
+  if (resolved_at) {
+    w.key("resolved_at").string(to_iso8601(*resolved_at));
+    w.key("resolved_by").string(resolved_by);
+  }
+  if (!war_room_url.empty()) w.key("war_room_url").string(war_room_url);
+  w.end_object();
+  return std::move(w).str();
 }
 
 EscalationPolicy::EscalationPolicy(EscalationOptions options) : options_(std::move(options)) {

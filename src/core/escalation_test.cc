@@ -134,6 +134,30 @@ TEST(EscalationPolicyTest, InvalidOptionsAreRejected) {
   EXPECT_THROW(EscalationPolicy({.max_tiers = -1}), std::invalid_argument);
 }
 
+TEST(EscalationRecordTest, ToJsonHasOneShapeWithOptionalFieldsOnlyWhenSet) {
+  EscalationRecord r;
+  r.id = 7;
+  r.kind = RecordKind::incident;
+  r.level = Severity::critical;
+  r.title = "CRITICAL: \"quoted\"\n";
+  r.created_at = WallTime{} + hours(1);
+  const std::string open = r.to_json();
+  EXPECT_NE(open.find(R"("id":"INC-7","number":7,"kind":"incident")"), std::string::npos) << open;
+  EXPECT_NE(open.find(R"("title":"CRITICAL: \"quoted\"\n")"), std::string::npos) << open;
+  EXPECT_NE(open.find(R"("created_at":"1970-01-01T01:00:00.000Z")"), std::string::npos) << open;
+  EXPECT_EQ(open.find("acknowledged_at"), std::string::npos);
+  EXPECT_EQ(open.find("war_room_url"), std::string::npos);
+  r.acknowledged_at = WallTime{} + hours(2);
+  r.acknowledged_by = "ana";
+  r.war_room_url = "https://chat.example.com/INC-7";
+  const std::string acked = r.to_json();
+  EXPECT_NE(acked.find(R"("acknowledged_at":"1970-01-01T02:00:00.000Z","acknowledged_by":"ana")"),
+            std::string::npos)
+      << acked;
+  EXPECT_NE(acked.find(R"("war_room_url":"https://chat.example.com/INC-7")"), std::string::npos);
+  EXPECT_EQ(acked.back(), '}');
+}
+
 TEST(EscalationNamesTest, RoundTrip) {
   for (RecordStatus s : {RecordStatus::open, RecordStatus::acknowledged, RecordStatus::resolved}) {
     EXPECT_EQ(parse_record_status(to_string(s)), s);

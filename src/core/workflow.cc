@@ -590,6 +590,10 @@ std::string Outcome::to_json() const {
       w.key("fingerprint").string(e.fingerprint);
     }
     if (!e.record.empty()) {
+      // "id" and "number" as the record itself has them (EscalationRecord::to_json); "record"
+      // and "record_id" are their older names, kept for clients that read them.
+      w.key("id").string(e.record);
+      w.key("number").number(e.record_id);
       w.key("record").string(e.record);
       w.key("record_id").number(e.record_id);
       w.key("fingerprint").string(e.fingerprint);

@@ -43,6 +43,7 @@
 #include "mend/supervisor.h"
 #include "mend/task_writer.h"
 #include "mend/workflow.h"
+#include "task_registry.h"
 
 namespace mend::server_detail {
 
@@ -50,11 +51,25 @@ class DaemonCore;
 class Relay;
 struct RelayRoute;
 
-// A finished task's outcome up to this size stays in memory; a larger one is read from the store
-// when asked for, so that retained tasks cost a bounded summary each.
-inline constexpr std::size_t kInlineOutcomeBytes = 4096;
 // How long tasks resumed after a restart wait for every agent to be ready before they start.
 inline constexpr Duration kResumeGrace = std::chrono::seconds(30);
+// How often the probe and housekeeping loops look at what is due.
+inline constexpr Duration kProbeTick = std::chrono::milliseconds(100);
+
+inline double seconds(Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+// "1.5 s", for logs.
+std::string format_seconds(Duration d);
+
+// Counts a background loop as running for its lifetime.
+struct LoopGuard {
+  explicit LoopGuard(std::atomic<int>& count) : count_(count) { count_.fetch_add(1); }
+  ~LoopGuard() { count_.fetch_sub(1); }
+  LoopGuard(const LoopGuard&) = delete;
+  LoopGuard& operator=(const LoopGuard&) = delete;
+  std::atomic<int>& count_;
+};
 
 // Counters per agent, for GET /v1/agents. They survive reloads (keyed by name).
 struct AgentCounters {
@@ -162,37 +177,6 @@ struct Replica {
   std::string last_probe;  // detail of the last probe
 };
 
-// A submitted task and the clients waiting for it. While it runs it holds the whole task; once
-// finished only a summary (id, type, agent, status, and the outcome when it is small), however
-// large its request was.
-struct TaskEntry {
-  Task task;
-  std::string idempotency_key;
-  std::string request_digest;  // SHA-256 of the submitted body: tells a replay from a conflict
-  WallTime submitted_at{};
-  TimePoint started{};
-  bool stored = false;  // the store has it: until then it is neither run nor acknowledged
-  bool done = false;
-  // Its type is in tasks.idempotent_types: a call in flight at a crash may be sent again.
-  bool idempotent = false;
-  // What the store says (or will say once written): false only while the task waits in backoff.
-  bool call_in_flight = true;
-  int attempts = 0;          // calls to agents, those before a restart included
-  std::string outcome_json;  // once done: the outcome, or "" when larger than kInlineOutcomeBytes
-  bool outcome_in_store = false;  // once done: the outcome is read from the store
-  std::string status;             // "running" or the outcome status
-  struct Waiter {
-    std::shared_ptr<HttpResponder> responder;
-    std::shared_ptr<boost::asio::steady_timer> timer;
-    // Asked with no wait while the task was being stored: answered "running" once it is stored,
-    // or refused with its first client if it cannot be, never told "running" about a task that
-    // may then not exist.
-    bool until_stored = false;
-    bool replayed = false;
-  };
-  std::vector<Waiter> waiters;
-};
-
 class DaemonCore {
  public:
   DaemonCore(Config config, DaemonOptions options);
@@ -261,7 +245,7 @@ class DaemonCore {
   void finish_task(const std::string& id, const Outcome& outcome);
   void on_task_finished_stored(const std::string& id, const Outcome& outcome,
                                const std::string& outcome_json, bool stored);
-  void respond_task(const std::shared_ptr<HttpResponder>& responder, const TaskEntry& entry,
+  void respond_task(const std::shared_ptr<HttpResponder>& responder, const TaskView& task,
                     int status, bool replayed);
   void task_waiting(const std::string& id);  // a retry's backoff began: no call is out
   boost::asio::awaitable<void> before_call(const Task& task);
@@ -348,17 +332,11 @@ class DaemonCore {
   std::mutex counters_mu_;
   std::map<std::string, std::unique_ptr<AgentCounters>, std::less<>> counters_;
 
-  std::mutex tasks_mu_;
-  std::map<std::string, TaskEntry, std::less<>> tasks_;          // guarded by tasks_mu_
-  std::map<std::string, std::string, std::less<>> idempotency_;  // key -> task id
-  std::deque<std::string> finished_order_;                       // oldest first, for eviction
-  std::uint64_t next_task_number_ = 1;      // no generated id at or above it was handed out
+  TaskRegistry tasks_;                      // the accepted tasks, their keys and waiters, admission
   std::atomic<bool> store_failing_{false};  // task or escalation writes fail: not ready
   std::atomic<bool> task_writes_failing_{false};
   std::atomic<bool> escalation_writes_failing_{false};
   std::mutex store_health_mu_;  // orders on_store_health's reports
-  std::atomic<std::size_t> in_flight_{0};
-  std::condition_variable drained_cv_;
   std::mutex answered_mu_;
   // Clients answered with an outcome whose answer may still be on its way out.
   std::vector<std::shared_ptr<HttpResponder>> answered_;  // guarded by answered_mu_

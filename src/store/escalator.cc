@@ -9,30 +9,14 @@ namespace {
 
 std::string notification_payload(const EscalationRecord& r, const std::string& event,
                                  const std::string& actor, WallTime now) {
-  nlohmann::json j = {
-      {"event", event},
-      {"at", to_iso8601(now)},
-      {"actor", actor},
-      {"record", r.display_id()},
-      {"record_id", r.id},
-      {"kind", std::string(to_string(r.kind))},
-      {"level", std::string(to_string(r.level))},
-      {"tier", r.tier},
-      {"status", std::string(to_string(r.status))},
-      {"title", r.title},
-      {"description", r.description},
-      {"agent", r.agent},
-      {"task_type", r.task_type},
-      {"error_type", std::string(to_string(r.error_type))},
-      {"fingerprint", r.fingerprint},
-      {"occurrences", r.occurrences},
-      {"channel", r.channel},
-      {"priority", r.priority},
-      {"assignee", r.assignee},
-      {"sla_due", to_iso8601(r.sla_due)},
-      {"created_at", to_iso8601(r.created_at)},
-  };
-  if (!r.war_room_url.empty()) j["war_room_url"] = r.war_room_url;
+  // The record as the API shows it, and the change this message tells of.
+  nlohmann::json j = nlohmann::json::parse(r.to_json());
+  j["event"] = event;
+  j["at"] = to_iso8601(now);
+  j["actor"] = actor;
+  // The names notifications had before "id" and "number": receivers may still read them.
+  j["record"] = r.display_id();
+  j["record_id"] = r.id;
   // Agent messages may hold any bytes; replace what is not UTF-8 instead of throwing.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -87,6 +87,15 @@ TEST_F(EscalatorTest, MediumOpensATicketAndNotifiesTheTeamChannel) {
   EXPECT_EQ(payload["record"], r->display_id());
   EXPECT_EQ(payload["level"], "medium");
   EXPECT_EQ(payload["fingerprint"], r->fingerprint);
+  // One shape for a record: the message holds the record as the API shows it, plus the change,
+  // and keeps the older names "record" and "record_id".
+  nlohmann::json record = nlohmann::json::parse(r->to_json());
+  for (const auto& [key, value] : record.items()) EXPECT_EQ(payload[key], value) << key;
+  EXPECT_EQ(payload["id"], r->display_id());
+  EXPECT_EQ(payload["number"], r->id);
+  EXPECT_EQ(payload["record_id"], r->id);
+  EXPECT_EQ(payload["event"], "trigger");
+  EXPECT_EQ(payload["actor"], "mend");
 }
 
 TEST_F(EscalatorTest, HighAssignsOnCallAndSchedulesAReview) {

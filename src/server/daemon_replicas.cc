@@ -1,0 +1,541 @@
+// The daemon's replicas (daemon_impl.h): starting supervised agents on free loopback ports,
+// their process events, probes (core's rules in mend/replica_probes.h), memory watch, restarts and
+// the escalations an unhealthy agent raises.
+
+// clang-format off
+#include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
+// clang-format on
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "daemon_impl.h"
+
+namespace mend::server_detail {
+
+namespace net = boost::asio;
+using nlohmann::json;
+
+namespace {
+
+// Free loopback ports for supervised agents, distinct from each other and from `taken`. The
+// sockets that found them stay open until all are found, or the system could hand out the same
+// port twice. The agents bind them moments later; another process could take one in between, in
+// which case that agent fails its startup and is restarted on the same port.
+Result<std::vector<unsigned short>> free_loopback_ports(std::size_t count,
+                                                        const std::set<unsigned short>& taken) {
+  std::vector<int> sockets;
+  std::vector<unsigned short> ports;
+  auto close_all = [&] {
+    for (int fd : sockets) ::close(fd);
+  };
+  for (int tries = 0; ports.size() < count && tries < 1000; ++tries) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      int err = errno;
+      close_all();
+      return Error::from_code({err, std::system_category()},
+                              "cannot open a socket to find a free port");
+    }
+    sockets.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      int err = errno;
+      close_all();
+      return Error::from_code({err, std::system_category()}, "cannot find a free loopback port");
+    }
+    const auto port = static_cast<unsigned short>(ntohs(addr.sin_port));
+    if (!taken.count(port)) ports.push_back(port);
+  }
+  close_all();
+  if (ports.size() < count) return Error::of_kind("configuration", "no free loopback ports left");
+  return ports;
+}
+
+std::string substitute_port(std::string text, unsigned short port) {
+  const std::string token = "{port}";
+  for (std::size_t at = text.find(token); at != std::string::npos; at = text.find(token, at + 1)) {
+    text.replace(at, token.size(), std::to_string(port));
+  }
+  return text;
+}
+
+// What decides whether a supervised agent's processes must be replaced on reload.
+bool same_process(const AgentConfig& a, const AgentConfig& b) {
+  return a.command == b.command && a.args == b.args && a.env == b.env &&
+         a.working_dir == b.working_dir && a.replicas == b.replicas &&
+         a.stop_timeout == b.stop_timeout;
+}
+
+}  // namespace
+
+Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
+  if (supervision_closed_.load()) return Error::of_kind("configuration", "mend is shutting down");
+  std::vector<Replica> keep;
+  std::vector<std::string> to_stop;
+  std::shared_ptr<Generation> old = first ? nullptr : current();
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      const AgentConfig* now = config.agent(r.agent);
+      const AgentConfig* before = old ? old->config.agent(r.agent) : nullptr;
+      bool unchanged =
+          now != nullptr && before != nullptr && now->supervised() == before->supervised() &&
+          (now->supervised() ? same_process(*now, *before) : now->urls == before->urls);
+      if (unchanged) {
+        r.probes = now->probes;
+        r.health.reconfigure(now->probes);
+        r.memory_limit = now->memory_limit_bytes;
+        keep.push_back(r);
+      } else if (!r.process.empty()) {
+        to_stop.push_back(r.process);
+      }
+    }
+  }
+  // Stop in reverse order of start, as at shutdown.
+  for (auto it = to_stop.rbegin(); it != to_stop.rend(); ++it) {
+    (void)supervisor_->remove(*it);
+  }
+
+  std::vector<Replica> added;
+  std::vector<ProcessSpec> specs;
+  for (const AgentConfig& agent : config.agents) {
+    bool have = std::any_of(keep.begin(), keep.end(),
+                            [&](const Replica& r) { return r.agent == agent.name; });
+    if (have) continue;
+    const int replicas = agent.supervised() ? agent.replicas : static_cast<int>(agent.urls.size());
+    std::vector<unsigned short> ports;
+    if (agent.supervised()) {
+      std::set<unsigned short> taken;
+      for (const Replica& r : keep) taken.insert(r.port);
+      for (const Replica& r : added) taken.insert(r.port);
+      Result<std::vector<unsigned short>> found =
+          free_loopback_ports(static_cast<std::size_t>(replicas), taken);
+      if (!found.ok()) return found.error();
+      ports = std::move(*found);
+    }
+    for (int i = 0; i < replicas; ++i) {
+      Replica r;
+      r.agent = agent.name;
+      r.index = i;
+      r.epoch = next_epoch_++;
+      r.probes = agent.probes;
+      // Agents mend does not start are ready until a probe says otherwise.
+      r.health = ReplicaProbes(agent.probes, agent.supervised());
+      r.memory_limit = agent.memory_limit_bytes;
+      if (agent.supervised()) {
+        r.port = ports[static_cast<std::size_t>(i)];
+        r.url = "http://127.0.0.1:" + std::to_string(r.port);
+        r.process = agent.name + "#" + std::to_string(i);
+        ProcessSpec spec;
+        spec.name = r.process;
+        spec.command = agent.command;
+        for (const std::string& arg : agent.args) spec.args.push_back(substitute_port(arg, r.port));
+        spec.env = agent.env;
+        spec.env["PORT"] = std::to_string(r.port);
+        spec.env["MEND_AGENT_NAME"] = agent.name;
+        spec.env["MEND_REPLICA"] = std::to_string(i);
+        spec.working_dir = agent.working_dir;
+        spec.stop_timeout = agent.stop_timeout;
+        specs.push_back(std::move(spec));
+      } else {
+        r.url = agent.urls[static_cast<std::size_t>(i)];
+      }
+      added.push_back(std::move(r));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    // The kept replicas as they are now, not as copied above: probes and process events went on
+    // while processes were stopped and ports found.
+    std::vector<Replica> merged;
+    for (const Replica& k : keep) {
+      for (Replica& r : replicas_) {
+        if (r.agent == k.agent && r.index == k.index && r.url == k.url) {
+          Replica current = std::move(r);
+          current.probes = k.probes;
+          current.health.reconfigure(k.probes);
+          current.memory_limit = k.memory_limit;
+          merged.push_back(std::move(current));
+          break;
+        }
+      }
+    }
+    for (Replica& r : added) merged.push_back(std::move(r));
+    replicas_ = std::move(merged);
+  }
+  for (ProcessSpec& spec : specs) {
+    std::string name = spec.name;
+    if (auto ok = supervisor_->add(std::move(spec)); !ok.ok()) {
+      return Error::of_kind("configuration",
+                            "cannot start agent process " + name + ": " + ok.error().message);
+    }
+    log("info", "started " + name);
+  }
+  return {};
+}
+
+bool DaemonCore::set_agent_health(const std::string& agent) {
+  // Under replicas_mu_. The agent is as healthy as its best replica.
+  bool any_ready = false;
+  bool any = false;
+  bool ready_unprobed = true;  // every ready replica is ready without a probe's word
+  for (const Replica& r : replicas_) {
+    if (r.agent != agent) continue;
+    any = true;
+    any_ready = any_ready || r.health.is_ready();
+    if (r.health.is_ready() && r.probed) ready_unprobed = false;
+  }
+  if (!any) return false;
+  bool fell = false;
+  if (auto g = current()) {
+    if (g->agents.find(agent) != nullptr) {
+      const HealthState now = any_ready ? HealthState::healthy : HealthState::unhealthy;
+      const HealthState before = g->agents.find(agent)->health.load();
+      g->agents.set_health(agent, now);
+      fell = before == HealthState::healthy && now == HealthState::unhealthy;
+      if (before != now) {
+        // Say so when "healthy" is an assumption: at 3 a.m. a log line that claims more than
+        // mend knows sends the on-call engineer the wrong way.
+        std::string why;
+        if (!any_ready) {
+          why = ": no replica is ready";
+        } else if (ready_unprobed) {
+          why = " (assumed: mend does not start it, and no probe has answered yet)";
+        }
+        log("info", "agent " + agent + " is " + std::string(to_string(now)) + why);
+      }
+    }
+  }
+  return fell;
+}
+
+void DaemonCore::on_process_event(const ProcessEvent& event) {
+  std::string agent;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      if (r.process != event.name) continue;
+      agent = r.agent;
+      if (event.kind == ProcessEvent::Kind::started) {
+        r.health.started(clock_.now());
+        r.restarting = false;
+        r.probing = false;
+        r.epoch = next_epoch_++;
+        r.pid = event.pid;
+      } else if (event.kind == ProcessEvent::Kind::exited) {
+        r.health.exited();
+        r.probing = false;
+        r.pid = 0;
+        r.epoch = next_epoch_++;
+      }
+      set_agent_health(r.agent);
+    }
+  }
+  if (agent.empty()) return;
+  json j = {{"kind", "agent_process"}, {"at", to_iso8601(clock_.wall_now())}, {"source", agent},
+            {"process", event.name},   {"event", to_string(event.kind)},      {"pid", event.pid}};
+  if (!event.description.empty()) j["detail"] = event.description;
+  if (event.delay.count() > 0) j["delay_seconds"] = seconds(event.delay);
+  publish("agent_process", j.dump(-1, ' ', false, json::error_handler_t::replace));
+  switch (event.kind) {
+    case ProcessEvent::Kind::exited:
+      log("warn", "agent " + event.name + " " + event.description);
+      break;
+    case ProcessEvent::Kind::started:
+      if (event.description != "started") log("info", event.name + " " + event.description);
+      break;
+    case ProcessEvent::Kind::restart_scheduled:
+      m_.restarts->with({agent, "crash"}).inc();
+      counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
+      log("info", "agent " + event.name + " restarts in " + format_seconds(event.delay));
+      break;
+    case ProcessEvent::Kind::intensity_exceeded: {
+      std::string message = "agent " + event.name + " keeps crashing: " + event.description;
+      log("error", message);
+      net::post(*blocking_, [this, agent, message] {
+        try {
+          escalate_agent(agent, Severity::critical, ErrorType::service_unavailable, message);
+        } catch (const std::exception& e) {
+          log("error", "escalating for " + agent + " failed: " + e.what());
+        }
+      });
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+std::optional<Result<void>> DaemonCore::restart_agent(const std::string& agent, bool graceful,
+                                                      const std::string& reason) {
+  std::vector<std::string> processes;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (const Replica& r : replicas_) {
+      if (r.agent == agent && !r.process.empty()) processes.push_back(r.process);
+    }
+  }
+  if (processes.empty()) return std::nullopt;
+  // One replica at a time: the others keep serving while one restarts.
+  for (const std::string& p : processes) {
+    if (supervision_closed_.load()) {
+      return Result<void>(Error::of_kind("configuration", "mend is shutting down"));
+    }
+    {
+      std::lock_guard<std::mutex> lock(replicas_mu_);
+      for (Replica& r : replicas_) {
+        if (r.process != p) continue;
+        r.restarting = true;
+        r.health.take_out();
+      }
+      set_agent_health(agent);
+    }
+    log("info", "restarting " + p + " (" + reason + (graceful ? ", graceful)" : ", forced)"));
+    Result<void> restarted = supervisor_->restart(p, graceful);
+    m_.restarts->with({agent, reason}).inc();
+    counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
+    if (!restarted.ok()) {
+      log("error", "restarting " + p + " failed: " + restarted.error().message);
+      return restarted;
+    }
+  }
+  return Result<void>();
+}
+
+void DaemonCore::escalate_agent(const std::string& agent, Severity level, ErrorType type,
+                                const std::string& message) {
+  std::shared_ptr<Generation> g = current();
+  if (!g) return;
+  EscalationRequest request;
+  request.level = level;
+  request.error = Error::classified_as(type, level, message);
+  request.agent = agent;
+  request.task_type = "supervision";
+  request.labels = {{"agent", agent},
+                    {"error_type", std::string(to_string(type))},
+                    {"task_type", "supervision"},
+                    {"severity", std::string(to_string(level))}};
+  Result<EscalationTaken> taken = g->escalations->escalate(request);
+  if (taken.ok() && taken->pending) {
+    log("warn",
+        "escalation for " + agent + " kept in memory until the store takes writes: " + message);
+  } else if (taken.ok()) {
+    m_.escalations->with({std::string(to_string(taken->level))}).inc();
+    log("warn", "escalated " + taken->record + " for " + agent + ": " + message);
+  } else {
+    log("error", "could not escalate for " + agent + ": " + taken.error().message);
+  }
+}
+
+Replica* DaemonCore::replica_by_epoch(std::uint64_t epoch) {
+  for (Replica& r : replicas_) {
+    if (r.epoch == epoch) return &r;
+  }
+  return nullptr;
+}
+
+net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, ProbeKind kind) {
+  std::string url;
+  Duration timeout{};
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    Replica* found = replica_by_epoch(epoch);
+    if (found == nullptr) co_return;
+    Replica& r = *found;
+    url = r.url + r.probes.path;
+    timeout = r.health.timeout(kind);
+  }
+  auto request = http_->request("GET", url, {}, {}, timeout);
+  Result<HttpResponse> response = co_await std::move(request);
+  ProbeResult result;
+  if (response.ok()) {
+    result = interpret_health_response(*response);
+  } else {
+    result.detail = response.error().message;
+  }
+  const bool ok = observed_health(result) != HealthState::unhealthy;
+  const TimePoint now = clock_.now();
+  std::optional<std::string> restart_process;
+  std::string agent;
+  std::string transition;
+  bool unhealthy_now = false;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    // Found by epoch: a replica restarted, replaced or reordered by a reload meanwhile is not
+    // this probe's business any more.
+    Replica* found = replica_by_epoch(epoch);
+    if (found == nullptr) co_return;
+    Replica& r = *found;
+    r.probing = false;
+    if (r.restarting) co_return;
+    r.last_probe = result.detail;
+    r.probed = true;
+    agent = r.agent;
+    const ProbeVerdict verdict = r.health.record(kind, ok, now);
+    switch (verdict.change) {
+      case ProbeVerdict::Change::none:
+        break;
+      case ProbeVerdict::Change::ready:
+        transition = "ready";
+        break;
+      case ProbeVerdict::Change::not_ready:
+        transition = "not ready: " + result.detail;
+        break;
+      case ProbeVerdict::Change::restart:
+        restart_process = r.process;
+        r.restarting = true;
+        transition = kind == ProbeKind::liveness
+                         ? "liveness probe failed " + std::to_string(verdict.failures) +
+                               " times: " + result.detail
+                         : "startup probe failed " + std::to_string(verdict.failures) + " times";
+        break;
+    }
+    // The replica's transition is logged before the agent's health it leads to: the cause
+    // first, then the effect.
+    if (!transition.empty()) log("info", "agent " + agent + ": " + transition);
+    // Its probes say it cannot serve (not a process that exited or restarts: supervision
+    // speaks for those): self-healing runs, and on-call hears of it.
+    const bool fell = set_agent_health(r.agent);
+    unhealthy_now = fell && verdict.change == ProbeVerdict::Change::not_ready;
+  }
+  if (!transition.empty()) {
+    json j = {{"kind", "agent_health"},
+              {"at", to_iso8601(clock_.wall_now())},
+              {"source", agent},
+              {"detail", transition}};
+    publish("agent_health", j.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  if (unhealthy_now) {
+    net::post(*blocking_, [this, agent, result] { on_agent_unhealthy(agent, result); });
+  }
+  if (restart_process) {
+    const std::string process = *restart_process;
+    net::post(*blocking_, [this, process, agent] {
+      if (supervision_closed_.load()) return;
+      log("warn", "restarting " + process + " (probe)");
+      (void)supervisor_->restart(process, /*graceful=*/true);
+      m_.restarts->with({agent, "probe"}).inc();
+      counters(agent).restarts.fetch_add(1, std::memory_order_relaxed);
+    });
+  }
+}
+
+net::awaitable<void> DaemonCore::probe_loop() {
+  LoopGuard guard(loops_running_);
+  auto executor = co_await net::this_coro::executor;
+  net::steady_timer timer(executor);
+  while (!loops_stop_.load()) {
+    const TimePoint now = clock_.now();
+    std::vector<std::pair<std::uint64_t, ProbeKind>> due;
+    {
+      std::lock_guard<std::mutex> lock(replicas_mu_);
+      for (Replica& r : replicas_) {
+        if (r.probing || r.restarting) continue;
+        if (!r.process.empty()) {
+          // Only a process whose start this loop has heard of: the started event resets the
+          // replica's probes, and must not undo what a probe of the new process found.
+          std::optional<ProcessStatus> status = supervisor_->status(r.process);
+          if (!status || !status->running || status->pid != r.pid) continue;
+        }
+        if (std::optional<ProbeKind> kind = r.health.take_due(now)) {
+          r.probing = true;
+          due.push_back({r.epoch, *kind});
+        }
+      }
+    }
+    for (auto [epoch, kind] : due) {
+      auto probing = probe(epoch, kind);
+      net::co_spawn(executor, std::move(probing), [this, epoch = epoch](std::exception_ptr e) {
+        if (!e) return;
+        std::lock_guard<std::mutex> lock(replicas_mu_);
+        if (Replica* r = replica_by_epoch(epoch)) r->probing = false;
+      });
+    }
+    timer.expires_after(kProbeTick);
+    boost::system::error_code ec;
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+}
+
+void DaemonCore::check_memory() {
+  std::vector<std::pair<std::string, double>> over;  // agent, memory percent
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      if (r.process.empty() || r.memory_limit == 0 || r.healing || r.restarting) continue;
+      std::optional<ProcessStatus> status = supervisor_->status(r.process);
+      if (!status || !status->running || status->rss_bytes <= r.memory_limit) continue;
+      r.healing = true;
+      over.push_back({r.agent, 100.0 * static_cast<double>(status->rss_bytes) /
+                                   static_cast<double>(r.memory_limit)});
+    }
+  }
+  for (const auto& [agent, percent] : over) {
+    std::shared_ptr<Generation> g = current();
+    Symptoms symptoms;
+    symptoms.error_type = ErrorType::memory_exhausted;
+    symptoms.health = HealthState::degraded;
+    symptoms.metrics["memory_percent"] = percent;
+    symptoms.detail = "RSS over the configured memory limit";
+    log("warn", "agent " + agent + " uses " + std::to_string(static_cast<int>(percent)) +
+                    " % of its memory limit: self-healing");
+    HealingReport report = g->healer->heal(agent, symptoms, *g->operations, clock_.now());
+    publish("self_healing", report.to_json());
+    if (report.escalate) {
+      escalate_agent(agent, Severity::high, ErrorType::memory_exhausted,
+                     "high memory usage not recovered: " + report.recovery.reason);
+    }
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    for (Replica& r : replicas_) {
+      if (r.agent == agent) r.healing = false;
+    }
+  }
+}
+
+void DaemonCore::on_agent_unhealthy(const std::string& agent, const ProbeResult& probe) {
+  if (supervision_closed_.load()) return;
+  std::shared_ptr<Generation> g = current();
+  if (!g) return;
+  // What its /health answer says decides the recovery (docs/agent-protocol.md): its metrics
+  // (memory, pool), a database it lost, else an unresponsive service.
+  Symptoms symptoms;
+  symptoms.health = HealthState::unhealthy;
+  symptoms.metrics = probe.metrics;
+  if (auto db = probe.metrics.find("database_connected");
+      db != probe.metrics.end() && db->second == 0) {
+    symptoms.error_type = ErrorType::database_error;
+  }
+  symptoms.detail = probe.detail;
+  log("warn", "agent " + agent + " is unhealthy (" + probe.detail + "): self-healing");
+  HealingReport report = g->healer->heal(agent, symptoms, *g->operations, clock_.now());
+  publish("self_healing", report.to_json());
+  // On-call hears of it either way: an agent that stopped serving is news even when mend fixed
+  // it (the record says so), and the record's fingerprint keeps one active record per outage.
+  escalate_agent(
+      agent, report.recovered ? Severity::medium : Severity::high, ErrorType::service_unavailable,
+      "agent " + agent + " is unhealthy: no replica is ready (" + probe.detail +
+          "); self-healing " +
+          (report.recovered ? "recovered it (" + report.recovery.action + ")"
+                            : "did not recover it (" +
+                                  (report.recovery.reason.empty() ? std::string("no strategy")
+                                                                  : report.recovery.reason) +
+                                  ")"));
+}
+
+}  // namespace mend::server_detail

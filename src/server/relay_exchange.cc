@@ -1,0 +1,322 @@
+// Relay::Connection (relay_internal.h), second part: the exchange. The request goes along the
+// route's chain of agents, on a pooled or new connection to one replica at a time, with the
+// breaker's admission, classified failures, retries with backoff and fallbacks.
+#include <sys/socket.h>
+
+#include <array>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "relay_internal.h"
+
+namespace mend::server_detail {
+namespace {
+
+constexpr auto kPeekAfter = std::chrono::milliseconds(2);  // idle this long: checked at reuse
+
+const std::string kNoBase;
+
+// A failed call's transport error as mend's Error, for the classifier.
+Error transport_error(const error_code& ec) {
+  if (ec == net::error::eof) {
+    return Error::from_code(std::make_error_code(std::errc::connection_reset),
+                            "the agent closed the connection before it answered");
+  }
+  if (ec.category() == boost::system::system_category()) {
+    return Error::from_code(std::error_code(ec.value(), std::system_category()),
+                            "relay call: " + ec.message());
+  }
+  return Error::classified_as(ErrorType::processing_failed, Severity::medium,
+                              "the agent's answer is not valid HTTP: " + ec.message());
+}
+
+}  // namespace
+
+// --- The exchange: calls along the chain until one answers ---------------------------------------
+
+void Relay::Connection::begin_exchange() {
+  in_exchange_ = true;
+  w_.active.fetch_add(1, std::memory_order_relaxed);
+  keep_client_ = request_->keep_alive();
+  slot_ = w_.acquire_slot();
+  target_ = 0;
+  attempt_ = 0;
+  calls_ = 0;
+  previous_delay_ = {};
+  next_target();
+}
+
+// Tries targets from target_ on; the first one that admits a call gets it.
+void Relay::Connection::next_target() {
+  const Clock& clock = w_.clock();
+  for (; slot_->route != nullptr && target_ < slot_->route->chain.size(); ++target_) {
+    const RelayTarget& t = target();
+    if (t.endpoints.empty()) continue;
+    if (t.entry->health.load(std::memory_order_relaxed) == HealthState::unhealthy) continue;
+    const AttemptPolicy::Admission admission = attempts().admit(clock);
+    permit_ = admission.permit;
+    if (!admission.allowed()) continue;
+    permit_held_ = true;
+    attempt_ = 0;
+    previous_delay_ = {};
+    call();
+    return;
+  }
+  answer_degraded();
+}
+
+void Relay::Connection::call() {
+  const RelayTarget& t = target();
+  replica_ = w_.round_robin++ % t.endpoints.size();
+  const tcp::endpoint& endpoint = t.endpoints[replica_];
+  const std::size_t slot = w_.endpoint_slot(endpoint);
+  ++calls_;
+  auto& pool = w_.idle[slot];
+  const TimePoint now = w_.clock().coarse_now();
+  while (!pool.empty()) {
+    std::unique_ptr<Upstream> idle = std::move(pool.back());
+    pool.pop_back();
+    // Checked only after a pause: a connection in steady use is not stale, and the check
+    // costs a system call.
+    if (now - idle->pooled_at >= kPeekAfter && !still_open(*idle)) continue;
+    up_ = std::move(idle);
+    up_->reused = true;
+    send_request();
+    return;
+  }
+  up_ = std::make_unique<Upstream>(w_.io.get_executor(), slot);
+  up_->deadline = w_.clock().coarse_now() + t.call_timeout;
+  up_->socket.async_connect(endpoint, [self = shared_from_this()](const error_code& ec) {
+    if (ec) {
+      self->call_failed(ec);
+      return;
+    }
+    boost::system::error_code ignored;
+    self->up_->socket.set_option(tcp::no_delay(true), ignored);
+    self->send_request();
+  });
+}
+
+// A fresh parser for the agent's next answer (a HEAD's answer has no body).
+void Relay::Connection::begin_response(Upstream& up) {
+  up.parser.emplace();
+  up.parser->header_limit(kHeaderLimit);
+  up.parser->body_limit(options().max_response_bytes);
+  up.parser->eager(true);
+  up.parser->skip(request_->head_request);
+  up.parsed = 0;
+}
+
+void Relay::Connection::send_request() {
+  up_->deadline = w_.clock().coarse_now() + target().call_timeout;
+  up_->timed_out = false;
+  begin_response(*up_);
+  // The request as it came, but for the replica's base path before its target (origin form
+  // only: "/x" goes to "/base/x"); three buffers, nothing copied.
+  const char* bytes = static_cast<const char*>(in_.data().data());
+  const std::string_view request(bytes, parsed_);
+  const RelayTarget& t = target();
+  const std::string& base = replica_ < t.base_paths.size() ? t.base_paths[replica_] : kNoBase;
+  const std::size_t space = request.find(' ');
+  std::size_t split = parsed_;
+  if (!base.empty() && space != std::string_view::npos && space + 1 < request.size() &&
+      request[space + 1] == '/') {
+    split = space + 1;
+  }
+  const std::array<net::const_buffer, 3> pieces = {
+      net::buffer(bytes, split), net::buffer(base.data(), split == parsed_ ? 0 : base.size()),
+      net::buffer(bytes + split, parsed_ - split)};
+  net::async_write(up_->socket, pieces,
+                   [self = shared_from_this()](const error_code& ec, std::size_t) {
+                     if (ec) {
+                       self->call_failed(ec);
+                       return;
+                     }
+                     self->read_response();
+                   });
+}
+
+void Relay::Connection::read_response() {
+  up_->socket.async_read_some(up_->buffer.prepare(kReadChunk),
+                              [self = shared_from_this()](const error_code& ec, std::size_t n) {
+                                self->on_response_bytes(ec, n);
+                              });
+}
+
+void Relay::Connection::on_response_bytes(error_code ec, std::size_t n) {
+  Upstream& up = *up_;
+  if (ec == net::error::eof && up.parser->is_header_done() && up.parser->need_eof()) {
+    up.parser->put_eof(ec);  // a body delimited by the close
+    if (!ec) {
+      response_complete();
+      return;
+    }
+  }
+  if (ec) {
+    call_failed(ec);
+    return;
+  }
+  up.buffer.commit(n);
+  const auto bytes = up.buffer.data();
+  up.parsed += up.parser->put(net::const_buffer(static_cast<const char*>(bytes.data()) + up.parsed,
+                                                bytes.size() - up.parsed),
+                              ec);
+  if (ec == http::error::need_more || (!ec && !up.parser->is_done())) {
+    read_response();
+    return;
+  }
+  if (ec) {
+    call_failed(ec);
+    return;
+  }
+  if (up.parser->status >= 100 && up.parser->status < 200 && up.parser->status != 101) {
+    // An interim answer (100 Continue): the real one follows.
+    up.buffer.consume(up.parsed);
+    begin_response(up);
+    if (up.buffer.size() > 0) {
+      on_response_bytes({}, 0);
+    } else {
+      read_response();
+    }
+    return;
+  }
+  response_complete();
+}
+
+void Relay::Connection::response_complete() {
+  up_->deadline = TimePoint::max();  // answered: the call timeout no longer applies
+  const int status = up_->parser->status;
+  if (status == 101) {  // never asked for: the relay refuses upgrades
+    failed(Error::classified_as(ErrorType::processing_failed, Severity::medium,
+                                "the agent switched protocols unasked (101)"));
+    return;
+  }
+  // The agent's failures (5xx, 429) are mend's business; any other answer is the client's.
+  if (status >= 500 || status == 429) {
+    failed(Error::http(status, "the agent answered " + std::to_string(status),
+                       up_->parser->retry_after));
+    return;
+  }
+  permit_held_ = false;
+  attempts().succeeded(permit_, w_.clock());
+  give_back_token();
+  RelayOutcome outcome = target_ > 0  ? RelayOutcome::fallback
+                         : calls_ > 1 ? RelayOutcome::succeeded_after_retry
+                                      : RelayOutcome::succeeded;
+  ++delta().successes;
+  if (outcome == RelayOutcome::fallback) ++delta().fallbacks;
+  finish(outcome);
+}
+
+void Relay::Connection::call_failed(const error_code& ec) {
+  if (w_.stopping) {
+    abandon();
+    return;
+  }
+  if (up_ && up_->reused && !up_->timed_out && up_->parsed == 0 && up_->buffer.size() == 0 &&
+      request_->idempotent &&
+      (ec == net::error::eof || ec == net::error::connection_reset ||
+       ec == net::error::broken_pipe)) {
+    // The agent closed an idle keep-alive connection as the request went out: not a failure
+    // of the agent. An idempotent request goes again on a fresh connection, uncounted; any
+    // other may have been acted on, and takes the policies' way.
+    close_upstream();
+    --calls_;
+    call();
+    return;
+  }
+  failed(up_ && up_->timed_out
+             ? Error::classified_as(ErrorType::network_timeout, Severity::medium,
+                                    "the agent did not answer within its call timeout")
+             : transport_error(ec));
+}
+
+// The call failed: the breaker hears of it, then retry, next target, or degraded.
+void Relay::Connection::failed(Error error) {
+  if (w_.stopping) {
+    abandon();
+    return;
+  }
+  release_upstream();
+  give_back_token();
+  ++delta().failures;
+  const Clock& clock = w_.clock();
+  slot_->generation->classifier.classify_in_place(error);
+  permit_held_ = false;
+  const AttemptDecision d = attempts().failed(
+      permit_, error, {.attempt = attempt_, .previous = previous_delay_}, clock, w_.random);
+  if (d.token != nullptr) token_held_ = d.token;  // given back when the retry has answered
+  if (!d.retry) {
+    ++target_;
+    next_target();
+    return;
+  }
+  ++delta().retries;
+  ++attempt_;
+  previous_delay_ = d.delay;
+  if (d.delay <= Duration::zero()) {
+    retry_now();
+    return;
+  }
+  if (!delay_) delay_.emplace(w_.io.get_executor());
+  delay_->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(d.delay));
+  delay_->async_wait([self = shared_from_this()](const error_code& ec) {
+    if (ec || !self->socket_.is_open() || self->w_.stopping) {
+      self->abandon();  // mend is stopping
+      return;
+    }
+    self->retry_now();
+  });
+}
+
+// The breaker is asked again: it may have opened while the call waited. An agent its probes
+// marked unhealthy meanwhile is not called again either (as the workflow's retries do).
+void Relay::Connection::retry_now() {
+  const AttemptPolicy::Admission admission = attempts().admit(
+      w_.clock(), /*retrying=*/true, target().entry->health.load(std::memory_order_relaxed));
+  permit_ = admission.permit;
+  permit_held_ = admission.allowed();
+  if (!admission.allowed()) {
+    give_back_token();
+    ++target_;
+    next_target();
+    return;
+  }
+  call();
+}
+
+// A pooled connection the agent closed, or wrote to unasked (a 408 before closing), is of no
+// use: its next bytes would be taken for the answer to a request it never saw.
+bool Relay::Connection::still_open(Upstream& up) {
+  char byte;
+  const ssize_t n = ::recv(up.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+void Relay::Connection::settle_ignored() {
+  if (!permit_held_ || slot_ == nullptr || slot_->route == nullptr) return;
+  permit_held_ = false;
+  target().entry->breaker.on_ignored(permit_);
+}
+
+// mend is stopping: the call's end says nothing of the agent; no retry, no fallback.
+void Relay::Connection::abandon() {
+  settle_ignored();
+  give_back_token();
+  if (up_) close_upstream();
+  end_exchange();
+  error_code ignored;
+  socket_.close(ignored);
+}
+
+void Relay::Connection::give_back_token() {
+  if (token_held_ != nullptr) std::exchange(token_held_, nullptr)->release_retry();
+}
+
+}  // namespace mend::server_detail
