@@ -3,20 +3,20 @@
 // clang-format off
 #include <utility>  // before Asio's headers: Boost 1.74's awaitable.hpp forgets it
 // clang-format on
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <cctype>
-#include <cerrno>
-#include <charconv>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
 #include <cstdint>
-#include <map>
-#include <system_error>
+#include <exception>
+#include <limits>
 #include <thread>
 
 #include "mend/agent_client.h"
@@ -107,16 +107,23 @@ Result<ApiResponse> ApiClient::post(std::string_view path_and_query, const nlohm
                                timeout_));
 }
 
-// --- follow_events(): a small blocking reader of server-sent events -----------------------------
+// --- follow_events(): the event stream ----------------------------------------------------------
 //
-// The pooled HttpClient reads whole responses; an event stream never ends. This reader owns one
-// non-blocking socket and polls it with the time left, so that a limit is always kept: connect,
-// send the request, read the status line and headers, undo the chunked transfer encoding as the
-// bytes come, and split the text into events (https://html.spec.whatwg.org/#event-stream-
-// interpretation: "field: value" lines, a blank line ends an event, ':' lines are comments).
+// mend::HttpClient reads whole responses and has no call that hands a body over as it comes; an
+// event stream never ends. So the stream gets a connection of its own here, with Boost.Beast
+// doing the HTTP/1.1 (the request, the answer's head, the chunked transfer encoding) as it does
+// inside HttpClient, on an io_context of the call's own that the calling thread runs (the
+// callback comes on that thread), each wait under a deadline so that a limit is always kept.
+// What this file adds is the server-sent events themselves (https://html.spec.whatwg.org/
+// #event-stream-interpretation: "field: value" lines, a blank line ends an event, ':' lines are
+// comments).
 
 namespace {
 
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
@@ -125,221 +132,6 @@ constexpr std::size_t kMaxErrorBodyBytes = 64 * 1024;
 constexpr std::size_t kMaxPendingBytes = 8 * 1024 * 1024;
 // mend sends a comment every 15 s on an idle stream: this much silence means it is gone.
 constexpr auto kSilenceLimit = std::chrono::seconds(60);
-
-class Socket {
- public:
-  explicit Socket(int fd = -1) : fd_(fd) {}
-  ~Socket() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Socket(Socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Socket& operator=(Socket&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
-
-// Milliseconds from now until `deadline`, for poll(): 0 once it has passed.
-int millis_until(SteadyClock::time_point deadline) {
-  const auto now = SteadyClock::now();
-  if (deadline <= now) return 0;
-  const std::int64_t left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
-  return static_cast<int>(std::min<std::int64_t>(left, 1 << 30));
-}
-
-// Waits until `fd` is ready for `events` or `deadline` passes: true when ready.
-Result<bool> wait_ready(int fd, short events, SteadyClock::time_point deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const int ready = ::poll(&p, 1, millis_until(deadline));
-    if (ready > 0) return true;
-    if (ready == 0) return false;
-    if (errno != EINTR) return Error::from_code(std::error_code(errno, std::generic_category()));
-  }
-}
-
-std::string errno_text(int error) {
-  return std::error_code(error, std::generic_category()).message();
-}
-
-Result<Socket> connect_to(const UrlParts& url, SteadyClock::time_point deadline) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (int rc = ::getaddrinfo(url.host.c_str(), url.port.c_str(), &hints, &found); rc != 0) {
-    return Error::of_kind("connect", "cannot resolve " + url.host + ": " + ::gai_strerror(rc));
-  }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
-  std::string last = "no address for " + url.host;
-  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    Socket socket(
-        ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
-    if (socket.get() < 0) {
-      last = errno_text(errno);
-      continue;
-    }
-    if (::connect(socket.get(), a->ai_addr, a->ai_addrlen) == 0) return socket;
-    if (errno != EINPROGRESS) {
-      last = errno_text(errno);
-      continue;
-    }
-    Result<bool> ready = wait_ready(socket.get(), POLLOUT, deadline);
-    if (!ready.ok()) return ready.error();
-    if (!*ready) {
-      return Error::of_kind("timeout", "connecting to " + url.host + ":" + url.port + " timed out");
-    }
-    int error = 0;
-    socklen_t length = sizeof error;
-    ::getsockopt(socket.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    if (error == 0) return socket;
-    last = errno_text(error);
-  }
-  return Error::of_kind("connect", "connecting to " + url.host + ":" + url.port + ": " + last);
-}
-
-Result<void> send_all(int fd, std::string_view data, SteadyClock::time_point deadline) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      data.remove_prefix(static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      Result<bool> ready = wait_ready(fd, POLLOUT, deadline);
-      if (!ready.ok()) return ready.error();
-      if (!*ready) return Error::of_kind("timeout", "sending the request timed out");
-      continue;
-    }
-    return Error::of_kind("connect", "sending the request: " + errno_text(errno));
-  }
-  return {};
-}
-
-enum class Received { data, end_of_stream, deadline };
-
-// Appends what the socket has to `into`, waiting for it until `deadline`.
-Result<Received> receive(int fd, std::string& into, SteadyClock::time_point deadline) {
-  for (;;) {
-    char chunk[16 * 1024];
-    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n > 0) {
-      into.append(chunk, static_cast<std::size_t>(n));
-      return Received::data;
-    }
-    if (n == 0) return Received::end_of_stream;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return Error::of_kind("connect", "reading the stream: " + errno_text(errno));
-    }
-    Result<bool> ready = wait_ready(fd, POLLIN, deadline);
-    if (!ready.ok()) return ready.error();
-    if (!*ready) return Received::deadline;
-  }
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
-
-struct ResponseHead {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // names in lower case
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
-std::optional<ResponseHead> parse_head(std::string_view head) {
-  ResponseHead out;
-  std::size_t eol = head.find("\r\n");
-  std::string_view status_line = head.substr(0, eol);
-  // "HTTP/1.1 200 OK"
-  if (status_line.rfind("HTTP/1.", 0) != 0 || status_line.size() < 12 || status_line[8] != ' ') {
-    return std::nullopt;
-  }
-  auto [end, ec] = std::from_chars(status_line.data() + 9, status_line.data() + 12, out.status);
-  if (ec != std::errc() || end != status_line.data() + 12) return std::nullopt;
-  while (eol != std::string_view::npos) {
-    head.remove_prefix(eol + 2);
-    eol = head.find("\r\n");
-    std::string_view line = head.substr(0, eol);
-    if (line.empty()) continue;
-    std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    out.headers[ascii_lower(trim(line.substr(0, colon)))] =
-        std::string(trim(line.substr(colon + 1)));
-  }
-  return out;
-}
-
-// Undoes the chunked transfer encoding (RFC 9112, 7.1) as the bytes come.
-class Dechunker {
- public:
-  // Moves the decoded part of `in` to `out`, leaving an incomplete piece in `in`. False when the
-  // encoding is malformed.
-  bool feed(std::string& in, std::string& out) {
-    for (;;) {
-      switch (state_) {
-        case State::size: {
-          const std::size_t eol = in.find("\r\n");
-          if (eol == std::string::npos) return in.size() <= 1024;
-          std::string_view line(in.data(), eol);
-          line = line.substr(0, line.find(';'));  // chunk extensions are ignored
-          line = trim(line);
-          std::size_t size = 0;
-          auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), size, 16);
-          if (line.empty() || ec != std::errc() || end != line.data() + line.size()) return false;
-          in.erase(0, eol + 2);
-          remaining_ = size;
-          state_ = size == 0 ? State::trailer : State::data;
-          break;
-        }
-        case State::data: {
-          if (in.empty()) return true;
-          const std::size_t take = std::min(remaining_, in.size());
-          out.append(in, 0, take);
-          in.erase(0, take);
-          remaining_ -= take;
-          if (remaining_ == 0) state_ = State::data_end;
-          break;
-        }
-        case State::data_end:
-          if (in.size() < 2) return true;
-          if (in.compare(0, 2, "\r\n") != 0) return false;
-          in.erase(0, 2);
-          state_ = State::size;
-          break;
-        case State::trailer: {
-          const std::size_t eol = in.find("\r\n");
-          if (eol == std::string::npos) return in.size() <= kMaxHeaderBytes;
-          in.erase(0, eol + 2);
-          if (eol == 0) state_ = State::done;
-          break;
-        }
-        case State::done:
-          return true;
-      }
-    }
-  }
-  bool done() const noexcept { return state_ == State::done; }
-
- private:
-  enum class State { size, data, data_end, trailer, done };
-  State state_ = State::size;
-  std::size_t remaining_ = 0;
-};
 
 // Splits decoded stream text into events.
 class EventParser {
@@ -404,135 +196,182 @@ class EventParser {
   bool has_data_ = false;
 };
 
+// One follow_events() call, as the reading coroutine needs it.
+struct StreamCall {
+  std::string base_url;
+  std::string path_and_query;
+  UrlParts url;
+  std::string token;
+  std::chrono::milliseconds timeout;
+  SteadyClock::time_point head_deadline;  // connecting, sending and the answer's head
+  SteadyClock::time_point end;            // the caller's limit
+  const std::function<bool(const ServerEvent&)>* on_event;
+};
+
+// Beast's parser found the bytes malformed (rather than the connection failing).
+bool is_parse_error(const boost::system::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error{}).category();
+}
+
+// Reads the next piece of the answer's body into `into`, within the stream's deadline.
+net::awaitable<boost::system::error_code> read_body_piece(
+    beast::tcp_stream& stream, beast::flat_buffer& buffer,
+    http::response_parser<http::buffer_body>& parser, std::string& into) {
+  char piece[16 * 1024];
+  parser.get().body().data = piece;
+  parser.get().body().size = sizeof piece;
+  boost::system::error_code ec;
+  co_await http::async_read_some(stream, buffer, parser,
+                                 net::redirect_error(net::use_awaitable, ec));
+  if (ec == http::error::need_buffer) ec = {};  // the piece is full: the rest comes next time
+  into.append(piece, sizeof piece - parser.get().body().size);
+  co_return ec;
+}
+
+net::awaitable<Result<void>> read_events(const StreamCall& call) {
+  auto fail = [&](const std::string& cause) {
+    return unreachable(call.base_url, Error::of_kind("connect", cause));
+  };
+  const UrlParts& url = call.url;
+  beast::tcp_stream stream(co_await net::this_coro::executor);
+  boost::system::error_code ec;
+
+  // A limit that passes before the stream's head has come is still a daemon that did not answer.
+  tcp::resolver resolver(stream.get_executor());
+  const tcp::resolver::results_type endpoints = resolver.resolve(url.host, url.port, ec);
+  if (ec) co_return fail("cannot resolve " + url.host + ": " + ec.message());
+  stream.expires_at(call.head_deadline);
+  co_await stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) {
+    co_return fail("connecting to " + url.host + ":" + url.port + " timed out");
+  }
+  if (ec) co_return fail("connecting to " + url.host + ":" + url.port + ": " + ec.message());
+
+  http::request<http::empty_body> request{http::verb::get, url.target, 11};
+  const std::string host =
+      url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
+  request.set(http::field::host, host + ":" + url.port);
+  request.set(http::field::accept, "text/event-stream");
+  request.set(http::field::cache_control, "no-cache");
+  request.set(http::field::user_agent, "mend-cli/0.1");
+  request.set(http::field::connection, "close");
+  if (!call.token.empty()) request.set(http::field::authorization, "Bearer " + call.token);
+  co_await http::async_write(stream, request, net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) co_return fail("sending the request timed out");
+  if (ec) co_return fail("sending the request: " + ec.message());
+
+  // The status line and headers.
+  http::response_parser<http::buffer_body> parser;
+  parser.header_limit(kMaxHeaderBytes);
+  // The stream's length has no limit; its lines have. (Not boost::none: Beast 1.74 then refuses
+  // every Content-Length.)
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  beast::flat_buffer buffer;
+  co_await http::async_read_header(stream, buffer, parser,
+                                   net::redirect_error(net::use_awaitable, ec));
+  if (ec == http::error::header_limit) {
+    co_return Error::of_kind("protocol", "the answer's headers exceed 64 KiB");
+  }
+  if (ec == beast::error::timeout) {
+    co_return fail("no answer within " + std::to_string(call.timeout.count()) + " ms");
+  }
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message) {
+    co_return fail("the connection closed before an answer");
+  }
+  if (ec && is_parse_error(ec)) {
+    co_return Error::of_kind("protocol", "a malformed HTTP answer from " + call.base_url);
+  }
+  if (ec) co_return fail("reading the stream: " + ec.message());
+  const int status = static_cast<int>(parser.get().result_int());
+  const std::string content_type(parser.get()[http::field::content_type]);
+
+  if (status != 200) {
+    // mend's error JSON: read it whole (bounded), for its message.
+    ApiResponse response;
+    response.status = status;
+    response.content_type = content_type;
+    while (!parser.is_done() && response.body.size() <= kMaxErrorBodyBytes) {
+      if (co_await read_body_piece(stream, buffer, parser, response.body)) break;
+    }
+    co_return Error::http(
+        status, "mend answered " + std::to_string(status) + ": " + response.error_message());
+  }
+  if (ascii_lower(content_type).rfind("text/event-stream", 0) != 0) {
+    co_return Error::of_kind(
+        "protocol", call.base_url + call.path_and_query +
+                        " did not answer with an event stream (Content-Type: " + content_type +
+                        ")");
+  }
+
+  EventParser events;
+  std::string text;  // decoded, not yet split into lines
+  auto last_byte = SteadyClock::now();
+  for (;;) {
+    switch (events.feed(text, *call.on_event)) {
+      case EventParser::Verdict::stop:
+        co_return Result<void>{};
+      case EventParser::Verdict::malformed:
+        co_return Error::of_kind("protocol", "an event stream line longer than 8 MiB");
+      case EventParser::Verdict::more:
+        break;
+    }
+    // mend ended the stream with its last chunk; without chunking, the body ends with the
+    // connection (what remains is a partial line).
+    if (parser.is_done()) co_return Result<void>{};
+    if (SteadyClock::now() >= call.end) co_return Result<void>{};
+    stream.expires_at(std::min(call.end, last_byte + kSilenceLimit));
+    ec = co_await read_body_piece(stream, buffer, parser, text);
+    if (ec == beast::error::timeout) {
+      if (SteadyClock::now() >= call.end) co_return Result<void>{};
+      co_return fail("the event stream went silent for 60 s");
+    }
+    if (ec == http::error::partial_message) {
+      // A chunked stream that stops before its last chunk was cut off: the daemon died or the
+      // network failed, which is not the end mend gives a stream when it stops.
+      if (!parser.chunked()) co_return Result<void>{};
+      co_return fail("the event stream was cut off");
+    }
+    if (ec && is_parse_error(ec)) {
+      co_return Error::of_kind("protocol", "a malformed chunked event stream");
+    }
+    if (ec) co_return fail("reading the stream: " + ec.message());
+    last_byte = SteadyClock::now();
+  }
+}
+
 }  // namespace
 
 Result<void> ApiClient::follow_events(std::string_view path_and_query,
                                       const std::function<bool(const ServerEvent&)>& on_event,
                                       std::optional<std::chrono::milliseconds> limit) {
   const auto started = SteadyClock::now();
-  const auto end = limit ? started + *limit : SteadyClock::time_point::max();  // the caller's limit
+  StreamCall call;
+  call.base_url = base_url_;
+  call.path_and_query = std::string(path_and_query);
+  call.token = token_;
+  call.timeout = timeout_;
+  call.end = limit ? started + *limit : SteadyClock::time_point::max();
   // Connecting and the answer's head must come within the client's timeout too.
-  const auto head_deadline = std::min(end, started + timeout_);
-  auto fail = [&](const Error& cause) { return unreachable(base_url_, cause); };
-
-  const std::string url = base_url_ + std::string(path_and_query);
-  Result<UrlParts> parts = parse_url(url);
+  call.head_deadline = std::min(call.end, started + timeout_);
+  call.on_event = &on_event;
+  Result<UrlParts> parts = parse_url(base_url_ + call.path_and_query);
   if (!parts.ok()) return Error::of_kind("protocol", parts.error().message);
   if (parts->scheme != "http") {
     return Error::of_kind("protocol", "the event stream is read over plain http only, not " +
                                           parts->scheme + " (" + base_url_ + ")");
   }
-  // A limit that passes before the stream's head has come is still a daemon that did not answer.
-  Result<Socket> socket = connect_to(*parts, head_deadline);
-  if (!socket.ok()) return fail(socket.error());
-  const int fd = socket->get();
-  const std::string host =
-      parts->host.find(':') != std::string::npos ? "[" + parts->host + "]" : parts->host;
-  std::string request = "GET " + parts->target + " HTTP/1.1\r\nHost: " + host + ":" + parts->port +
-                        "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"
-                        "User-Agent: mend-cli/0.1\r\nConnection: close\r\n";
-  if (!token_.empty()) request += "Authorization: Bearer " + token_ + "\r\n";
-  request += "\r\n";
-  if (Result<void> sent = send_all(fd, request, head_deadline); !sent.ok()) {
-    return fail(sent.error());
-  }
+  call.url = std::move(*parts);
 
-  // The status line and headers.
-  std::string raw;
-  std::size_t head_end = std::string::npos;
-  while ((head_end = raw.find("\r\n\r\n")) == std::string::npos) {
-    if (raw.size() > kMaxHeaderBytes) {
-      return Error::of_kind("protocol", "the answer's headers exceed 64 KiB");
-    }
-    Result<Received> got = receive(fd, raw, head_deadline);
-    if (!got.ok()) return fail(got.error());
-    if (*got == Received::end_of_stream) {
-      return fail(Error::of_kind("connect", "the connection closed before an answer"));
-    }
-    if (*got == Received::deadline) {
-      return fail(Error::of_kind("timeout",
-                                 "no answer within " + std::to_string(timeout_.count()) + " ms"));
-    }
-  }
-  std::optional<ResponseHead> head = parse_head(std::string_view(raw).substr(0, head_end + 2));
-  if (!head) return Error::of_kind("protocol", "a malformed HTTP answer from " + base_url_);
-  raw.erase(0, head_end + 4);
-  const bool chunked =
-      ascii_lower(head->header("transfer-encoding")).find("chunked") != std::string::npos;
-  Dechunker dechunker;
-
-  if (head->status != 200) {
-    // mend's error JSON: read it whole (bounded), for its message.
-    std::optional<std::size_t> length;
-    if (std::string cl = head->header("content-length"); !cl.empty()) {
-      std::size_t n = 0;
-      auto [p, ec] = std::from_chars(cl.data(), cl.data() + cl.size(), n);
-      if (ec == std::errc() && p == cl.data() + cl.size()) length = n;
-    }
-    ApiResponse response;
-    response.status = head->status;
-    response.content_type = head->header("content-type");
-    for (;;) {
-      if (chunked) {
-        if (!dechunker.feed(raw, response.body)) break;
-        if (dechunker.done()) break;
-      } else {
-        response.body += raw;
-        raw.clear();
-        if (length && response.body.size() >= *length) break;
-      }
-      if (response.body.size() > kMaxErrorBodyBytes) break;
-      Result<Received> got = receive(fd, raw, head_deadline);
-      if (!got.ok() || *got != Received::data) break;
-    }
-    return Error::http(head->status, "mend answered " + std::to_string(head->status) + ": " +
-                                         response.error_message());
-  }
-  if (ascii_lower(head->header("content-type")).rfind("text/event-stream", 0) != 0) {
-    return Error::of_kind("protocol", base_url_ + std::string(path_and_query) +
-                                          " did not answer with an event stream (Content-Type: " +
-                                          head->header("content-type") + ")");
-  }
-
-  EventParser parser;
-  std::string text;  // decoded, not yet split into lines
-  auto last_byte = SteadyClock::now();
-  for (;;) {
-    if (chunked) {
-      if (!dechunker.feed(raw, text)) {
-        return Error::of_kind("protocol", "a malformed chunked event stream");
-      }
-    } else {
-      text += raw;
-      raw.clear();
-    }
-    switch (parser.feed(text, on_event)) {
-      case EventParser::Verdict::stop:
-        return {};
-      case EventParser::Verdict::malformed:
-        return Error::of_kind("protocol", "an event stream line longer than 8 MiB");
-      case EventParser::Verdict::more:
-        break;
-    }
-    if (chunked && dechunker.done()) return {};  // mend ended the stream
-    const auto now = SteadyClock::now();
-    if (now >= end) return {};
-    const auto silent_until = last_byte + kSilenceLimit;
-    Result<Received> got = receive(fd, raw, std::min(end, silent_until));
-    if (!got.ok()) return fail(got.error());
-    if (*got == Received::end_of_stream) {
-      // Without chunking the body ends with the connection; what remains is a partial line. A
-      // chunked stream that stops before its last chunk was cut off: the daemon died or the
-      // network failed, which is not the end mend gives a stream when it stops.
-      if (!chunked) return {};
-      return fail(Error::of_kind("connect", "the event stream was cut off"));
-    }
-    if (*got == Received::deadline) {
-      if (SteadyClock::now() >= end) return {};
-      return fail(Error::of_kind("timeout", "the event stream went silent for 60 s"));
-    }
-    last_byte = SteadyClock::now();
-  }
+  net::io_context io;
+  std::optional<Result<void>> result;
+  std::exception_ptr thrown;
+  net::co_spawn(io, read_events(call), [&](std::exception_ptr e, Result<void> r) {
+    thrown = e;
+    result.emplace(std::move(r));
+  });
+  io.run();
+  if (thrown) std::rethrow_exception(thrown);  // from the callback
+  return std::move(*result);
 }
 
 }  // namespace mend::app

@@ -71,8 +71,10 @@ class ApiClient {
   // answer within the client's timeout, or the stream goes silent (no byte, not even the 15 s
   // keep-alive comment) for 60 s; kind "http" (status set, message from mend's error JSON) for
   // an answer other than 200; kind "protocol" for an answer that is not an event stream, or a
-  // malformed one. Plain http only: the stream is read on its own blocking socket, polled with
-  // timeouts, so that it can never outlive `limit`.
+  // malformed one. Plain http only. mend::HttpClient reads whole answers, so the stream has a
+  // connection of its own (Boost.Beast, as in HttpClient), on an io_context this call runs on
+  // the calling thread, every wait under a deadline so that it can never outlive `limit`;
+  // `on_event` is called on the calling thread.
   Result<void> follow_events(std::string_view path_and_query,
                              const std::function<bool(const ServerEvent&)>& on_event,
                              std::optional<std::chrono::milliseconds> limit = std::nullopt);
