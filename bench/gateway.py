@@ -18,7 +18,7 @@ proxy_next_upstream error timeout http_503 non_idempotent, tries 4, upstream kee
 (its relay, `relays:`: a pass-through port in front of the agent at the backend, with 3 retries,
 backoff 10 ms..1 s, the retry budget, a failure-rate breaker and the degraded answer), mend-api
 (the same policies behind the task API, `POST /v1/tasks?wait=30`), and, when asked for,
-mend-seed (the task API with the seed's consecutive breaker: 5 failures open it for 60 s). The
+mend-consecutive (the task API with the default consecutive breaker: 5 failures open it for 60 s). The
 targets are judged on `mend`, the relay: what a user puts in front of an HTTP agent whose
 clients speak its protocol. HAProxy, nginx and the relay are measured on `POST /task` with the
 agent-protocol body, passed through.
@@ -53,9 +53,10 @@ LUA = os.path.join(HERE, "gateway", "count.lua")
 SLOW = os.path.join(HERE, "gateway_slow.py")
 SCENARIOS = ["healthy", "flaky503", "down", "slow"]
 # mend: the relay with the configuration a user would put in front of a busy HTTP agent
-# (failure-rate breaker); mend-api: the same behind the task API; mend-seed: the task API with
-# the seed's defaults for the breaker (consecutive, 5 failures, 60 s open), on request only.
-GATEWAYS = ["haproxy", "nginx", "mend", "mend-api", "mend-seed"]
+# (failure-rate breaker); mend-api: the same behind the task API; mend-consecutive: the task API
+# with the default breaker (consecutive, 5 failures, 60 s open), on request only.
+GATEWAYS = ["haproxy", "nginx", "mend", "mend-api", "mend-consecutive"]
+FORMER_GATEWAY_NAMES = {"mend-seed": "mend-consecutive"}
 DEFAULT_GATEWAYS = ["haproxy", "nginx", "mend", "mend-api"]
 AGENT_BODY = '{"attempt":0,"id":"t-1","payload":{"n":1},"type":"code_review"}'
 MEND_BODY = '{"type":"code_review","agent":"backend","payload":{"n":1}}'
@@ -162,7 +163,7 @@ class Bench:
         base = args.port_base
         self.backend_port, self.down_port = base, base + 3
         self.ports = {"mend": base + 10, "haproxy": base + 11, "nginx": base + 12,
-                      "mend-seed": base + 13, "mend-api": base + 14}
+                      "mend-consecutive": base + 13, "mend-api": base + 14}
         self.relay_port = base + 15  # the relay of `mend` (its API listens on ports["mend"])
         self.results = {}  # (scenario, gateway) -> [run dict]
         self.runs = 0
@@ -243,7 +244,7 @@ class Bench:
                 self.need_free(relay)
             cfg = self.write("mend.yaml", conf.mend(port, backend_port, store,
                                                     budget=not self.a.no_budget,
-                                                    seed_breaker=gw == "mend-seed",
+                                                    consecutive_breaker=gw == "mend-consecutive",
                                                     relay_port=relay))
             p = self.procs.start(gw, [self.a.mend, "serve", "--config", cfg],
                                  self.path(f"{tag}.out"))
@@ -351,12 +352,12 @@ def parse_args():
     ap.add_argument("--no-budget", action="store_true", help="mend without a retry budget")
     ap.add_argument("--port-base", type=int, default=18100,
                     help="backend port; +3 the hard-down port, +10..+15 mend's API, HAProxy, "
-                         "nginx, mend-seed, mend-api, mend's relay")
+                         "nginx, mend-consecutive, mend-api, mend's relay")
     ap.add_argument("--out", help="also write the markdown to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     a = ap.parse_args()
     a.scenarios = [s for s in a.scenarios.split(",") if s]
-    a.gateways = [g for g in a.gateways.split(",") if g]
+    a.gateways = [FORMER_GATEWAY_NAMES.get(g, g) for g in a.gateways.split(",") if g]
     bad = [s for s in a.scenarios if s not in SCENARIOS] + [g for g in a.gateways if g not in GATEWAYS]
     if bad:
         ap.error(f"unknown scenario or gateway: {', '.join(bad)}")

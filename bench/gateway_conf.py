@@ -98,17 +98,18 @@ backend be
 """
 
 
-def mend(port, backend_port, store, budget=True, threads=2, seed_breaker=False, relay_port=None):
-    """mend serve: one URL agent `backend`; retry 3 retries, seed backoff with base 10 ms and cap
-    1 s (the seed's 1 s base would make every retried task a second or more long); a failure-rate
-    breaker over a 10 s time window (opens at 50 % failures of the last 10 s, at least 100 calls:
-    docs/benchmarks.md explains why a busy agent needs a window in seconds, not the default last
-    100 calls; 30 % of 503s leave it closed), or with
-    seed_breaker the seed's default (consecutive, 5 failures, 60 s open); the retry budget with its
+def mend(port, backend_port, store, budget=True, threads=2, consecutive_breaker=False,
+         relay_port=None):
+    """mend serve: one URL agent `backend`; retry 3 retries, error_scaled backoff with base 10 ms
+    and cap 1 s (the default 1 s base would make every retried task a second or more long); a
+    failure-rate breaker over a 10 s time window (opens at 50 % failures of the last 10 s, at least
+    100 calls: docs/benchmarks.md explains why a busy agent needs a window in seconds, not the
+    default last 100 calls; 30 % of 503s leave it closed), or with consecutive_breaker the
+    default (consecutive, 5 failures, 60 s open); the retry budget with its
     defaults (unless budget is False); 2 server threads, 1024 connections; a short drain so that
     stopping is quick. With relay_port, a relay to `backend` on that port (2 threads), with the
     same policies."""
-    breaker = "" if seed_breaker else \
+    breaker = "" if consecutive_breaker else \
         "  breaker: {mode: failure_rate, window: time, window_duration: 10s}\n"
     return f"""server:
   address: 127.0.0.1
@@ -121,7 +122,7 @@ store:
 policies:
   retry:
     max_retries: 3
-    backoff: {{kind: seed, base: 10ms, cap: 1s}}
+    backoff: {{kind: error_scaled, base: 10ms, cap: 1s}}
 {"  retry_budget: {}" if budget else ""}
 {breaker}agents:
   - name: backend

@@ -179,7 +179,7 @@ void BM_Pipeline_Consecutive_Result(benchmark::State& state) {
 // Retry with 3 retries (4 attempts at most) and no wait: the backoff is constant at zero, and
 // SystemSleeper returns at once for a zero delay. The budget repays a whole token per success,
 // so 7 successes per 3 failures keep it full: it never refuses a retry, but it is on the path.
-// Then the seed's consecutive breaker (5 failures open it).
+// Then the default consecutive breaker (5 failures open it).
 const mend::Pipeline& lib_pipeline() {
   static const mend::Pipeline pipeline = [] {
     mend::RetryOptions retry;

@@ -10,18 +10,18 @@
 // 1. Memory while waiting in backoff: N tasks (100000, and N/10 to show it is linear) on one
 //    io_context. `primary` fails each first attempt with what an agent's 503 becomes
 //    (Error::http(503), classified temporary_unavailable by the workflow: retryable). Its retry:
-//    seed backoff, base 10 min, cap 1 h, so every task sits in its backoff timer; a RetryBudget of
-//    1e6 tokens (retries stop below 500000). Breaker: consecutive, threshold 2^28: never opens.
-//    Once the agents have seen N calls and no handler is ready, every task is parked on its
-//    timer: heap in use (mallinfo2: uordblks + hblkhd) and RSS (/proc/self/statm) then, minus
-//    before the spawn, over N. Then io_context.stop() and its destruction destroy the parked
+//    error_scaled backoff, base 10 min, cap 1 h, so every task sits in its backoff timer; a
+//    RetryBudget of 1e6 tokens (retries stop below 500000). Breaker: consecutive, threshold 2^28:
+//    never opens. Once the agents have seen N calls and no handler is ready, every task is parked
+//    on its timer: heap in use (mallinfo2: uordblks + hblkhd) and RSS (/proc/self/statm) then,
+//    minus before the spawn, over N. Then io_context.stop() and its destruction destroy the parked
 //    coroutines; the heap left over is reported. Each measurement runs in a forked child, so
 //    that each starts from the same heap. Target: <= 2 KiB of heap per waiting task.
 // 2. Throughput, half the tasks on a fallback chain: `primary` and `backup`, chain
 //    primary -> [backup] (AgentRegistry::set_chains, as the daemon's `fallbacks:`). Odd tasks:
 //    primary fails with Error::http(500) (processing_failed, logic: no retry, fall back), backup
 //    answers; even tasks: primary answers. Primary's breaker is failure-rate (window 100, minimum
-//    100 calls, threshold 80 %): 50 % failures never open it. Retry: seed defaults, a RetryBudget
+//    100 calls, threshold 80 %): 50 % failures never open it. Retry: the defaults, a RetryBudget
 //    of 100 tokens per agent (as the daemon). M tasks, at most K in flight (each completion spawns
 //    the next), on 1 and 2 io threads. The split must be exactly half succeeded, half fallback.
 //
@@ -135,7 +135,7 @@ struct Setup {
     agents.set_chains({{"primary", {"backup"}}});
     mend::WorkflowOptions options;
     for (const char* name : {"primary", "backup"}) {
-      mend::RetryOptions retry;         // seed defaults: 3 retries, base 1 s, cap 60 s
+      mend::RetryOptions retry;         // defaults: 3 retries, base 1 s, cap 60 s
       mend::RetryBudgetOptions budget;  // 100 tokens
       if (backoff) {
         retry.backoff.base = std::chrono::minutes(10);

@@ -1,7 +1,7 @@
 // policy_demo: mend's policies at work on a small, simulated ecosystem of agents.
 //
-// 400 tasks go to three agents of the seed (error-handling-and-recovery-workflows.md), each with a
-// failure script over simulated time:
+// 400 tasks go to three agents of the specification (error-handling-and-recovery-workflows.md),
+// each with a failure script over simulated time:
 //   senior-backend-developer       healthy: now and then a 503 or a timeout (retried), and a
 //                                  malformed task (std::invalid_argument, raised at once)
 //   senior-ai-engineer             rate-limits with 429 + Retry-After during two quota storms, and
@@ -11,9 +11,10 @@
 //   ollama-integration-specialist  hard down (connection refused) for two minutes, then back: its
 //                                  circuit breaker opens, rejects, half-opens, fails a probe,
 //                                  re-opens, half-opens again and closes
-// Each agent's pipeline is retry (seed defaults: 3 retries, 1 s base, x2, +-25 % jitter, 60 s cap)
-// -> [rate limiter] -> circuit breaker (seed defaults: 5 consecutive failures, 60 s, 3 probes),
-// and all retries draw on one shared retry budget (the agents sit behind one gateway).
+// Each agent's pipeline is retry (the specification's defaults: 3 retries, 1 s base, x2, +-25 %
+// jitter, 60 s cap) -> [rate limiter] -> circuit breaker (the specification's defaults: 5
+// consecutive failures, 60 s, 3 probes), and all retries draw on one shared retry budget (the
+// agents sit behind one gateway).
 // Calls use both of mend's APIs: execute() (mend's exceptions, or the original one for an error
 // that is not retryable) and try_execute() (a mend::Result; nothing thrown).
 //
@@ -251,9 +252,9 @@ int main(int argc, char** argv) {
   std::vector<Agent> agents;
   for (const char* name : {kBackend, kAi, kOllama}) {
     auto breaker =
-        std::make_shared<mend::CircuitBreaker>(name, mend::CircuitBreakerOptions::seed());
+        std::make_shared<mend::CircuitBreaker>(name, mend::CircuitBreakerOptions::consecutive());
     mend::forward_transitions(*breaker, sink);
-    mend::RetryOptions retry;  // the seed's defaults
+    mend::RetryOptions retry;  // the specification's defaults
     retry.name = name;
     retry.budget = budget;
     mend::Pipeline::Builder builder;

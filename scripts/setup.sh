@@ -7,7 +7,8 @@
 #   bench         also the peers `make bench` measures mend against: HAProxy, nginx, wrk, tenacity
 #                 (Debian), cockatiel and opossum (npm, pinned in bench/node/package-lock.json);
 #   fuzz          also clang, whose libFuzzer `make fuzz` runs the fuzz targets with;
-#   lint          also clang-format, which `make lint` checks the code with.
+#   lint          also clang-format and clang 14, which `make lint` checks the code with (format,
+#                 thread-safety analysis), and python3, which runs the analysis.
 set -euo pipefail
 
 packages=(
@@ -23,7 +24,7 @@ if [[ "${1:-}" == "fuzz" ]]; then
   packages+=(clang)
 fi
 if [[ "${1:-}" == "lint" ]]; then
-  packages+=(clang-format)
+  packages+=(clang-format clang-14 python3)
 fi
 if [[ "${1:-}" == "bench" ]]; then
   packages+=(haproxy nginx wrk python3-tenacity)

@@ -70,7 +70,7 @@ std::size_t count_words(const std::string& text) {
   return n;
 }
 
-// A plausible result for each task type the seed names; anything else is echoed.
+// A plausible result for each task type the specification names; anything else is echoed.
 json task_result(const std::string& type, const json& payload) {
   const json object = payload.is_object() ? payload : json::object();
   if (type == "code_review") {

@@ -1,12 +1,12 @@
 // File: mend/agents.h
 //
 // The agents mend knows, whether each can take work right now, and the order in which to try
-// them for a task: the seed's AgentFallbackManager, made explicit.
+// them for a task: the specification's AgentFallbackManager, made explicit.
 //
 //   mend::AgentRegistry agents;
 //   agents.add({.name = "senior-backend-developer", .capabilities = {"backend", "code_review"}});
 //   agents.add({.name = "agentzero-coordinator", .generalist = true});
-//   agents.set_chains(mend::seed_fallback_chains());
+//   agents.set_chains(mend::default_fallback_chains());
 //   for (const mend::Candidate& c : agents.plan("senior-backend-developer", {"code_review"}))
 //     if (auto why_not = agents.unavailable_reason(c.agent)) ...  // skip, say why
 //
@@ -52,15 +52,15 @@ struct AgentInfo {
   // leave it empty (one implicit replica).
   std::vector<std::string> endpoints;
   int max_concurrent = 0;         // tasks in flight at once; 0: unlimited
-  CircuitBreakerOptions breaker;  // seed defaults: 5 failures, 60 s, 3 successes
+  CircuitBreakerOptions breaker;  // the specification's: 5 failures, 60 s, 3 successes
 
   int replicas() const noexcept {
     return endpoints.empty() ? 1 : static_cast<int>(endpoints.size());
   }
 };
 
-// The seed's three chains: frontend, backend and ollama-integration-specialist.
-std::map<std::string, std::vector<std::string>> seed_fallback_chains();
+// The specification's three chains: frontend, backend and ollama-integration-specialist.
+std::map<std::string, std::vector<std::string>> default_fallback_chains();
 
 enum class CandidateRole : std::uint8_t { primary, chain, capability, generalist };
 std::string_view to_string(CandidateRole role) noexcept;

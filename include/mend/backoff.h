@@ -3,7 +3,8 @@
 // How long to wait before retry number `attempt + 1`. A pure function of its inputs: the random
 // draw `u` in [0, 1) is passed in, so a test that fixes it gets an exact delay.
 //
-// The default is the user's specification (BackoffKind::seed):
+// The default, BackoffKind::error_scaled, is the user's specification's: exponential, scaled by
+// the error's type and severity:
 //   delay = base * 2^attempt
 //           x 2   for rate_limit_exceeded     x 1.5 for network_timeout
 //           x 1.5 for high severity           x 2   for critical severity
@@ -17,7 +18,7 @@
 //   full_jitter          U(0, e)
 //   equal_jitter         e/2 + U(0, e/2)
 //   decorrelated_jitter  min(cap, U(base, 3 * previous)), previous = base before the first retry
-// Only `seed` applies the error-type and severity factors.
+// Only `error_scaled` applies the error-type and severity factors.
 //
 // Thread-safety: pure functions; BackoffOptions is a value.
 #ifndef MEND_BACKOFF_H_
@@ -33,7 +34,7 @@
 namespace mend {
 
 enum class BackoffKind : std::uint8_t {
-  seed,
+  error_scaled,  // configuration files may still say `seed`, its former name
   constant,
   linear,
   exponential,
@@ -45,15 +46,15 @@ std::string_view to_string(BackoffKind kind) noexcept;
 std::optional<BackoffKind> parse_backoff_kind(std::string_view name) noexcept;
 
 struct BackoffOptions {
-  BackoffKind kind = BackoffKind::seed;
-  Duration base = std::chrono::seconds(1);  // seed: 1.0 s
-  Duration cap = std::chrono::seconds(60);  // seed: 60 s
+  BackoffKind kind = BackoffKind::error_scaled;
+  Duration base = std::chrono::seconds(1);  // specification: 1.0 s
+  Duration cap = std::chrono::seconds(60);  // specification: 60 s
   double multiplier = 2.0;                  // growth per attempt
-  double jitter = 0.25;                     // seed kind: +-25 %
-  double rate_limit_factor = 2.0;           // seed kind: rate_limit_exceeded
-  double timeout_factor = 1.5;              // seed kind: network_timeout
-  double high_factor = 1.5;                 // seed kind: high severity
-  double critical_factor = 2.0;             // seed kind: critical severity
+  double jitter = 0.25;                     // error_scaled kind: +-25 %
+  double rate_limit_factor = 2.0;           // error_scaled kind: rate_limit_exceeded
+  double timeout_factor = 1.5;              // error_scaled kind: network_timeout
+  double high_factor = 1.5;                 // error_scaled kind: high severity
+  double critical_factor = 2.0;             // error_scaled kind: critical severity
 };
 
 // The delay after failed attempt `attempt` (0 = the first call). `previous` is the delay used

@@ -3,7 +3,7 @@
 // A bulkhead caps how many calls run at once against one dependency, so that a slow dependency
 // ties up at most max_concurrent threads (or connections) instead of all of them. Calls beyond the
 // cap wait in a bounded FIFO queue for at most max_wait; beyond the queue they are rejected at
-// once with a clear error (connection_pool_exhausted, which the seed retries).
+// once with a clear error (connection_pool_exhausted, which the specification retries).
 //
 //   auto bulkhead = std::make_shared<mend::Bulkhead>("search",
 //   mend::BulkheadOptions{.max_concurrent = 8}); if (bulkhead->enter({}) ==
@@ -24,12 +24,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <stop_token>
 #include <string>
 
 #include "mend/clock.h"
 #include "mend/error.h"
+#include "mend/thread_annotations.h"
 
 namespace mend {
 
@@ -68,10 +68,10 @@ class Bulkhead {
   const BulkheadOptions options_;
   alignas(64) std::atomic<int> in_use_{0};
   alignas(64) std::atomic<int> waiting_{0};
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable_any cv_;
-  std::deque<std::uint64_t> queue_;  // guarded by mu_: tickets in arrival order
-  std::uint64_t next_ticket_ = 0;    // guarded by mu_
+  std::deque<std::uint64_t> queue_ MEND_GUARDED_BY(mu_);  // tickets in arrival order
+  std::uint64_t next_ticket_ MEND_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace mend

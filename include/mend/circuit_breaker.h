@@ -54,6 +54,7 @@
 #include "mend/clock.h"
 #include "mend/error.h"
 #include "mend/events.h"
+#include "mend/thread_annotations.h"
 
 namespace mend {
 
@@ -62,10 +63,10 @@ enum class WindowKind : std::uint8_t { count, time };
 
 struct CircuitBreakerOptions {
   BreakerMode mode = BreakerMode::consecutive;
-  Duration recovery_timeout = std::chrono::seconds(60);  // seed: 60 s
+  Duration recovery_timeout = std::chrono::seconds(60);  // the specification's 60 s
   // consecutive mode
-  int failure_threshold = 5;  // seed: 5
-  int success_threshold = 3;  // seed: 3 half-open successes close the circuit
+  int failure_threshold = 5;  // the specification's 5
+  int success_threshold = 3;  // the specification's 3 half-open successes close the circuit
   // Probes admitted in half-open: at once (consecutive), or in all (failure-rate).
   int half_open_calls = 3;
   // failure-rate mode (Resilience4j's defaults)
@@ -79,11 +80,11 @@ struct CircuitBreakerOptions {
   double slow_call_rate_threshold = 1.0;
   // Errors of these types count neither as failures nor as successes (as Resilience4j's
   // ignoreExceptions): say, validation_failed, when a bad request says nothing about the agent.
-  // Empty by default: the seed counts every failure.
+  // Empty by default: the specification counts every failure.
   ErrorTypeSet ignored;
 
-  // The seed's consecutive breaker (same as the defaults above).
-  static CircuitBreakerOptions seed() { return {}; }
+  // The specification's consecutive breaker (same as the defaults above).
+  static CircuitBreakerOptions consecutive() { return {}; }
   // Failure-rate mode with Resilience4j's defaults: 50 % of the last 100 calls, at least 100
   // calls, 10 half-open probes, slow at 60 s, 60 s open.
   static CircuitBreakerOptions failure_rate();
@@ -257,9 +258,10 @@ class CircuitBreaker {
   void closed_rate_outcome(const Permit& permit, bool failed, const Clock& clock);
   bool is_slow(const Permit& permit, TimePoint now) const;
   // Called with mu_ held; the transition is announced after unlocking.
-  CircuitTransition transition_locked(CircuitState to, TimePoint now, std::string reason);
+  CircuitTransition transition_locked(CircuitState to, TimePoint now, std::string reason)
+      MEND_REQUIRES(mu_);
   void half_open_outcome_locked(bool failed, bool slow_call, TimePoint now,
-                                std::vector<CircuitTransition>& out);
+                                std::vector<CircuitTransition>& out) MEND_REQUIRES(mu_);
   void notify(const std::vector<CircuitTransition>& transitions);
 
   const std::string name_;
@@ -269,18 +271,18 @@ class CircuitBreaker {
   alignas(64) std::atomic<std::uint64_t> word_{0};
   const BreakerMode mode_;
 
-  alignas(64) mutable std::mutex mu_;
+  alignas(64) mutable Mutex mu_;
   std::unique_ptr<Window> window_;  // failure-rate mode; records lock-free
-  TimePoint opened_at_{};           // guarded by mu_
-  int half_open_in_flight_ = 0;     // guarded by mu_
-  int half_open_admitted_ = 0;      // guarded by mu_
-  int half_open_successes_ = 0;     // guarded by mu_
-  int half_open_failures_ = 0;      // guarded by mu_
-  int half_open_slow_ = 0;          // guarded by mu_
-  std::uint64_t transitions_ = 0;   // guarded by mu_
+  TimePoint opened_at_ MEND_GUARDED_BY(mu_) = {};
+  int half_open_in_flight_ MEND_GUARDED_BY(mu_) = 0;
+  int half_open_admitted_ MEND_GUARDED_BY(mu_) = 0;
+  int half_open_successes_ MEND_GUARDED_BY(mu_) = 0;
+  int half_open_failures_ MEND_GUARDED_BY(mu_) = 0;
+  int half_open_slow_ MEND_GUARDED_BY(mu_) = 0;
+  std::uint64_t transitions_ MEND_GUARDED_BY(mu_) = 0;
 
-  std::mutex listeners_mu_;
-  std::vector<Listener> listeners_;  // guarded by listeners_mu_
+  Mutex listeners_mu_;
+  std::vector<Listener> listeners_ MEND_GUARDED_BY(listeners_mu_);
 };
 
 // Forwards a breaker's transitions to an event sink as circuit_transition events.

@@ -14,7 +14,7 @@
 //   6. message keywords, case-insensitive ("timeout", "timed out", "memory", "connection", ...)
 //   7. the default: processing_failed / medium
 //
-// `Classifier::standard()` holds the seed's table and the usual C++ and HTTP mappings:
+// `Classifier::standard()` holds the specification's table and the usual C++ and HTTP mappings:
 //
 //   mend::Classifier c = mend::Classifier::standard();
 //   c.on_exception<MyDbError>(mend::ErrorType::database_error, mend::Severity::high);
@@ -75,7 +75,7 @@ class Classifier {
 
   // No rules but the default. Standard exception names are registered for RuleSpecs.
   Classifier();
-  // The seed's rules plus the usual C++, errno and HTTP mappings (docs/classification.md).
+  // The specification's rules plus the usual C++, errno and HTTP mappings (docs/classification.md).
   static Classifier standard();
   // Appends standard()'s rules after the rules already added, so that those win within each
   // stage: how a config file's rules take precedence over the standard table.

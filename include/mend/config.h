@@ -16,7 +16,7 @@
 // "512MiB", "64KiB", "1GB" or a number of bytes (parse_duration, parse_size below). An empty file
 // is valid YAML but has no agents, which is a problem.
 //
-// Policies (retry, breaker, budget, bulkhead, rate limit, call timeout) have the seed's
+// Policies (retry, breaker, budget, bulkhead, rate limit, call timeout) have the specification's
 // defaults, are overridable under the top-level `policies:` and again per agent under
 // `agents[i].policies:`; an agent's key replaces the global key of the same name, field by field.
 // AgentConfig::policies holds the result of that merge.
@@ -90,8 +90,8 @@ struct TasksConfig {
 
 // policies: (global) and agents[i].policies: (overrides)
 struct PolicyConfig {
-  RetryOptions retry;                                // seed: 3 retries, base 1 s, cap 60 s
-  CircuitBreakerOptions breaker;                     // seed: 5 failures, 60 s, 3 successes
+  RetryOptions retry;             // the specification's: 3 retries, base 1 s, cap 60 s
+  CircuitBreakerOptions breaker;  // the specification's: 5 failures, 60 s, 3 successes
   std::optional<RetryBudgetOptions> retry_budget;    // absent: no budget
   std::optional<BulkheadOptions> bulkhead;           // absent: AgentConfig::max_concurrent only
   std::optional<RateLimiterOptions> rate_limit;      // absent: no rate limit
@@ -182,7 +182,9 @@ struct Config {
   std::vector<RuleSpec> classifier_rules;  // tried before the standard rules
   std::vector<AgentConfig> agents;         // in file order; supervised ones start in this order
   std::map<std::string, std::vector<std::string>> fallback_chains;  // agent -> chain
-  bool seed_fallback_chains = false;  // also install the seed's three chains
+  // Also install the specification's three chains (default_fallback_chains(), mend/agents.h).
+  // The file may still say `seed_fallback_chains`, its former name.
+  bool default_fallback_chains = false;
   DegradationTexts degradation;
   EscalationConfig escalation;
   SupervisionConfig supervision;
@@ -205,8 +207,8 @@ struct ConfigProblem {
 struct ConfigLoad {
   std::optional<Config> config;  // set only when problems is empty
   std::vector<ConfigProblem> problems;
-  // What is valid but unwise (a file others may read that holds a secret inline): said, not
-  // refused.
+  // What is valid but unwise (a file others may read that holds a secret inline, a former name
+  // of a key or value): said, not refused. "file:line:column: key: message" where it has a place.
   std::vector<std::string> warnings;
   bool ok() const noexcept { return config.has_value(); }
 };

@@ -47,10 +47,11 @@ struct CodeChecks {
   // "unexpected ']' at line 4 (expected ')' for '(' opened at line 2)",
   // "unterminated block comment opened at line 5".
   std::string syntax_problem;
-  bool file_size_ok = false;  // size_bytes < the size limit (the seed: len(content) < 50000)
+  // size_bytes < the size limit (the specification: len(content) < 50000).
+  bool file_size_ok = false;
   std::size_t size_bytes = 0;
   // Lines as an editor shows them: "" has 0, "a" has 1, "a\n" has 1, "a\nb" has 2, "a\n\n" has
-  // 2. A trailing newline ends the last line rather than starting an empty one. (The seed
+  // 2. A trailing newline ends the last line rather than starting an empty one. (The specification
   // counts '\n' characters, which says 0 for a one-line file without a final newline.)
   std::size_t line_count = 0;
 };
@@ -78,7 +79,7 @@ struct DegradedAnswer {
   std::vector<std::string> manual_steps;
   std::string monitoring;
   std::string recommendation;
-  // As the seed's object: syntax_valid, file_size_ok, line_count, size_bytes, and
+  // As the specification's object: syntax_valid, file_size_ok, line_count, size_bytes, and
   // syntax_problem when there is one.
   std::optional<CodeChecks> basic_checks;
 

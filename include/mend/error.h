@@ -12,8 +12,8 @@
 //   assert(mend::to_string(e.type) == "temporary_unavailable");
 //   assert(mend::parse_error_type("temporary_unavailable") == e.type);
 //
-// When to retry: transient types, plus connection_pool_exhausted, are retryable by the seed's
-// rule (seed_retryable_types() in mend/retry.h); everything else is raised at once.
+// When to retry: transient types, plus connection_pool_exhausted, are retryable by the
+// specification's rule (default_retryable_types() in mend/retry.h); the others are raised at once.
 //
 // Thread-safety: `Error` is a value; distinct objects may be used from distinct threads.
 #ifndef MEND_ERROR_H_
@@ -35,7 +35,7 @@ namespace mend {
 
 enum class ErrorCategory : std::uint8_t { transient, resource, logic, system, external };
 
-// The seed's 20 types, four per category, in the seed's order.
+// The specification's 20 types, four per category, in its order.
 enum class ErrorType : std::uint8_t {
   // transient
   network_timeout,
@@ -105,11 +105,12 @@ std::optional<ErrorCategory> parse_error_category(std::string_view name) noexcep
 std::optional<Severity> parse_severity(std::string_view name) noexcept;
 
 // The severity a type gets when whoever reported it said only the type (an agent's error body
-// without "severity"): the seed's where it names one (rate limit low, timeouts and connection
-// errors medium, memory, database and authentication high), otherwise mend's reading of the
-// type's blast radius: security_error critical; disk_full, data_corruption, service_unavailable,
-// configuration_error, authorization_failed, external_service_down high; validation_failed and
-// business_rule_violation low; the rest medium. docs/classification.md has the table.
+// without "severity"): the specification's where it names one (rate limit low, timeouts and
+// connection errors medium, memory, database and authentication high), otherwise mend's reading of
+// the type's blast radius: security_error critical; disk_full, data_corruption,
+// service_unavailable, configuration_error, authorization_failed, external_service_down high;
+// validation_failed and business_rule_violation low; the rest medium. docs/classification.md has
+// the table.
 Severity default_severity(ErrorType type) noexcept;
 
 // Why mend stopped trying, or refused to try. `none` on an error that mend merely passed on.

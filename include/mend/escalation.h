@@ -14,7 +14,7 @@
 // fingerprint is, and whether an open record is due for re-escalation at a given time. The store
 // layer (mend/escalator.h) carries the answers out: it writes records and notifications.
 //
-//   mend::EscalationPolicy policy;                        // the seed's defaults
+//   mend::EscalationPolicy policy;                        // the specification's defaults
 //   mend::EscalationPlan plan = policy.plan(mend::Severity::critical);
 //   assert(plan.incident && plan.war_room && plan.sla == std::chrono::minutes(15));
 //
@@ -137,7 +137,7 @@ class EscalationPolicy {
 
   EscalationPlan plan(Severity level) const;
 
-  // The seed's "low -> escalate to medium" when retries did not resolve the error.
+  // The specification's "low -> escalate to medium" when retries did not resolve the error.
   static Severity effective_level(Severity level, bool resolved) noexcept {
     return (level == Severity::low && !resolved) ? Severity::medium : level;
   }

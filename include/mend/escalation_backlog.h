@@ -36,13 +36,13 @@
 #include <functional>
 #include <list>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "mend/clock.h"
 #include "mend/escalator.h"
 #include "mend/result.h"
+#include "mend/thread_annotations.h"
 #include "mend/workflow.h"
 
 namespace mend {
@@ -98,25 +98,25 @@ class EscalationBacklog {
     std::string fingerprint;
   };
   Pass write_waiting(Escalator& escalator, bool when_due);
-  // Under mu_: waits with the entry of its fingerprint, or as a new one; counted as deferred, or
-  // as dropped (false) when max_pending fingerprints wait already. `request.at` is set.
-  bool keep(EscalationRequest request, const std::string& fingerprint);
-  void merge_into(Entry& entry, const EscalationRequest& request);  // under mu_
-  // Calls on_health_change when the state differs from the last one reported. Not under mu_.
-  void report_health();
+  // Waits with the entry of its fingerprint, or as a new one; counted as deferred, or as dropped
+  // (false) when max_pending fingerprints wait already. `request.at` is set.
+  bool keep(EscalationRequest request, const std::string& fingerprint) MEND_REQUIRES(mu_);
+  void merge_into(Entry& entry, const EscalationRequest& request) MEND_REQUIRES(mu_);
+  // Calls on_health_change when the state differs from the last one reported.
+  void report_health() MEND_EXCLUDES(mu_, health_mu_);
 
   const Clock& clock_;
   const Options options_;
-  mutable std::mutex mu_;
-  std::list<Entry> waiting_;                                    // guarded by mu_, oldest first
-  std::map<std::string, std::list<Entry>::iterator> by_print_;  // guarded by mu_
-  Stats stats_;                                                 // guarded by mu_
-  bool failing_ = false;                                        // guarded by mu_
-  bool retrying_ = false;                                       // guarded by mu_
-  TimePoint next_retry_{};                                      // guarded by mu_
-  Duration retry_delay_{};                                      // guarded by mu_
-  std::mutex health_mu_;                                        // orders on_health_change calls
-  bool reported_failing_ = false;                               // guarded by health_mu_
+  mutable Mutex mu_;
+  std::list<Entry> waiting_ MEND_GUARDED_BY(mu_);  // oldest first
+  std::map<std::string, std::list<Entry>::iterator> by_print_ MEND_GUARDED_BY(mu_);
+  Stats stats_ MEND_GUARDED_BY(mu_);
+  bool failing_ MEND_GUARDED_BY(mu_) = false;
+  bool retrying_ MEND_GUARDED_BY(mu_) = false;
+  TimePoint next_retry_ MEND_GUARDED_BY(mu_) = {};
+  Duration retry_delay_ MEND_GUARDED_BY(mu_) = {};
+  Mutex health_mu_;  // orders on_health_change calls
+  bool reported_failing_ MEND_GUARDED_BY(health_mu_) = false;
 };
 
 }  // namespace mend

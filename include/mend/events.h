@@ -17,13 +17,13 @@
 #define MEND_EVENTS_H_
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "mend/clock.h"
 #include "mend/error.h"
+#include "mend/thread_annotations.h"
 
 namespace mend {
 
@@ -80,8 +80,8 @@ class RecordingEventSink final : public EventSink {
   void clear();
 
  private:
-  mutable std::mutex mu_;
-  std::vector<Event> events_;
+  mutable Mutex mu_;
+  std::vector<Event> events_ MEND_GUARDED_BY(mu_);
 };
 
 }  // namespace mend

@@ -33,12 +33,12 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "mend/clock.h"
+#include "mend/thread_annotations.h"
 
 namespace mend {
 
@@ -90,12 +90,12 @@ class HealthTracker {
 
  private:
   const ProbeOptions options_;
-  mutable std::mutex mu_;
-  HealthState state_ = HealthState::unknown;  // guarded by mu_
-  int failures_ = 0;                          // guarded by mu_
-  int successes_ = 0;                         // guarded by mu_
-  TimePoint next_probe_at_;                   // guarded by mu_
-  ProbeResult last_;                          // guarded by mu_
+  mutable Mutex mu_;
+  HealthState state_ MEND_GUARDED_BY(mu_) = HealthState::unknown;
+  int failures_ MEND_GUARDED_BY(mu_) = 0;
+  int successes_ MEND_GUARDED_BY(mu_) = 0;
+  TimePoint next_probe_at_ MEND_GUARDED_BY(mu_);
+  ProbeResult last_ MEND_GUARDED_BY(mu_);
 };
 
 }  // namespace mend

@@ -1,6 +1,6 @@
 // File: mend/health_monitor.h
 //
-// The seed's self-healing loop, per agent: probe on a schedule (k8s-like: period, timeout,
+// The specification's self-healing loop, per agent: probe on a schedule (k8s-like: period, timeout,
 // failure and success thresholds, mend/health.h), keep the registry's health state current so
 // that the workflow fails over from unhealthy agents, and when an agent turns degraded or
 // unhealthy, run self-healing (mend/recovery.h) on what its health answer shows; when that does
@@ -19,7 +19,6 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +26,7 @@
 #include "mend/agents.h"
 #include "mend/health.h"
 #include "mend/recovery.h"
+#include "mend/thread_annotations.h"
 #include "mend/workflow.h"
 
 namespace mend {
@@ -61,15 +61,15 @@ class HealthMonitor {
   std::optional<TimePoint> next_due() const;
 
  private:
-  HealthTracker& tracker(const std::string& agent, TimePoint now);  // under mu_
+  HealthTracker& tracker(const std::string& agent, TimePoint now) MEND_REQUIRES(mu_);
 
   AgentRegistry& agents_;
   HealthMonitorOptions options_;
   SelfHealer* healer_;
   EscalationSink* alerts_;
-  std::mutex pass_mu_;     // one pass at a time
-  mutable std::mutex mu_;  // guards trackers_
-  std::map<std::string, std::unique_ptr<HealthTracker>> trackers_;
+  Mutex pass_mu_;     // one pass at a time
+  mutable Mutex mu_;  // guards trackers_
+  std::map<std::string, std::unique_ptr<HealthTracker>> trackers_ MEND_GUARDED_BY(mu_);
 };
 
 }  // namespace mend

@@ -28,12 +28,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "mend/clock.h"
 #include "mend/store.h"
+#include "mend/thread_annotations.h"
 #include "mend/workflow.h"
 
 namespace mend {
@@ -89,16 +89,16 @@ class BatchingTaskJournal final : public TaskJournal {
   Store& store_;
   const Clock& clock_;
   const Options options_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable work_;  // the writer waits for entries
   std::condition_variable room_;  // record() waits for room, flush() for the writer's progress
-  std::deque<JournalEntry> queue_;
+  std::deque<JournalEntry> queue_ MEND_GUARDED_BY(mu_);
   // queue_.size(), written under mu_ and read without it: try_record() skips building an entry
   // that a full queue would refuse (a full queue is the steady state while the disk is behind).
   std::atomic<std::size_t> queued_now_{0};
-  std::uint64_t queued_total_ = 0;  // entries ever queued (guarded by mu_)
-  std::uint64_t done_total_ = 0;    // entries ever written or failed (guarded by mu_)
-  bool stopping_ = false;
+  std::uint64_t queued_total_ MEND_GUARDED_BY(mu_) = 0;  // entries ever queued
+  std::uint64_t done_total_ MEND_GUARDED_BY(mu_) = 0;    // entries ever written or failed
+  bool stopping_ MEND_GUARDED_BY(mu_) = false;
   std::atomic<std::int64_t> failures_{0};
   std::atomic<std::int64_t> written_{0};
   std::atomic<std::int64_t> batches_{0};

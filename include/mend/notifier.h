@@ -28,7 +28,6 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +38,7 @@
 #include "mend/result.h"
 #include "mend/retry.h"
 #include "mend/store.h"
+#include "mend/thread_annotations.h"
 
 namespace mend {
 
@@ -115,9 +115,9 @@ class FileReceiver final : public NotificationReceiver {
   Result<void> deliver(const OutboxMessage& message) override;
 
  private:
-  std::mutex mu_;
+  Mutex mu_;
   std::string path_;
-  std::FILE* file_ = nullptr;
+  std::FILE* file_ MEND_GUARDED_BY(mu_) = nullptr;
 };
 
 struct DispatcherOptions {

@@ -14,12 +14,12 @@
 //
 // SelfHealer does the four steps. Everything here is pure except what AgentOperations does.
 //
-//   mend::SelfHealer healer;                           // the seed's four strategies
+//   mend::SelfHealer healer;                           // the specification's four strategies
 //   mend::Symptoms s{.error_type = mend::ErrorType::memory_exhausted};
 //   mend::HealingReport r = healer.heal("code-reviewer", s, runtime_ops, clock.now());
 //   if (r.escalate) ...;  // the workflow and HealthMonitor escalate through their EscalationSink
 //
-// Issue types are strings: the seed's "high_memory_usage", "connection_pool_exhausted",
+// Issue types are strings: the specification's "high_memory_usage", "connection_pool_exhausted",
 // "service_unresponsive" and "database_connection_lost"; RecoveryStrategies::add() takes more.
 //
 // Thread-safety: diagnose() is pure. RecoveryStrategies' const methods are safe from many
@@ -34,7 +34,6 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,10 +43,11 @@
 #include "mend/error.h"
 #include "mend/health.h"
 #include "mend/result.h"
+#include "mend/thread_annotations.h"
 
 namespace mend {
 
-// The seed's issue types.
+// The specification's issue types.
 inline constexpr std::string_view kHighMemoryUsage = "high_memory_usage";
 inline constexpr std::string_view kConnectionPoolExhausted = "connection_pool_exhausted";
 inline constexpr std::string_view kServiceUnresponsive = "service_unresponsive";
@@ -119,7 +119,7 @@ struct RecoveryContext {
   std::string agent;
   std::string issue;
   Symptoms symptoms;
-  Duration ready_timeout = std::chrono::seconds(60);  // seed: wait up to 60 s after a restart
+  Duration ready_timeout = std::chrono::seconds(60);  // the specification's: 60 s after a restart
 };
 
 class RecoveryStrategies {
@@ -129,7 +129,7 @@ class RecoveryStrategies {
   // An empty registry: every issue gets no_strategy.
   RecoveryStrategies() = default;
 
-  // The seed's four; the first failing action ends a strategy with {success false,
+  // The specification's four; the first failing action ends a strategy with {success false,
   // reason action_failed, error}:
   //   high_memory_usage          clear_caches, restart(graceful), wait_until_ready
   //                              -> memory_cleanup
@@ -139,8 +139,8 @@ class RecoveryStrategies {
   //                              -> service_restart; if either fails: restart(force)
   //                              -> service_force_restart
   //   database_connection_lost   reconnect_database -> database_reconnect
-  // The memory strategy waits for the restarted agent, which the seed's does not: without the
-  // wait, the re-check right after it would probe an agent that is still starting.
+  // The memory strategy waits for the restarted agent, which the specification's does not: without
+  // the wait, the re-check right after it would probe an agent that is still starting.
   static RecoveryStrategies standard();
 
   // Replaces the strategy of `issue`, or adds one. An empty strategy removes it.
@@ -221,8 +221,8 @@ class SelfHealer {
  private:
   const SelfHealingOptions options_;
   const RecoveryStrategies strategies_;
-  mutable std::mutex mu_;
-  std::map<std::string, RestartIntensity, std::less<>> intensity_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, RestartIntensity, std::less<>> intensity_ MEND_GUARDED_BY(mu_);
 };
 
 }  // namespace mend

@@ -5,7 +5,7 @@
 // error, the time and a random draw, it answers "retry after 1.37 s" or "stop, and why". The
 // executor (mend/pipeline.h) drives it; tests drive it directly on a manual clock.
 //
-//   mend::RetryOptions options;        // seed defaults: 3 retries, base 1 s, cap 60 s
+//   mend::RetryOptions options;        // defaults: 3 retries, base 1 s, cap 60 s
 //   options.max_retries = 5;
 //   mend::RetryPolicy policy(options);
 //   mend::RetryDecision d = policy.decide(0, error, clock.now(), std::nullopt, {}, 0.5);
@@ -32,19 +32,19 @@
 
 namespace mend {
 
-// The seed's retryable types: network_timeout, connection_reset, rate_limit_exceeded,
+// The specification's retryable types: network_timeout, connection_reset, rate_limit_exceeded,
 // temporary_unavailable, connection_pool_exhausted.
 using RetryableSet = ErrorTypeSet;
-inline ErrorTypeSet seed_retryable_types() {
+inline ErrorTypeSet default_retryable_types() {
   return {ErrorType::network_timeout, ErrorType::connection_reset, ErrorType::rate_limit_exceeded,
           ErrorType::temporary_unavailable, ErrorType::connection_pool_exhausted};
 }
 
 struct RetryOptions {
   std::string name = "retry";  // names this policy in events
-  int max_retries = 3;         // seed: 3 (so at most 4 attempts)
-  BackoffOptions backoff;      // seed: base 1 s, cap 60 s, seed formula
-  ErrorTypeSet retryable = seed_retryable_types();
+  int max_retries = 3;         // the specification's 3 (so at most 4 attempts)
+  BackoffOptions backoff;      // base 1 s, cap 60 s, error_scaled
+  ErrorTypeSet retryable = default_retryable_types();
   bool honor_retry_after = true;        // the error's retry_after replaces the computed delay
   std::shared_ptr<RetryBudget> budget;  // none by default; share one per backend
 };

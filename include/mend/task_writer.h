@@ -39,12 +39,12 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "mend/clock.h"
 #include "mend/store.h"
+#include "mend/thread_annotations.h"
 
 namespace mend {
 
@@ -111,31 +111,33 @@ class TaskWriter {
     Done done;
     bool reported = false;  // done was called already (a retried write reports only once)
   };
-  std::size_t write_batch(std::unique_lock<std::mutex>& lock);
+  // Releases mu_ while it writes and while it calls out; holds it again when it returns or throws.
+  std::size_t write_batch() MEND_REQUIRES(mu_);
   void write_loop() noexcept;
-  void note_failure(const std::string& error, std::unique_lock<std::mutex>& lock);
+  // Releases mu_ while it calls on_health_change.
+  void note_failure(const std::string& error) MEND_REQUIRES(mu_);
   // The store took a write and nothing waits for a retry: failing ends.
-  void note_recovered(std::unique_lock<std::mutex>& lock);
-  void keep_for_retry(Pending p);  // under mu_
-  Health health_locked() const;    // under mu_
+  void note_recovered() MEND_REQUIRES(mu_);
+  void keep_for_retry(Pending p) MEND_REQUIRES(mu_);
+  Health health_locked() const MEND_REQUIRES(mu_);
 
   Store& store_;
   const Clock& clock_;
   const Options options_;
   std::atomic<std::int64_t> task_number_{1};
-  mutable std::mutex mu_;
-  std::condition_variable work_;   // the writer waits for writes
-  std::condition_variable tried_;  // flush() waits for the writer's progress
-  std::deque<Pending> queue_;      // guarded by mu_: not tried yet
-  std::deque<Pending> retry_;      // guarded by mu_: failed, in submission order
-  TimePoint next_retry_{};         // guarded by mu_
-  Duration retry_delay_{};         // guarded by mu_
-  std::uint64_t submitted_ = 0;    // guarded by mu_: writes ever queued
-  std::uint64_t tried_count_ = 0;  // guarded by mu_: writes ever taken from queue_ and tried
-  bool stopping_ = false;          // guarded by mu_
-  bool stopped_ = false;           // guarded by mu_: stop() ran
-  Health health_;                  // guarded by mu_
-  std::thread thread_;             // last: started once everything above exists
+  mutable Mutex mu_;
+  std::condition_variable work_;                    // the writer waits for writes
+  std::condition_variable tried_;                   // flush() waits for the writer's progress
+  std::deque<Pending> queue_ MEND_GUARDED_BY(mu_);  // not tried yet
+  std::deque<Pending> retry_ MEND_GUARDED_BY(mu_);  // failed, in submission order
+  TimePoint next_retry_ MEND_GUARDED_BY(mu_) = {};
+  Duration retry_delay_ MEND_GUARDED_BY(mu_) = {};
+  std::uint64_t submitted_ MEND_GUARDED_BY(mu_) = 0;    // writes ever queued
+  std::uint64_t tried_count_ MEND_GUARDED_BY(mu_) = 0;  // writes ever taken from queue_ and tried
+  bool stopping_ MEND_GUARDED_BY(mu_) = false;
+  bool stopped_ MEND_GUARDED_BY(mu_) = false;  // stop() ran
+  Health health_ MEND_GUARDED_BY(mu_);
+  std::thread thread_;  // last: started once everything above exists
 };
 
 }  // namespace mend

@@ -11,7 +11,7 @@
 //   // or, on Asio coroutines: co_await mend::run_workflow_async(workflow, task, ...)
 //   //                         (mend/async_workflow.h)
 //
-// Routing, per failed attempt (DESIGN.md §1 and the seed's architecture diagram):
+// Routing, per failed attempt (DESIGN.md §1 and the specification's architecture diagram):
 //   transient -> retry the same agent with backoff (RetryOptions; Retry-After honoured); when
 //                retries are exhausted, fall back to the next agent of the plan.
 //   resource  -> a retryable one (connection_pool_exhausted) is retried first; then another
@@ -27,9 +27,9 @@
 //
 // Escalation (mend/escalation.h): a task whose low or medium failures were resolved by retrying
 // (or healing) the primary is only logged. Otherwise the most severe error decides the level
-// (low is raised to medium, as the seed's "escalate to medium" when retries did not resolve it;
-// high and critical escalate even when resolved) and the escalation sink opens or touches a
-// ticket or incident keyed by the fingerprint (agent, error type, task type).
+// (low is raised to medium, as the specification's "escalate to medium" when retries did not
+// resolve it; high and critical escalate even when resolved) and the escalation sink opens or
+// touches a ticket or incident keyed by the fingerprint (agent, error type, task type).
 //
 // Drivers: the workflow itself is a state machine (`WorkflowRun`) that yields steps: call an
 // agent, wait, heal an agent, escalate, done. `Workflow::run` drives it synchronously (waits go
@@ -204,7 +204,8 @@ class TaskJournal {
 };
 
 struct WorkflowOptions {
-  RetryOptions retry;  // seed defaults: 3 retries, base 1 s, cap 60 s, seed's retryable set
+  // The specification's defaults: 3 retries, base 1 s, cap 60 s, its retryable set.
+  RetryOptions retry;
   // Per-agent retry policies (and budgets) that replace `retry` for calls to that agent.
   std::map<std::string, RetryOptions> agent_retry;
   DegradedService* degraded = nullptr;    // none: a task nobody answered fails

@@ -4,19 +4,9 @@
 #include <utility>  // before Asio's headers: Boost 1.74's awaitable.hpp forgets it
 // clang-format on
 #include <algorithm>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
 #include <cstdint>
-#include <exception>
-#include <limits>
 #include <thread>
 
 #include "mend/agent_client.h"
@@ -109,25 +99,17 @@ Result<ApiResponse> ApiClient::post(std::string_view path_and_query, const nlohm
 
 // --- follow_events(): the event stream ----------------------------------------------------------
 //
-// mend::HttpClient reads whole responses and has no call that hands a body over as it comes; an
-// event stream never ends. So the stream gets a connection of its own here, with Boost.Beast
-// doing the HTTP/1.1 (the request, the answer's head, the chunked transfer encoding) as it does
-// inside HttpClient, on an io_context of the call's own that the calling thread runs (the
-// callback comes on that thread), each wait under a deadline so that a limit is always kept.
-// What this file adds is the server-sent events themselves (https://html.spec.whatwg.org/
+// The HTTP/1.1 (the request, the answer's head, the chunked transfer encoding, every deadline) is
+// mend::HttpClient's streamed call, on the client's I/O thread like get() and post(). What this
+// file adds is the server-sent events themselves (https://html.spec.whatwg.org/
 // #event-stream-interpretation: "field: value" lines, a blank line ends an event, ':' lines are
-// comments).
+// comments), and the words an operator reads when the stream fails.
 
 namespace {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
-using SteadyClock = std::chrono::steady_clock;
-
-constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+constexpr std::uint32_t kMaxHeaderBytes = 64 * 1024;
 constexpr std::size_t kMaxErrorBodyBytes = 64 * 1024;
+constexpr std::size_t kPieceBytes = 16 * 1024;
 // A line, or an event, that does not end within this much text is not mend's stream.
 constexpr std::size_t kMaxPendingBytes = 8 * 1024 * 1024;
 // mend sends a comment every 15 s on an idle stream: this much silence means it is gone.
@@ -196,147 +178,25 @@ class EventParser {
   bool has_data_ = false;
 };
 
-// One follow_events() call, as the reading coroutine needs it.
-struct StreamCall {
-  std::string base_url;
-  std::string path_and_query;
-  UrlParts url;
-  std::string token;
-  std::chrono::milliseconds timeout;
-  SteadyClock::time_point head_deadline;  // connecting, sending and the answer's head
-  SteadyClock::time_point end;            // the caller's limit
-  const std::function<bool(const ServerEvent&)>* on_event;
-};
-
-// Beast's parser found the bytes malformed (rather than the connection failing).
-bool is_parse_error(const boost::system::error_code& ec) {
-  return ec.category() == http::make_error_code(http::error{}).category();
-}
-
-// Reads the next piece of the answer's body into `into`, within the stream's deadline.
-net::awaitable<boost::system::error_code> read_body_piece(
-    beast::tcp_stream& stream, beast::flat_buffer& buffer,
-    http::response_parser<http::buffer_body>& parser, std::string& into) {
-  char piece[16 * 1024];
-  parser.get().body().data = piece;
-  parser.get().body().size = sizeof piece;
-  boost::system::error_code ec;
-  co_await http::async_read_some(stream, buffer, parser,
-                                 net::redirect_error(net::use_awaitable, ec));
-  if (ec == http::error::need_buffer) ec = {};  // the piece is full: the rest comes next time
-  into.append(piece, sizeof piece - parser.get().body().size);
-  co_return ec;
-}
-
-net::awaitable<Result<void>> read_events(const StreamCall& call) {
-  auto fail = [&](const std::string& cause) {
-    return unreachable(call.base_url, Error::of_kind("connect", cause));
-  };
-  const UrlParts& url = call.url;
-  beast::tcp_stream stream(co_await net::this_coro::executor);
-  boost::system::error_code ec;
-
-  // A limit that passes before the stream's head has come is still a daemon that did not answer.
-  tcp::resolver resolver(stream.get_executor());
-  const tcp::resolver::results_type endpoints = resolver.resolve(url.host, url.port, ec);
-  if (ec) co_return fail("cannot resolve " + url.host + ": " + ec.message());
-  stream.expires_at(call.head_deadline);
-  co_await stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
-  if (ec == beast::error::timeout) {
-    co_return fail("connecting to " + url.host + ":" + url.port + " timed out");
-  }
-  if (ec) co_return fail("connecting to " + url.host + ":" + url.port + ": " + ec.message());
-
-  http::request<http::empty_body> request{http::verb::get, url.target, 11};
-  const std::string host =
-      url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
-  request.set(http::field::host, host + ":" + url.port);
-  request.set(http::field::accept, "text/event-stream");
-  request.set(http::field::cache_control, "no-cache");
-  request.set(http::field::user_agent, "mend-cli/0.1");
-  request.set(http::field::connection, "close");
-  if (!call.token.empty()) request.set(http::field::authorization, "Bearer " + call.token);
-  co_await http::async_write(stream, request, net::redirect_error(net::use_awaitable, ec));
-  if (ec == beast::error::timeout) co_return fail("sending the request timed out");
-  if (ec) co_return fail("sending the request: " + ec.message());
-
-  // The status line and headers.
-  http::response_parser<http::buffer_body> parser;
-  parser.header_limit(kMaxHeaderBytes);
-  // The stream's length has no limit; its lines have. (Not boost::none: Beast 1.74 then refuses
-  // every Content-Length.)
-  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-  beast::flat_buffer buffer;
-  co_await http::async_read_header(stream, buffer, parser,
-                                   net::redirect_error(net::use_awaitable, ec));
-  if (ec == http::error::header_limit) {
-    co_return Error::of_kind("protocol", "the answer's headers exceed 64 KiB");
-  }
-  if (ec == beast::error::timeout) {
-    co_return fail("no answer within " + std::to_string(call.timeout.count()) + " ms");
-  }
-  if (ec == http::error::end_of_stream || ec == http::error::partial_message) {
-    co_return fail("the connection closed before an answer");
-  }
-  if (ec && is_parse_error(ec)) {
-    co_return Error::of_kind("protocol", "a malformed HTTP answer from " + call.base_url);
-  }
-  if (ec) co_return fail("reading the stream: " + ec.message());
-  const int status = static_cast<int>(parser.get().result_int());
-  const std::string content_type(parser.get()[http::field::content_type]);
-
-  if (status != 200) {
-    // mend's error JSON: read it whole (bounded), for its message.
-    ApiResponse response;
-    response.status = status;
-    response.content_type = content_type;
-    while (!parser.is_done() && response.body.size() <= kMaxErrorBodyBytes) {
-      if (co_await read_body_piece(stream, buffer, parser, response.body)) break;
-    }
-    co_return Error::http(
-        status, "mend answered " + std::to_string(status) + ": " + response.error_message());
-  }
-  if (ascii_lower(content_type).rfind("text/event-stream", 0) != 0) {
-    co_return Error::of_kind(
-        "protocol", call.base_url + call.path_and_query +
-                        " did not answer with an event stream (Content-Type: " + content_type +
-                        ")");
-  }
-
+// What the stream's handlers learn, for follow_events() to decide with once the call is over.
+struct StreamState {
+  bool got_head = false;
+  bool chunked = false;
+  ApiResponse head;               // status and Content-Type; the body of an error answer
+  std::optional<Error> rejected;  // not an event stream, or a malformed one
   EventParser events;
   std::string text;  // decoded, not yet split into lines
-  auto last_byte = SteadyClock::now();
-  for (;;) {
-    switch (events.feed(text, *call.on_event)) {
-      case EventParser::Verdict::stop:
-        co_return Result<void>{};
-      case EventParser::Verdict::malformed:
-        co_return Error::of_kind("protocol", "an event stream line longer than 8 MiB");
-      case EventParser::Verdict::more:
-        break;
-    }
-    // mend ended the stream with its last chunk; without chunking, the body ends with the
-    // connection (what remains is a partial line).
-    if (parser.is_done()) co_return Result<void>{};
-    if (SteadyClock::now() >= call.end) co_return Result<void>{};
-    stream.expires_at(std::min(call.end, last_byte + kSilenceLimit));
-    ec = co_await read_body_piece(stream, buffer, parser, text);
-    if (ec == beast::error::timeout) {
-      if (SteadyClock::now() >= call.end) co_return Result<void>{};
-      co_return fail("the event stream went silent for 60 s");
-    }
-    if (ec == http::error::partial_message) {
-      // A chunked stream that stops before its last chunk was cut off: the daemon died or the
-      // network failed, which is not the end mend gives a stream when it stops.
-      if (!parser.chunked()) co_return Result<void>{};
-      co_return fail("the event stream was cut off");
-    }
-    if (ec && is_parse_error(ec)) {
-      co_return Error::of_kind("protocol", "a malformed chunked event stream");
-    }
-    if (ec) co_return fail("reading the stream: " + ec.message());
-    last_byte = SteadyClock::now();
-  }
+};
+
+// The last transfer coding is chunked (RFC 9112 6.1): the body has an end of its own.
+bool is_chunked(std::string_view transfer_encoding) {
+  std::string codings = ascii_lower(transfer_encoding);
+  while (!codings.empty() && (codings.back() == ' ' || codings.back() == '\t')) codings.pop_back();
+  const std::size_t comma = codings.rfind(',');
+  std::string_view last =
+      std::string_view(codings).substr(comma == std::string::npos ? 0 : comma + 1);
+  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
+  return last == "chunked";
 }
 
 }  // namespace
@@ -344,34 +204,118 @@ net::awaitable<Result<void>> read_events(const StreamCall& call) {
 Result<void> ApiClient::follow_events(std::string_view path_and_query,
                                       const std::function<bool(const ServerEvent&)>& on_event,
                                       std::optional<std::chrono::milliseconds> limit) {
-  const auto started = SteadyClock::now();
-  StreamCall call;
-  call.base_url = base_url_;
-  call.path_and_query = std::string(path_and_query);
-  call.token = token_;
-  call.timeout = timeout_;
-  call.end = limit ? started + *limit : SteadyClock::time_point::max();
-  // Connecting and the answer's head must come within the client's timeout too.
-  call.head_deadline = std::min(call.end, started + timeout_);
-  call.on_event = &on_event;
-  Result<UrlParts> parts = parse_url(base_url_ + call.path_and_query);
+  const std::string url = base_url_ + std::string(path_and_query);
+  Result<UrlParts> parts = parse_url(url);
   if (!parts.ok()) return Error::of_kind("protocol", parts.error().message);
-  if (parts->scheme != "http") {
-    return Error::of_kind("protocol", "the event stream is read over plain http only, not " +
-                                          parts->scheme + " (" + base_url_ + ")");
-  }
-  call.url = std::move(*parts);
+  const UrlParts& where = *parts;
+  auto fail = [&](const std::string& cause) {
+    return unreachable(base_url_, Error::of_kind("connect", cause));
+  };
 
-  net::io_context io;
-  std::optional<Result<void>> result;
-  std::exception_ptr thrown;
-  net::co_spawn(io, read_events(call), [&](std::exception_ptr e, Result<void> r) {
-    thrown = e;
-    result.emplace(std::move(r));
-  });
-  io.run();
-  if (thrown) std::rethrow_exception(thrown);  // from the callback
-  return std::move(*result);
+  std::vector<HttpHeader> headers{
+      {"Accept", "text/event-stream"}, {"Cache-Control", "no-cache"}, {"Connection", "close"}};
+  if (!token_.empty()) headers.push_back({"Authorization", "Bearer " + token_});
+  HttpStreamLimits limits;
+  // Connecting and the answer's head must come within the client's timeout (and the limit); a
+  // limit that passes before the head has come is still a daemon that did not answer.
+  limits.head_timeout = std::max(timeout_, std::chrono::milliseconds(1));
+  if (limit) limits.deadline = std::max(*limit, std::chrono::milliseconds(1));
+  limits.silence_timeout = kSilenceLimit;
+  limits.max_header_bytes = kMaxHeaderBytes;
+  // The stream's length has no limit; its lines have (EventParser).
+  limits.max_body_bytes = HttpStreamLimits::kUnlimited;
+  limits.max_piece_bytes = kPieceBytes;
+
+  StreamState state;
+  HttpStreamHandlers handlers;
+  handlers.on_head = [&](const HttpResponse& head) {
+    state.got_head = true;
+    state.head.status = head.status;
+    state.head.content_type = head.header("Content-Type");
+    state.chunked = is_chunked(head.header("Transfer-Encoding"));
+    // An error answer: mend's error JSON, read whole (bounded) for its message.
+    if (head.status != 200) return true;
+    if (ascii_lower(state.head.content_type).rfind("text/event-stream", 0) != 0) {
+      state.rejected = Error::of_kind("protocol", url +
+                                                      " did not answer with an event stream "
+                                                      "(Content-Type: " +
+                                                      state.head.content_type + ")");
+      return false;
+    }
+    return true;
+  };
+  handlers.on_body = [&](std::string_view piece) {
+    if (state.head.status != 200) {
+      state.head.body.append(piece);
+      return state.head.body.size() <= kMaxErrorBodyBytes;
+    }
+    state.text.append(piece);
+    switch (state.events.feed(state.text, on_event)) {
+      case EventParser::Verdict::stop:
+        return false;
+      case EventParser::Verdict::malformed:
+        state.rejected = Error::of_kind("protocol", "an event stream line longer than 8 MiB");
+        return false;
+      case EventParser::Verdict::more:
+        break;
+    }
+    return true;
+  };
+
+  // The handlers run on the client's I/O thread while this one waits; what they throw (on_event's
+  // exceptions) is thrown here.
+  const HttpStreamResult r = impl_->http.request_stream_sync("GET", url, std::move(headers), {},
+                                                             std::move(handlers), limits);
+  if (state.got_head && state.head.status != 200) {
+    // Whatever came of the error answer's body, within its bound and the stream's limits.
+    return Error::http(state.head.status, "mend answered " + std::to_string(state.head.status) +
+                                              ": " + state.head.error_message());
+  }
+  if (state.rejected) return std::move(*state.rejected);
+  const std::string address = where.host + ":" + where.port;
+  using F = HttpStreamFailure;
+  switch (r.failure) {
+    case F::none:
+      // The stream's end (mend ended it with its last chunk; without chunking, with the
+      // connection: what remains is a partial line), the callback's stop, or the limit.
+      return Result<void>{};
+    case F::invalid_request:
+      return Error::of_kind("protocol", r.error->message);
+    case F::resolve:
+      return fail("cannot resolve " + where.host + ": " + r.reason);
+    case F::connect:
+      return fail("connecting to " + address + ": " + r.reason);
+    case F::connect_timeout:
+      return fail("connecting to " + address + " timed out");
+    case F::tls:
+      return unreachable(base_url_, *r.error);
+    case F::send_timeout:
+      return fail("sending the request timed out");
+    case F::send:
+      return fail("sending the request: " + r.reason);
+    case F::head_too_large:
+      return Error::of_kind("protocol", "the answer's headers exceed 64 KiB");
+    case F::head_timeout:
+      return fail("no answer within " + std::to_string(timeout_.count()) + " ms");
+    case F::closed_before_head:
+      return fail("the connection closed before an answer");
+    case F::malformed_head:
+      return Error::of_kind("protocol", "a malformed HTTP answer from " + base_url_);
+    case F::silence:
+      return fail("the event stream went silent for 60 s");
+    case F::cut_off:
+      // A chunked stream that stops before its last chunk was cut off: the daemon died or the
+      // network failed, which is not the end mend gives a stream when it stops. Without
+      // chunking, the body ends with the connection.
+      if (!state.chunked) return Result<void>{};
+      return fail("the event stream was cut off");
+    case F::malformed_body:
+    case F::body_too_large:
+      return Error::of_kind("protocol", "a malformed chunked event stream");
+    case F::read:
+      break;
+  }
+  return fail("reading the stream: " + r.reason);
 }
 
 }  // namespace mend::app

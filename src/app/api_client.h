@@ -15,6 +15,8 @@
 // event until the callback returns false, the stream ends or the time limit passes.
 //
 // Thread-safety: get(), post() and follow_events() may be called from several threads at once.
+// follow_events()'s callbacks share the client's one I/O thread: one that blocks holds up the
+// other calls meanwhile.
 #ifndef MEND_APP_API_CLIENT_H_
 #define MEND_APP_API_CLIENT_H_
 
@@ -71,10 +73,10 @@ class ApiClient {
   // answer within the client's timeout, or the stream goes silent (no byte, not even the 15 s
   // keep-alive comment) for 60 s; kind "http" (status set, message from mend's error JSON) for
   // an answer other than 200; kind "protocol" for an answer that is not an event stream, or a
-  // malformed one. Plain http only. mend::HttpClient reads whole answers, so the stream has a
-  // connection of its own (Boost.Beast, as in HttpClient), on an io_context this call runs on
-  // the calling thread, every wait under a deadline so that it can never outlive `limit`;
-  // `on_event` is called on the calling thread.
+  // malformed one. http or https. The stream is mend::HttpClient::request_stream_sync() on the
+  // client's I/O thread, every wait under a deadline so that it can never outlive `limit`:
+  // `on_event` is called on that thread while the calling thread waits, and what it throws is
+  // thrown here.
   Result<void> follow_events(std::string_view path_and_query,
                              const std::function<bool(const ServerEvent&)>& on_event,
                              std::optional<std::chrono::milliseconds> limit = std::nullopt);

@@ -1,7 +1,7 @@
 // `mend demo`: see demo.h. The run has four phases:
-//   1. set-up: a fresh directory, a loopback webhook receiver, mend.yaml with the seed's eight
-//      agents (supervised mend-sample-agent processes), the daemon started in this process, and a
-//      wait until every agent is ready;
+//   1. set-up: a fresh directory, a loopback webhook receiver, mend.yaml with the specification's
+//      eight agents (supervised mend-sample-agent processes), the daemon started in this process,
+//      and a wait until every agent is ready;
 //   2. the run: submitter threads send the four task types at a steady rate over the task API
 //      (real HTTP, `?wait=`), a thread follows the event stream, and this thread fires the chaos
 //      timeline through the agents' /admin/chaos, samples GET /v1/agents twice a second and draws
@@ -558,7 +558,7 @@ class DemoRun {
 
 CLI::App* add_demo_command(CLI::App& app, DemoOptions& options) {
   CLI::App* cmd = app.add_subcommand(
-      "demo", "Run the seed's eight agents under mend with scripted chaos: a live view, a report");
+      "demo", "Run eight sample agents under mend with scripted chaos: a live view, a report");
   cmd->footer(
       "A workload of the four task types while a timeline injects a crash, a rate limit, a hang, "
       "a memory leak, a lost database, corrupt data and two outages; the report is printed and "

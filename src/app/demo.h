@@ -1,10 +1,11 @@
 // File: src/app/demo.h (internal to the `mend` binary)
 //
-// `mend demo`: the whole ecosystem in one command. It writes a configuration with the seed's eight
-// agents (supervised mend-sample-agent processes) and fallback chains into a fresh directory,
-// starts the daemon on it, runs a loopback webhook receiver for its notifications, drives a
-// workload of the four task types while a scripted timeline injects chaos through each agent's
-// /admin/chaos, shows a live view, and ends with a report (text and HTML, demo_report.h).
+// `mend demo`: the whole ecosystem in one command. It writes a configuration with the
+// specification's eight agents (supervised mend-sample-agent processes) and fallback chains into
+// a fresh directory, starts the daemon on it, runs a loopback webhook receiver for its
+// notifications, drives a workload of the four task types while a scripted timeline injects chaos
+// through each agent's /admin/chaos, shows a live view, and ends with a report (text and HTML,
+// demo_report.h).
 //
 //   mend::app::DemoOptions options;
 //   CLI::App app;

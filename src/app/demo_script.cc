@@ -32,14 +32,14 @@ std::string agent_names_csv() {
   return out;
 }
 
-// The configuration the demo runs: the seed's defaults where they fit a two-minute run, shorter
-// times where the seed's would outlast it (breaker recovery, probes, delivery).
+// The configuration the demo runs: the specification's defaults where they fit a two-minute run,
+// shorter times where the specification's would outlast it (breaker recovery, probes, delivery).
 std::string demo_config_yaml(const std::string& agent_command, const std::string& webhook_url,
                              double duration_seconds) {
   // The circuits must be able to open and close again within the run.
   const double recovery = std::clamp(duration_seconds / 12.0, 2.0, 10.0);
   std::ostringstream y;
-  y << "# Written by `mend demo`: the seed's agents, supervised, with the seed's fallback chains.\n"
+  y << "# Written by `mend demo`: eight agents, supervised, with the default fallback chains.\n"
     << "# Run it yourself: mend serve -c mend.yaml (the agents' command is an absolute path).\n"
     << "server:\n"
     << "  address: 127.0.0.1\n"
@@ -52,7 +52,7 @@ std::string demo_config_yaml(const std::string& agent_command, const std::string
     << "policies:\n"
     << "  retry:\n"
     << "    max_retries: 3\n"
-    << "    backoff: {kind: seed, base: 200ms, cap: 5s}\n"
+    << "    backoff: {kind: error_scaled, base: 200ms, cap: 5s}\n"
     << "  breaker:\n"
     << "    mode: consecutive\n"
     << "    failure_threshold: 5\n"
@@ -76,7 +76,7 @@ std::string demo_config_yaml(const std::string& agent_command, const std::string
       << "      liveness: {period: 1s, timeout: 1s, failure_threshold: 3}\n";
     if (a.generalist) y << "    generalist: true\n";
   }
-  y << "seed_fallback_chains: true\n"
+  y << "default_fallback_chains: true\n"
     << "escalation:\n"
     << "  war_room_url_template: https://chat.example.com/war-room/{id}\n"
     << "  receivers:\n"

@@ -1,7 +1,7 @@
 // File: src/app/demo_script.h (internal to the `mend` binary)
 //
-// What `mend demo` runs: the seed's eight agents, the workload's mix of task types and primary
-// agents, the chaos timeline, and the configuration file that puts them under mend
+// What `mend demo` runs: the specification's eight agents, the workload's mix of task types and
+// primary agents, the chaos timeline, and the configuration file that puts them under mend
 // (docs/demo.md describes them for users).
 //
 //   std::string yaml = demo_config_yaml(find_sample_agent(""), webhook_url, 120);
@@ -23,7 +23,7 @@ struct DemoAgent {
   bool generalist = false;
 };
 
-// The seed's agents. Capabilities decide where a task can go when its primary and chain fail.
+// The specification's agents. Capabilities: where a task can go when its primary and chain fail.
 inline constexpr DemoAgent kAgents[] = {
     {"senior-frontend-developer", "[frontend, code_review, ui]", 30},
     {"senior-backend-developer", "[backend, code_review, deployment, database]", 30},

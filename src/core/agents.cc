@@ -7,7 +7,7 @@
 
 namespace mend {
 
-std::map<std::string, std::vector<std::string>> seed_fallback_chains() {
+std::map<std::string, std::vector<std::string>> default_fallback_chains() {
   return {
       {"senior-frontend-developer",
        {"senior-full-stack-developer", "code-generation-improver", "agentzero-coordinator"}},

@@ -8,7 +8,7 @@ namespace mend {
 namespace {
 
 constexpr std::array<std::string_view, 7> kKindNames = {
-    "seed",         "constant",           "linear", "exponential", "full_jitter",
+    "error_scaled", "constant",           "linear", "exponential", "full_jitter",
     "equal_jitter", "decorrelated_jitter"};
 
 // base * multiplier^attempt in seconds, without overflow for large attempts.
@@ -18,7 +18,8 @@ double exponential_seconds(const BackoffOptions& o, int attempt) {
   return std::isfinite(grown) ? grown : to_seconds(o.cap) * 2;
 }
 
-double seed_factor(const BackoffOptions& o, ErrorType type, Severity severity) {
+// The error_scaled kind's factor: by the error's type, then by its severity.
+double error_factor(const BackoffOptions& o, ErrorType type, Severity severity) {
   double f = 1.0;
   if (type == ErrorType::rate_limit_exceeded) {
     f *= o.rate_limit_factor;
@@ -39,8 +40,8 @@ double raw_seconds(const BackoffOptions& o, int attempt, ErrorType type, Severit
   const double cap = to_seconds(o.cap);
   const double base = to_seconds(o.base);
   switch (o.kind) {
-    case BackoffKind::seed: {
-      double delay = exponential_seconds(o, attempt) * seed_factor(o, type, severity);
+    case BackoffKind::error_scaled: {
+      double delay = exponential_seconds(o, attempt) * error_factor(o, type, severity);
       return delay + delay * o.jitter * (2 * u - 1);
     }
     case BackoffKind::constant:

@@ -15,51 +15,51 @@ using std::chrono::seconds;
 using T = ErrorType;
 using S = Severity;
 
-Duration seed_delay(int attempt, ErrorType type, Severity severity, double u) {
+Duration scaled_delay(int attempt, ErrorType type, Severity severity, double u) {
   return compute_backoff(BackoffOptions{}, attempt, type, severity, Duration{}, u);
 }
 
-TEST(SeedBackoff, DefaultsAreTheSeeds) {
+TEST(ErrorScaledBackoff, DefaultsAreTheSpecifications) {
   BackoffOptions o;
-  EXPECT_EQ(o.kind, BackoffKind::seed);
+  EXPECT_EQ(o.kind, BackoffKind::error_scaled);
   EXPECT_EQ(o.base, seconds(1));
   EXPECT_EQ(o.cap, seconds(60));
   EXPECT_DOUBLE_EQ(o.jitter, 0.25);
 }
 
-TEST(SeedBackoff, DoublesPerAttemptWithoutJitterAtTheMiddleDraw) {
+TEST(ErrorScaledBackoff, DoublesPerAttemptWithoutJitterAtTheMiddleDraw) {
   // u = 0.5 makes the jitter term 0.
-  EXPECT_EQ(seed_delay(0, T::temporary_unavailable, S::medium, 0.5), seconds(1));
-  EXPECT_EQ(seed_delay(1, T::temporary_unavailable, S::medium, 0.5), seconds(2));
-  EXPECT_EQ(seed_delay(2, T::temporary_unavailable, S::medium, 0.5), seconds(4));
-  EXPECT_EQ(seed_delay(5, T::temporary_unavailable, S::medium, 0.5), seconds(32));
+  EXPECT_EQ(scaled_delay(0, T::temporary_unavailable, S::medium, 0.5), seconds(1));
+  EXPECT_EQ(scaled_delay(1, T::temporary_unavailable, S::medium, 0.5), seconds(2));
+  EXPECT_EQ(scaled_delay(2, T::temporary_unavailable, S::medium, 0.5), seconds(4));
+  EXPECT_EQ(scaled_delay(5, T::temporary_unavailable, S::medium, 0.5), seconds(32));
 }
 
-TEST(SeedBackoff, AppliesTypeAndSeverityFactors) {
-  EXPECT_EQ(seed_delay(0, T::rate_limit_exceeded, S::low, 0.5), seconds(2));
-  EXPECT_EQ(seed_delay(0, T::network_timeout, S::medium, 0.5), milliseconds(1500));
-  EXPECT_EQ(seed_delay(0, T::connection_reset, S::high, 0.5), milliseconds(1500));
-  EXPECT_EQ(seed_delay(0, T::connection_reset, S::critical, 0.5), seconds(2));
+TEST(ErrorScaledBackoff, AppliesTypeAndSeverityFactors) {
+  EXPECT_EQ(scaled_delay(0, T::rate_limit_exceeded, S::low, 0.5), seconds(2));
+  EXPECT_EQ(scaled_delay(0, T::network_timeout, S::medium, 0.5), milliseconds(1500));
+  EXPECT_EQ(scaled_delay(0, T::connection_reset, S::high, 0.5), milliseconds(1500));
+  EXPECT_EQ(scaled_delay(0, T::connection_reset, S::critical, 0.5), seconds(2));
   // Factors multiply: 2^1 x 2 (rate limit) x 2 (critical) = 8 s.
-  EXPECT_EQ(seed_delay(1, T::rate_limit_exceeded, S::critical, 0.5), seconds(8));
+  EXPECT_EQ(scaled_delay(1, T::rate_limit_exceeded, S::critical, 0.5), seconds(8));
   // Timeout and high: 2^2 x 1.5 x 1.5 = 9 s.
-  EXPECT_EQ(seed_delay(2, T::network_timeout, S::high, 0.5), seconds(9));
+  EXPECT_EQ(scaled_delay(2, T::network_timeout, S::high, 0.5), seconds(9));
 }
 
-TEST(SeedBackoff, JitterIsPlusMinusAQuarter) {
-  EXPECT_EQ(seed_delay(2, T::connection_reset, S::medium, 0.0), seconds(3));  // 4 x 0.75
-  EXPECT_EQ(seed_delay(2, T::connection_reset, S::medium, 0.75), seconds(4) + milliseconds(500));
-  EXPECT_EQ(seed_delay(2, T::connection_reset, S::medium, 1.0), seconds(5));  // 4 x 1.25
+TEST(ErrorScaledBackoff, JitterIsPlusMinusAQuarter) {
+  EXPECT_EQ(scaled_delay(2, T::connection_reset, S::medium, 0.0), seconds(3));  // 4 x 0.75
+  EXPECT_EQ(scaled_delay(2, T::connection_reset, S::medium, 0.75), seconds(4) + milliseconds(500));
+  EXPECT_EQ(scaled_delay(2, T::connection_reset, S::medium, 1.0), seconds(5));  // 4 x 1.25
 }
 
-TEST(SeedBackoff, CapsAfterJitterAsTheSeedDoes) {
+TEST(ErrorScaledBackoff, CapsAfterJitterAsTheSpecificationDoes) {
   // 2^6 = 64 s, x0.75 = 48 s: under the cap, so the jitter shows. (Capping first would give 45.)
-  EXPECT_EQ(seed_delay(6, T::connection_reset, S::medium, 0.0), seconds(48));
-  EXPECT_EQ(seed_delay(6, T::connection_reset, S::medium, 0.5), seconds(60));
-  EXPECT_EQ(seed_delay(30, T::rate_limit_exceeded, S::critical, 1.0), seconds(60));
+  EXPECT_EQ(scaled_delay(6, T::connection_reset, S::medium, 0.0), seconds(48));
+  EXPECT_EQ(scaled_delay(6, T::connection_reset, S::medium, 0.5), seconds(60));
+  EXPECT_EQ(scaled_delay(30, T::rate_limit_exceeded, S::critical, 1.0), seconds(60));
   // Absurd attempt numbers neither overflow nor go negative.
-  EXPECT_EQ(seed_delay(100000, T::connection_reset, S::medium, 0.3), seconds(60));
-  EXPECT_EQ(seed_delay(-5, T::connection_reset, S::medium, 0.5), seconds(1));
+  EXPECT_EQ(scaled_delay(100000, T::connection_reset, S::medium, 0.3), seconds(60));
+  EXPECT_EQ(scaled_delay(-5, T::connection_reset, S::medium, 0.5), seconds(1));
 }
 
 TEST(OtherBackoffs, FollowTheirFormulas) {
@@ -70,7 +70,7 @@ TEST(OtherBackoffs, FollowTheirFormulas) {
     o.kind = kind;
     return compute_backoff(o, attempt, T::network_timeout, S::critical, prev, u);
   };
-  // No seed factors outside the seed kind, whatever the type and severity.
+  // No error factors outside the error_scaled kind, whatever the type and severity.
   EXPECT_EQ(at(BackoffKind::constant, 7, 0.9), milliseconds(100));
   EXPECT_EQ(at(BackoffKind::linear, 0, 0.9), milliseconds(100));
   EXPECT_EQ(at(BackoffKind::linear, 4, 0.9), milliseconds(500));
@@ -127,7 +127,7 @@ TEST(BackoffProperty, EveryDelayIsWithinItsBoundsOverManySeeds) {
           lo = std::min(cap, base), hi = std::min(cap, std::max(base, 3 * prev));
           break;
         }
-        case BackoffKind::seed:
+        case BackoffKind::error_scaled:
           lo = 0, hi = cap;
           break;  // checked against the midpoint below
       }
@@ -137,7 +137,7 @@ TEST(BackoffProperty, EveryDelayIsWithinItsBoundsOverManySeeds) {
       ASSERT_LE(d, o.cap);
       ASSERT_GE(d, b.min) << to_string(o.kind) << " attempt " << attempt;
       ASSERT_LE(d, b.max) << to_string(o.kind) << " attempt " << attempt;
-      if (o.kind == BackoffKind::seed) {
+      if (o.kind == BackoffKind::error_scaled) {
         // Within +-25 % of the unjittered delay, unless the cap cut it.
         const Duration mid = compute_backoff(o, attempt, type, severity, previous, 0.5);
         if (mid < o.cap) {
@@ -155,6 +155,7 @@ TEST(BackoffKinds, NamesRoundTrip) {
     auto kind = static_cast<BackoffKind>(k);
     EXPECT_EQ(parse_backoff_kind(to_string(kind)), kind);
   }
+  EXPECT_EQ(to_string(BackoffKind::error_scaled), "error_scaled");
   EXPECT_FALSE(parse_backoff_kind("fibonacci").has_value());
 }
 

@@ -37,7 +37,7 @@ Bulkhead::Admission Bulkhead::enter(const std::stop_token& stop) {
   if (options_.max_queue == 0 || options_.max_wait <= Duration::zero())
     return Admission::queue_full;
 
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (static_cast<int>(queue_.size()) >= options_.max_queue) return Admission::queue_full;
   const std::uint64_t ticket = next_ticket_++;
   queue_.push_back(ticket);
@@ -45,7 +45,7 @@ Bulkhead::Admission Bulkhead::enter(const std::stop_token& stop) {
   const auto deadline = std::chrono::steady_clock::now() + options_.max_wait;
   bool admitted = false;
   // Only the head of the queue may take a slot: arrival order is kept.
-  cv_.wait_until(lock, stop, deadline, [&] {
+  cv_.wait_until(lock.native(), stop, deadline, [&]() MEND_REQUIRES(mu_) {
     admitted = queue_.front() == ticket && try_take();
     return admitted;
   });
@@ -61,7 +61,7 @@ void Bulkhead::leave() noexcept {
   in_use_.fetch_sub(1, std::memory_order_seq_cst);
   if (waiting_.load(std::memory_order_seq_cst) > 0) {
     // Taking the lock orders this notify after a waiter's check-then-wait: no lost wake-up.
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cv_.notify_all();
   }
 }

@@ -213,7 +213,7 @@ CircuitBreaker::Permit CircuitBreaker::acquire_slow(const Clock& clock) {
   std::vector<CircuitTransition> out;
   Permit p;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::uint64_t w = word_.load(std::memory_order_relaxed);
     CircuitState s = state_of(w);
     if (s == CircuitState::closed) {  // closed again since the caller looked
@@ -268,7 +268,7 @@ void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, cons
   if (!failed && !slow_call) return;
   std::vector<CircuitTransition> out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
     if (state_of(w) != CircuitState::closed || generation_of(w) != permit.generation()) return;
     const Totals t = window_->totals(now);
@@ -327,7 +327,7 @@ void CircuitBreaker::success_slow(const Permit& permit, const Clock& clock) {
   }
   std::vector<CircuitTransition> out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
     if (generation_of(w) != permit.generation()) return;  // admitted before a transition
     switch (state_of(w)) {
@@ -358,7 +358,7 @@ void CircuitBreaker::on_failure(const Permit& permit, const Clock& clock) {
   }
   std::vector<CircuitTransition> out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
     if (generation_of(w) != permit.generation()) return;
     switch (state_of(w)) {
@@ -386,7 +386,7 @@ void CircuitBreaker::on_failure(const Permit& permit, const Clock& clock) {
 
 void CircuitBreaker::on_ignored(const Permit& permit) {
   if (!permit.allowed() || permit.state() != CircuitState::half_open) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t w = word_.load(std::memory_order_relaxed);
   if (generation_of(w) != permit.generation() || state_of(w) != CircuitState::half_open) return;
   if (half_open_in_flight_ > 0) --half_open_in_flight_;
@@ -408,7 +408,7 @@ Error CircuitBreaker::rejection(const Permit& permit) const {
 void CircuitBreaker::isolate(const Clock& clock) {
   std::vector<CircuitTransition> out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (state() == CircuitState::isolated) return;
     out.push_back(transition_locked(CircuitState::isolated, clock.now(), "isolated by operator"));
   }
@@ -418,7 +418,7 @@ void CircuitBreaker::isolate(const Clock& clock) {
 void CircuitBreaker::reset(const Clock& clock) {
   std::vector<CircuitTransition> out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
     if (state_of(w) == CircuitState::closed) {
       // Closed already: its counts are forgotten, and nothing changed state, so no transition
@@ -434,7 +434,7 @@ void CircuitBreaker::reset(const Clock& clock) {
 }
 
 CircuitSnapshot CircuitBreaker::snapshot(const Clock& clock) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t w = word_.load(std::memory_order_relaxed);
   CircuitSnapshot s;
   s.state = state_of(w);
@@ -455,7 +455,7 @@ CircuitSnapshot CircuitBreaker::snapshot(const Clock& clock) const {
 }
 
 void CircuitBreaker::add_listener(Listener listener) {
-  std::lock_guard lock(listeners_mu_);
+  MutexLock lock(listeners_mu_);
   listeners_.push_back(std::move(listener));
 }
 
@@ -463,7 +463,7 @@ void CircuitBreaker::notify(const std::vector<CircuitTransition>& transitions) {
   if (transitions.empty()) return;
   std::vector<Listener> listeners;
   {
-    std::lock_guard lock(listeners_mu_);
+    MutexLock lock(listeners_mu_);
     listeners = listeners_;
   }
   // Outside every lock: a listener may reset the breaker, add listeners or make calls.

@@ -46,7 +46,7 @@ class Breaker : public ::testing::Test {
   std::vector<std::string> reasons;
 };
 
-TEST_F(Breaker, DefaultsAreTheSeeds) {
+TEST_F(Breaker, DefaultsAreTheSpecifications) {
   CircuitBreakerOptions o;
   EXPECT_EQ(o.mode, BreakerMode::consecutive);
   EXPECT_EQ(o.failure_threshold, 5);
@@ -336,10 +336,10 @@ TEST_F(Breaker, FailureRateHalfOpenAdmitsOnlyItsProbes) {
   EXPECT_FALSE(breaker->try_acquire(clock).allowed());
 }
 
-// --- property: the consecutive breaker is the seed's state machine ---------------------------
+// --- property: the consecutive breaker is the specification's state machine ------------------
 
-// The seed's CircuitBreaker, transcribed: the reference the real one must agree with.
-struct SeedModel {
+// The specification's CircuitBreaker, transcribed: the reference the real one must agree with.
+struct SpecificationModel {
   CS state = CS::closed;
   int failure_count = 0;
   int success_count = 0;
@@ -375,11 +375,11 @@ struct SeedModel {
   }
 };
 
-TEST_F(Breaker, AgreesWithTheSeedsStateMachineOverManyRandomRuns) {
+TEST_F(Breaker, AgreesWithTheSpecificationsStateMachineOverManyRandomRuns) {
   for (std::uint64_t seed = 1; seed <= 300; ++seed) {
     SeededRandom random(seed);
     make();
-    SeedModel model;
+    SpecificationModel model;
     int half_open_successes = 0;
     for (int step = 0; step < 400; ++step) {
       clock.advance(from_seconds(random.next_unit() * 20));

@@ -107,7 +107,7 @@ Classifier& Classifier::add_standard_rules() {
   // C++ exceptions.
   c.on_exception<std::bad_alloc>(T::memory_exhausted, S::high);
   c.on_exception<std::invalid_argument>(T::validation_failed, S::medium);
-  // Error kinds: the seed's exception classes, as kinds that non-C++ errors can carry.
+  // Error kinds: the specification's exception classes, as kinds that non-C++ errors can carry.
   c.on_kind("timeout", T::network_timeout, S::medium);
   c.on_kind("connect", T::connection_reset, S::medium);
   c.on_kind("queue_full", T::connection_pool_exhausted, S::medium);
@@ -147,7 +147,7 @@ Classifier& Classifier::add_standard_rules() {
   c.on_errc(std::errc::resource_unavailable_try_again, T::temporary_unavailable, S::medium);
   c.on_errc(std::errc::permission_denied, T::security_error, S::high);
   c.on_errc(std::errc::operation_not_permitted, T::security_error, S::high);
-  // The seed's message keywords, in the seed's order.
+  // The specification's message keywords, in its order.
   c.on_keywords({"timeout", "timed out"}, T::network_timeout, S::medium);
   c.on_keywords({"memory", "out of memory"}, T::memory_exhausted, S::high);
   c.on_keywords({"connection", "connect"}, T::connection_reset, S::medium);

@@ -29,7 +29,7 @@ struct DeadlockError : DatabaseError {
   using DatabaseError::DatabaseError;
 };
 
-TEST(StandardClassifier, ReproducesTheSeedsTable) {
+TEST(StandardClassifier, ReproducesTheSpecificationsTable) {
   const Classifier c = Classifier::standard();
   // (httpx.TimeoutException, None) and (httpx.ConnectError, None)
   expect(of_exception(c, std::system_error(std::make_error_code(std::errc::timed_out))),
@@ -46,7 +46,7 @@ TEST(StandardClassifier, ReproducesTheSeedsTable) {
   expect(c.classify(Error::of_kind("queue_full")), T::connection_pool_exhausted, S::medium);
   expect(c.classify(Error::of_kind("database")), T::database_error, S::high);
   expect(c.classify(Error::of_kind("authentication")), T::authentication_failed, S::high);
-  // Keywords, case-insensitively, in the seed's order.
+  // Keywords, case-insensitively, in the specification's order.
   expect(c.classify(Error::of_kind("", "Request TIMED OUT after 30s")), T::network_timeout,
          S::medium);
   expect(c.classify(Error::of_kind("", "java.lang.OutOfMemoryError: out of memory")),

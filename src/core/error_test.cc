@@ -10,8 +10,8 @@
 namespace mend {
 namespace {
 
-TEST(ErrorTaxonomy, HasTheSeedsTwentyTypesInFiveCategories) {
-  const std::vector<std::pair<std::string, std::string>> seed = {
+TEST(ErrorTaxonomy, HasTheSpecificationsTwentyTypesInFiveCategories) {
+  const std::vector<std::pair<std::string, std::string>> specified = {
       {"network_timeout", "transient"},
       {"connection_reset", "transient"},
       {"rate_limit_exceeded", "transient"},
@@ -33,13 +33,13 @@ TEST(ErrorTaxonomy, HasTheSeedsTwentyTypesInFiveCategories) {
       {"authorization_failed", "external"},
       {"external_service_down", "external"},
   };
-  ASSERT_EQ(seed.size(), static_cast<std::size_t>(kErrorTypeCount));
+  ASSERT_EQ(specified.size(), static_cast<std::size_t>(kErrorTypeCount));
   std::set<std::string_view> seen;
   for (int i = 0; i < kErrorTypeCount; ++i) {
     auto type = static_cast<ErrorType>(i);
-    EXPECT_EQ(to_string(type), seed[i].first);
-    EXPECT_EQ(to_string(category_of(type)), seed[i].second);
-    EXPECT_EQ(parse_error_type(seed[i].first), type);
+    EXPECT_EQ(to_string(type), specified[i].first);
+    EXPECT_EQ(to_string(category_of(type)), specified[i].second);
+    EXPECT_EQ(parse_error_type(specified[i].first), type);
     seen.insert(to_string(type));
   }
   EXPECT_EQ(seen.size(), 20u);

@@ -10,7 +10,7 @@ using std::chrono::minutes;
 
 const WallTime kNow = ManualClock::kDefaultWallStart;
 
-TEST(EscalationPolicyTest, SeedLevels) {
+TEST(EscalationPolicyTest, SpecificationLevels) {
   EscalationPolicy policy;
   EscalationPlan low = policy.plan(Severity::low);
   EXPECT_EQ(low.action, "logged");

@@ -104,7 +104,7 @@ std::string Event::describe() const {
 
 void RecordingEventSink::emit(const Event& event) noexcept {
   try {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     events_.push_back(event);
   } catch (...) {
     // Out of memory while recording: dropping an event beats taking down the caller.
@@ -112,18 +112,18 @@ void RecordingEventSink::emit(const Event& event) noexcept {
 }
 
 std::vector<Event> RecordingEventSink::events() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return events_;
 }
 
 std::size_t RecordingEventSink::count(EventKind kind) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return static_cast<std::size_t>(std::count_if(events_.begin(), events_.end(),
                                                 [&](const Event& e) { return e.kind == kind; }));
 }
 
 void RecordingEventSink::clear() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   events_.clear();
 }
 

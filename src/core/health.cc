@@ -65,7 +65,7 @@ HealthTracker::HealthTracker(ProbeOptions options, TimePoint start)
 
 HealthState HealthTracker::record(const ProbeResult& result, TimePoint now) {
   const HealthState observed = observed_health(result);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (observed == HealthState::unhealthy) {
     bump(failures_);
     successes_ = 0;
@@ -85,27 +85,27 @@ HealthState HealthTracker::record(const ProbeResult& result, TimePoint now) {
 }
 
 HealthState HealthTracker::state() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return state_;
 }
 int HealthTracker::consecutive_failures() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return failures_;
 }
 int HealthTracker::consecutive_successes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return successes_;
 }
 bool HealthTracker::probe_due(TimePoint now) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return now >= next_probe_at_;
 }
 TimePoint HealthTracker::next_probe_at() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return next_probe_at_;
 }
 ProbeResult HealthTracker::last_result() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return last_;
 }
 

@@ -18,12 +18,12 @@ HealthTracker& HealthMonitor::tracker(const std::string& agent, TimePoint now) {
 }
 
 std::vector<HealthTransition> HealthMonitor::check_due(AgentOperations& ops, TimePoint now) {
-  std::lock_guard pass(pass_mu_);
+  MutexLock pass(pass_mu_);
   std::vector<HealthTransition> transitions;
   for (const std::string& name : agents_.names()) {
     HealthTracker* t = nullptr;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       t = &tracker(name, now);
     }
     if (!t->probe_due(now)) continue;
@@ -83,13 +83,13 @@ std::vector<HealthTransition> HealthMonitor::check_due(AgentOperations& ops, Tim
 }
 
 HealthState HealthMonitor::state(const std::string& agent) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = trackers_.find(agent);
   return it == trackers_.end() ? HealthState::unknown : it->second->state();
 }
 
 std::optional<TimePoint> HealthMonitor::next_due() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::optional<TimePoint> next;
   for (const auto& [name, t] : trackers_) {
     const TimePoint at = t->next_probe_at();

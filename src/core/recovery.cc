@@ -266,7 +266,7 @@ HealingReport SelfHealer::heal(const std::string& agent, const Symptoms& symptom
   }
 
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (intensity_.size() > kIntensityPruneThreshold) {
       std::erase_if(intensity_, [now](const auto& entry) { return entry.second.recent(now) == 0; });
     }
@@ -317,7 +317,7 @@ HealingReport SelfHealer::heal(const std::string& agent, const Symptoms& symptom
 }
 
 int SelfHealer::recent_attempts(const std::string& agent, TimePoint now) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = intensity_.find(agent);
   return it == intensity_.end() ? 0 : it->second.recent(now);
 }

@@ -83,7 +83,7 @@ RecoveryContext context(std::string issue) {
   return ctx;
 }
 
-// --- the seed's strategies --------------------------------------------------------------------
+// --- the specification's strategies -----------------------------------------------------------
 
 TEST(Strategies, MemoryClearsCachesThenRestartsGracefully) {
   FakeOps ops;
@@ -237,7 +237,7 @@ Symptoms with_metric(const std::string& name, double value) {
   return s;
 }
 
-TEST(Diagnose, SeedTable) {
+TEST(Diagnose, SpecificationTable) {
   EXPECT_EQ(diagnose(with_error(ErrorType::memory_exhausted)), "high_memory_usage");
   EXPECT_EQ(diagnose(with_error(ErrorType::connection_pool_exhausted)),
             "connection_pool_exhausted");

@@ -21,7 +21,7 @@ std::system_error timed_out() {
   return std::system_error(std::make_error_code(std::errc::timed_out));
 }
 
-TEST(RetryPolicy, DefaultsAreTheSeeds) {
+TEST(RetryPolicy, DefaultsAreTheSpecifications) {
   RetryOptions o;
   EXPECT_EQ(o.max_retries, 3);
   EXPECT_EQ(o.backoff.base, seconds(1));
@@ -101,7 +101,7 @@ class RetryExecutor : public ::testing::Test {
   TestEnv t;
 };
 
-TEST_F(RetryExecutor, RetriesTransientErrorsWithTheSeedsDelays) {
+TEST_F(RetryExecutor, RetriesTransientErrorsWithErrorScaledDelays) {
   int calls = 0;
   int v = retry_pipeline().execute([&] {
     if (++calls <= 3) throw std::system_error(std::make_error_code(std::errc::connection_reset));

@@ -466,7 +466,7 @@ bool WorkflowRun::conclude() {
 
   // A low or medium error that retrying (or healing) the primary resolved is only logged;
   // anything else escalates at the level of the most severe error: high and critical always
-  // do, as the seed's "immediate" and "emergency" escalations.
+  // do, as the specification's "immediate" and "emergency" escalations.
   if (!worst_) return false;
   if (primary_answered_after_retry_ && !healing_failed_ && worst_->severity <= Severity::medium) {
     EscalationTaken logged;

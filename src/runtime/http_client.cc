@@ -1,5 +1,6 @@
 // HttpClient (mend/http_client.h): connections and their pool, TLS, and one call: connecting,
-// sending the request and reading the response, with Beast. URLs are taken apart in http_url.cc.
+// sending the request and reading the response, whole (request()) or piece by piece as it comes
+// (request_stream()), with Beast. URLs are taken apart in http_url.cc.
 #include "mend/http_client.h"
 
 // clang-format off
@@ -26,8 +27,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cstdio>
+#include <exception>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <system_error>
 
@@ -143,20 +146,74 @@ Error connect_timeout_error(const Call& call, Duration connect_timeout) {
   return e;
 }
 
+// What went wrong in the transport's own words: the errno's text, or that the peer closed.
+std::string transport_reason(const boost::system::error_code& ec) {
+  if (!to_std(ec) && is_closed_by_peer(ec)) return "the server closed the connection";
+  return ec.message();
+}
+
 // Refused, reset, closed early: kind "connect" and the errno, connection_reset when the peer
 // simply closed (EOF has no errno of its own).
 Error transport_error(const Call& call, std::string_view stage,
                       const boost::system::error_code& ec) {
   std::error_code code = to_std(ec);
-  std::string why = ec.message();
-  if (!code) {
-    code = std::make_error_code(std::errc::connection_reset);
-    if (is_closed_by_peer(ec)) why = "the server closed the connection";
-  }
-  Error e =
-      Error::from_code(code, call.what() + " failed while " + std::string(stage) + ": " + why);
+  if (!code) code = std::make_error_code(std::errc::connection_reset);
+  Error e = Error::from_code(
+      code, call.what() + " failed while " + std::string(stage) + ": " + transport_reason(ec));
   e.kind = "connect";
   return e;
+}
+
+// A step that failed: the error, and for a stream which step it was and why, in few words.
+struct Failure {
+  Error error;
+  HttpStreamFailure step = HttpStreamFailure::none;
+  std::string reason;
+};
+
+// Beast's parser found the bytes malformed (rather than the connection failing).
+bool is_parse_error(const boost::system::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error{}).category();
+}
+
+// --- Streams ---
+
+// One request_stream() call, besides its Call: what to call back and when to stop.
+struct StreamPlan {
+  HttpStreamHandlers handlers;
+  HttpStreamLimits limits;
+  SteadyTime end{};              // limits.deadline from the call's start
+  std::uint64_t body_limit = 0;  // never boost::none: Beast 1.74 then refuses every Content-Length
+};
+
+// The outcome of one try of a stream on one connection. Default-constructible, as co_spawn
+// requires.
+struct StreamExchange {
+  HttpStreamResult result;
+  bool stale = false;     // a pooled connection failed before any byte of the response: retry
+  bool reusable = false;  // the connection may go back to the pool
+};
+
+StreamExchange stream_ended(HttpStreamEnd end, bool reusable = false) {
+  StreamExchange ex;
+  ex.result.end = end;
+  ex.reusable = reusable;
+  return ex;
+}
+
+StreamExchange stream_failed(Failure failure) {
+  StreamExchange ex;
+  ex.result.end = HttpStreamEnd::failed;
+  ex.result.failure = failure.step;
+  ex.result.error = std::move(failure.error);
+  ex.result.reason = std::move(failure.reason);
+  return ex;
+}
+
+StreamExchange stream_stale() {
+  StreamExchange ex;
+  ex.stale = true;
+  return ex;
 }
 
 }  // namespace
@@ -196,10 +253,21 @@ struct HttpClient::Impl {
                        std::string body, std::optional<Duration> timeout) const;
   net::awaitable<Exchange> exchange(std::shared_ptr<Connection> conn, const Call& call,
                                     bool pooled);
-  net::awaitable<std::optional<Error>> connect(Connection& conn, const Call& call);
+  net::awaitable<std::optional<Failure>> connect(Connection& conn, const Call& call);
   template <class Stream>
   net::awaitable<Exchange> send_and_receive(Connection& conn, Stream& stream, const Call& call,
                                             bool pooled);
+
+  static net::awaitable<HttpStreamResult> run_stream(std::shared_ptr<Impl> self, std::string method,
+                                                     std::string url,
+                                                     std::vector<HttpHeader> headers,
+                                                     std::string body, HttpStreamHandlers handlers,
+                                                     HttpStreamLimits limits);
+  net::awaitable<StreamExchange> stream_exchange(std::shared_ptr<Connection> conn, const Call& call,
+                                                 const StreamPlan& plan, bool pooled);
+  template <class Stream>
+  net::awaitable<StreamExchange> send_and_stream(Connection& conn, Stream& stream, const Call& call,
+                                                 const StreamPlan& plan, bool pooled);
 
   std::shared_ptr<Connection> take_idle(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu);
@@ -328,12 +396,14 @@ net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl>
   }
 }
 
-net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn, const Call& call) {
+net::awaitable<std::optional<Failure>> HttpClient::Impl::connect(Connection& conn,
+                                                                 const Call& call) {
   const UrlParts& u = call.url_parts;
   SteadyTime connect_deadline = std::min(call.deadline, deadline_after(options.connect_timeout));
-  auto timed_out = [&]() -> Error {
-    return connect_deadline < call.deadline ? connect_timeout_error(call, options.connect_timeout)
-                                            : timeout_error(call);
+  auto timed_out = [&]() -> Failure {
+    return {connect_deadline < call.deadline ? connect_timeout_error(call, options.connect_timeout)
+                                             : timeout_error(call),
+            HttpStreamFailure::connect_timeout, "timed out"};
   };
   boost::system::error_code ec;
   auto port = static_cast<unsigned short>(std::stoi(u.port));
@@ -360,7 +430,7 @@ net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn,
       Error e = Error::of_kind("connect", call.what() + " failed: cannot resolve host \"" + u.host +
                                               "\": " + ec.message());
       e.code = to_std(ec);
-      co_return e;
+      co_return Failure{std::move(e), HttpStreamFailure::resolve, ec.message()};
     }
     for (const auto& entry : results) endpoints.push_back(entry.endpoint());
   }
@@ -370,7 +440,10 @@ net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn,
   ec = {};
   co_await tcp.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
   if (ec == beast::error::timeout) co_return timed_out();
-  if (ec) co_return transport_error(call, "connecting to " + u.host + ":" + u.port, ec);
+  if (ec) {
+    co_return Failure{transport_error(call, "connecting to " + u.host + ":" + u.port, ec),
+                      HttpStreamFailure::connect, transport_reason(ec)};
+  }
   tcp.socket().set_option(tcp::no_delay(true), ec);
 
   if (!conn.tls) co_return std::nullopt;
@@ -399,14 +472,16 @@ net::awaitable<std::optional<Error>> HttpClient::Impl::connect(Connection& conn,
   if (ec) {
     long verify = SSL_get_verify_result(native);
     if (ec.category() != net::error::get_ssl_category() && verify == X509_V_OK) {
-      co_return transport_error(call, "in the TLS handshake with " + u.host + ":" + u.port, ec);
+      co_return Failure{
+          transport_error(call, "in the TLS handshake with " + u.host + ":" + u.port, ec),
+          HttpStreamFailure::connect, transport_reason(ec)};
     }
     std::string why = verify != X509_V_OK ? std::string("certificate verification failed: ") +
                                                 X509_verify_cert_error_string(verify)
                                           : ec.message();
     Error e = Error::of_kind("tls", call.what() + " failed: TLS handshake with " + u.host + ":" +
                                         u.port + " failed: " + why);
-    co_return e;
+    co_return Failure{std::move(e), HttpStreamFailure::tls, why};
   }
   co_return std::nullopt;
 }
@@ -417,8 +492,8 @@ net::awaitable<Exchange> HttpClient::Impl::exchange(std::shared_ptr<Connection> 
     co_return Exchange{timeout_error(call), false, pooled};
   }
   if (!pooled) {
-    std::optional<Error> failed = co_await connect(*conn, call);
-    if (failed) co_return Exchange{std::move(*failed), false, false};
+    std::optional<Failure> failed = co_await connect(*conn, call);
+    if (failed) co_return Exchange{std::move(failed->error), false, false};
   }
   if (conn->tls) co_return co_await send_and_receive(*conn, *conn->tls, call, pooled);
   co_return co_await send_and_receive(*conn, *conn->plain, call, pooled);
@@ -463,7 +538,7 @@ net::awaitable<Exchange> HttpClient::Impl::send_and_receive(Connection& conn, St
     if (pooled && nothing_buffered && !parser.got_some() && is_closed_by_peer(ec)) {
       co_return Exchange{std::nullopt, true, false};
     }
-    if (is_closed_by_peer(ec) || ec.category() != http::make_error_code(http::error{}).category()) {
+    if (is_closed_by_peer(ec) || !is_parse_error(ec)) {
       co_return Exchange{transport_error(call, "reading the response", ec), false, false};
     }
     co_return Exchange{
@@ -481,6 +556,209 @@ net::awaitable<Exchange> HttpClient::Impl::send_and_receive(Connection& conn, St
   response.body = std::move(res.body());
   bool reusable = res.keep_alive() && !res.need_eof();
   co_return Exchange{std::move(response), false, reusable};
+}
+
+// --- request_stream() ---------------------------------------------------------------------------
+
+net::awaitable<HttpStreamResult> HttpClient::Impl::run_stream(std::shared_ptr<Impl> self,
+                                                              std::string method, std::string url,
+                                                              std::vector<HttpHeader> headers,
+                                                              std::string body,
+                                                              HttpStreamHandlers handlers,
+                                                              HttpStreamLimits limits) {
+  auto invalid = [](Error e) {
+    return stream_failed({std::move(e), HttpStreamFailure::invalid_request, "invalid request"})
+        .result;
+  };
+  // Connecting, sending and the head have the head timeout, and the deadline when it is nearer.
+  const Duration head_timeout = limits.head_timeout.value_or(self->options.default_timeout);
+  Result<Call> prepared = self->prepare(std::move(method), std::move(url), std::move(headers),
+                                        std::move(body), std::min(head_timeout, limits.deadline));
+  if (!prepared.ok()) co_return invalid(std::move(prepared).error());
+  const Call& call = *prepared;
+  if (limits.silence_timeout <= Duration::zero()) {
+    co_return invalid(configuration_error(call.what() + ": the silence timeout must be positive"));
+  }
+  if (limits.max_header_bytes == 0 || limits.max_piece_bytes == 0) {
+    co_return invalid(configuration_error(
+        call.what() + ": max_header_bytes and max_piece_bytes must be at least 1"));
+  }
+  StreamPlan plan;
+  plan.end = deadline_after(limits.deadline);
+  plan.body_limit = limits.max_body_bytes.value_or(self->options.max_response_bytes);
+  plan.handlers = std::move(handlers);
+  plan.limits = std::move(limits);
+  if (call.tls) {
+    std::call_once(self->tls_once, [&] { self->set_up_tls(); });
+    if (self->tls_setup_error) co_return invalid(*self->tls_setup_error);
+  }
+
+  for (int attempt = 0;; ++attempt) {
+    // As in run(): the retry after a stale pooled connection takes a fresh one.
+    std::shared_ptr<Connection> conn = attempt == 0 ? self->take_idle(call.pool_key) : nullptr;
+    bool pooled = conn != nullptr;
+    if (!conn) {
+      conn = std::make_shared<Connection>(net::make_strand(self->executor),
+                                          call.tls ? self->tls_context.get() : nullptr);
+    }
+    // On the connection's strand, handlers included; an exception a handler throws comes out
+    // of this co_await.
+    StreamExchange ex = co_await net::co_spawn(
+        conn->executor, self->stream_exchange(conn, call, plan, pooled), net::use_awaitable);
+    if (ex.stale) {
+      self->drop_idle(call.pool_key);
+      continue;
+    }
+    if (ex.reusable) self->put_idle(call.pool_key, std::move(conn));
+    co_return std::move(ex.result);
+  }
+}
+
+net::awaitable<StreamExchange> HttpClient::Impl::stream_exchange(std::shared_ptr<Connection> conn,
+                                                                 const Call& call,
+                                                                 const StreamPlan& plan,
+                                                                 bool pooled) {
+  if (std::chrono::steady_clock::now() >= call.deadline) {
+    co_return stream_failed({timeout_error(call), HttpStreamFailure::head_timeout, "timed out"});
+  }
+  if (!pooled) {
+    std::optional<Failure> failed = co_await connect(*conn, call);
+    if (failed) co_return stream_failed(std::move(*failed));
+  }
+  if (conn->tls) co_return co_await send_and_stream(*conn, *conn->tls, call, plan, pooled);
+  co_return co_await send_and_stream(*conn, *conn->plain, call, plan, pooled);
+}
+
+template <class Stream>
+net::awaitable<StreamExchange> HttpClient::Impl::send_and_stream(Connection& conn, Stream& stream,
+                                                                 const Call& call,
+                                                                 const StreamPlan& plan,
+                                                                 bool pooled) {
+  using F = HttpStreamFailure;
+  beast::tcp_stream& tcp = conn.tcp();
+  boost::system::error_code ec;
+  tcp.expires_at(call.deadline);
+  co_await http::async_write(stream, call.request, net::redirect_error(net::use_awaitable, ec));
+  if (ec == beast::error::timeout) {
+    co_return stream_failed({timeout_error(call), F::send_timeout, "timed out"});
+  }
+  if (ec) {
+    if (pooled && is_closed_by_peer(ec)) co_return stream_stale();
+    co_return stream_failed(
+        {transport_error(call, "sending the request", ec), F::send, transport_reason(ec)});
+  }
+
+  // The head, whole; then the body into a buffer of our own, one piece per read.
+  http::response_parser<http::buffer_body> parser;
+  parser.header_limit(plan.limits.max_header_bytes);
+  parser.body_limit(plan.body_limit);
+  if (call.head) parser.skip(true);
+  const bool nothing_buffered = conn.buffer.size() == 0;
+  tcp.expires_at(call.deadline);
+  co_await http::async_read_header(stream, conn.buffer, parser,
+                                   net::redirect_error(net::use_awaitable, ec));
+  const std::string body_too_large = call.what() + ": the response body exceeds the limit of " +
+                                     std::to_string(plan.body_limit) + " bytes";
+  if (ec == beast::error::timeout) {
+    co_return stream_failed({timeout_error(call), F::head_timeout, "timed out"});
+  }
+  if (ec) {
+    if (pooled && nothing_buffered && !parser.got_some() && is_closed_by_peer(ec)) {
+      co_return stream_stale();
+    }
+    if (ec == http::error::header_limit) {
+      std::string why = "the response's headers exceed the limit of " +
+                        std::to_string(plan.limits.max_header_bytes) + " bytes";
+      co_return stream_failed(
+          {Error::of_kind("response_too_large", call.what() + ": " + why), F::head_too_large, why});
+    }
+    if (ec == http::error::body_limit) {  // a Content-Length over the limit
+      co_return stream_failed({Error::of_kind("response_too_large", body_too_large),
+                               F::body_too_large, "the response body exceeds the limit"});
+    }
+    if (is_closed_by_peer(ec) && !to_std(ec)) {
+      co_return stream_failed({transport_error(call, "reading the response", ec),
+                               F::closed_before_head, transport_reason(ec)});
+    }
+    if (is_parse_error(ec)) {
+      co_return stream_failed(
+          {Error::of_kind("protocol", call.what() + ": malformed response: " + ec.message()),
+           F::malformed_head, ec.message()});
+    }
+    co_return stream_failed(
+        {transport_error(call, "reading the response", ec), F::read, transport_reason(ec)});
+  }
+
+  {
+    HttpResponse head;
+    head.status = static_cast<int>(parser.get().result_int());
+    for (const auto& field : parser.get()) {
+      head.headers.push_back({std::string(field.name_string()), std::string(field.value())});
+    }
+    if (plan.handlers.on_head && !plan.handlers.on_head(head)) {
+      co_return stream_ended(HttpStreamEnd::stopped);
+    }
+  }
+
+  const std::size_t piece_size = plan.limits.max_piece_bytes;
+  std::unique_ptr<char[]> piece(new char[piece_size]);
+  SteadyTime last_byte = std::chrono::steady_clock::now();
+  for (;;) {
+    if (parser.is_done()) {
+      co_return stream_ended(HttpStreamEnd::complete,
+                             parser.get().keep_alive() && !parser.need_eof());
+    }
+    if (std::chrono::steady_clock::now() >= plan.end) {
+      co_return stream_ended(HttpStreamEnd::deadline);
+    }
+    const Duration silence = plan.limits.silence_timeout;
+    const SteadyTime silent_at =
+        silence >= SteadyTime::max() - last_byte ? SteadyTime::max() : last_byte + silence;
+    const bool deadline_first = plan.end <= silent_at;
+    tcp.expires_at(deadline_first ? plan.end : silent_at);
+    parser.get().body().data = piece.get();
+    parser.get().body().size = piece_size;
+    co_await http::async_read_some(stream, conn.buffer, parser,
+                                   net::redirect_error(net::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};  // the piece is full: the rest comes next time
+    const std::size_t got = piece_size - parser.get().body().size;
+    if (got > 0 && plan.handlers.on_body &&
+        !plan.handlers.on_body(std::string_view(piece.get(), got))) {
+      co_return stream_ended(HttpStreamEnd::stopped);
+    }
+    if (ec == beast::error::timeout) {
+      if (deadline_first) co_return stream_ended(HttpStreamEnd::deadline);
+      Error e = Error::from_code(
+          std::make_error_code(std::errc::timed_out),
+          call.what() + ": the response went silent: no data for " + describe_duration(silence));
+      e.kind = "timeout";
+      co_return stream_failed(
+          {std::move(e), F::silence, "no data for " + describe_duration(silence)});
+    }
+    if (ec == http::error::partial_message || ec == net::ssl::error::stream_truncated) {
+      // The peer closed where the framing says the body goes on: a server that died, a network
+      // that failed, or a proxy that gave up; not the end of the body.
+      const std::string why = "the server closed the connection before the end of the body";
+      Error e = Error::from_code(std::make_error_code(std::errc::connection_reset),
+                                 call.what() + " failed while reading the response: " + why);
+      e.kind = "connect";
+      co_return stream_failed({std::move(e), F::cut_off, why});
+    }
+    if (ec == http::error::body_limit) {
+      co_return stream_failed({Error::of_kind("response_too_large", body_too_large),
+                               F::body_too_large, "the response body exceeds the limit"});
+    }
+    if (ec && is_parse_error(ec)) {
+      co_return stream_failed(
+          {Error::of_kind("protocol", call.what() + ": malformed response body: " + ec.message()),
+           F::malformed_body, ec.message()});
+    }
+    if (ec) {
+      co_return stream_failed(
+          {transport_error(call, "reading the response", ec), F::read, transport_reason(ec)});
+    }
+    last_byte = std::chrono::steady_clock::now();
+  }
 }
 
 HttpClient::HttpClient(boost::asio::any_io_executor executor, HttpClientOptions options)
@@ -516,6 +794,39 @@ Result<HttpResponse> HttpClient::request_sync(std::string method, std::string ur
           result.emplace(Error::from_live_exception(e, std::current_exception()));
         }
         promise->set_value(std::move(*result));
+      },
+      net::detached);
+  return future.get();
+}
+
+boost::asio::awaitable<HttpStreamResult> HttpClient::request_stream(
+    std::string method, std::string url, std::vector<HttpHeader> headers, std::string body,
+    HttpStreamHandlers handlers, HttpStreamLimits limits) {
+  // Not a coroutine itself: the call holds the shared state, not `this`.
+  return Impl::run_stream(impl_, std::move(method), std::move(url), std::move(headers),
+                          std::move(body), std::move(handlers), std::move(limits));
+}
+
+HttpStreamResult HttpClient::request_stream_sync(std::string method, std::string url,
+                                                 std::vector<HttpHeader> headers, std::string body,
+                                                 HttpStreamHandlers handlers,
+                                                 HttpStreamLimits limits) {
+  auto promise = std::make_shared<std::promise<HttpStreamResult>>();
+  std::future<HttpStreamResult> future = promise->get_future();
+  net::co_spawn(
+      impl_->executor,
+      [impl = impl_, promise, method = std::move(method), url = std::move(url),
+       headers = std::move(headers), body = std::move(body), handlers = std::move(handlers),
+       limits = std::move(limits)]() mutable -> net::awaitable<void> {
+        std::exception_ptr thrown;
+        try {
+          promise->set_value(co_await Impl::run_stream(impl, std::move(method), std::move(url),
+                                                       std::move(headers), std::move(body),
+                                                       std::move(handlers), std::move(limits)));
+        } catch (...) {
+          thrown = std::current_exception();  // a handler's, most likely: the caller's to see
+        }
+        if (thrown) promise->set_exception(thrown);
       },
       net::detached);
   return future.get();

@@ -1,58 +1,15 @@
 // Tests of HttpClient and HttpServer together, over real loopback sockets: servers the tests
 // start, raw sockets where a misbehaving peer is needed, and test certificates generated on the
-// spot. Every wait is bounded.
-#include "mend/http_client.h"
-
-#include <arpa/inet.h>
-#include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_future.hpp>
-#include <chrono>
-#include <future>
-#include <nlohmann/json.hpp>
-#include <random>
-#include <string>
-#include <thread>
-#include <vector>
-
-#include "mend/classifier.h"
-#include "mend/http_server.h"
-#include "mend_test/io_loop.h"
-#include "mend_test/raw_connection.h"
-#include "test_tls.h"
+// spot. Every wait is bounded. The streaming call is tested in http_client_stream_test.cc.
+#include "http_client_test_support.h"
 
 namespace mend {
 namespace {
 
+using namespace mend::http_test;  // NOLINT: the tests' shared pieces
 namespace net = boost::asio;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-using ClientLoop = mend::testing::IoLoop;
-using mend::testing::RawConnection;
-
-// Answers with what it received: method, target and the X-Test header in headers, the body as
-// the body. "/status/N" answers status N.
-HttpResponse echo(const HttpRequest& request) {
-  HttpResponse response;
-  if (request.target.rfind("/status/", 0) == 0)
-    response.status = std::stoi(request.target.substr(8));
-  response.headers = {{"X-Method", request.method},
-                      {"X-Target", request.target},
-                      {"X-Test-Echo", request.header("x-test")},
-                      {"Content-Type", "text/plain"}};
-  response.body = request.body;
-  return response;
-}
 
 // --- parse_url -----------------------------------------------------------------------------------
 
@@ -479,24 +436,6 @@ TEST(HttpClientServer, ConcurrentCoroutinesShareOneClient) {
 }
 
 // --- HTTPS ---------------------------------------------------------------------------------------
-
-class Https : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { certs_ = testing::TestCertificates::generate().release(); }
-  static void TearDownTestSuite() {
-    delete certs_;
-    certs_ = nullptr;
-  }
-  static HttpServerOptions tls_options() {
-    HttpServerOptions options;
-    options.tls_cert_pem = certs_->cert_pem;
-    options.tls_key_pem = certs_->key_pem;
-    return options;
-  }
-  static testing::TestCertificates* certs_;
-};
-testing::TestCertificates* Https::certs_ = nullptr;
-
 TEST_F(Https, SucceedsWithTheTestCaAndReusesTheConnection) {
   HttpServer server(tls_options(), echo);
   ASSERT_TRUE(server.start().ok());

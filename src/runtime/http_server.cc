@@ -24,7 +24,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -348,7 +347,7 @@ net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsi
   auto& lowest = beast::get_lowest_layer(stream);
   auto state = std::make_shared<Exchange>(session->executor, request.method + " " + request.target);
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     // Read under the lock: stop() sets it before closing the registered exchanges.
     if (stopping.load()) co_return false;
     session->exchange = state;
@@ -363,7 +362,7 @@ net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsi
     ~Finish() {
       state->session = nullptr;
       {
-        std::lock_guard<std::mutex> lock(server->mu);
+        MutexLock lock(server->mu);
         session->exchange.reset();
       }
       state->close();
@@ -379,7 +378,7 @@ net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsi
     thrown = "the handler threw a non-standard exception";
   }
   if (thrown) {
-    std::lock_guard<std::mutex> lock(state->mu);
+    MutexLock lock(state->mu);
     // The responder may have been dropped by the unwinding already.
     if (state->phase == Phase::kPending || state->phase == Phase::kDropped) {
       state->answer = json_error(500, "processing_failed", *thrown);
@@ -408,7 +407,7 @@ net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsi
     int status = 0;
     std::vector<HttpHeader> headers;
     {
-      std::lock_guard<std::mutex> lock(state->mu);
+      MutexLock lock(state->mu);
       phase = state->phase;
       if (phase == Phase::kAnswered) answer = std::move(state->answer);
       if (phase == Phase::kStreaming) {
@@ -483,7 +482,7 @@ net::awaitable<bool> HttpServer::Impl::exchange(std::shared_ptr<S> session, unsi
                                   net::redirect_error(net::use_awaitable, ec));
       }
       if (ec) break;
-      std::lock_guard<std::mutex> lock(state->mu);
+      MutexLock lock(state->mu);
       state->unsent -= pieces.size();
       continue;  // more may have come meanwhile, and the end is looked at once all was sent
     }
@@ -534,7 +533,7 @@ net::awaitable<void> HttpServer::Impl::accept_loop() {
   struct Done {
     Impl* server;
     ~Done() {
-      std::lock_guard<std::mutex> lock(server->mu);
+      MutexLock lock(server->mu);
       server->accepting = false;
       server->cv.notify_all();
     }
@@ -566,7 +565,7 @@ net::awaitable<void> HttpServer::Impl::accept_loop() {
     std::shared_ptr<Session> session;
     Capacity capacity = Capacity::within;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      MutexLock lock(mu);
       // Read under the lock: stop() sets it before aborting the registered sessions.
       if (stopping.load()) co_return;
       const std::size_t from_client = ++per_client[client];

@@ -24,7 +24,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -34,6 +33,7 @@
 
 #include "mend/http.h"
 #include "mend/http_server.h"
+#include "mend/thread_annotations.h"
 
 namespace mend::runtime_detail {
 
@@ -77,8 +77,10 @@ struct Session {
   bool watching = false;    // a read is pending to notice the client leaving
   bool watch_done = false;  // that read completed and its result was not looked at yet
   boost::system::error_code watch_error;
-  std::shared_ptr<Exchange> exchange;  // guarded by Impl::mu; the one in progress
-  std::string client;                  // the peer's address, set before the session is registered
+  // The one in progress. Guarded by HttpServer::Impl::mu (not annotated: a Session does not know
+  // its server).
+  std::shared_ptr<Exchange> exchange;
+  std::string client;  // the peer's address, set before the session is registered
 };
 
 // One asynchronous request/answer exchange, shared by the session that serves it and the
@@ -91,13 +93,13 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // Asks the session to look at the state again. Called with mu held. Posts nothing once the
   // exchange is closed: then the strand may belong to an io_context that is gone.
-  void wake_locked() {
+  void wake_locked() MEND_REQUIRES(mu) {
     if (closed || wake_posted || !strand) return;
     wake_posted = true;
     net::post(strand, [self = shared_from_this()] {
       bool hopeless = false;
       {
-        std::lock_guard<std::mutex> lock(self->mu);
+        MutexLock lock(self->mu);
         self->wake_posted = false;
         hopeless = self->phase == Phase::kAborted || self->overflowed;
       }
@@ -110,26 +112,27 @@ struct Exchange : std::enable_shared_from_this<Exchange> {
 
   // Ends the exchange: responder calls do nothing from now on.
   void close() {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     closed = true;
     strand = {};
   }
 
   const std::string target;
 
-  std::mutex mu;
-  Phase phase = Phase::kPending;       // guarded by mu
-  std::optional<HttpResponse> answer;  // guarded by mu; set with kAnswered, taken by the session
-  int stream_status = 0;               // guarded by mu; set with kStreaming
-  std::vector<HttpHeader> stream_headers;  // guarded by mu
-  std::string queued;           // guarded by mu; stream bytes not taken by the session yet
-  std::size_t unsent = 0;       // guarded by mu; queued + being written
-  bool end_requested = false;   // guarded by mu
-  bool overflowed = false;      // guarded by mu; the client could not keep up
-  bool closed = false;          // guarded by mu
-  bool wake_posted = false;     // guarded by mu
-  net::any_io_executor strand;  // guarded by mu; empty once closed
-  Session* session = nullptr;   // set while the session serves it; strand only
+  Mutex mu;
+  Phase phase MEND_GUARDED_BY(mu) = Phase::kPending;
+  // Set with kAnswered, taken by the session.
+  std::optional<HttpResponse> answer MEND_GUARDED_BY(mu);
+  int stream_status MEND_GUARDED_BY(mu) = 0;  // set with kStreaming
+  std::vector<HttpHeader> stream_headers MEND_GUARDED_BY(mu);
+  std::string queued MEND_GUARDED_BY(mu);      // stream bytes not taken by the session yet
+  std::size_t unsent MEND_GUARDED_BY(mu) = 0;  // queued + being written
+  bool end_requested MEND_GUARDED_BY(mu) = false;
+  bool overflowed MEND_GUARDED_BY(mu) = false;  // the client could not keep up
+  bool closed MEND_GUARDED_BY(mu) = false;
+  bool wake_posted MEND_GUARDED_BY(mu) = false;
+  net::any_io_executor strand MEND_GUARDED_BY(mu);  // empty once closed
+  Session* session = nullptr;                       // set while the session serves it; strand only
 };
 
 // The HttpResponder handed to the asynchronous handler for `exchange` (http_server_responder.cc).
@@ -180,7 +183,7 @@ struct HttpServer::Impl {
   HttpResponse call_handler(const HttpRequest& request);
 
   void unregister(const std::shared_ptr<Session>& session) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     if (sessions.erase(session) > 0) {
       auto client = per_client.find(session->client);
       if (client != per_client.end() && --client->second == 0) per_client.erase(client);
@@ -192,21 +195,21 @@ struct HttpServer::Impl {
   const Handler handler;  // one of these two is set
   const AsyncHandler async_handler;
 
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  std::set<std::shared_ptr<Session>> sessions;                 // guarded by mu
-  std::map<std::string, std::size_t, std::less<>> per_client;  // guarded by mu: by address
-  bool accepting = false;                                      // guarded by mu
+  std::set<std::shared_ptr<Session>> sessions MEND_GUARDED_BY(mu);
+  std::map<std::string, std::size_t, std::less<>> per_client MEND_GUARDED_BY(mu);  // by address
+  bool accepting MEND_GUARDED_BY(mu) = false;
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> served{0};
   std::atomic<std::size_t> accepted{0};
 
-  std::mutex lifecycle_mu;  // start() and stop()
-  bool started = false;     // guarded by lifecycle_mu
-  bool stopped = false;     // guarded by lifecycle_mu
+  Mutex lifecycle_mu;  // start() and stop()
+  bool started MEND_GUARDED_BY(lifecycle_mu) = false;
+  bool stopped MEND_GUARDED_BY(lifecycle_mu) = false;
   std::atomic<unsigned short> port{0};
-  mutable std::mutex url_mu;  // not lifecycle_mu: a handler may ask while stop() waits for it
-  std::string base_url;       // guarded by url_mu
+  mutable Mutex url_mu;  // not lifecycle_mu: a handler may ask while stop() waits for it
+  std::string base_url MEND_GUARDED_BY(url_mu);
 
   // Declared after the state above: handlers still pending when the context is destroyed touch
   // it from their destructors.

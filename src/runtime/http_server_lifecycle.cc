@@ -17,7 +17,6 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -63,7 +62,7 @@ HttpServer::~HttpServer() {
 
 Result<void> HttpServer::start() {
   Impl& s = *impl_;
-  std::lock_guard<std::mutex> lifecycle(s.lifecycle_mu);
+  MutexLock lifecycle(s.lifecycle_mu);
   if (s.started) return configuration_error("the HTTP server was started already");
   if (s.stopped) return configuration_error("a stopped HTTP server cannot be started again");
   if (!s.handler && !s.async_handler) {
@@ -123,12 +122,12 @@ Result<void> HttpServer::start() {
   s.acceptor = std::move(acceptor);
   std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
   {
-    std::lock_guard<std::mutex> lock(s.url_mu);
+    MutexLock lock(s.url_mu);
     s.base_url = std::string(s.tls ? "https" : "http") + "://" + host + ":" + std::to_string(bound);
   }
   s.port.store(bound);
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    MutexLock lock(s.mu);
     s.accepting = true;
   }
   net::co_spawn(s.acceptor->get_executor(), s.accept_loop(), net::detached);
@@ -150,7 +149,7 @@ Result<void> HttpServer::start() {
 
 void HttpServer::stop() {
   Impl& s = *impl_;
-  std::lock_guard<std::mutex> lifecycle(s.lifecycle_mu);
+  MutexLock lifecycle(s.lifecycle_mu);
   if (s.stopped) return;
   s.stopped = true;
   if (!s.started) return;
@@ -160,13 +159,14 @@ void HttpServer::stop() {
     s.acceptor->close(ignored);
   });
   {
-    std::unique_lock<std::mutex> lock(s.mu);
+    MutexLock lock(s.mu);
     for (const std::shared_ptr<Session>& session : s.sessions) {
       // Responders learn at once that it is over, and post nothing to a context about to go.
       if (session->exchange) session->exchange->close();
       net::post(session->executor, [session] { session->abort(); });
     }
-    s.cv.wait_for(lock, kStopGrace, [&s] { return s.sessions.empty() && !s.accepting; });
+    s.cv.wait_for(lock.native(), kStopGrace,
+                  [&s]() MEND_REQUIRES(s.mu) { return s.sessions.empty() && !s.accepting; });
   }
   s.io->stop();
   for (std::thread& t : s.threads) t.join();
@@ -178,7 +178,7 @@ unsigned short HttpServer::port() const {
 }
 
 std::string HttpServer::base_url() const {
-  std::lock_guard<std::mutex> lock(impl_->url_mu);
+  MutexLock lock(impl_->url_mu);
   return impl_->base_url;
 }
 

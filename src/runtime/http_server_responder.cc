@@ -1,7 +1,6 @@
 // The HttpResponder the HTTP server's asynchronous handler is handed (http_server_impl.h): the
 // handler's side of an Exchange, from any thread.
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,7 +22,7 @@ class Responder final : public HttpResponder {
   explicit Responder(std::shared_ptr<Exchange> exchange) : exchange_(std::move(exchange)) {}
   ~Responder() override {
     Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
+    MutexLock lock(x.mu);
     if (x.phase == Exchange::Phase::kPending) {
       x.phase = Exchange::Phase::kDropped;
       x.wake_locked();
@@ -37,7 +36,7 @@ class Responder final : public HttpResponder {
 
   void respond(HttpResponse response) override {
     Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
+    MutexLock lock(x.mu);
     if (x.closed || x.phase != Exchange::Phase::kPending) return;
     x.answer = std::move(response);
     x.phase = Exchange::Phase::kAnswered;
@@ -46,7 +45,7 @@ class Responder final : public HttpResponder {
 
   bool start_stream(int status, std::vector<HttpHeader> headers) override {
     Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
+    MutexLock lock(x.mu);
     if (x.closed || x.phase != Exchange::Phase::kPending) return false;
     std::string why = stream_header_problem(status, headers);
     if (!why.empty()) {
@@ -64,7 +63,7 @@ class Responder final : public HttpResponder {
 
   bool send(std::string piece) override {
     Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
+    MutexLock lock(x.mu);
     if (x.closed || x.phase != Exchange::Phase::kStreaming || x.end_requested) return false;
     if (x.unsent + piece.size() > kMaxStreamBacklog) {
       x.overflowed = true;
@@ -81,7 +80,7 @@ class Responder final : public HttpResponder {
 
   void end_stream() override {
     Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
+    MutexLock lock(x.mu);
     if (x.closed || x.phase != Exchange::Phase::kStreaming || x.end_requested) return;
     x.end_requested = true;
     x.wake_locked();
@@ -89,7 +88,7 @@ class Responder final : public HttpResponder {
 
   void abort() override {
     Exchange& x = *exchange_;
-    std::lock_guard<std::mutex> lock(x.mu);
+    MutexLock lock(x.mu);
     if (x.closed) return;
     if (x.phase == Exchange::Phase::kPending || x.phase == Exchange::Phase::kStreaming) {
       x.phase = Exchange::Phase::kAborted;
@@ -98,7 +97,7 @@ class Responder final : public HttpResponder {
   }
 
   bool closed() const override {
-    std::lock_guard<std::mutex> lock(exchange_->mu);
+    MutexLock lock(exchange_->mu);
     return exchange_->closed;
   }
 

@@ -206,7 +206,7 @@ FileReceiver::~FileReceiver() {
 }
 
 Result<void> FileReceiver::deliver(const OutboxMessage& message) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (file_ == nullptr) {
     if (path_ == "-") {
       file_ = stderr;

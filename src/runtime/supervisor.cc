@@ -74,7 +74,7 @@ ProcessSupervisor::Impl::Impl(CrashLoopOptions crash_loop, LogSink log, EventSin
   }
   wake_read_.reset(fds[0]);
   wake_write_.reset(fds[1]);
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   thread_ = std::thread([this] { run(); });
   thread_id_ = thread_.get_id();
 }
@@ -87,7 +87,7 @@ ProcessSupervisor::Impl::~Impl() {
   }
   stop_all();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     quitting_ = true;
   }
   wake();
@@ -154,7 +154,7 @@ Result<void> ProcessSupervisor::Impl::add(ProcessSpec spec) {
     return e;
   }
 
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (quitting_) return usage_error("the supervisor is shutting down");
   if (find_locked(spec.name) != nullptr) {
     return usage_error("a process named '" + spec.name + "' already exists");
@@ -166,7 +166,7 @@ Result<void> ProcessSupervisor::Impl::add(ProcessSpec spec) {
 }
 
 Result<void> ProcessSupervisor::Impl::start(const std::string& name) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   Process* p = find_locked(name);
   if (p == nullptr) return usage_error("no process named '" + name + "'");
   if (p->state == ProcessState::running || p->state == ProcessState::stopping) {
@@ -176,12 +176,12 @@ Result<void> ProcessSupervisor::Impl::start(const std::string& name) {
 }
 
 Result<void> ProcessSupervisor::Impl::request(Op op, const std::string& name) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (find_locked(name) == nullptr) return usage_error("no process named '" + name + "'");
   return submit_locked(lock, op, name);
 }
 
-Result<void> ProcessSupervisor::Impl::submit_locked(std::unique_lock<std::mutex>& lock, Op op,
+Result<void> ProcessSupervisor::Impl::submit_locked(MutexLock& lock, Op op,
                                                     const std::string& name) {
   if (quitting_) return usage_error("the supervisor is shutting down");
   const bool wait = !on_loop_thread();
@@ -189,13 +189,13 @@ Result<void> ProcessSupervisor::Impl::submit_locked(std::unique_lock<std::mutex>
   commands_.push_back(Command{op, name, completion});
   wake();
   if (!wait) return {};
-  done_cv_.wait(lock, [&] { return completion->done; });
+  done_cv_.wait(lock.native(), [&] { return completion->done; });
   return std::move(completion->result);
 }
 
 Result<void> ProcessSupervisor::Impl::kill(const std::string& name, int signal) {
   if (signal <= 0 || signal >= NSIG) return usage_error("invalid signal " + std::to_string(signal));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Process* p = find_locked(name);
   if (p == nullptr) return usage_error("no process named '" + name + "'");
   if (p->pid <= 0) return usage_error("process '" + name + "' is not running");
@@ -223,14 +223,14 @@ ProcessStatus ProcessSupervisor::Impl::status_locked(const Process& p) const {
 }
 
 std::optional<ProcessStatus> ProcessSupervisor::Impl::status(const std::string& name) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const Process* p = find_locked(name);
   if (p == nullptr) return std::nullopt;
   return status_locked(*p);
 }
 
 std::vector<ProcessStatus> ProcessSupervisor::Impl::statuses() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<ProcessStatus> all;
   all.reserve(processes_.size());
   for (const auto& p : processes_) all.push_back(status_locked(*p));
@@ -240,7 +240,7 @@ std::vector<ProcessStatus> ProcessSupervisor::Impl::statuses() const {
 Result<void> ProcessSupervisor::Impl::remove(const std::string& name) {
   if (on_loop_thread()) return usage_error("remove() cannot be called from a sink");
   if (Result<void> stopped = stop(name); !stopped.ok()) return stopped;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Process* p = find_locked(name);
   if (p == nullptr) return {};
   if (p->pid > 0) return usage_error("process '" + name + "' was started again before removal");
@@ -251,7 +251,7 @@ Result<void> ProcessSupervisor::Impl::remove(const std::string& name) {
 void ProcessSupervisor::Impl::stop_all() {
   std::vector<std::string> names;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = processes_.rbegin(); it != processes_.rend(); ++it) {
       names.push_back((*it)->spec.name);
     }

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "mend/crash_loop.h"
 #include "mend/result.h"
 #include "mend/supervisor.h"
+#include "mend/thread_annotations.h"
 #include "process_output.h"
 #include "process_spawn.h"
 #include "supervisor_outbox.h"
@@ -88,32 +88,36 @@ class ProcessSupervisor::Impl {
   };
 
   bool on_loop_thread() const { return std::this_thread::get_id() == thread_id_; }
-  Process* find_locked(const std::string& name) const;
-  ProcessStatus status_locked(const Process& p) const;
+  // The *_locked members are called with mu_ held.
+  Process* find_locked(const std::string& name) const MEND_REQUIRES(mu_);
+  ProcessStatus status_locked(const Process& p) const MEND_REQUIRES(mu_);
   Result<void> request(Op op, const std::string& name);
-  // Queues `command`; waits for its completion unless called from the loop thread.
-  Result<void> submit_locked(std::unique_lock<std::mutex>& lock, Op op, const std::string& name);
+  // Queues `command`; waits for its completion unless called from the loop thread (`lock` holds
+  // mu_, and holds it again when it returns).
+  Result<void> submit_locked(MutexLock& lock, Op op, const std::string& name) MEND_REQUIRES(mu_);
   void wake();
 
   // The supervisor's thread (supervisor_loop.cc).
   void run();
-  Duration next_wait_locked(TimePoint now) const;
-  void execute_locked(const Command& command, Outbox& out);
-  void reap_locked(Outbox& out);
-  void run_timers_locked(Outbox& out);
+  Duration next_wait_locked(TimePoint now) const MEND_REQUIRES(mu_);
+  void execute_locked(const Command& command, Outbox& out) MEND_REQUIRES(mu_);
+  void reap_locked(Outbox& out) MEND_REQUIRES(mu_);
+  void run_timers_locked(Outbox& out) MEND_REQUIRES(mu_);
   void begin_stop_locked(Process& p, bool graceful, bool start_again, const CompletionPtr& c,
-                         Outbox& out);
-  void on_exit_locked(Process& p, const std::string& description, Outbox& out);
-  void crash_locked(Process& p, int pid, const std::string& description, Outbox& out);
+                         Outbox& out) MEND_REQUIRES(mu_);
+  void on_exit_locked(Process& p, const std::string& description, Outbox& out) MEND_REQUIRES(mu_);
+  void crash_locked(Process& p, int pid, const std::string& description, Outbox& out)
+      MEND_REQUIRES(mu_);
   // Starts `p`; on failure, when `failure_is_crash`, handles it as a crash (backoff).
   Result<void> start_locked(Process& p, const std::string& description, bool failure_is_crash,
-                            Outbox& out);
+                            Outbox& out) MEND_REQUIRES(mu_);
   // Forks and execs `p` (process_spawn.cc).
-  Result<void> spawn_locked(Process& p);
-  void signal_group_locked(const Process& p, int sig) const;
-  void close_streams_of_locked(std::uint64_t instance, Outbox& out, TimePoint now);
-  void deliver(Outbox& out);
-  void shut_down_locked();
+  Result<void> spawn_locked(Process& p) MEND_REQUIRES(mu_);
+  void signal_group_locked(const Process& p, int sig) const MEND_REQUIRES(mu_);
+  void close_streams_of_locked(std::uint64_t instance, Outbox& out, TimePoint now)
+      MEND_REQUIRES(mu_);
+  void deliver(Outbox& out) MEND_EXCLUDES(mu_);
+  void shut_down_locked() MEND_REQUIRES(mu_);
 
   const CrashLoopOptions crash_loop_;
   const LogSink log_;
@@ -123,14 +127,14 @@ class ProcessSupervisor::Impl {
   Fd wake_read_;
   Fd wake_write_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable done_cv_;
-  std::vector<std::unique_ptr<Process>> processes_;     // guarded by mu_; add order
-  std::deque<Command> commands_;                        // guarded by mu_
-  std::vector<std::unique_ptr<OutputStream>> streams_;  // guarded by mu_ (the loop's alone)
-  std::uint64_t next_instance_ = 1;                     // guarded by mu_
-  bool quitting_ = false;                               // guarded by mu_
-  bool loop_ended_ = false;                             // guarded by mu_
+  std::vector<std::unique_ptr<Process>> processes_ MEND_GUARDED_BY(mu_);  // add order
+  std::deque<Command> commands_ MEND_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<OutputStream>> streams_ MEND_GUARDED_BY(mu_);  // the loop's alone
+  std::uint64_t next_instance_ MEND_GUARDED_BY(mu_) = 1;
+  bool quitting_ MEND_GUARDED_BY(mu_) = false;
+  bool loop_ended_ MEND_GUARDED_BY(mu_) = false;
 
   std::thread thread_;
   std::thread::id thread_id_;

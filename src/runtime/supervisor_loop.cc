@@ -35,7 +35,7 @@ using runtime_detail::describe_wait_status;
 using runtime_detail::usage_error;
 
 void ProcessSupervisor::Impl::run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   std::vector<pollfd> fds;
   for (;;) {
     fds.clear();

@@ -191,14 +191,9 @@ void DaemonCore::api_readyz(const std::shared_ptr<HttpResponder>& responder) {
   json agents = json::object();
   const bool store_failing = store_failing_.load();
   bool ready = !stopping_.load() && !store_failing;
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    std::map<std::string, int> count;
-    for (const Replica& r : replicas_) count[r.agent] += r.health.is_ready() ? 1 : 0;
-    for (const auto& [agent, n] : count) {
-      agents[agent] = n;
-      if (n == 0) ready = false;
-    }
+  for (const auto& [agent, n] : replicas_.ready_counts()) {
+    agents[agent] = n;
+    if (n == 0) ready = false;
   }
   json body = {{"status", stopping_.load() ? "stopping" : (ready ? "ready" : "not_ready")},
                {"ready_replicas", agents}};
@@ -222,8 +217,7 @@ void DaemonCore::api_agents(const std::string& only,
   }
   std::map<std::string, json> replicas;
   {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (const Replica& r : replicas_) {
+    for (const Replica& r : replicas_.snapshot()) {
       json j = {{"index", r.index},
                 {"url", r.url},
                 {"ready", r.health.is_ready()},

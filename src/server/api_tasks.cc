@@ -295,7 +295,7 @@ void DaemonCore::on_task_finished_stored(const std::string& id, const Outcome& o
   if (!waiters.empty()) {
     // Registered before the task counts as finished: shutdown, once drained, waits for these
     // answers to be written before it closes the connections.
-    std::lock_guard<std::mutex> lock(answered_mu_);
+    MutexLock lock(answered_mu_);
     std::erase_if(answered_, [](const std::shared_ptr<HttpResponder>& r) { return r->closed(); });
     for (const TaskWaiter& w : waiters) answered_.push_back(w.responder);
   }

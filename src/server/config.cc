@@ -167,7 +167,9 @@ Config Checker::run(const YAML::Node& root) {
     problem(YAML::Mark::null_mark(), "agents", "no agents configured (at least one is needed)");
   }
   if (auto item = s.get("fallback_chains")) read_chains(*item, config.fallback_chains);
-  set_bool(s, "seed_fallback_chains", config.seed_fallback_chains);
+  if (auto item = renamed(s, "default_fallback_chains", "seed_fallback_chains")) {
+    if (auto v = boolean(*item)) config.default_fallback_chains = *v;
+  }
   if (auto item = s.get("degradation")) read_degradation(*item, config.degradation);
   if (auto item = s.get("escalation")) read_escalation(*item, config.escalation);
   if (auto item = s.get("supervision")) read_supervision(*item, config.supervision);
@@ -202,6 +204,7 @@ ConfigLoad check(std::string_view yaml, const std::string& source_name, fs::path
     Config config = checker.run(root);
     config.source_path = source_name;
     load.problems = checker.take_problems();
+    load.warnings = checker.take_warnings();
     if (load.problems.empty()) load.config = std::move(config);
   } catch (const YAML::DeepRecursion& e) {
     load.problems.clear();

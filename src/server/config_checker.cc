@@ -262,6 +262,14 @@ std::optional<Item> Section::get(std::string_view key) {
   return std::nullopt;
 }
 
+std::optional<Item> Section::get_former(std::string_view key) {
+  if (std::find(former_.begin(), former_.end(), key) == former_.end()) former_.emplace_back(key);
+  for (const Entry& e : entries_) {
+    if (e.key == key) return e.item;
+  }
+  return std::nullopt;
+}
+
 bool Section::has(std::string_view key) const {
   return std::any_of(entries_.begin(), entries_.end(),
                      [&](const Entry& e) { return e.key == key; });
@@ -270,6 +278,7 @@ bool Section::has(std::string_view key) const {
 void Section::finish() {
   for (const Entry& e : entries_) {
     if (std::find(known_.begin(), known_.end(), e.key) != known_.end()) continue;
+    if (std::find(former_.begin(), former_.end(), e.key) != former_.end()) continue;
     std::string message = "unknown key " + in_quotes(e.key);
     if (auto guess = closest(e.key, known_)) {
       message += " (did you mean '" + *guess + "'?)";

@@ -5,7 +5,8 @@
 // A Checker walks the YAML tree once: each section reader takes what is valid into the Config
 // and records a ConfigProblem (file, line, column, key path, message) for everything that is
 // not, so that one run shows every mistake. A Section is one mapping with known keys: what it was
-// not asked for is reported as unknown, with a suggestion.
+// not asked for is reported as unknown, with a suggestion. A former name of a key or value is
+// still read, with a warning (ConfigLoad::warnings) that gives its new name.
 //
 // Thread-safety: a Checker is used by one thread, for one file.
 #ifndef MEND_SRC_SERVER_CONFIG_CHECKER_H_
@@ -100,6 +101,8 @@ class Section {
   bool ok() const noexcept { return ok_; }
   const Item& item() const noexcept { return item_; }
   std::optional<Item> get(std::string_view key);
+  // As get(), for a key's former name: known, but never offered as a suggestion.
+  std::optional<Item> get_former(std::string_view key);
   bool has(std::string_view key) const;
   void finish();
 
@@ -113,6 +116,7 @@ class Section {
   bool ok_ = false;
   std::vector<Entry> entries_;
   std::vector<std::string> known_;
+  std::vector<std::string> former_;  // former names read by get_former()
 };
 
 class Checker {
@@ -121,15 +125,7 @@ class Checker {
       : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
 
   void problem(const YAML::Mark& mark, std::string key, std::string message) {
-    ConfigProblem p;
-    p.file = file_;
-    if (!mark.is_null()) {
-      p.line = mark.line + 1;
-      p.column = mark.column + 1;
-    }
-    p.key = std::move(key);
-    p.message = std::move(message);
-    problems_.push_back(std::move(p));
+    problems_.push_back(placed(mark, std::move(key), std::move(message)));
   }
   // At the key (or list element) that holds the value: for problems with the entry as a whole.
   void at_key(const Item& item, std::string message) {
@@ -143,7 +139,22 @@ class Checker {
     problem(own_place ? item.value.Mark() : item.mark, item.path, std::move(message));
   }
 
+  // Valid, but worth changing (a former name): said, not refused. Placed as a problem is.
+  void warning(const YAML::Mark& mark, std::string key, std::string message) {
+    warnings_.push_back(placed(mark, std::move(key), std::move(message)));
+  }
+
   Config run(const YAML::Node& root);
+  std::vector<std::string> take_warnings() {
+    std::stable_sort(warnings_.begin(), warnings_.end(),
+                     [](const ConfigProblem& a, const ConfigProblem& b) {
+                       return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+                     });
+    std::vector<std::string> out;
+    for (const ConfigProblem& w : warnings_) out.push_back(w.to_string());
+    warnings_.clear();
+    return out;
+  }
   std::vector<ConfigProblem> take_problems() {
     std::stable_sort(problems_.begin(), problems_.end(),
                      [](const ConfigProblem& a, const ConfigProblem& b) {
@@ -403,6 +414,24 @@ class Checker {
     return set;
   }
 
+  // The entry of `key`, or of `former`, its former name, with a warning. Both at once is a
+  // problem (and nullopt).
+  std::optional<Item> renamed(Section& s, std::string_view key, std::string_view former) {
+    std::optional<Item> current = s.get(key);
+    std::optional<Item> old = s.get_former(former);
+    if (current && old) {
+      at_key(*old, "give either " + std::string(key) + " or " + std::string(former) +
+                       " (its former name), not both");
+      return std::nullopt;
+    }
+    if (old) {
+      warning(old->mark, old->path,
+              "key " + in_quotes(former) + " is deprecated: it is now called " + in_quotes(key));
+      return old;
+    }
+    return current;
+  }
+
   // --- Setting fields from a section: absent keys keep the default. ----------------------------
 
   template <class T>
@@ -498,9 +527,22 @@ class Checker {
   }
 
  private:
+  ConfigProblem placed(const YAML::Mark& mark, std::string key, std::string message) const {
+    ConfigProblem p;
+    p.file = file_;
+    if (!mark.is_null()) {
+      p.line = mark.line + 1;
+      p.column = mark.column + 1;
+    }
+    p.key = std::move(key);
+    p.message = std::move(message);
+    return p;
+  }
+
   std::string file_;
   fs::path base_dir_;
   std::vector<ConfigProblem> problems_;
+  std::vector<ConfigProblem> warnings_;
   std::set<std::string> agent_names_;     // valid agent names, for chains
   std::set<std::string> receiver_names_;  // valid receiver names, for routes
 };

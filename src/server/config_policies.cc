@@ -33,17 +33,18 @@ void Checker::read_backoff(const Item& item, BackoffOptions& backoff) {
   Section s(*this, item);
   if (!s.ok()) return;
   if (auto kind = s.get("kind")) {
-    static const std::vector<std::string> kNames = {"seed",
-                                                    "constant",
-                                                    "linear",
-                                                    "exponential",
-                                                    "full_jitter",
-                                                    "equal_jitter",
-                                                    "decorrelated_jitter",
-                                                    "full",
-                                                    "equal",
-                                                    "decorrelated"};
-    if (auto name = choice(*kind, "backoff kind", kNames)) {
+    static const std::vector<std::string> kNames = {
+        "error_scaled",        "constant", "linear", "exponential", "full_jitter", "equal_jitter",
+        "decorrelated_jitter", "full",     "equal",  "decorrelated"};
+    std::optional<std::string> name;
+    if (kind->value.IsScalar() && kind->value.Scalar() == "seed") {  // its former name
+      warning(kind->value.Mark(), kind->path,
+              "backoff kind 'seed' is deprecated: it is now called 'error_scaled'");
+      name = "error_scaled";
+    } else {
+      name = choice(*kind, "backoff kind", kNames);
+    }
+    if (name) {
       std::string canonical = *name;
       if (canonical == "full" || canonical == "equal" || canonical == "decorrelated") {
         canonical += "_jitter";

@@ -47,7 +47,12 @@ DaemonCore::DaemonCore(Config config, DaemonOptions options)
 
 DaemonCore::~DaemonCore() {
   stop();
-  if (started_ && !finished_) wait();
+  bool running = false;
+  {
+    MutexLock lock(state_mu_);
+    running = started_ && !finished_;
+  }
+  if (running) wait();
 }
 
 void DaemonCore::log(std::string_view level, const std::string& line) {
@@ -69,20 +74,20 @@ void DaemonCore::publish(const std::string& kind, const std::string& body) {
 }
 
 AgentCounters& DaemonCore::counters(const std::string& agent) {
-  std::lock_guard<std::mutex> lock(counters_mu_);
+  MutexLock lock(counters_mu_);
   auto& slot = counters_[agent];
   if (!slot) slot = std::make_unique<AgentCounters>();
   return *slot;
 }
 
 void DaemonCore::set_generation(std::shared_ptr<Generation> g) {
-  std::lock_guard<std::mutex> lock(generation_mu_);
+  MutexLock lock(generation_mu_);
   generation_ = std::move(g);
   generation_number_.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<Generation> DaemonCore::current() const {
-  std::lock_guard<std::mutex> lock(generation_mu_);
+  MutexLock lock(generation_mu_);
   return generation_;
 }
 
@@ -94,7 +99,7 @@ std::string DaemonCore::base_url() const {
 
 Result<void> DaemonCore::start() {
   {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    MutexLock lock(state_mu_);
     if (started_) return Error::of_kind("configuration", "the daemon was started already");
     started_ = true;
   }
@@ -157,10 +162,7 @@ Result<void> DaemonCore::start() {
   Result<std::shared_ptr<Generation>> g = build(config);
   if (!g.ok()) return g.error();
   set_generation(*g);
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (const Replica& r : replicas_) set_agent_health(r.agent);
-  }
+  replicas_.report_health();
 
   if (options_.handle_signals) {
     // Before the API listens: whoever learns the address may signal at once.
@@ -214,7 +216,7 @@ Result<void> DaemonCore::start() {
 }
 
 void DaemonCore::stop() {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   stop_requested_ = true;
   state_cv_.notify_all();
 }
@@ -239,12 +241,12 @@ void DaemonCore::arm_signals() {
 
 int DaemonCore::wait() {
   {
-    std::unique_lock<std::mutex> lock(state_mu_);
-    state_cv_.wait(lock, [this] { return stop_requested_; });
+    MutexLock lock(state_mu_);
+    state_cv_.wait(lock.native(), [this]() MEND_REQUIRES(state_mu_) { return stop_requested_; });
     if (finished_) return exit_code_;
   }
   if (io_) shutdown();
-  std::lock_guard<std::mutex> lock(state_mu_);
+  MutexLock lock(state_mu_);
   finished_ = true;
   return exit_code_;
 }
@@ -291,7 +293,7 @@ void DaemonCore::shutdown() {
   }
   // Let the answers to drained tasks reach their clients before the connections close.
   for (int i = 0; i < 200; ++i) {
-    std::lock_guard<std::mutex> lock(answered_mu_);
+    MutexLock lock(answered_mu_);
     std::erase_if(answered_, [](const std::shared_ptr<HttpResponder>& r) { return r->closed(); });
     if (answered_.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

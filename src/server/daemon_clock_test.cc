@@ -93,7 +93,7 @@ TEST(DaemonRandom, BackoffJitterIsDrawnFromTheInjectedSource) {
   json task = run_one_task(agent, options,
                            "policies: {retry: {max_retries: 2, backoff: {base: 50ms, cap: 1s}}}\n");
   EXPECT_EQ(task["outcome"]["status"], "succeeded_after_retry") << task.dump();
-  // The seed's backoff is base x 2^attempt, +-25 % by the draw: 0.5 draws no jitter at all.
+  // The default backoff, error_scaled, is base x 2^attempt, +-25 % by the draw: 0.5 draws none.
   EXPECT_EQ(task["outcome"]["attempts"][0]["delay_seconds"], 0.05) << task.dump();
   agent.stop();
 }

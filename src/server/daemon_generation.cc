@@ -100,10 +100,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   g->env.events = &event_sink_;
 
   std::map<std::string, std::vector<std::string>> endpoints;
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (const Replica& r : replicas_) endpoints[r.agent].push_back(r.url);
-  }
+  for (const Replica& r : replicas_.snapshot()) endpoints[r.agent].push_back(r.url);
   for (const AgentConfig& agent : config.agents) {
     AgentInfo info;
     info.name = agent.name;
@@ -135,7 +132,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
     });
   }
   std::map<std::string, std::vector<std::string>> chains;
-  if (config.seed_fallback_chains) chains = seed_fallback_chains();
+  if (config.default_fallback_chains) chains = default_fallback_chains();
   for (const auto& [agent, chain] : config.fallback_chains) chains[agent] = chain;
   g->agents.set_chains(std::move(chains));
 
@@ -204,7 +201,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
 }
 
 Result<void> DaemonCore::reload(const std::string& path) {
-  std::lock_guard<std::mutex> serial(reload_mu_);
+  MutexLock serial(reload_mu_);
   std::shared_ptr<Generation> old = current();
   std::string file = path.empty() && old ? old->config.source_path : path;
   if (file.empty()) return Error::of_kind("configuration", "no configuration file to reload");
@@ -217,6 +214,8 @@ Result<void> DaemonCore::reload(const std::string& path) {
     log("error", message);
     return Error::of_kind("configuration", message);
   }
+  // What mend serve says at start (former names, a world-readable token) it says on reload too.
+  for (const std::string& warning : load.warnings) log("warn", warning);
   if (auto replicas = start_replicas(*load.config, /*first=*/false); !replicas.ok()) {
     family.with({"failed"}).inc();
     return replicas;
@@ -227,10 +226,7 @@ Result<void> DaemonCore::reload(const std::string& path) {
     return g.error();
   }
   set_generation(*g);
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (const Replica& r : replicas_) set_agent_health(r.agent);
-  }
+  replicas_.report_health();
   family.with({"applied"}).inc();
   log("info", "configuration reloaded from " + file);
   publish(

@@ -19,7 +19,7 @@ namespace net = boost::asio;
 using nlohmann::json;
 
 void DaemonCore::on_store_health(const std::string& error) {
-  std::lock_guard<std::mutex> lock(store_health_mu_);
+  MutexLock lock(store_health_mu_);
   const bool failing = task_writes_failing_.load() || escalation_writes_failing_.load();
   if (failing == store_failing_.load()) return;
   store_failing_.store(failing);

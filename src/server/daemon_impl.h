@@ -42,7 +42,9 @@
 #include "mend/sqlite_store.h"
 #include "mend/supervisor.h"
 #include "mend/task_writer.h"
+#include "mend/thread_annotations.h"
 #include "mend/workflow.h"
+#include "replica_set.h"
 #include "task_registry.h"
 
 namespace mend::server_detail {
@@ -155,29 +157,7 @@ struct Generation {
   std::vector<std::shared_ptr<const RelayRoute>> relay_routes;
 };
 
-// A supervised process (or, for agents reached by URL, just an endpoint) and its probes.
-struct Replica {
-  std::string agent;
-  int index = 0;
-  std::string process;  // the supervisor's name ("agent#0"); "" for URL agents
-  std::string url;      // base URL
-  unsigned short port = 0;
-  int pid = 0;  // the process the last started event named; 0 after it exited
-  ProbesConfig probes;
-  // Started, ready, and when each probe is due: core's rules (mend/replica_probes.h).
-  ReplicaProbes health;
-  std::size_t memory_limit = 0;
-  bool probed = false;  // a probe has answered (a URL agent's replica is ready before that)
-  bool probing = false;
-  bool restarting = false;
-  bool healing = false;
-  // Unique among all replicas, renewed at every start and exit: probes find their replica by it,
-  // and the answer of a probe to a process that is gone finds none.
-  std::uint64_t epoch = 0;
-  std::string last_probe;  // detail of the last probe
-};
-
-class DaemonCore {
+class DaemonCore final : public ReplicaSetHost {
  public:
   DaemonCore(Config config, DaemonOptions options);
   ~DaemonCore();
@@ -233,8 +213,11 @@ class DaemonCore {
 
   Result<std::shared_ptr<Generation>> build(const Config& config);
   Result<void> start_replicas(const Config& config, bool first);
-  // Under replicas_mu_; true when the agent went from healthy to unhealthy.
-  bool set_agent_health(const std::string& agent);
+  // ReplicaSetHost: the agent's replicas changed (under the set's lock).
+  bool agent_health(const std::string& agent, const AgentReplicaHealth& health) override;
+  void replica_transition(const std::string& agent, const std::string& transition) override {
+    log("info", "agent " + agent + ": " + transition);
+  }
   void on_agent_unhealthy(const std::string& agent, const ProbeResult& probe);
   void on_process_event(const ProcessEvent& event);
   void register_metrics();
@@ -252,7 +235,6 @@ class DaemonCore {
   void forget_unstored_task(const std::string& id, const HttpResponse& answer);
   Result<void> recover_tasks(const Config& config,
                              std::vector<std::pair<std::string, Task>>* resume);
-  bool every_agent_ready();
   boost::asio::awaitable<void> resume_tasks(std::vector<std::pair<std::string, Task>> tasks);
   // A writer of the store (the task writer or the escalation backlog) started or stopped
   // failing: /readyz, the log and the event stream follow both together.
@@ -260,7 +242,6 @@ class DaemonCore {
   void retry_escalations(Generation& g, bool now);
   boost::asio::awaitable<void> probe_loop();
   boost::asio::awaitable<void> probe(std::uint64_t epoch, ProbeKind kind);
-  Replica* replica_by_epoch(std::uint64_t epoch);  // under replicas_mu_
   boost::asio::awaitable<void> housekeeping_loop();
   void check_memory();
   void check_slas(Generation& g);
@@ -319,34 +300,33 @@ class DaemonCore {
   std::atomic<bool> supervision_closed_{false};  // shutdown: no more restarts
   std::atomic<int> loops_running_{0};            // probe and housekeeping loops still running
 
-  mutable std::mutex generation_mu_;
-  std::shared_ptr<Generation> generation_;  // guarded by generation_mu_
+  mutable Mutex generation_mu_;
+  std::shared_ptr<Generation> generation_ MEND_GUARDED_BY(generation_mu_);
   std::atomic<std::uint64_t> generation_number_{0};
   std::vector<std::unique_ptr<Relay>> relays_;
-  std::mutex reload_mu_;  // one reload at a time
+  Mutex reload_mu_;  // one reload at a time
 
-  std::mutex replicas_mu_;
-  std::vector<Replica> replicas_;  // guarded by replicas_mu_
-  std::atomic<std::uint64_t> next_epoch_{1};
+  ReplicaSet replicas_{clock_, *this};  // every agent's replicas and their probes
 
-  std::mutex counters_mu_;
-  std::map<std::string, std::unique_ptr<AgentCounters>, std::less<>> counters_;
+  Mutex counters_mu_;
+  std::map<std::string, std::unique_ptr<AgentCounters>, std::less<>> counters_
+      MEND_GUARDED_BY(counters_mu_);
 
   TaskRegistry tasks_;                      // the accepted tasks, their keys and waiters, admission
   std::atomic<bool> store_failing_{false};  // task or escalation writes fail: not ready
   std::atomic<bool> task_writes_failing_{false};
   std::atomic<bool> escalation_writes_failing_{false};
-  std::mutex store_health_mu_;  // orders on_store_health's reports
-  std::mutex answered_mu_;
+  Mutex store_health_mu_;  // orders on_store_health's reports
+  Mutex answered_mu_;
   // Clients answered with an outcome whose answer may still be on its way out.
-  std::vector<std::shared_ptr<HttpResponder>> answered_;  // guarded by answered_mu_
+  std::vector<std::shared_ptr<HttpResponder>> answered_ MEND_GUARDED_BY(answered_mu_);
 
   std::atomic<bool> stopping_{false};
-  std::mutex state_mu_;
+  Mutex state_mu_;
   std::condition_variable state_cv_;
-  bool stop_requested_ = false;  // guarded by state_mu_
-  bool started_ = false;
-  bool finished_ = false;
+  bool stop_requested_ MEND_GUARDED_BY(state_mu_) = false;
+  bool started_ MEND_GUARDED_BY(state_mu_) = false;
+  bool finished_ MEND_GUARDED_BY(state_mu_) = false;
   int exit_code_ = 0;
 };
 

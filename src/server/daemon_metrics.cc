@@ -66,12 +66,9 @@ void DaemonCore::register_metrics() {
                          });
   metrics.gauge_callback("mend_agent_ready_replicas", "Replicas of each agent that are ready.",
                          {"agent"}, [this] {
-                           std::map<std::string, double> ready;
-                           std::lock_guard<std::mutex> lock(replicas_mu_);
-                           for (const Replica& r : replicas_)
-                             ready[r.agent] += r.health.is_ready() ? 1 : 0;
                            std::vector<Sample> samples;
-                           for (const auto& [agent, n] : ready) samples.push_back({{agent}, n});
+                           for (const auto& [agent, n] : replicas_.ready_counts())
+                             samples.push_back({{agent}, static_cast<double>(n)});
                            return samples;
                          });
   metrics.gauge_callback("mend_agent_rss_bytes", "Resident memory of each supervised replica.",

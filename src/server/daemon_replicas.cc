@@ -75,38 +75,15 @@ std::string substitute_port(std::string text, unsigned short port) {
   return text;
 }
 
-// What decides whether a supervised agent's processes must be replaced on reload.
-bool same_process(const AgentConfig& a, const AgentConfig& b) {
-  return a.command == b.command && a.args == b.args && a.env == b.env &&
-         a.working_dir == b.working_dir && a.replicas == b.replicas &&
-         a.stop_timeout == b.stop_timeout;
-}
-
 }  // namespace
 
 Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
   if (supervision_closed_.load()) return Error::of_kind("configuration", "mend is shutting down");
-  std::vector<Replica> keep;
-  std::vector<std::string> to_stop;
   std::shared_ptr<Generation> old = first ? nullptr : current();
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (Replica& r : replicas_) {
-      const AgentConfig* now = config.agent(r.agent);
-      const AgentConfig* before = old ? old->config.agent(r.agent) : nullptr;
-      bool unchanged =
-          now != nullptr && before != nullptr && now->supervised() == before->supervised() &&
-          (now->supervised() ? same_process(*now, *before) : now->urls == before->urls);
-      if (unchanged) {
-        r.probes = now->probes;
-        r.health.reconfigure(now->probes);
-        r.memory_limit = now->memory_limit_bytes;
-        keep.push_back(r);
-      } else if (!r.process.empty()) {
-        to_stop.push_back(r.process);
-      }
-    }
-  }
+  ReplicaSet::Reconfiguration plan =
+      replicas_.plan_reconfigure(config, old ? &old->config : nullptr);
+  const std::vector<Replica>& keep = plan.keep;
+  const std::vector<std::string>& to_stop = plan.to_stop;
   // Stop in reverse order of start, as at shutdown.
   for (auto it = to_stop.rbegin(); it != to_stop.rend(); ++it) {
     (void)supervisor_->remove(*it);
@@ -133,7 +110,7 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
       Replica r;
       r.agent = agent.name;
       r.index = i;
-      r.epoch = next_epoch_++;
+      r.epoch = replicas_.new_epoch();
       r.probes = agent.probes;
       // Agents mend does not start are ready until a probe says otherwise.
       r.health = ReplicaProbes(agent.probes, agent.supervised());
@@ -159,26 +136,9 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
       added.push_back(std::move(r));
     }
   }
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    // The kept replicas as they are now, not as copied above: probes and process events went on
-    // while processes were stopped and ports found.
-    std::vector<Replica> merged;
-    for (const Replica& k : keep) {
-      for (Replica& r : replicas_) {
-        if (r.agent == k.agent && r.index == k.index && r.url == k.url) {
-          Replica current = std::move(r);
-          current.probes = k.probes;
-          current.health.reconfigure(k.probes);
-          current.memory_limit = k.memory_limit;
-          merged.push_back(std::move(current));
-          break;
-        }
-      }
-    }
-    for (Replica& r : added) merged.push_back(std::move(r));
-    replicas_ = std::move(merged);
-  }
+  // The kept replicas as they are now, not as copied above: probes and process events went on
+  // while processes were stopped and ports found.
+  replicas_.replace(keep, std::move(added));
   for (ProcessSpec& spec : specs) {
     std::string name = spec.name;
     if (auto ok = supervisor_->add(std::move(spec)); !ok.ok()) {
@@ -190,63 +150,28 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
   return {};
 }
 
-bool DaemonCore::set_agent_health(const std::string& agent) {
-  // Under replicas_mu_. The agent is as healthy as its best replica.
-  bool any_ready = false;
-  bool any = false;
-  bool ready_unprobed = true;  // every ready replica is ready without a probe's word
-  for (const Replica& r : replicas_) {
-    if (r.agent != agent) continue;
-    any = true;
-    any_ready = any_ready || r.health.is_ready();
-    if (r.health.is_ready() && r.probed) ready_unprobed = false;
-  }
-  if (!any) return false;
-  bool fell = false;
-  if (auto g = current()) {
-    if (g->agents.find(agent) != nullptr) {
-      const HealthState now = any_ready ? HealthState::healthy : HealthState::unhealthy;
-      const HealthState before = g->agents.find(agent)->health.load();
-      g->agents.set_health(agent, now);
-      fell = before == HealthState::healthy && now == HealthState::unhealthy;
-      if (before != now) {
-        // Say so when "healthy" is an assumption: at 3 a.m. a log line that claims more than
-        // mend knows sends the on-call engineer the wrong way.
-        std::string why;
-        if (!any_ready) {
-          why = ": no replica is ready";
-        } else if (ready_unprobed) {
-          why = " (assumed: mend does not start it, and no probe has answered yet)";
-        }
-        log("info", "agent " + agent + " is " + std::string(to_string(now)) + why);
-      }
+bool DaemonCore::agent_health(const std::string& agent, const AgentReplicaHealth& health) {
+  std::shared_ptr<Generation> g = current();
+  if (!g || g->agents.find(agent) == nullptr) return false;
+  const HealthState now = health.any_ready ? HealthState::healthy : HealthState::unhealthy;
+  const HealthState before = g->agents.find(agent)->health.load();
+  g->agents.set_health(agent, now);
+  if (before != now) {
+    // Say so when "healthy" is an assumption: at 3 a.m. a log line that claims more than mend
+    // knows sends the on-call engineer the wrong way.
+    std::string why;
+    if (!health.any_ready) {
+      why = ": no replica is ready";
+    } else if (health.ready_unprobed) {
+      why = " (assumed: mend does not start it, and no probe has answered yet)";
     }
+    log("info", "agent " + agent + " is " + std::string(to_string(now)) + why);
   }
-  return fell;
+  return before == HealthState::healthy && now == HealthState::unhealthy;
 }
 
 void DaemonCore::on_process_event(const ProcessEvent& event) {
-  std::string agent;
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (Replica& r : replicas_) {
-      if (r.process != event.name) continue;
-      agent = r.agent;
-      if (event.kind == ProcessEvent::Kind::started) {
-        r.health.started(clock_.now());
-        r.restarting = false;
-        r.probing = false;
-        r.epoch = next_epoch_++;
-        r.pid = event.pid;
-      } else if (event.kind == ProcessEvent::Kind::exited) {
-        r.health.exited();
-        r.probing = false;
-        r.pid = 0;
-        r.epoch = next_epoch_++;
-      }
-      set_agent_health(r.agent);
-    }
-  }
+  const std::string agent = replicas_.on_process_event(event);
   if (agent.empty()) return;
   json j = {{"kind", "agent_process"}, {"at", to_iso8601(clock_.wall_now())}, {"source", agent},
             {"process", event.name},   {"event", to_string(event.kind)},      {"pid", event.pid}};
@@ -284,28 +209,14 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
 
 std::optional<Result<void>> DaemonCore::restart_agent(const std::string& agent, bool graceful,
                                                       const std::string& reason) {
-  std::vector<std::string> processes;
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (const Replica& r : replicas_) {
-      if (r.agent == agent && !r.process.empty()) processes.push_back(r.process);
-    }
-  }
+  const std::vector<std::string> processes = replicas_.processes_of(agent);
   if (processes.empty()) return std::nullopt;
   // One replica at a time: the others keep serving while one restarts.
   for (const std::string& p : processes) {
     if (supervision_closed_.load()) {
       return Result<void>(Error::of_kind("configuration", "mend is shutting down"));
     }
-    {
-      std::lock_guard<std::mutex> lock(replicas_mu_);
-      for (Replica& r : replicas_) {
-        if (r.process != p) continue;
-        r.restarting = true;
-        r.health.take_out();
-      }
-      set_agent_health(agent);
-    }
+    replicas_.take_out(p);
     log("info", "restarting " + p + " (" + reason + (graceful ? ", graceful)" : ", forced)"));
     Result<void> restarted = supervisor_->restart(p, graceful);
     m_.restarts->with({agent, reason}).inc();
@@ -343,25 +254,10 @@ void DaemonCore::escalate_agent(const std::string& agent, Severity level, ErrorT
   }
 }
 
-Replica* DaemonCore::replica_by_epoch(std::uint64_t epoch) {
-  for (Replica& r : replicas_) {
-    if (r.epoch == epoch) return &r;
-  }
-  return nullptr;
-}
-
 net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, ProbeKind kind) {
-  std::string url;
-  Duration timeout{};
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    Replica* found = replica_by_epoch(epoch);
-    if (found == nullptr) co_return;
-    Replica& r = *found;
-    url = r.url + r.probes.path;
-    timeout = r.health.timeout(kind);
-  }
-  auto request = http_->request("GET", url, {}, {}, timeout);
+  std::optional<ReplicaSet::ProbeTarget> target = replicas_.probe_target(epoch, kind);
+  if (!target) co_return;
+  auto request = http_->request("GET", target->url, {}, {}, target->timeout);
   Result<HttpResponse> response = co_await std::move(request);
   ProbeResult result;
   if (response.ok()) {
@@ -370,62 +266,22 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, ProbeKind kind) {
     result.detail = response.error().message;
   }
   const bool ok = observed_health(result) != HealthState::unhealthy;
-  const TimePoint now = clock_.now();
-  std::optional<std::string> restart_process;
-  std::string agent;
-  std::string transition;
-  bool unhealthy_now = false;
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    // Found by epoch: a replica restarted, replaced or reordered by a reload meanwhile is not
-    // this probe's business any more.
-    Replica* found = replica_by_epoch(epoch);
-    if (found == nullptr) co_return;
-    Replica& r = *found;
-    r.probing = false;
-    if (r.restarting) co_return;
-    r.last_probe = result.detail;
-    r.probed = true;
-    agent = r.agent;
-    const ProbeVerdict verdict = r.health.record(kind, ok, now);
-    switch (verdict.change) {
-      case ProbeVerdict::Change::none:
-        break;
-      case ProbeVerdict::Change::ready:
-        transition = "ready";
-        break;
-      case ProbeVerdict::Change::not_ready:
-        transition = "not ready: " + result.detail;
-        break;
-      case ProbeVerdict::Change::restart:
-        restart_process = r.process;
-        r.restarting = true;
-        transition = kind == ProbeKind::liveness
-                         ? "liveness probe failed " + std::to_string(verdict.failures) +
-                               " times: " + result.detail
-                         : "startup probe failed " + std::to_string(verdict.failures) + " times";
-        break;
-    }
-    // The replica's transition is logged before the agent's health it leads to: the cause
-    // first, then the effect.
-    if (!transition.empty()) log("info", "agent " + agent + ": " + transition);
-    // Its probes say it cannot serve (not a process that exited or restarts: supervision
-    // speaks for those): self-healing runs, and on-call hears of it.
-    const bool fell = set_agent_health(r.agent);
-    unhealthy_now = fell && verdict.change == ProbeVerdict::Change::not_ready;
-  }
-  if (!transition.empty()) {
+  std::optional<ReplicaSet::ProbeOutcome> outcome =
+      replicas_.record_probe(epoch, kind, ok, result.detail, clock_.now());
+  if (!outcome) co_return;
+  const std::string& agent = outcome->agent;
+  if (!outcome->transition.empty()) {
     json j = {{"kind", "agent_health"},
               {"at", to_iso8601(clock_.wall_now())},
               {"source", agent},
-              {"detail", transition}};
+              {"detail", outcome->transition}};
     publish("agent_health", j.dump(-1, ' ', false, json::error_handler_t::replace));
   }
-  if (unhealthy_now) {
+  if (outcome->agent_fell) {
     net::post(*blocking_, [this, agent, result] { on_agent_unhealthy(agent, result); });
   }
-  if (restart_process) {
-    const std::string process = *restart_process;
+  if (outcome->restart_process) {
+    const std::string process = *outcome->restart_process;
     net::post(*blocking_, [this, process, agent] {
       if (supervision_closed_.load()) return;
       log("warn", "restarting " + process + " (probe)");
@@ -442,29 +298,11 @@ net::awaitable<void> DaemonCore::probe_loop() {
   net::steady_timer timer(executor);
   while (!loops_stop_.load()) {
     const TimePoint now = clock_.now();
-    std::vector<std::pair<std::uint64_t, ProbeKind>> due;
-    {
-      std::lock_guard<std::mutex> lock(replicas_mu_);
-      for (Replica& r : replicas_) {
-        if (r.probing || r.restarting) continue;
-        if (!r.process.empty()) {
-          // Only a process whose start this loop has heard of: the started event resets the
-          // replica's probes, and must not undo what a probe of the new process found.
-          std::optional<ProcessStatus> status = supervisor_->status(r.process);
-          if (!status || !status->running || status->pid != r.pid) continue;
-        }
-        if (std::optional<ProbeKind> kind = r.health.take_due(now)) {
-          r.probing = true;
-          due.push_back({r.epoch, *kind});
-        }
-      }
-    }
-    for (auto [epoch, kind] : due) {
-      auto probing = probe(epoch, kind);
-      net::co_spawn(executor, std::move(probing), [this, epoch = epoch](std::exception_ptr e) {
-        if (!e) return;
-        std::lock_guard<std::mutex> lock(replicas_mu_);
-        if (Replica* r = replica_by_epoch(epoch)) r->probing = false;
+    auto status_of = [this](const std::string& process) { return supervisor_->status(process); };
+    for (ReplicaSet::DueProbe due : replicas_.take_due(now, status_of)) {
+      auto probing = probe(due.epoch, due.kind);
+      net::co_spawn(executor, std::move(probing), [this, epoch = due.epoch](std::exception_ptr e) {
+        if (e) replicas_.probe_abandoned(epoch);
       });
     }
     timer.expires_after(kProbeTick);
@@ -474,18 +312,8 @@ net::awaitable<void> DaemonCore::probe_loop() {
 }
 
 void DaemonCore::check_memory() {
-  std::vector<std::pair<std::string, double>> over;  // agent, memory percent
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (Replica& r : replicas_) {
-      if (r.process.empty() || r.memory_limit == 0 || r.healing || r.restarting) continue;
-      std::optional<ProcessStatus> status = supervisor_->status(r.process);
-      if (!status || !status->running || status->rss_bytes <= r.memory_limit) continue;
-      r.healing = true;
-      over.push_back({r.agent, 100.0 * static_cast<double>(status->rss_bytes) /
-                                   static_cast<double>(r.memory_limit)});
-    }
-  }
+  auto status_of = [this](const std::string& process) { return supervisor_->status(process); };
+  const std::vector<ReplicaSet::OverMemory> over = replicas_.over_memory(status_of);
   for (const auto& [agent, percent] : over) {
     std::shared_ptr<Generation> g = current();
     Symptoms symptoms;
@@ -501,10 +329,7 @@ void DaemonCore::check_memory() {
       escalate_agent(agent, Severity::high, ErrorType::memory_exhausted,
                      "high memory usage not recovered: " + report.recovery.reason);
     }
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    for (Replica& r : replicas_) {
-      if (r.agent == agent) r.healing = false;
-    }
+    replicas_.healing_done(agent);
   }
 }
 

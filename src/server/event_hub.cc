@@ -25,7 +25,7 @@ void EventHub::subscribe(std::shared_ptr<HttpResponder> responder, std::size_t r
                                      {"X-Accel-Buffering", "no"}})) {
     return;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // Sent under the lock so that no event published meanwhile overtakes the replay.
   responder->send(": mend event stream\n\n");
   std::size_t skip = history_.size() > replay ? history_.size() - replay : 0;
@@ -34,7 +34,7 @@ void EventHub::subscribe(std::shared_ptr<HttpResponder> responder, std::size_t r
 }
 
 void EventHub::publish(const std::string& kind, const std::string& json) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::string framed = frame(next_id_++, kind, json);
   std::erase_if(subscribers_,
                 [&](const std::shared_ptr<HttpResponder>& r) { return !r->send(framed); });
@@ -43,7 +43,7 @@ void EventHub::publish(const std::string& kind, const std::string& json) {
 }
 
 void EventHub::heartbeat() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::erase_if(subscribers_, [](const std::shared_ptr<HttpResponder>& r) {
     return !r->send(": keepalive\n\n");
   });
@@ -52,7 +52,7 @@ void EventHub::heartbeat() {
 std::vector<std::shared_ptr<HttpResponder>> EventHub::close_all() {
   std::vector<std::shared_ptr<HttpResponder>> closing;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     closing.swap(subscribers_);
   }
   for (const auto& r : closing) r->end_stream();
@@ -60,12 +60,12 @@ std::vector<std::shared_ptr<HttpResponder>> EventHub::close_all() {
 }
 
 std::size_t EventHub::subscribers() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return subscribers_.size();
 }
 
 std::uint64_t EventHub::published() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return next_id_ - 1;
 }
 

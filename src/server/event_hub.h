@@ -10,11 +10,11 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "mend/http_server.h"
+#include "mend/thread_annotations.h"
 
 namespace mend::server_detail {
 
@@ -40,10 +40,10 @@ class EventHub {
   std::string frame(std::uint64_t id, const std::string& kind, const std::string& json) const;
 
   const std::size_t history_limit_;
-  mutable std::mutex mu_;
-  std::vector<std::shared_ptr<HttpResponder>> subscribers_;  // guarded by mu_
-  std::deque<std::string> history_;                          // framed; guarded by mu_
-  std::uint64_t next_id_ = 1;                                // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<std::shared_ptr<HttpResponder>> subscribers_ MEND_GUARDED_BY(mu_);
+  std::deque<std::string> history_ MEND_GUARDED_BY(mu_);  // framed
+  std::uint64_t next_id_ MEND_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace mend::server_detail

@@ -17,13 +17,6 @@ namespace mend::server_detail {
 
 namespace net = boost::asio;
 
-bool DaemonCore::every_agent_ready() {
-  std::lock_guard<std::mutex> lock(replicas_mu_);
-  std::map<std::string, int> ready;
-  for (const Replica& r : replicas_) ready[r.agent] += r.health.is_ready() ? 1 : 0;
-  return std::all_of(ready.begin(), ready.end(), [](const auto& a) { return a.second > 0; });
-}
-
 Result<void> DaemonCore::recover_tasks(const Config& config,
                                        std::vector<std::pair<std::string, Task>>* resume) {
   std::vector<StoredTask> stored;
@@ -118,7 +111,7 @@ net::awaitable<void> DaemonCore::resume_tasks(std::vector<std::pair<std::string,
   // started at once, they would find every supervised agent still starting and end degraded.
   net::steady_timer timer(co_await net::this_coro::executor);
   const TimePoint until = clock_.now() + kResumeGrace;
-  while (!stopping_.load() && !every_agent_ready() && clock_.now() < until) {
+  while (!stopping_.load() && !replicas_.every_agent_ready() && clock_.now() < until) {
     timer.expires_after(std::chrono::milliseconds(20));
     boost::system::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));

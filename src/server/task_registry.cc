@@ -34,7 +34,7 @@ TaskRegistry::TaskRegistry(const Clock& clock, Limits limits) : clock_(clock), l
 TaskRegistry::Admission TaskRegistry::admit(Task& task, const std::string& idempotency_key,
                                             const std::string& digest, bool idempotent) {
   Admission a;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return a;
   if (!idempotency_key.empty()) {
     if (auto it = idempotency_.find(idempotency_key); it != idempotency_.end()) {
@@ -79,24 +79,25 @@ TaskRegistry::Admission TaskRegistry::admit(Task& task, const std::string& idemp
 }
 
 void TaskRegistry::stop_admitting() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   stopping_ = true;
 }
 
 std::size_t TaskRegistry::in_flight() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return in_flight_;
 }
 
 std::size_t TaskRegistry::wait_drained(Duration timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  drained_.wait_for(lock, timeout, [this] { return in_flight_ == 0; });
+  MutexLock lock(mu_);
+  drained_.wait_for(lock.native(), timeout,
+                    [this]() MEND_REQUIRES(mu_) { return in_flight_ == 0; });
   return in_flight_;
 }
 
 std::vector<TaskWaiter> TaskRegistry::mark_stored(const std::string& id, TaskView* view) {
   std::vector<TaskWaiter> told;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return told;
   it->second.stored = true;
@@ -116,7 +117,7 @@ std::vector<TaskWaiter> TaskRegistry::mark_stored(const std::string& id, TaskVie
 std::vector<TaskWaiter> TaskRegistry::forget_unstored(const std::string& id) {
   std::vector<TaskWaiter> waiters;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = tasks_.find(id);
     if (it == tasks_.end() || it->second.stored) return waiters;
     if (!it->second.idempotency_key.empty()) idempotency_.erase(it->second.idempotency_key);
@@ -129,7 +130,7 @@ std::vector<TaskWaiter> TaskRegistry::forget_unstored(const std::string& id) {
 }
 
 std::optional<TaskRegistry::Progress> TaskRegistry::backoff_began(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end() || it->second.done || !it->second.stored) return std::nullopt;
   it->second.call_in_flight = false;
@@ -137,7 +138,7 @@ std::optional<TaskRegistry::Progress> TaskRegistry::backoff_began(const std::str
 }
 
 std::optional<TaskRegistry::Progress> TaskRegistry::call_starting(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end() || it->second.done) return std::nullopt;
   TaskEntry& entry = it->second;
@@ -148,7 +149,7 @@ std::optional<TaskRegistry::Progress> TaskRegistry::call_starting(const std::str
 }
 
 std::optional<std::pair<Task, int>> TaskRegistry::running(const std::string& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return std::nullopt;
   return std::make_pair(it->second.task, it->second.attempts);
@@ -158,7 +159,7 @@ TaskRegistry::Finished TaskRegistry::finish(const std::string& id, const std::st
                                             const std::string& outcome_json, bool outcome_stored) {
   Finished f;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = tasks_.find(id);
     if (it != tasks_.end()) {
       TaskEntry& entry = it->second;
@@ -189,7 +190,7 @@ TaskRegistry::Finished TaskRegistry::finish(const std::string& id, const std::st
 
 void TaskRegistry::release() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (in_flight_ > 0) --in_flight_;
   }
   drained_.notify_all();
@@ -210,7 +211,7 @@ TaskRegistry::Lookup TaskRegistry::wait(
     const std::string& id, bool wants_to_wait, bool stopping,
     const std::function<TaskWaiter(bool until_stored)>& make_waiter) {
   Lookup lookup;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return lookup;
   TaskEntry& entry = it->second;
@@ -229,7 +230,7 @@ TaskRegistry::Lookup TaskRegistry::wait(
 
 void TaskRegistry::remove_waiter(const std::string& id,
                                  const std::shared_ptr<HttpResponder>& responder) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto found = tasks_.find(id);
   if (found == tasks_.end()) return;
   std::erase_if(found->second.waiters,
@@ -238,7 +239,7 @@ void TaskRegistry::remove_waiter(const std::string& id,
 
 std::vector<TaskListing> TaskRegistry::list() const {
   std::vector<TaskListing> rows;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   rows.reserve(tasks_.size());
   for (const auto& [id, entry] : tasks_) {
     rows.push_back(
@@ -248,7 +249,7 @@ std::vector<TaskListing> TaskRegistry::list() const {
 }
 
 void TaskRegistry::restore(TaskEntry entry, std::uint64_t next_task_number) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   next_task_number_ = std::max<std::uint64_t>(next_task_number_, next_task_number);
   const std::string id = entry.task.id;
   entry.stored = true;

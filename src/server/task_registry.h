@@ -23,13 +23,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "mend/clock.h"
 #include "mend/http_server.h"
+#include "mend/thread_annotations.h"
 #include "mend/workflow.h"
 
 namespace mend::server_detail {
@@ -191,18 +191,19 @@ class TaskRegistry {
   void restore(TaskEntry entry, std::uint64_t next_task_number);
 
  private:
-  void retire_oldest_finished();  // under mu_
+  void retire_oldest_finished() MEND_REQUIRES(mu_);
 
   const Clock& clock_;
   const Limits limits_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable drained_;
-  std::map<std::string, TaskEntry, std::less<>> tasks_;          // guarded by mu_
-  std::map<std::string, std::string, std::less<>> idempotency_;  // key -> task id, by mu_
-  std::deque<std::string> finished_order_;  // oldest first, for eviction; by mu_
-  std::uint64_t next_task_number_ = 1;      // no generated id at or above it was handed out
-  std::size_t in_flight_ = 0;               // by mu_
-  bool stopping_ = false;                   // by mu_
+  std::map<std::string, TaskEntry, std::less<>> tasks_ MEND_GUARDED_BY(mu_);
+  std::map<std::string, std::string, std::less<>> idempotency_ MEND_GUARDED_BY(mu_);  // key -> id
+  std::deque<std::string> finished_order_ MEND_GUARDED_BY(mu_);  // oldest first, for eviction
+  // No generated id at or above it was handed out.
+  std::uint64_t next_task_number_ MEND_GUARDED_BY(mu_) = 1;
+  std::size_t in_flight_ MEND_GUARDED_BY(mu_) = 0;
+  bool stopping_ MEND_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace mend::server_detail

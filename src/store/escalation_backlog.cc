@@ -63,7 +63,7 @@ Result<EscalationTaken> EscalationBacklog::escalate(Escalator& escalator,
   pending.pending = true;
 
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!waiting_.empty()) {
       // Others wait for the store: this one waits behind them without trying it.
       if (keep(stamped, fingerprint)) return pending;
@@ -79,7 +79,7 @@ Result<EscalationTaken> EscalationBacklog::escalate(Escalator& escalator,
   const std::string refusal = taken.error().message;
   bool kept = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stats_.last_error = refusal;
     kept = keep(stamped, fingerprint);
     if (kept) {
@@ -106,21 +106,21 @@ EscalationBacklog::Pass EscalationBacklog::retry_now(Escalator& escalator) {
 EscalationBacklog::Pass EscalationBacklog::write_waiting(Escalator& escalator, bool when_due) {
   Pass pass;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (retrying_ || waiting_.empty() || (when_due && clock_.now() < next_retry_)) return pass;
     retrying_ = true;
   }
   for (;;) {
     Entry entry;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (waiting_.empty()) break;
       entry = std::move(waiting_.front());
       by_print_.erase(entry.fingerprint);
       waiting_.pop_front();
     }
     Result<EscalationTaken> taken = escalator.escalate(entry.request);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (taken.ok()) {
       pass.written += entry.request.occurrences;
       stats_.written_late += entry.request.occurrences;
@@ -150,7 +150,7 @@ EscalationBacklog::Pass EscalationBacklog::write_waiting(Escalator& escalator, b
     break;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     retrying_ = false;
     if (waiting_.empty()) {
       failing_ = false;
@@ -165,11 +165,11 @@ EscalationBacklog::Pass EscalationBacklog::write_waiting(Escalator& escalator, b
 void EscalationBacklog::report_health() {
   // Reports the state as it is now, not as the caller saw it: two threads that change it at once
   // leave the last report true.
-  std::lock_guard<std::mutex> order(health_mu_);
+  MutexLock order(health_mu_);
   bool now = false;
   std::string error;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     now = failing_;
     error = stats_.last_error;
   }
@@ -179,7 +179,7 @@ void EscalationBacklog::report_health() {
 }
 
 EscalationBacklog::Stats EscalationBacklog::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stats s = stats_;
   s.pending = waiting_.size();
   s.pending_occurrences = 0;
@@ -188,7 +188,7 @@ EscalationBacklog::Stats EscalationBacklog::stats() const {
 }
 
 bool EscalationBacklog::failing() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return failing_;
 }
 

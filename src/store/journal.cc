@@ -37,7 +37,7 @@ BatchingTaskJournal::BatchingTaskJournal(Store& store, const Clock& clock, Optio
 
 BatchingTaskJournal::~BatchingTaskJournal() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   work_.notify_one();
@@ -52,10 +52,11 @@ bool BatchingTaskJournal::enqueue(const Task& task, const Outcome& outcome, bool
   // Built outside the lock, on the caller's thread: the entry holds copies, so the writer never
   // touches the caller's task or outcome.
   JournalEntry entry = journal_entry(task, outcome, clock_.wall_now());
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (queue_.size() >= options_.max_queued) {
     if (!wait_for_room) return false;
-    room_.wait(lock, [&] { return queue_.size() < options_.max_queued; });
+    room_.wait(lock.native(),
+               [&]() MEND_REQUIRES(mu_) { return queue_.size() < options_.max_queued; });
   }
   const bool writer_idle = queue_.empty();
   queue_.push_back(std::move(entry));
@@ -85,16 +86,16 @@ void BatchingTaskJournal::record(const Task& task, const Outcome& outcome) noexc
 }
 
 void BatchingTaskJournal::flush() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t target = queued_total_;
-  room_.wait(lock, [&] { return done_total_ >= target; });
+  room_.wait(lock.native(), [&]() MEND_REQUIRES(mu_) { return done_total_ >= target; });
 }
 
 void BatchingTaskJournal::write_loop() noexcept {
   std::vector<JournalEntry> batch;
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    work_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    work_.wait(lock.native(), [&]() MEND_REQUIRES(mu_) { return !queue_.empty() || stopping_; });
     if (queue_.empty()) return;  // stopping, and everything is written
     const std::size_t n = std::min(queue_.size(), options_.max_batch);
     try {

@@ -38,7 +38,7 @@ TaskWriter::~TaskWriter() {
 
 TaskWriter::Health TaskWriter::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_) return health_locked();
     stopped_ = true;
     stopping_ = true;
@@ -48,20 +48,20 @@ TaskWriter::Health TaskWriter::stop() {
     thread_.join();
   } else {
     // No thread of its own: the last tries happen here.
-    std::unique_lock lock(mu_);
-    while (!queue_.empty()) write_batch(lock);
+    MutexLock lock(mu_);
+    while (!queue_.empty()) write_batch();
     if (!retry_.empty()) {
       next_retry_ = clock_.now();
-      while (!retry_.empty() && write_batch(lock) > 0 && clock_.now() >= next_retry_) {
+      while (!retry_.empty() && write_batch() > 0 && clock_.now() >= next_retry_) {
       }
     }
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return health_locked();
 }
 
 bool TaskWriter::submit(TaskWrite write, Done done) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (write.kind == TaskWrite::Kind::accept && queue_.size() >= options_.max_queued) return false;
   const bool idle = queue_.empty();
   queue_.push_back(Pending{std::move(write), std::move(done), false});
@@ -80,22 +80,22 @@ void TaskWriter::raise_task_number(std::int64_t number) {
 }
 
 void TaskWriter::flush() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t target = submitted_;
   if (!options_.own_thread) {
-    while (tried_count_ < target) write_batch(lock);
+    while (tried_count_ < target) write_batch();
     return;
   }
-  tried_.wait(lock, [&] { return tried_count_ >= target; });
+  tried_.wait(lock.native(), [&]() MEND_REQUIRES(mu_) { return tried_count_ >= target; });
 }
 
 std::size_t TaskWriter::run_once() {
-  std::unique_lock lock(mu_);
-  return write_batch(lock);
+  MutexLock lock(mu_);
+  return write_batch();
 }
 
 TaskWriter::Health TaskWriter::health() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return health_locked();
 }
 
@@ -129,18 +129,17 @@ void TaskWriter::keep_for_retry(Pending p) {
   retry_.push_back(std::move(p));
 }
 
-void TaskWriter::note_recovered(std::unique_lock<std::mutex>& lock) {
+void TaskWriter::note_recovered() {
   retry_delay_ = Duration::zero();
   if (!health_.failing) return;
   health_.failing = false;
   if (options_.on_health_change) {
-    lock.unlock();
+    MutexUnlock unlocked(mu_);
     options_.on_health_change(false, "");
-    lock.lock();
   }
 }
 
-void TaskWriter::note_failure(const std::string& error, std::unique_lock<std::mutex>& lock) {
+void TaskWriter::note_failure(const std::string& error) {
   retry_delay_ = retry_delay_.count() == 0
                      ? options_.retry_initial
                      : std::min<Duration>(retry_delay_ * 2, options_.retry_max);
@@ -149,13 +148,12 @@ void TaskWriter::note_failure(const std::string& error, std::unique_lock<std::mu
   health_.failing = true;
   health_.last_error = error;
   if (!was_failing && options_.on_health_change) {
-    lock.unlock();
+    MutexUnlock unlocked(mu_);
     options_.on_health_change(true, error);
-    lock.lock();
   }
 }
 
-std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
+std::size_t TaskWriter::write_batch() {
   // Each submitter hears once: a retried write that succeeds later reported its failure already.
   struct Notice {
     Done done;
@@ -207,70 +205,75 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
     const bool probe = health_.failing && retry_.empty() && clock_.now() >= next_retry_;
     if (probe) {
       const std::int64_t number = task_number_.load(std::memory_order_relaxed);
-      lock.unlock();
       std::string error;
-      try {
-        store_.write_tasks({}, number);
-      } catch (...) {
-        error = what_of(std::current_exception());
+      {
+        MutexUnlock unlocked(mu_);
+        try {
+          store_.write_tasks({}, number);
+        } catch (...) {
+          error = what_of(std::current_exception());
+        }
       }
-      lock.lock();
       if (!error.empty()) {
         ++health_.failed_tries;
-        note_failure(error, lock);
+        note_failure(error);
       } else {
-        note_recovered(lock);
+        note_recovered();
       }
     }
-    lock.unlock();
-    tell();
-    lock.lock();
+    {
+      MutexUnlock unlocked(mu_);
+      tell();
+    }
     tried_.notify_all();
     return 0;
   }
-  lock.unlock();
-
+  // The store is written without the lock: submitters and health() go on meanwhile.
   std::vector<TaskWrite> writes;
-  writes.reserve(batch.size());
-  for (const Pending& p : batch) writes.push_back(p.write);
-  const std::int64_t number = task_number_.load(std::memory_order_relaxed);
-  std::vector<Result> results(batch.size(), Result::written);
-  std::vector<std::string> errors(batch.size());
+  std::vector<Result> results;
+  std::vector<std::string> errors;
   std::int64_t written = 0;
   std::int64_t failed = 0;
   std::int64_t batches = 0;
   std::string last_error;
-  try {
-    for (std::size_t i : store_.write_tasks(writes, number)) results.at(i) = Result::refused;
-    written = static_cast<std::int64_t>(batch.size());
-    batches = 1;
-  } catch (...) {
-    // The transaction was rolled back: write them one by one, so that a write the store refuses
-    // for its own sake costs only itself. Once one fails, the rest are not tried: the store
-    // itself is failing (locked, full), and each try could wait the whole busy timeout.
-    bool order_broken = false;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (order_broken) {
-        results[i] = Result::failed;
-        errors[i] = last_error;
-        continue;
-      }
-      try {
-        if (!store_.write_tasks({writes[i]}, number).empty()) results[i] = Result::refused;
-        ++written;
-        ++batches;
-      } catch (...) {
-        results[i] = Result::failed;
-        errors[i] = last_error = what_of(std::current_exception());
-        ++failed;
-        order_broken = true;
+  {
+    MutexUnlock unlocked(mu_);
+    writes.reserve(batch.size());
+    for (const Pending& p : batch) writes.push_back(p.write);
+    const std::int64_t number = task_number_.load(std::memory_order_relaxed);
+    results.assign(batch.size(), Result::written);
+    errors.resize(batch.size());
+    try {
+      for (std::size_t i : store_.write_tasks(writes, number)) results.at(i) = Result::refused;
+      written = static_cast<std::int64_t>(batch.size());
+      batches = 1;
+    } catch (...) {
+      // The transaction was rolled back: write them one by one, so that a write the store refuses
+      // for its own sake costs only itself. Once one fails, the rest are not tried: the store
+      // itself is failing (locked, full), and each try could wait the whole busy timeout.
+      bool order_broken = false;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (order_broken) {
+          results[i] = Result::failed;
+          errors[i] = last_error;
+          continue;
+        }
+        try {
+          if (!store_.write_tasks({writes[i]}, number).empty()) results[i] = Result::refused;
+          ++written;
+          ++batches;
+        } catch (...) {
+          results[i] = Result::failed;
+          errors[i] = last_error = what_of(std::current_exception());
+          ++failed;
+          order_broken = true;
+        }
       }
     }
+
+    for (std::size_t i = 0; i < batch.size(); ++i) notice(batch[i], results[i], errors[i]);
   }
 
-  for (std::size_t i = 0; i < batch.size(); ++i) notice(batch[i], results[i], errors[i]);
-
-  lock.lock();
   tried_count_ += taken;
   health_.written += written;
   health_.batches += batches;
@@ -287,28 +290,29 @@ std::size_t TaskWriter::write_batch(std::unique_lock<std::mutex>& lock) {
     ++health_.dropped;
   }
   if (failed > 0) {
-    note_failure(last_error, lock);
+    note_failure(last_error);
   } else if (retry_.empty()) {
-    note_recovered(lock);
+    note_recovered();
   }
-  lock.unlock();
-  tell();
-  lock.lock();
+  {
+    MutexUnlock unlocked(mu_);
+    tell();
+  }
   tried_.notify_all();
   return batch.size();
 }
 
 void TaskWriter::write_loop() noexcept {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   bool last_try_done = false;
   for (;;) {
     const bool retry_due = (!retry_.empty() || health_.failing) && clock_.now() >= next_retry_;
     if (!queue_.empty() || retry_due) {
       try {
-        write_batch(lock);
+        write_batch();
       } catch (...) {
-        // Out of memory building a batch: what was taken is gone with it; carry on.
-        if (!lock.owns_lock()) lock.lock();
+        // Out of memory building a batch: what was taken is gone with it; carry on (with mu_
+        // held: write_batch() takes it again before an exception leaves).
       }
       continue;
     }
@@ -320,12 +324,12 @@ void TaskWriter::write_loop() noexcept {
       continue;
     }
     if (retry_.empty() && !health_.failing) {
-      work_.wait(lock);
+      work_.wait(lock.native());
     } else {
       // The clock may be another than the system's: wait in real time, at most the retry delay.
       const Duration left =
           std::clamp<Duration>(next_retry_ - clock_.now(), Duration(1), options_.retry_max);
-      work_.wait_for(lock, left);
+      work_.wait_for(lock.native(), left);
     }
   }
 }

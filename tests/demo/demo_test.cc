@@ -1,7 +1,7 @@
 // `mend demo` run for real: the binary, eight supervised sample agents, the chaos timeline, on a
 // 30-second run. The test reads the report the demo wrote and checks that every failure the
-// timeline injected was seen and handled the way the seed says, then renders the HTML report in
-// headless Chromium and checks that its charts drew.
+// timeline injected was seen and handled the way the specification says, then renders the HTML
+// report in headless Chromium and checks that its charts drew.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

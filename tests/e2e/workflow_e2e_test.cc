@@ -1,7 +1,7 @@
 // End to end: agents served over real loopback HTTP fail in each of the five categories, and the
 // whole of mend (HTTP client, workflow, self-healing over the agents' admin hooks, SQLite store,
-// escalator, outbox, receivers) answers as DESIGN.md §1 and the seed say. Time is a manual clock:
-// backoff waits are exact and instant, SLA clocks move by hand.
+// escalator, outbox, receivers) answers as DESIGN.md §1 and the specification say. Time is a manual
+// clock: backoff waits are exact and instant, SLA clocks move by hand.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -43,7 +43,7 @@ class WorkflowE2E : public ::testing::Test {
          .endpoints = {fullstack.url()}});
     add({.name = "senior-ai-engineer", .capabilities = {"ai"}, .endpoints = {ai.url()}});
     add({.name = "agentzero-coordinator", .generalist = true, .endpoints = {coordinator.url()}});
-    agents.set_chains(seed_fallback_chains());
+    agents.set_chains(default_fallback_chains());
     store = open_store(dir.file("mend.db"));
     escalator = std::make_unique<Escalator>(*store, clock, test_escalator_options());
     dispatcher = std::make_unique<NotificationDispatcher>(*store, clock, random);
@@ -81,7 +81,7 @@ class WorkflowE2E : public ::testing::Test {
 
   ManualClock clock;
   ManualSleeper sleeper{clock};
-  FixedRandom random{0.5};  // the jitter's midpoint: delays are exactly the seed's formula
+  FixedRandom random{0.5};  // the jitter's midpoint: delays are exactly the error_scaled formula
   RecordingEventSink events;
   Env env;
   IoThread io;
@@ -137,8 +137,8 @@ TEST_F(WorkflowE2E, TransientFailuresAreRetriedAndOnlyLogged) {
   EXPECT_EQ(journal->failures(), 0);
 }
 
-// transient, exhausted: real timeouts detected by the client, retried 3 times with the seed's
-// x1.5 for timeouts, then the chain's next agent; medium: a ticket and the team channel.
+// transient, exhausted: real timeouts detected by the client, retried 3 times (x1.5 for
+// timeouts), then the chain's next agent; medium: a ticket and the team channel.
 TEST_F(WorkflowE2E, TimeoutsExhaustTheRetriesThenFallBackAndOpenATicket) {
   backend.on_task([](int) {
     std::this_thread::sleep_for(milliseconds(300));  // a slow agent, past the call's timeout
@@ -213,7 +213,7 @@ TEST_F(WorkflowE2E, LogicFailuresFallBackWithoutRetrying) {
   EXPECT_EQ(out.attempts[0].severity, Severity::low);
   EXPECT_TRUE(sleeper.sleeps().empty());
   ASSERT_TRUE(out.escalation.has_value());
-  EXPECT_EQ(out.escalation->level, Severity::medium);  // the seed's low -> medium
+  EXPECT_EQ(out.escalation->level, Severity::medium);  // the specification's low -> medium
   EXPECT_EQ(out.escalation->action, "notified_and_ticketed");
   ASSERT_TRUE(events.count(EventKind::fallback_used) == 1u);
 }
@@ -273,8 +273,8 @@ TEST_F(WorkflowE2E, SystemFailuresThatHealingCannotFixFailOverAndEscalate) {
   EXPECT_EQ(next.skipped[0].reason, SkipReason::unhealthy);
 }
 
-// external -> circuit breaker + fallback service: five failures open the circuit (seed
-// threshold), the sixth task does not call the agent at all; one ticket counts them.
+// external -> circuit breaker + fallback service: five failures open the circuit (the
+// specification's threshold); the sixth task never calls the agent; one ticket counts them.
 TEST_F(WorkflowE2E, ExternalFailuresOpenTheBreakerAndFallBack) {
   backend.on_task([](int) { return agent_error(502, "external_service_down", "github is down"); });
   std::int64_t record = 0;

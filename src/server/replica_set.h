@@ -1,0 +1,172 @@
+// The daemon's replicas: every agent's supervised processes (or, for agents reached by URL, just
+// their endpoints), each with its probes on core's rules (mend/replica_probes.h), and what they
+// say about each agent's health.
+//
+// It decides and remembers; it does no I/O. The daemon starts and restarts processes, makes the
+// probes' HTTP calls and hands their answers here; the set says which probe is due, what a
+// probe's answer changed and which process to restart. Epochs tell a probe's answer about a
+// process that is gone from one about the process running now. Time comes from the clock it is
+// given, so every decision is testable on a manual clock (replica_set_test.cc).
+//
+//   ReplicaSet replicas(clock, host);
+//   replicas.replace(plan.keep, {replica});            // from plan_reconfigure() and new ones
+//   for (auto due : replicas.take_due(clock.now(), status_of))
+//     if (auto target = replicas.probe_target(due.epoch, due.kind)) { /* GET target->url */ }
+//   replicas.record_probe(due.epoch, due.kind, result, clock.now());
+//
+// Thread safety: every member may be called from any thread; one mutex guards the replicas.
+// ReplicaSetHost::agent_health is called under that mutex (so that an agent's health follows its
+// replicas' changes in order) and must not call back into the set.
+#ifndef MEND_SERVER_REPLICA_SET_H_
+#define MEND_SERVER_REPLICA_SET_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mend/clock.h"
+#include "mend/config.h"
+#include "mend/health.h"
+#include "mend/replica_probes.h"
+#include "mend/supervisor.h"
+#include "mend/thread_annotations.h"
+
+namespace mend::server_detail {
+
+// A supervised process (or, for agents reached by URL, just an endpoint) and its probes.
+struct Replica {
+  std::string agent;
+  int index = 0;
+  std::string process;  // the supervisor's name ("agent#0"); "" for URL agents
+  std::string url;      // base URL
+  unsigned short port = 0;
+  int pid = 0;  // the process the last started event named; 0 after it exited
+  ProbesConfig probes;
+  // Started, ready, and when each probe is due: core's rules (mend/replica_probes.h).
+  ReplicaProbes health;
+  std::size_t memory_limit = 0;
+  bool probed = false;  // a probe has answered (a URL agent's replica is ready before that)
+  bool probing = false;
+  bool restarting = false;
+  bool healing = false;
+  // Unique among all replicas, renewed at every start and exit: probes find their replica by it,
+  // and the answer of a probe to a process that is gone finds none.
+  std::uint64_t epoch = 0;
+  std::string last_probe;  // detail of the last probe
+};
+
+// An agent's health as its replicas make it: as healthy as its best replica.
+struct AgentReplicaHealth {
+  bool any_ready = false;
+  // Every ready replica is ready without a probe's word (an agent mend does not start, not yet
+  // probed): "healthy" is then an assumption, and the log says so.
+  bool ready_unprobed = true;
+};
+
+// What the set tells the daemon while it holds its lock.
+class ReplicaSetHost {
+ public:
+  virtual ~ReplicaSetHost() = default;
+  // The agent's replicas changed: its health is now `health`. Returns true when that took the
+  // agent from healthy to unhealthy.
+  virtual bool agent_health(const std::string& agent, const AgentReplicaHealth& health) = 0;
+  // A probe changed one of the agent's replicas (ProbeOutcome::transition), told before the
+  // agent's health it leads to: the cause first, then the effect.
+  virtual void replica_transition(const std::string& agent, const std::string& transition) = 0;
+};
+
+class ReplicaSet {
+ public:
+  // The supervisor's view of a process, or nullopt when it has none of that name.
+  using ProcessLookup = std::function<std::optional<ProcessStatus>(const std::string& process)>;
+
+  ReplicaSet(const Clock& clock, ReplicaSetHost& host);
+
+  // --- configuration -------------------------------------------------------------------------
+  // Under a new configuration, against the one before (null at start): the replicas that stay as
+  // they are (with the new probe settings and memory limit), and the processes to stop.
+  struct Reconfiguration {
+    std::vector<Replica> keep;
+    std::vector<std::string> to_stop;
+  };
+  Reconfiguration plan_reconfigure(const Config& config, const Config* before) const;
+  // A fresh epoch for a new replica.
+  std::uint64_t new_epoch();
+  // The replicas become `keep` (found again as they are now: probes and process events went on
+  // meanwhile), then `added`.
+  void replace(const std::vector<Replica>& keep, std::vector<Replica> added);
+  // Tells the host every agent's health again (at start, after a reload).
+  void report_health();
+
+  // --- processes -----------------------------------------------------------------------------
+  // A process started or exited: its replica's probes start over (started) or stop (exited),
+  // under a new epoch. Returns the agent it belongs to, or "" when no replica has that process.
+  std::string on_process_event(const ProcessEvent& event);
+  // The agent's supervised processes, in order; empty for an agent mend does not start.
+  std::vector<std::string> processes_of(const std::string& agent) const;
+  // mend is restarting the process: out of traffic, no probes until it starts again.
+  void take_out(const std::string& process);
+
+  // --- probes --------------------------------------------------------------------------------
+  struct DueProbe {
+    std::uint64_t epoch = 0;
+    ProbeKind kind = ProbeKind::readiness;
+  };
+  // The probes due at `now`, each marked in progress. A supervised replica is probed only once
+  // the start of the process the supervisor runs has reached the set (its pid is known).
+  std::vector<DueProbe> take_due(TimePoint now, const ProcessLookup& status_of);
+  struct ProbeTarget {
+    std::string url;
+    Duration timeout{};
+  };
+  // Where to send the probe, or nullopt when its replica is gone.
+  std::optional<ProbeTarget> probe_target(std::uint64_t epoch, ProbeKind kind) const;
+  // What one probe's answer changed.
+  struct ProbeOutcome {
+    std::string agent;
+    std::string transition;  // "ready", "not ready: ...", "... failed N times"; "" for none
+    std::optional<std::string> restart_process;  // restart it (startup or liveness threshold)
+    bool agent_fell = false;  // its readiness took the agent from healthy to unhealthy
+  };
+  // Records the answer `ok` (detail: what it said) of the probe to replica `epoch`. nullopt when
+  // the replica is gone or being restarted: the answer is not about the process running now.
+  std::optional<ProbeOutcome> record_probe(std::uint64_t epoch, ProbeKind kind, bool ok,
+                                           const std::string& detail, TimePoint now);
+  // The probe ended without an answer to record (its coroutine failed).
+  void probe_abandoned(std::uint64_t epoch);
+
+  // --- memory --------------------------------------------------------------------------------
+  struct OverMemory {
+    std::string agent;
+    double percent = 0;  // of its memory limit
+  };
+  // Running supervised replicas over their memory limit, each marked healing (not reported again
+  // until healing_done()).
+  std::vector<OverMemory> over_memory(const ProcessLookup& status_of);
+  void healing_done(const std::string& agent);
+
+  // --- reading -------------------------------------------------------------------------------
+  // Ready replicas per agent (every agent with replicas, 0 included).
+  std::map<std::string, int> ready_counts() const;
+  // Every agent has at least one ready replica.
+  bool every_agent_ready() const;
+  std::vector<Replica> snapshot() const;
+
+ private:
+  Replica* by_epoch(std::uint64_t epoch) MEND_REQUIRES(mu_);
+  const Replica* by_epoch(std::uint64_t epoch) const MEND_REQUIRES(mu_);
+  bool report_agent(const std::string& agent) MEND_REQUIRES(mu_);
+
+  const Clock& clock_;
+  ReplicaSetHost& host_;
+  mutable Mutex mu_;
+  std::vector<Replica> replicas_ MEND_GUARDED_BY(mu_);
+  std::uint64_t next_epoch_ MEND_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace mend::server_detail
+
+#endif  // MEND_SERVER_REPLICA_SET_H_

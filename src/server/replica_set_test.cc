@@ -1,0 +1,265 @@
+// The replica set's decisions on a manual clock: which probes are due, what an answer changes,
+// stale answers after a restart, agents' health, reloads and memory. No processes, no sockets.
+#include "replica_set.h"
+
+#include <gtest/gtest.h>
+
+namespace mend::server_detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Records what the set tells the daemon, in order.
+class RecordingHost final : public ReplicaSetHost {
+ public:
+  bool agent_health(const std::string& agent, const AgentReplicaHealth& health) override {
+    const bool was = healthy.count(agent) ? healthy[agent] : true;
+    healthy[agent] = health.any_ready;
+    told.push_back(agent + (health.any_ready ? " healthy" : " unhealthy") +
+                   (health.any_ready && health.ready_unprobed ? " (assumed)" : ""));
+    return was && !health.any_ready;
+  }
+  void replica_transition(const std::string& agent, const std::string& transition) override {
+    told.push_back(agent + ": " + transition);
+  }
+  std::map<std::string, bool> healthy;
+  std::vector<std::string> told;
+};
+
+ProbesConfig quick_probes() {
+  ProbesConfig p;
+  p.path = "/health";
+  p.startup = {.period = 1s, .timeout = 1s, .failure_threshold = 3, .initial_delay = 0s};
+  p.readiness = {.period = 1s, .timeout = 1s, .failure_threshold = 2, .initial_delay = 0s};
+  p.liveness = {.period = 1s, .timeout = 1s, .failure_threshold = 2, .initial_delay = 0s};
+  return p;
+}
+
+struct ReplicaSetTest : ::testing::Test {
+  ManualClock clock;
+  RecordingHost host;
+  ReplicaSet set{clock, host};
+  // The supervisor's view: process name -> pid (running).
+  std::map<std::string, int> running;
+  ReplicaSet::ProcessLookup status_of = [this](const std::string& name) {
+    std::optional<ProcessStatus> s;
+    if (auto it = running.find(name); it != running.end()) {
+      s.emplace();
+      s->name = name;
+      s->pid = it->second;
+      s->running = true;
+      s->rss_bytes = 100;
+    }
+    return s;
+  };
+
+  Replica supervised(const std::string& agent, int index) {
+    Replica r;
+    r.agent = agent;
+    r.index = index;
+    r.process = agent + "#" + std::to_string(index);
+    r.url = "http://127.0.0.1:" + std::to_string(9000 + index);
+    r.probes = quick_probes();
+    r.health = ReplicaProbes(r.probes, /*supervised=*/true);
+    r.epoch = set.new_epoch();
+    return r;
+  }
+  Replica by_url(const std::string& agent, int index) {
+    Replica r;
+    r.agent = agent;
+    r.index = index;
+    r.url = "http://agent-" + std::to_string(index);
+    r.probes = quick_probes();
+    r.health = ReplicaProbes(r.probes, /*supervised=*/false);
+    r.epoch = set.new_epoch();
+    return r;
+  }
+  void start(const std::string& process, int pid) {
+    running[process] = pid;
+    set.on_process_event({ProcessEvent::Kind::started, process, pid, "started", {}});
+  }
+  // Takes the one due probe and answers it.
+  std::optional<ReplicaSet::ProbeOutcome> answer_due(bool ok) {
+    std::vector<ReplicaSet::DueProbe> due = set.take_due(clock.now(), status_of);
+    EXPECT_EQ(due.size(), 1u);
+    if (due.empty()) return std::nullopt;
+    return set.record_probe(due[0].epoch, due[0].kind, ok, ok ? "ok" : "503", clock.now());
+  }
+};
+
+TEST_F(ReplicaSetTest, AnAgentMendDoesNotStartIsReadyUntilAProbeSaysOtherwise) {
+  set.replace({}, {by_url("api", 0)});
+  set.report_health();
+  EXPECT_EQ(host.told.back(), "api healthy (assumed)");
+  EXPECT_EQ(set.ready_counts().at("api"), 1);
+  std::optional<ReplicaSet::ProbeOutcome> first = answer_due(false);
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->transition.empty());  // one failure of two
+  clock.advance(1s);
+  std::optional<ReplicaSet::ProbeOutcome> second = answer_due(false);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->transition, "not ready: 503");
+  EXPECT_TRUE(second->agent_fell);
+  EXPECT_FALSE(second->restart_process);  // never restarted: mend does not start it
+  // The cause is told before the effect.
+  ASSERT_GE(host.told.size(), 2u);
+  EXPECT_EQ(host.told[host.told.size() - 2], "api: not ready: 503");
+  EXPECT_EQ(host.told.back(), "api unhealthy");
+  EXPECT_FALSE(set.every_agent_ready());
+}
+
+TEST_F(ReplicaSetTest, ASupervisedReplicaIsProbedOnlyOnceItsStartReachedTheSet) {
+  set.replace({}, {supervised("worker", 0)});
+  EXPECT_TRUE(set.take_due(clock.now(), status_of).empty());  // no process yet
+  running["worker#0"] = 41;                                   // running, start event not seen
+  EXPECT_TRUE(set.take_due(clock.now(), status_of).empty());
+  set.on_process_event({ProcessEvent::Kind::started, "worker#0", 41, "started", {}});
+  std::vector<ReplicaSet::DueProbe> due = set.take_due(clock.now(), status_of);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].kind, ProbeKind::startup);
+  // In progress: not due again until answered.
+  clock.advance(5s);
+  EXPECT_TRUE(set.take_due(clock.now(), status_of).empty());
+  std::optional<ReplicaSet::ProbeTarget> target = set.probe_target(due[0].epoch, due[0].kind);
+  ASSERT_TRUE(target);
+  EXPECT_EQ(target->url, "http://127.0.0.1:9000/health");
+  EXPECT_EQ(target->timeout, 1s);
+  std::optional<ReplicaSet::ProbeOutcome> o =
+      set.record_probe(due[0].epoch, due[0].kind, true, "ok", clock.now());
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->transition, "ready");
+  EXPECT_EQ(host.told.back(), "worker healthy");
+  EXPECT_TRUE(set.every_agent_ready());
+}
+
+TEST_F(ReplicaSetTest, AnAnswerAboutAProcessThatIsGoneChangesNothing) {
+  set.replace({}, {supervised("worker", 0)});
+  start("worker#0", 41);
+  std::vector<ReplicaSet::DueProbe> due = set.take_due(clock.now(), status_of);
+  ASSERT_EQ(due.size(), 1u);
+  // The process restarted while the probe was out: the answer is about the old one.
+  start("worker#0", 42);
+  EXPECT_FALSE(set.record_probe(due[0].epoch, due[0].kind, true, "ok", clock.now()));
+  EXPECT_FALSE(set.probe_target(due[0].epoch, due[0].kind));
+  EXPECT_EQ(set.ready_counts().at("worker"), 0);
+  // The new process is probed afresh.
+  std::optional<ReplicaSet::ProbeOutcome> fresh = answer_due(true);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->transition, "ready");
+}
+
+TEST_F(ReplicaSetTest, StartupFailuresAtTheThresholdRestartTheProcessOnce) {
+  set.replace({}, {supervised("worker", 0)});
+  start("worker#0", 41);
+  std::optional<ReplicaSet::ProbeOutcome> last;
+  for (int i = 0; i < 3; ++i) {
+    last = answer_due(false);
+    ASSERT_TRUE(last);
+    clock.advance(1s);
+  }
+  ASSERT_TRUE(last->restart_process);
+  EXPECT_EQ(*last->restart_process, "worker#0");
+  EXPECT_EQ(last->transition, "startup probe failed 3 times");
+  // Restarting: no probes until the new process starts.
+  clock.advance(10s);
+  EXPECT_TRUE(set.take_due(clock.now(), status_of).empty());
+  start("worker#0", 43);
+  EXPECT_EQ(set.take_due(clock.now(), status_of).size(), 1u);
+}
+
+TEST_F(ReplicaSetTest, LivenessFailuresRestartAStartedProcess) {
+  set.replace({}, {supervised("worker", 0)});
+  start("worker#0", 41);
+  ASSERT_TRUE(answer_due(true));  // started and ready
+  std::optional<ReplicaSet::ProbeOutcome> restart;
+  // Ticks as the daemon's probe loop makes them: a tick takes one due probe per replica.
+  for (int i = 0; i < 100 && !restart; ++i) {
+    clock.advance(100ms);
+    for (ReplicaSet::DueProbe d : set.take_due(clock.now(), status_of)) {
+      std::optional<ReplicaSet::ProbeOutcome> o =
+          set.record_probe(d.epoch, d.kind, false, "timeout", clock.now());
+      if (o && o->restart_process) restart = o;
+    }
+  }
+  ASSERT_TRUE(restart);
+  EXPECT_EQ(restart->transition, "liveness probe failed 2 times: timeout");
+}
+
+TEST_F(ReplicaSetTest, TheAgentIsAsHealthyAsItsBestReplica) {
+  set.replace({}, {supervised("worker", 0), supervised("worker", 1)});
+  start("worker#0", 41);
+  start("worker#1", 42);
+  for (ReplicaSet::DueProbe d : set.take_due(clock.now(), status_of)) {
+    set.record_probe(d.epoch, d.kind, true, "ok", clock.now());
+  }
+  EXPECT_EQ(set.ready_counts().at("worker"), 2);
+  set.on_process_event({ProcessEvent::Kind::exited, "worker#0", 41, "exited with status 1", {}});
+  EXPECT_EQ(set.ready_counts().at("worker"), 1);
+  EXPECT_EQ(host.told.back(), "worker healthy");
+  set.take_out("worker#1");  // mend restarts it
+  EXPECT_EQ(set.ready_counts().at("worker"), 0);
+  EXPECT_EQ(host.told.back(), "worker unhealthy");
+  EXPECT_EQ(set.processes_of("worker"), (std::vector<std::string>{"worker#0", "worker#1"}));
+  EXPECT_TRUE(set.processes_of("nobody").empty());
+}
+
+TEST_F(ReplicaSetTest, AReloadKeepsUnchangedAgentsAsTheyAreAndStopsChangedOnes) {
+  Config before;
+  AgentConfig worker;
+  worker.name = "worker";
+  worker.command = "./worker";
+  worker.replicas = 1;
+  worker.probes = quick_probes();
+  AgentConfig other = worker;
+  other.name = "other";
+  before.agents = {worker, other};
+  set.replace({}, {supervised("worker", 0), supervised("other", 0)});
+  start("worker#0", 41);
+  ASSERT_EQ(set.take_due(clock.now(), status_of).size(), 1u);
+
+  Config after = before;
+  after.agents[0].probes.readiness.failure_threshold = 5;  // settings only: kept
+  after.agents[0].memory_limit_bytes = 1000;
+  after.agents[1].args = {"--fast"};  // another process: replaced
+  ReplicaSet::Reconfiguration plan = set.plan_reconfigure(after, &before);
+  ASSERT_EQ(plan.keep.size(), 1u);
+  EXPECT_EQ(plan.keep[0].agent, "worker");
+  EXPECT_EQ(plan.to_stop, (std::vector<std::string>{"other#0"}));
+
+  // Meanwhile its probe was answered: the replace keeps that, with the new settings.
+  std::vector<Replica> now = set.snapshot();
+  set.record_probe(now[0].epoch, ProbeKind::startup, true, "ok", clock.now());
+  set.replace(plan.keep, {supervised("other", 0)});
+  std::vector<Replica> replaced = set.snapshot();
+  ASSERT_EQ(replaced.size(), 2u);
+  EXPECT_TRUE(replaced[0].health.is_ready());
+  EXPECT_EQ(replaced[0].memory_limit, 1000u);
+  EXPECT_EQ(replaced[0].probes.readiness.failure_threshold, 5);
+  EXPECT_EQ(replaced[1].agent, "other");
+}
+
+TEST_F(ReplicaSetTest, AReplicaOverItsMemoryLimitIsReportedOnceUntilHealed) {
+  Replica r = supervised("worker", 0);
+  r.memory_limit = 50;  // the lookup says 100 bytes
+  set.replace({}, {r});
+  start("worker#0", 41);
+  std::vector<ReplicaSet::OverMemory> over = set.over_memory(status_of);
+  ASSERT_EQ(over.size(), 1u);
+  EXPECT_EQ(over[0].agent, "worker");
+  EXPECT_DOUBLE_EQ(over[0].percent, 200.0);
+  EXPECT_TRUE(set.over_memory(status_of).empty());  // healing
+  set.healing_done("worker");
+  EXPECT_EQ(set.over_memory(status_of).size(), 1u);
+}
+
+TEST_F(ReplicaSetTest, AnAbandonedProbeIsDueAgain) {
+  set.replace({}, {by_url("api", 0)});
+  std::vector<ReplicaSet::DueProbe> due = set.take_due(clock.now(), status_of);
+  ASSERT_EQ(due.size(), 1u);
+  set.probe_abandoned(due[0].epoch);
+  clock.advance(1s);
+  EXPECT_EQ(set.take_due(clock.now(), status_of).size(), 1u);
+}
+
+}  // namespace
+}  // namespace mend::server_detail
