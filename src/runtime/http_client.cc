@@ -269,6 +269,18 @@ struct HttpClient::Impl {
   net::awaitable<StreamExchange> send_and_stream(Connection& conn, Stream& stream, const Call& call,
                                                  const StreamPlan& plan, bool pooled);
 
+  // The connection for an attempt: an idle one of the pool first; the retry after a stale
+  // pooled connection always takes a fresh one.
+  std::shared_ptr<Connection> connection_for(const Call& call, int attempt, bool* pooled) {
+    std::shared_ptr<Connection> conn = attempt == 0 ? take_idle(call.pool_key) : nullptr;
+    *pooled = conn != nullptr;
+    if (!conn) {
+      conn = std::make_shared<Connection>(net::make_strand(executor),
+                                          call.tls ? tls_context.get() : nullptr);
+    }
+    return conn;
+  }
+
   std::shared_ptr<Connection> take_idle(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu);
     auto it = idle.find(key);
@@ -376,13 +388,8 @@ net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl>
   }
 
   for (int attempt = 0;; ++attempt) {
-    // The retry after a stale pooled connection always takes a fresh one.
-    std::shared_ptr<Connection> conn = attempt == 0 ? self->take_idle(call.pool_key) : nullptr;
-    bool pooled = conn != nullptr;
-    if (!conn) {
-      conn = std::make_shared<Connection>(net::make_strand(self->executor),
-                                          call.tls ? self->tls_context.get() : nullptr);
-    }
+    bool pooled = false;
+    std::shared_ptr<Connection> conn = self->connection_for(call, attempt, &pooled);
     // The exchange runs on the connection's strand, whatever executor the caller runs on, so the
     // stream's timers and operations never race.
     Exchange ex = co_await net::co_spawn(conn->executor, self->exchange(conn, call, pooled),
@@ -594,13 +601,8 @@ net::awaitable<HttpStreamResult> HttpClient::Impl::run_stream(std::shared_ptr<Im
   }
 
   for (int attempt = 0;; ++attempt) {
-    // As in run(): the retry after a stale pooled connection takes a fresh one.
-    std::shared_ptr<Connection> conn = attempt == 0 ? self->take_idle(call.pool_key) : nullptr;
-    bool pooled = conn != nullptr;
-    if (!conn) {
-      conn = std::make_shared<Connection>(net::make_strand(self->executor),
-                                          call.tls ? self->tls_context.get() : nullptr);
-    }
+    bool pooled = false;
+    std::shared_ptr<Connection> conn = self->connection_for(call, attempt, &pooled);
     // On the connection's strand, handlers included; an exception a handler throws comes out
     // of this co_await.
     StreamExchange ex = co_await net::co_spawn(
