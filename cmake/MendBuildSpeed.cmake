@@ -74,5 +74,10 @@ function(mend_unity_sources out_var target)
     list(APPEND generated ${file})
   endforeach()
   set_source_files_properties(${sources} PROPERTIES HEADER_FILE_ONLY ON)
+  # To GCC the batched sources are headers, and its check that a header's classes use no type
+  # of an unnamed namespace (meant for headers included by many sources) fires on a batch's
+  # coroutine frames and lambdas, which only that batch sees.
+  set_source_files_properties(${generated} PROPERTIES
+                              COMPILE_OPTIONS "$<$<CXX_COMPILER_ID:GNU>:-Wno-subobject-linkage>")
   set(${out_var} ${generated} ${sources} PARENT_SCOPE)
 endfunction()

@@ -6,15 +6,15 @@
 namespace mend::server_detail {
 
 std::string EventHub::frame(std::uint64_t id, const std::string& kind,
-                            const std::string& json) const {
+                            const std::string& body) const {
   std::string out;
-  out.reserve(json.size() + kind.size() + 32);
+  out.reserve(body.size() + kind.size() + 32);
   out += "id: ";
   out += std::to_string(id);
   out += "\nevent: ";
   out += kind;
   out += "\ndata: ";
-  out += json;
+  out += body;
   out += "\n\n";
   return out;
 }
@@ -33,9 +33,9 @@ void EventHub::subscribe(std::shared_ptr<HttpResponder> responder, std::size_t r
   subscribers_.push_back(std::move(responder));
 }
 
-void EventHub::publish(const std::string& kind, const std::string& json) {
+void EventHub::publish(const std::string& kind, const std::string& body) {
   MutexLock lock(mu_);
-  std::string framed = frame(next_id_++, kind, json);
+  std::string framed = frame(next_id_++, kind, body);
   std::erase_if(subscribers_,
                 [&](const std::shared_ptr<HttpResponder>& r) { return !r->send(framed); });
   history_.push_back(std::move(framed));

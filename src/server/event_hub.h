@@ -24,8 +24,8 @@ class EventHub {
 
   // Starts the stream on `responder` and sends the last `replay` events first.
   void subscribe(std::shared_ptr<HttpResponder> responder, std::size_t replay);
-  // `kind` names the SSE event; `json` is one line of JSON (no newlines).
-  void publish(const std::string& kind, const std::string& json);
+  // `kind` names the SSE event; `body` is one line of JSON (no newlines).
+  void publish(const std::string& kind, const std::string& body);
   // A comment line that keeps idle connections (and proxies) from timing out; drops the
   // subscribers that have gone.
   void heartbeat();
@@ -37,7 +37,7 @@ class EventHub {
   std::uint64_t published() const;
 
  private:
-  std::string frame(std::uint64_t id, const std::string& kind, const std::string& json) const;
+  std::string frame(std::uint64_t id, const std::string& kind, const std::string& body) const;
 
   const std::size_t history_limit_;
   mutable Mutex mu_;
