@@ -337,15 +337,13 @@ void DaemonCore::respond_task(const std::shared_ptr<HttpResponder>& responder, c
 void DaemonCore::wait_for_task(const std::string& id, double wait_seconds,
                                const std::shared_ptr<HttpResponder>& responder,
                                int status_when_done, bool replayed) {
-  auto make_waiter = [&](bool until_stored) {
+  auto make_waiter = [&](bool until_stored, const TaskView& running) {
     // A waiter until stored has a timer too, in case the store takes its time: then "running".
     auto timer = std::make_shared<net::steady_timer>(
         *io_, until_stored ? std::chrono::seconds(30) : from_seconds(wait_seconds));
-    timer->async_wait([this, id, responder, replayed](boost::system::error_code ec) {
+    timer->async_wait([this, id, responder, running, replayed](boost::system::error_code ec) {
       if (ec) return;  // cancelled: the task finished and answered
       tasks_.remove_waiter(id, responder);
-      TaskView running;
-      running.id = id;
       respond_task(responder, running, 202, replayed);
     });
     return TaskWaiter{responder, [timer] { timer->cancel(); }, until_stored, replayed};

@@ -27,6 +27,15 @@ TaskView running_view(const TaskEntry& entry) {
   return v;
 }
 
+// What a finished task keeps of itself, and what its journal entry needs: id, type, agent.
+Task summary_of(const Task& task) {
+  Task summary;
+  summary.id = task.id;
+  summary.type = task.type;
+  summary.agent = task.agent;
+  return summary;
+}
+
 }  // namespace
 
 TaskRegistry::TaskRegistry(const Clock& clock, Limits limits) : clock_(clock), limits_(limits) {}
@@ -152,7 +161,7 @@ std::optional<std::pair<Task, int>> TaskRegistry::running(const std::string& id)
   MutexLock lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return std::nullopt;
-  return std::make_pair(it->second.task, it->second.attempts);
+  return std::make_pair(summary_of(it->second.task), it->second.attempts);
 }
 
 TaskRegistry::Finished TaskRegistry::finish(const std::string& id, const std::string& status,
@@ -169,11 +178,7 @@ TaskRegistry::Finished TaskRegistry::finish(const std::string& id, const std::st
       // the store (unless the store failed to take it: then memory is all there is).
       // Moved out and dropped, not assigned over: a string assigned a short value keeps the
       // capacity of its long one, and the payload's 60 KB would stay.
-      Task summary;
-      summary.id = entry.task.id;
-      summary.type = entry.task.type;
-      summary.agent = entry.task.agent;
-      (void)std::exchange(entry.task, std::move(summary));
+      (void)std::exchange(entry.task, summary_of(entry.task));
       entry.outcome_in_store = outcome_stored && outcome_json.size() > kInlineOutcomeBytes;
       entry.outcome_json = entry.outcome_in_store ? std::string() : outcome_json;
       f.ran_for = clock_.now() - entry.started;
@@ -209,7 +214,7 @@ void TaskRegistry::retire_oldest_finished() {
 
 TaskRegistry::Lookup TaskRegistry::wait(
     const std::string& id, bool wants_to_wait, bool stopping,
-    const std::function<TaskWaiter(bool until_stored)>& make_waiter) {
+    const std::function<TaskWaiter(bool until_stored, const TaskView& running)>& make_waiter) {
   Lookup lookup;
   MutexLock lock(mu_);
   auto it = tasks_.find(id);
@@ -222,9 +227,9 @@ TaskRegistry::Lookup TaskRegistry::wait(
     lookup.view = entry.view();
     return lookup;
   }
-  entry.waiters.push_back(make_waiter(until_stored));
   lookup.kind = Lookup::Kind::waiting;
   lookup.view = running_view(entry);
+  entry.waiters.push_back(make_waiter(until_stored, lookup.view));
   return lookup;
 }
 

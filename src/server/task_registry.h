@@ -152,7 +152,8 @@ class TaskRegistry {
   // "calling" already.
   std::optional<Progress> call_starting(const std::string& id);
 
-  // The task as it runs and its attempts so far, to write its end; nullopt when unknown.
+  // What writing a task's end needs (its id, type and agent: the journal entry's; not its
+  // payload, which is not copied) and its attempts so far; nullopt when unknown.
   std::optional<std::pair<Task, int>> running(const std::string& id) const;
   // The task ended with `status`: it keeps a summary (the outcome inline when small or when the
   // store does not have it), and the oldest finished tasks beyond Limits::retained go with their
@@ -176,10 +177,12 @@ class TaskRegistry {
   };
   // A client asks for task `id`, willing to wait when `wants_to_wait`. Answered now when the task
   // is done or the client does not wait (unless the task is not stored yet: then it waits until
-  // stored). Otherwise make_waiter(until_stored) is called, under the registry's lock, and the
-  // waiter it returns is answered when the task ends (or is stored).
-  Lookup wait(const std::string& id, bool wants_to_wait, bool stopping,
-              const std::function<TaskWaiter(bool until_stored)>& make_waiter);
+  // stored). Otherwise make_waiter(until_stored, running) is called, under the registry's lock
+  // (`running` is what its timeout answers), and the waiter it returns is answered when the task
+  // ends (or is stored).
+  Lookup wait(
+      const std::string& id, bool wants_to_wait, bool stopping,
+      const std::function<TaskWaiter(bool until_stored, const TaskView& running)>& make_waiter);
   // The waiter's timer fired: it is no longer waiting.
   void remove_waiter(const std::string& id, const std::shared_ptr<HttpResponder>& responder);
 

@@ -49,9 +49,10 @@ struct Fixture : ::testing::Test {
     return a.id;
   }
   // A waiter whose timer is a flag: cancel() sets it.
-  std::function<TaskWaiter(bool)> waiter(std::shared_ptr<RecordingResponder> client,
-                                         std::shared_ptr<bool> cancelled, bool* until_stored) {
-    return [client, cancelled, until_stored](bool until) {
+  std::function<TaskWaiter(bool, const TaskView&)> waiter(
+      std::shared_ptr<RecordingResponder> client, std::shared_ptr<bool> cancelled,
+      bool* until_stored) {
+    return [client, cancelled, until_stored](bool until, const TaskView&) {
       *until_stored = until;
       return TaskWaiter{client, [cancelled] { *cancelled = true; }, until, false};
     };
@@ -216,6 +217,22 @@ TEST_F(TaskRegistryTest, OnlyTheNewestFinishedTasksAreRetainedAndTheirKeysGoWith
   EXPECT_EQ(tasks.admit(again, "ka", "d", false).result, TaskRegistry::Admit::accepted);
   Task replay = task_of("review");
   EXPECT_EQ(tasks.admit(replay, "kb", "d", false).result, TaskRegistry::Admit::replay);
+}
+
+TEST_F(TaskRegistryTest, AWaitersTimeoutAnswersRunningWithWhenTheTaskWasSubmitted) {
+  const WallTime submitted = clock.wall_now();
+  const std::string id = admit_stored("review");
+  clock.advance(3s);
+  TaskView told;
+  auto client = std::make_shared<RecordingResponder>();
+  TaskRegistry::Lookup l = tasks.wait(id, true, false, [&](bool, const TaskView& running) {
+    told = running;
+    return TaskWaiter{client, [] {}, false, false};
+  });
+  EXPECT_EQ(l.kind, TaskRegistry::Lookup::Kind::waiting);
+  EXPECT_EQ(told.id, id);
+  EXPECT_FALSE(told.done);
+  EXPECT_EQ(told.submitted_at, submitted);
 }
 
 TEST_F(TaskRegistryTest, ATimedOutWaiterIsRemovedAndNotAnsweredAgain) {
