@@ -90,8 +90,8 @@ format:
 
 # Fails on any C++ file that clang-format (Debian 12's, 14) would change; `make format` fixes them.
 # Then clang's thread-safety analysis (clang++-14 -fsyntax-only -Wthread-safety) over each source
-# under src/ that includes mend/thread_annotations.h, with the flags of the release configuration's
-# compile_commands.json (scripts/thread_safety.py): fails on any access to a member
+# under src/ that includes mend/core/thread_annotations.h, with the flags of the release
+# configuration's compile_commands.json (scripts/thread_safety.py): fails on any access to a member
 # MEND_GUARDED_BY a mutex not held. About two minutes with JOBS=2.
 lint:
 	@scripts/setup.sh lint

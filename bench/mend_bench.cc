@@ -42,13 +42,13 @@
 #include <memory>
 #include <utility>
 
-#include "mend/circuit_breaker.h"
-#include "mend/clock.h"
-#include "mend/error.h"
-#include "mend/pipeline.h"
-#include "mend/result.h"
-#include "mend/retry.h"
-#include "mend/retry_budget.h"
+#include "mend/core/circuit_breaker.h"
+#include "mend/core/clock.h"
+#include "mend/core/error.h"
+#include "mend/core/pipeline.h"
+#include "mend/core/result.h"
+#include "mend/core/retry.h"
+#include "mend/core/retry_budget.h"
 
 namespace {
 

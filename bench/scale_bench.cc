@@ -58,11 +58,11 @@
 #include <type_traits>
 #include <vector>
 
-#include "mend/agent_client.h"
-#include "mend/agents.h"
-#include "mend/async_workflow.h"
-#include "mend/retry_budget.h"
-#include "mend/workflow.h"
+#include "mend/core/agents.h"
+#include "mend/core/retry_budget.h"
+#include "mend/core/workflow.h"
+#include "mend/runtime/agent_client.h"
+#include "mend/runtime/async_workflow.h"
 
 namespace {
 

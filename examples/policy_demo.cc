@@ -37,17 +37,17 @@
 #include <utility>
 #include <vector>
 
-#include "mend/circuit_breaker.h"
-#include "mend/clock.h"
-#include "mend/env.h"
-#include "mend/error.h"
-#include "mend/events.h"
-#include "mend/pipeline.h"
-#include "mend/random.h"
-#include "mend/rate_limiter.h"
-#include "mend/result.h"
-#include "mend/retry.h"
-#include "mend/retry_budget.h"
+#include "mend/core/circuit_breaker.h"
+#include "mend/core/clock.h"
+#include "mend/core/env.h"
+#include "mend/core/error.h"
+#include "mend/core/events.h"
+#include "mend/core/pipeline.h"
+#include "mend/core/random.h"
+#include "mend/core/rate_limiter.h"
+#include "mend/core/result.h"
+#include "mend/core/retry.h"
+#include "mend/core/retry_budget.h"
 
 namespace {
 

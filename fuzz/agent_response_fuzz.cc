@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "mend/agent_client.h"
-#include "mend/classifier.h"
-#include "mend/health.h"
+#include "mend/core/classifier.h"
+#include "mend/core/health.h"
+#include "mend/runtime/agent_client.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);

@@ -19,9 +19,9 @@
 #include <mutex>
 #include <string>
 
-#include "mend/config.h"
-#include "mend/daemon.h"
-#include "mend/http_server.h"
+#include "mend/runtime/http_server.h"
+#include "mend/server/config.h"
+#include "mend/server/daemon.h"
 
 namespace {
 

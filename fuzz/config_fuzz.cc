@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "mend/config.h"
-#include "mend/http_client.h"
+#include "mend/runtime/http_client.h"
+#include "mend/server/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

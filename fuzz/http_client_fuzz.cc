@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "mend/http_client.h"
+#include "mend/runtime/http_client.h"
 #include "mend_test/io_loop.h"
 #include "raw_server.h"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs clang's thread-safety analysis over the sources under src/ (the second step of `make lint`).
 
-The sources checked are those that include mend/thread_annotations.h, directly or through other
+The sources checked are those that include mend/core/thread_annotations.h, directly or through other
 headers of the repository: in the others nothing is annotated, and the analysis has nothing to say.
 Each is checked alone (clang++-14 -fsyntax-only -Wthread-safety -Werror=thread-safety) with the
 include paths, defines and forced includes the build compiles it with, read from the build's
@@ -34,7 +34,7 @@ KEEP_JOINED = ("-D", "-U", "-I", "-std=")
 KEEP_WITH_VALUE = {"-D", "-U", "-I", "-isystem", "-iquote", "-idirafter", "-include"}
 UNITY_INCLUDE = re.compile(r'^#include "(.*\.cc)"$', re.MULTILINE)
 ANY_INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.MULTILINE)
-ANNOTATIONS = os.path.join(ROOT, "include", "mend", "thread_annotations.h")
+ANNOTATIONS = os.path.join(ROOT, "include", "mend", "core", "thread_annotations.h")
 
 
 def compile_flags(entry, forced_dir):
@@ -102,7 +102,7 @@ def include_paths(directory, flags):
 
 
 def annotated(path, paths, seen):
-    """Whether `path` includes mend/thread_annotations.h, itself or through the repository's
+    """Whether `path` includes mend/core/thread_annotations.h, itself or through the repository's
     headers (a textual scan: the headers found in the repository along `paths`)."""
     if path == ANNOTATIONS:
         return True
@@ -172,7 +172,7 @@ def main():
               f"({names})")
         return 1
     print(f"lint: {len(sources)} files pass clang's thread-safety analysis ({seconds:.0f} s; "
-          f"{skipped} more under src/ do not include mend/thread_annotations.h)")
+          f"{skipped} more under src/ do not include mend/core/thread_annotations.h)")
     return 0
 
 

@@ -8,7 +8,7 @@
 #include <random>
 #include <sstream>
 
-#include "mend/agent_client.h"
+#include "mend/runtime/agent_client.h"
 
 namespace mend::sample_agent {
 namespace {

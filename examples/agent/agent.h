@@ -38,8 +38,8 @@
 #include <vector>
 
 #include "chaos.h"
-#include "mend/http_server.h"
-#include "mend/random.h"
+#include "mend/core/random.h"
+#include "mend/runtime/http_server.h"
 
 namespace mend::sample_agent {
 

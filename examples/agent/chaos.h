@@ -28,7 +28,7 @@
 #include <string_view>
 #include <utility>
 
-#include "mend/result.h"
+#include "mend/core/result.h"
 
 namespace mend::sample_agent {
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "agent.h"
-#include "mend/http_server.h"
+#include "mend/runtime/http_server.h"
 
 int main(int argc, char** argv) {
   using mend::sample_agent::ChaosKnobs;

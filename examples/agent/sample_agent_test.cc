@@ -20,9 +20,9 @@
 #include <thread>
 #include <vector>
 
-#include "mend/agent_client.h"
-#include "mend/http_client.h"
-#include "mend/recovery.h"
+#include "mend/core/recovery.h"
+#include "mend/runtime/agent_client.h"
+#include "mend/runtime/http_client.h"
 #include "mend_test/paths.h"
 
 extern char** environ;

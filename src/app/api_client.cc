@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <thread>
 
-#include "mend/agent_client.h"
-#include "mend/http_client.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/runtime/agent_client.h"
+#include "mend/runtime/http_client.h"
 
 namespace mend::app {
 

@@ -30,7 +30,7 @@
 #include <utility>
 #include <vector>
 
-#include "mend/result.h"
+#include "mend/core/result.h"
 
 namespace mend::app {
 

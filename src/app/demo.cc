@@ -40,10 +40,10 @@
 #include "demo_report.h"
 #include "demo_script.h"
 #include "demo_view.h"
-#include "mend/clock.h"
-#include "mend/config.h"
-#include "mend/daemon.h"
-#include "mend/http_server.h"
+#include "mend/core/clock.h"
+#include "mend/runtime/http_server.h"
+#include "mend/server/config.h"
+#include "mend/server/daemon.h"
 #include "table.h"
 
 namespace mend::app {

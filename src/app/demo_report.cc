@@ -12,7 +12,7 @@
 
 #include "demo_view.h"
 #include "json_fields.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
 
 namespace mend::app {
 namespace {

@@ -17,8 +17,8 @@
 #include <string>
 
 #include "demo.h"
-#include "mend/config.h"
-#include "mend/daemon.h"
+#include "mend/server/config.h"
+#include "mend/server/daemon.h"
 #include "operator_cli.h"
 
 namespace {

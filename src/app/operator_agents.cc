@@ -6,7 +6,7 @@
 #include <string>
 
 #include "json_fields.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
 #include "operator_commands.h"
 #include "operator_format.h"
 #include "table.h"

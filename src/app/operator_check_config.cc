@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "mend/config.h"
+#include "mend/server/config.h"
 #include "operator_commands.h"
 
 namespace mend::app {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/http_client.h"
+#include "mend/runtime/http_client.h"
 #include "operator_commands.h"
 
 namespace mend::app {

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "json_fields.h"
-#include "mend/agent_client.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/runtime/agent_client.h"
 #include "operator_commands.h"
 #include "table.h"
 

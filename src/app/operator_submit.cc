@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "json_fields.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
 #include "operator_commands.h"
 #include "operator_format.h"
 #include "table.h"

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/agents.h"
+#include "mend/core/agents.h"
 
 namespace mend {
 namespace {

@@ -1,4 +1,4 @@
-#include "mend/agents.h"
+#include "mend/core/agents.h"
 
 #include <algorithm>
 #include <mutex>

@@ -1,4 +1,4 @@
-#include "mend/attempt_policy.h"
+#include "mend/core/attempt_policy.h"
 
 namespace mend {
 

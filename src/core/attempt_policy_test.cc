@@ -2,7 +2,7 @@
 // which the breaker, the retry policy, the open-circuit check and the retry budget decide after a
 // failed call, and what admits a call or a retry. The workflow, the relay and the pipeline's
 // stages all go through it, so their tests check the wiring and these the rules.
-#include "mend/attempt_policy.h"
+#include "mend/core/attempt_policy.h"
 
 #include <gtest/gtest.h>
 

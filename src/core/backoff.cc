@@ -1,4 +1,4 @@
-#include "mend/backoff.h"
+#include "mend/core/backoff.h"
 
 #include <algorithm>
 #include <array>

@@ -1,11 +1,11 @@
-#include "mend/backoff.h"
+#include "mend/core/backoff.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "mend/random.h"
+#include "mend/core/random.h"
 
 namespace mend {
 namespace {

@@ -1,4 +1,4 @@
-#include "mend/boxed.h"
+#include "mend/core/boxed.h"
 
 #include <gtest/gtest.h>
 

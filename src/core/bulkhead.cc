@@ -1,4 +1,4 @@
-#include "mend/bulkhead.h"
+#include "mend/core/bulkhead.h"
 
 #include <algorithm>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "mend/bulkhead.h"
+#include "mend/core/bulkhead.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "mend/pipeline.h"
+#include "mend/core/pipeline.h"
 #include "mend_test/eventually.h"
 #include "test_env.h"
 

@@ -1,4 +1,4 @@
-#include "mend/circuit_breaker.h"
+#include "mend/core/circuit_breaker.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,11 +1,11 @@
-#include "mend/circuit_breaker.h"
+#include "mend/core/circuit_breaker.h"
 
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 #include <vector>
 
-#include "mend/random.h"
+#include "mend/core/random.h"
 #include "test_env.h"
 
 namespace mend {

@@ -1,4 +1,4 @@
-#include "mend/classifier.h"
+#include "mend/core/classifier.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mend/clock.h"
+#include "mend/core/clock.h"
 
 #include <pthread.h>
 #include <time.h>

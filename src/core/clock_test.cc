@@ -1,11 +1,11 @@
-#include "mend/clock.h"
+#include "mend/core/clock.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 
-#include "mend/random.h"
+#include "mend/core/random.h"
 
 namespace mend {
 namespace {

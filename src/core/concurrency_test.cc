@@ -6,12 +6,12 @@
 #include <thread>
 #include <vector>
 
-#include "mend/bulkhead.h"
-#include "mend/circuit_breaker.h"
-#include "mend/pipeline.h"
-#include "mend/random.h"
-#include "mend/rate_limiter.h"
-#include "mend/retry_budget.h"
+#include "mend/core/bulkhead.h"
+#include "mend/core/circuit_breaker.h"
+#include "mend/core/pipeline.h"
+#include "mend/core/random.h"
+#include "mend/core/rate_limiter.h"
+#include "mend/core/retry_budget.h"
 
 namespace mend {
 namespace {

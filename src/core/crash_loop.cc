@@ -1,4 +1,4 @@
-#include "mend/crash_loop.h"
+#include "mend/core/crash_loop.h"
 
 #include <stdexcept>
 #include <string>

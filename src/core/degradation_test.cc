@@ -1,4 +1,4 @@
-#include "mend/degradation.h"
+#include "mend/core/degradation.h"
 
 #include <gtest/gtest.h>
 

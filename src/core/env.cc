@@ -1,4 +1,4 @@
-#include "mend/env.h"
+#include "mend/core/env.h"
 
 namespace mend {
 

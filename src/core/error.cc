@@ -1,9 +1,9 @@
-#include "mend/error.h"
+#include "mend/core/error.h"
 
 #include <array>
 #include <cstdio>
 
-#include "mend/result.h"
+#include "mend/core/result.h"
 
 namespace mend {
 namespace {

@@ -1,11 +1,11 @@
-#include "mend/error.h"
+#include "mend/core/error.h"
 
 #include <gtest/gtest.h>
 
 #include <set>
 #include <string>
 
-#include "mend/result.h"
+#include "mend/core/result.h"
 
 namespace mend {
 namespace {

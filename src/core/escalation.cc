@@ -1,4 +1,4 @@
-#include "mend/escalation.h"
+#include "mend/core/escalation.h"
 
 #include <algorithm>
 #include <cstdio>

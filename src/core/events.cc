@@ -1,4 +1,4 @@
-#include "mend/events.h"
+#include "mend/core/events.h"
 
 #include <algorithm>
 #include <cstdio>

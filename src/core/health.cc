@@ -1,4 +1,4 @@
-#include "mend/health.h"
+#include "mend/core/health.h"
 
 #include <limits>
 #include <stdexcept>

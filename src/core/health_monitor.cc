@@ -1,4 +1,4 @@
-#include "mend/health_monitor.h"
+#include "mend/core/health_monitor.h"
 
 namespace mend {
 

@@ -1,6 +1,6 @@
-#include "mend/pipeline.h"
+#include "mend/core/pipeline.h"
 
-#include "mend/attempt_policy.h"
+#include "mend/core/attempt_policy.h"
 
 namespace mend {
 
@@ -31,7 +31,7 @@ RetryDecision RetryStage::decide(int attempt, Error& error, Duration previous,
       break;
   }
   // The budget, the policy and the caller's stop, as every caller of an agent decides
-  // (mend/attempt_policy.h); this stage has no breaker of its own (it is a stage if any).
+  // (mend/core/attempt_policy.h); this stage has no breaker of its own (it is a stage if any).
   const AttemptDecision a =
       AttemptPolicy(nullptr, policy_)
           .decide_retry(error,

@@ -1,4 +1,4 @@
-#include "mend/pipeline.h"
+#include "mend/core/pipeline.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mend/random.h"
+#include "mend/core/random.h"
 
 #include <pthread.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "mend/rate_limiter.h"
+#include "mend/core/rate_limiter.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,10 +1,10 @@
-#include "mend/rate_limiter.h"
+#include "mend/core/rate_limiter.h"
 
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 
-#include "mend/pipeline.h"
+#include "mend/core/pipeline.h"
 #include "test_env.h"
 
 namespace mend {

@@ -1,4 +1,4 @@
-#include "mend/recovery.h"
+#include "mend/core/recovery.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "mend/replica_probes.h"
+#include "mend/core/replica_probes.h"
 
 #include <algorithm>
 

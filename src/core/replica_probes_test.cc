@@ -1,7 +1,7 @@
 // ReplicaProbes on a manual clock: when each probe is due, the startup probe's quick retries and
 // its threshold counted once per period, readiness in and out of traffic, liveness restarts, and a
 // replica mend does not start. `mend serve` makes the probes; these are its rules.
-#include "mend/replica_probes.h"
+#include "mend/core/replica_probes.h"
 
 #include <gtest/gtest.h>
 

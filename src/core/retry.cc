@@ -1,4 +1,4 @@
-#include "mend/retry.h"
+#include "mend/core/retry.h"
 
 #include <algorithm>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "mend/retry_budget.h"
+#include "mend/core/retry_budget.h"
 
 #include <algorithm>
 #include <cmath>

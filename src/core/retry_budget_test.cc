@@ -1,10 +1,10 @@
-#include "mend/retry_budget.h"
+#include "mend/core/retry_budget.h"
 
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 
-#include "mend/pipeline.h"
+#include "mend/core/pipeline.h"
 #include "test_env.h"
 
 namespace mend {

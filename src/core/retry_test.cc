@@ -1,11 +1,11 @@
-#include "mend/retry.h"
+#include "mend/core/retry.h"
 
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 #include <system_error>
 
-#include "mend/pipeline.h"
+#include "mend/core/pipeline.h"
 #include "test_env.h"
 
 namespace mend {

@@ -6,9 +6,9 @@
 #include <chrono>
 #include <memory>
 
-#include "mend/env.h"
-#include "mend/events.h"
-#include "mend/random.h"
+#include "mend/core/env.h"
+#include "mend/core/events.h"
+#include "mend/core/random.h"
 
 namespace mend::testing {
 

@@ -1,4 +1,4 @@
-#include "mend/text.h"
+#include "mend/core/text.h"
 
 #include <gtest/gtest.h>
 

@@ -1,11 +1,11 @@
-#include "mend/workflow.h"
+#include "mend/core/workflow.h"
 
 #include <algorithm>
 #include <exception>
 #include <utility>
 
 #include "json_writer.h"
-#include "mend/attempt_policy.h"
+#include "mend/core/attempt_policy.h"
 
 namespace mend {
 
@@ -355,7 +355,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   env.classifier->classify_in_place(error,
                                     Context{{"agent", candidate.agent}, {"task_type", task_.type}});
   // The breaker, the retry policy, an open circuit and the retry budget decide, in that order
-  // (mend/attempt_policy.h).
+  // (mend/core/attempt_policy.h).
   const AttemptDecision d = agent.policy.failed(
       permit, error, {.attempt = agent.attempt, .previous = agent.previous, .deadline = deadline_},
       *env.clock, *env.random);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/workflow.h"
+#include "mend/core/workflow.h"
 #include "test_env.h"
 #include "workflow_test_support.h"
 

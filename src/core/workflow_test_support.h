@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "mend/workflow.h"
+#include "mend/core/workflow.h"
 #include "test_env.h"
 
 namespace mend::workflow_test_support {

@@ -1,4 +1,4 @@
-#include "mend/agent_client.h"
+#include "mend/runtime/agent_client.h"
 
 #include <nlohmann/json.hpp>
 
@@ -228,7 +228,7 @@ ProbeResult HttpAgentOperations::probe(const std::string& agent) {
     return best;
   }
   best.detail = "no replica answered";
-  // One reading of an answer everywhere: observed_health() (mend/health.h).
+  // One reading of an answer everywhere: observed_health() (mend/core/health.h).
   auto rank = [](const ProbeResult& p) {
     if (!p.answered) return 0;
     switch (observed_health(p)) {

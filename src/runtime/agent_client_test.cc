@@ -1,11 +1,11 @@
-#include "mend/agent_client.h"
+#include "mend/runtime/agent_client.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "mend/env.h"
+#include "mend/core/env.h"
 
 namespace mend {
 namespace {

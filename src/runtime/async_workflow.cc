@@ -1,4 +1,4 @@
-#include "mend/async_workflow.h"
+#include "mend/runtime/async_workflow.h"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

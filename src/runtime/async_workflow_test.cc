@@ -1,8 +1,8 @@
-// The async driver (mend/async_workflow.h) with in-process agents: how a run moves between the
-// I/O executor, its timer and the blocking executor, and what happens to runs still waiting
+// The async driver (mend/runtime/async_workflow.h) with in-process agents: how a run moves between
+// the I/O executor, its timer and the blocking executor, and what happens to runs still waiting
 // when the io_context goes away. The workflow's decisions themselves are tested on a manual
 // clock in src/core/workflow_*_test.cc; over real HTTP in tests/e2e/workflow_e2e_test.cc.
-#include "mend/async_workflow.h"
+#include "mend/runtime/async_workflow.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,7 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "mend/retry_budget.h"
+#include "mend/core/retry_budget.h"
 
 namespace mend {
 namespace {

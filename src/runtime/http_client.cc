@@ -1,7 +1,7 @@
-// HttpClient (mend/http_client.h): connections and their pool, TLS, and one call: connecting,
-// sending the request and reading the response, whole (request()) or piece by piece as it comes
-// (request_stream()), with Beast. URLs are taken apart in http_url.cc.
-#include "mend/http_client.h"
+// HttpClient (mend/runtime/http_client.h): connections and their pool, TLS, and one call:
+// connecting, sending the request and reading the response, whole (request()) or piece by piece as
+// it comes (request_stream()), with Beast. URLs are taken apart in http_url.cc.
+#include "mend/runtime/http_client.h"
 
 // clang-format off
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <utility>
 
-#include "mend/error.h"
+#include "mend/core/error.h"
 
 namespace mend::runtime_detail {
 

@@ -1,8 +1,8 @@
-// HttpServer (mend/http_server.h), serving connections: accepting them, TLS handshakes, reading
-// requests with their limits, calling the handler and writing its answer or stream. The only file
-// of the server with Beast; the responder, start() and stop() are in files of their own
+// HttpServer (mend/runtime/http_server.h), serving connections: accepting them, TLS handshakes,
+// reading requests with their limits, calling the handler and writing its answer or stream. The
+// only file of the server with Beast; the responder, start() and stop() are in files of their own
 // (http_server_impl.h).
-#include "mend/http_server.h"
+#include "mend/runtime/http_server.h"
 
 // clang-format off
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it

@@ -1,4 +1,4 @@
-// Internal to mend::runtime: what the HTTP server's files (mend/http_server.h) share: a
+// Internal to mend::runtime: what the HTTP server's files (mend/runtime/http_server.h) share: a
 // connection (Session), one asynchronous exchange between a connection and its handler's
 // responder (Exchange), and HttpServer::Impl. http_server.cc serves connections (the only one
 // with Beast), http_server_responder.cc is the responder, http_server_lifecycle.cc starts and
@@ -31,9 +31,9 @@
 #include <thread>
 #include <vector>
 
-#include "mend/http.h"
-#include "mend/http_server.h"
-#include "mend/thread_annotations.h"
+#include "mend/core/thread_annotations.h"
+#include "mend/runtime/http.h"
+#include "mend/runtime/http_server.h"
 
 namespace mend::runtime_detail {
 

@@ -1,7 +1,7 @@
-// HttpServer's public members (mend/http_server.h): start() (the options' checks, the TLS
+// HttpServer's public members (mend/runtime/http_server.h): start() (the options' checks, the TLS
 // context, binding and the threads), stop() and the accessors. Connections are served in
 // http_server.cc.
-#include "mend/http_server.h"
+#include "mend/runtime/http_server.h"
 
 // clang-format off
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "http_server_impl.h"
-#include "mend/http.h"
-#include "mend/http_server.h"
+#include "mend/runtime/http.h"
+#include "mend/runtime/http_server.h"
 
 namespace mend::runtime_detail {
 namespace {

@@ -1,14 +1,14 @@
-// URLs (mend/http.h, mend/http_client.h): parse_url(), and without_credentials() and url_origin()
-// for URLs shown in errors and logs.
+// URLs (mend/runtime/http.h, mend/runtime/http_client.h): parse_url(), and without_credentials()
+// and url_origin() for URLs shown in errors and logs.
 #include <algorithm>
 #include <boost/asio/ip/address_v6.hpp>
 #include <string>
 #include <string_view>
 
 #include "http_client_errors.h"
-#include "mend/http.h"
-#include "mend/http_client.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/runtime/http.h"
+#include "mend/runtime/http_client.h"
 
 namespace mend {
 namespace {

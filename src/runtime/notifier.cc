@@ -1,4 +1,4 @@
-#include "mend/notifier.h"
+#include "mend/runtime/notifier.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "mend/notifier.h"
+#include "mend/runtime/notifier.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "mend/http_client.h"
+#include "mend/runtime/http_client.h"
 #include "mend_test/io_loop.h"
 #include "mend_test/ports.h"
 

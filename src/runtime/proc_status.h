@@ -1,5 +1,5 @@
-// Internal to mend::runtime: what ProcessSupervisor (mend/supervisor.h) reads about a running
-// process from /proc, for ProcessStatus. Defined in proc_status.cc.
+// Internal to mend::runtime: what ProcessSupervisor (mend/runtime/supervisor.h) reads about a
+// running process from /proc, for ProcessStatus. Defined in proc_status.cc.
 #ifndef MEND_SRC_RUNTIME_PROC_STATUS_H_
 #define MEND_SRC_RUNTIME_PROC_STATUS_H_
 

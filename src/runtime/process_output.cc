@@ -5,7 +5,7 @@
 
 #include <cerrno>
 
-#include "mend/supervisor.h"
+#include "mend/runtime/supervisor.h"
 
 namespace mend::runtime_detail {
 

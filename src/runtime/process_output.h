@@ -1,6 +1,6 @@
-// Internal to mend::runtime: output capture for ProcessSupervisor (mend/supervisor.h): one pipe
-// from a child, read without blocking and split into the lines the LogSink is handed.
-// Defined in process_output.cc; the supervisor's streams (supervisor_impl.h) are these.
+// Internal to mend::runtime: output capture for ProcessSupervisor (mend/runtime/supervisor.h): one
+// pipe from a child, read without blocking and split into the lines the LogSink is handed. Defined
+// in process_output.cc; the supervisor's streams (supervisor_impl.h) are these.
 #ifndef MEND_SRC_RUNTIME_PROCESS_OUTPUT_H_
 #define MEND_SRC_RUNTIME_PROCESS_OUTPUT_H_
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "mend/clock.h"
+#include "mend/core/clock.h"
 #include "process_spawn.h"
 #include "supervisor_outbox.h"
 

@@ -1,6 +1,6 @@
-// Internal to mend::runtime: the POSIX side of ProcessSupervisor (mend/supervisor.h) that its
-// files share: owned file descriptors, command lookup, wait statuses and the errors they end in.
-// process_spawn.cc defines these, and ProcessSupervisor::Impl::spawn_locked(), which forks and
+// Internal to mend::runtime: the POSIX side of ProcessSupervisor (mend/runtime/supervisor.h) that
+// its files share: owned file descriptors, command lookup, wait statuses and the errors they end
+// in. process_spawn.cc defines these, and ProcessSupervisor::Impl::spawn_locked(), which forks and
 // execs a child with them.
 #ifndef MEND_SRC_RUNTIME_PROCESS_SPAWN_H_
 #define MEND_SRC_RUNTIME_PROCESS_SPAWN_H_
@@ -10,7 +10,7 @@
 #include <string>
 #include <utility>
 
-#include "mend/result.h"
+#include "mend/core/result.h"
 
 namespace mend::runtime_detail {
 

@@ -1,7 +1,7 @@
-// ProcessSupervisor (mend/supervisor.h), the callers' side: its public members, the checks made
-// before a request is queued for the supervisor's thread, and status. The thread itself is in
+// ProcessSupervisor (mend/runtime/supervisor.h), the callers' side: its public members, the checks
+// made before a request is queued for the supervisor's thread, and status. The thread itself is in
 // supervisor_loop.cc, starting a process in process_spawn.cc.
-#include "mend/supervisor.h"
+#include "mend/runtime/supervisor.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,5 +1,5 @@
-// Internal to mend::runtime: ProcessSupervisor's implementation (mend/supervisor.h), shared by
-// the files that define it: supervisor.cc (the callers' side: requests, status, the public
+// Internal to mend::runtime: ProcessSupervisor's implementation (mend/runtime/supervisor.h), shared
+// by the files that define it: supervisor.cc (the callers' side: requests, status, the public
 // face), supervisor_loop.cc (the supervisor's thread: poll, reap, timers, crashes, stops) and
 // process_spawn.cc (fork and exec).
 #ifndef MEND_SRC_RUNTIME_SUPERVISOR_IMPL_H_
@@ -14,11 +14,11 @@
 #include <thread>
 #include <vector>
 
-#include "mend/clock.h"
-#include "mend/crash_loop.h"
-#include "mend/result.h"
-#include "mend/supervisor.h"
-#include "mend/thread_annotations.h"
+#include "mend/core/clock.h"
+#include "mend/core/crash_loop.h"
+#include "mend/core/result.h"
+#include "mend/core/thread_annotations.h"
+#include "mend/runtime/supervisor.h"
 #include "process_output.h"
 #include "process_spawn.h"
 #include "supervisor_outbox.h"

@@ -11,8 +11,8 @@
 #include <chrono>
 #include <variant>
 
-#include "mend/supervisor.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/runtime/supervisor.h"
 #include "supervisor_impl.h"
 
 namespace mend {

@@ -10,9 +10,9 @@
 #include <variant>
 #include <vector>
 
-#include "mend/clock.h"
-#include "mend/result.h"
-#include "mend/supervisor.h"
+#include "mend/core/clock.h"
+#include "mend/core/result.h"
+#include "mend/runtime/supervisor.h"
 
 namespace mend::runtime_detail {
 

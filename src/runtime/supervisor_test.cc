@@ -1,4 +1,4 @@
-#include "mend/supervisor.h"
+#include "mend/runtime/supervisor.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <charconv>
 
-#include "mend/agent_client.h"
+#include "mend/runtime/agent_client.h"
 
 namespace mend::server_detail {
 

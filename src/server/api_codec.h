@@ -13,10 +13,10 @@
 #include <utility>
 #include <vector>
 
-#include "mend/clock.h"
-#include "mend/error.h"
-#include "mend/escalator.h"
-#include "mend/http_server.h"
+#include "mend/core/clock.h"
+#include "mend/core/error.h"
+#include "mend/runtime/http_server.h"
+#include "mend/store/escalator.h"
 
 namespace mend::server_detail {
 

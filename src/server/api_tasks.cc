@@ -13,7 +13,7 @@
 
 #include "api_codec.h"
 #include "daemon_impl.h"
-#include "mend/async_workflow.h"
+#include "mend/runtime/async_workflow.h"
 #include "task_rows.h"
 
 namespace mend::server_detail {

@@ -3,7 +3,7 @@
 // shows every mistake at once. Nothing here throws out of the public functions. This file: the
 // whole document, and the server, store and tasks sections; the rest is in config_*.cc
 // (config_checker.h).
-#include "mend/config.h"
+#include "mend/server/config.h"
 
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -27,8 +27,8 @@
 #include <utility>
 
 #include "config_checker.h"
-#include "mend/http_client.h"  // parse_url
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/runtime/http_client.h"  // parse_url
 
 namespace mend {
 namespace config_detail {

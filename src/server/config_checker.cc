@@ -23,8 +23,8 @@
 #include <stdexcept>
 #include <utility>
 
-#include "mend/http_client.h"  // parse_url
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/runtime/http_client.h"  // parse_url
 
 namespace mend {
 

@@ -33,8 +33,8 @@
 #include <utility>
 #include <vector>
 
-#include "mend/config.h"
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/server/config.h"
 
 namespace mend::config_detail {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "config_test_support.h"
-#include "mend/config.h"
+#include "mend/server/config.h"
 
 namespace mend {
 namespace {

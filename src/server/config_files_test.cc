@@ -8,7 +8,7 @@
 #include <string>
 
 #include "config_test_support.h"
-#include "mend/config.h"
+#include "mend/server/config.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend {

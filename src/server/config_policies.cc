@@ -22,8 +22,8 @@
 #include <utility>
 
 #include "config_checker.h"
-#include "mend/http_client.h"  // parse_url
-#include "mend/text.h"
+#include "mend/core/text.h"
+#include "mend/runtime/http_client.h"  // parse_url
 
 namespace mend::config_detail {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/config.h"
+#include "mend/server/config.h"
 #include "mend_test/paths.h"
 
 namespace mend::config_test_support {

@@ -1,5 +1,6 @@
-// The daemon's lifecycle (mend/daemon.h): construction, start, signals, the drain and shutdown.
-#include "mend/daemon.h"
+// The daemon's lifecycle (mend/server/daemon.h): construction, start, signals, the drain and
+// shutdown.
+#include "mend/server/daemon.h"
 
 // clang-format off
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
@@ -21,7 +22,7 @@
 #include <set>
 
 #include "daemon_impl.h"
-#include "mend/async_workflow.h"
+#include "mend/runtime/async_workflow.h"
 #include "relay.h"
 
 namespace mend {

@@ -6,11 +6,11 @@
 #include <atomic>
 #include <nlohmann/json.hpp>
 
-#include "mend/config.h"
-#include "mend/daemon.h"
-#include "mend/http_client.h"
-#include "mend/http_server.h"
-#include "mend/random.h"
+#include "mend/core/random.h"
+#include "mend/runtime/http_client.h"
+#include "mend/runtime/http_server.h"
+#include "mend/server/config.h"
+#include "mend/server/daemon.h"
 #include "mend_test/io_loop.h"
 
 namespace mend {

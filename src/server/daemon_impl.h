@@ -1,5 +1,5 @@
-// Internal to mend::server: the parts of the daemon (mend/daemon.h) that daemon.cc (lifecycle,
-// supervision, background loops) and api.cc (the HTTP API) share.
+// Internal to mend::server: the parts of the daemon (mend/server/daemon.h) that daemon.cc
+// (lifecycle, supervision, background loops) and api.cc (the HTTP API) share.
 #ifndef MEND_SERVER_DAEMON_IMPL_H_
 #define MEND_SERVER_DAEMON_IMPL_H_
 
@@ -24,26 +24,26 @@
 #include <vector>
 
 #include "event_hub.h"
-#include "mend/agent_client.h"
-#include "mend/agents.h"
-#include "mend/classifier.h"
-#include "mend/config.h"
-#include "mend/daemon.h"
-#include "mend/degradation.h"
-#include "mend/escalation_backlog.h"
-#include "mend/escalator.h"
-#include "mend/http_client.h"
-#include "mend/http_server.h"
-#include "mend/journal.h"
-#include "mend/metrics.h"
-#include "mend/notifier.h"
-#include "mend/rate_limiter.h"
-#include "mend/recovery.h"
-#include "mend/sqlite_store.h"
-#include "mend/supervisor.h"
-#include "mend/task_writer.h"
-#include "mend/thread_annotations.h"
-#include "mend/workflow.h"
+#include "mend/core/agents.h"
+#include "mend/core/classifier.h"
+#include "mend/core/degradation.h"
+#include "mend/core/rate_limiter.h"
+#include "mend/core/recovery.h"
+#include "mend/core/thread_annotations.h"
+#include "mend/core/workflow.h"
+#include "mend/runtime/agent_client.h"
+#include "mend/runtime/http_client.h"
+#include "mend/runtime/http_server.h"
+#include "mend/runtime/notifier.h"
+#include "mend/runtime/supervisor.h"
+#include "mend/server/config.h"
+#include "mend/server/daemon.h"
+#include "mend/server/metrics.h"
+#include "mend/store/escalation_backlog.h"
+#include "mend/store/escalator.h"
+#include "mend/store/journal.h"
+#include "mend/store/sqlite_store.h"
+#include "mend/store/task_writer.h"
 #include "replica_set.h"
 #include "task_registry.h"
 

@@ -1,6 +1,6 @@
 // The daemon's replicas (daemon_impl.h): starting supervised agents on free loopback ports,
-// their process events, probes (core's rules in mend/replica_probes.h), memory watch, restarts and
-// the escalations an unhealthy agent raises.
+// their process events, probes (core's rules in mend/core/replica_probes.h), memory watch, restarts
+// and the escalations an unhealthy agent raises.
 
 // clang-format off
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "mend/http_server.h"
-#include "mend/thread_annotations.h"
+#include "mend/core/thread_annotations.h"
+#include "mend/runtime/http_server.h"
 
 namespace mend::server_detail {
 

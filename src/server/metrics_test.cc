@@ -1,4 +1,4 @@
-#include "mend/metrics.h"
+#include "mend/server/metrics.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

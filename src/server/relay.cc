@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "mend/http_client.h"
+#include "mend/runtime/http_client.h"
 #include "relay_internal.h"
 
 namespace mend::server_detail {

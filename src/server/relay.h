@@ -29,10 +29,10 @@
 #include <string>
 #include <vector>
 
-#include "mend/agents.h"
-#include "mend/clock.h"
-#include "mend/result.h"
-#include "mend/retry.h"
+#include "mend/core/agents.h"
+#include "mend/core/clock.h"
+#include "mend/core/result.h"
+#include "mend/core/retry.h"
 
 namespace mend::server_detail {
 

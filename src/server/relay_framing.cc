@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "mend/text.h"
+#include "mend/core/text.h"
 
 namespace mend::server_detail {
 

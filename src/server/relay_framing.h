@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "mend/clock.h"
+#include "mend/core/clock.h"
 
 namespace mend::server_detail {
 

@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "daemon_impl.h"
-#include "mend/attempt_policy.h"
-#include "mend/random.h"
+#include "mend/core/attempt_policy.h"
+#include "mend/core/random.h"
 #include "relay.h"
 #include "relay_framing.h"
 
@@ -165,7 +165,7 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   // --- The exchange: calls along the chain until one answers (relay_exchange.cc) -----------------
   void begin_exchange();
   const RelayTarget& target() const { return slot_->route->chain[target_]; }
-  // The target's breaker and retry policy, in their one order (mend/attempt_policy.h).
+  // The target's breaker and retry policy, in their one order (mend/core/attempt_policy.h).
   AttemptPolicy attempts() const {
     return AttemptPolicy(&target().entry->breaker, *target().policy);
   }

@@ -1,6 +1,6 @@
 // The daemon's replicas: every agent's supervised processes (or, for agents reached by URL, just
-// their endpoints), each with its probes on core's rules (mend/replica_probes.h), and what they
-// say about each agent's health.
+// their endpoints), each with its probes on core's rules (mend/core/replica_probes.h), and what
+// they say about each agent's health.
 //
 // It decides and remembers; it does no I/O. The daemon starts and restarts processes, makes the
 // probes' HTTP calls and hands their answers here; the set says which probe is due, what a
@@ -27,12 +27,12 @@
 #include <string>
 #include <vector>
 
-#include "mend/clock.h"
-#include "mend/config.h"
-#include "mend/health.h"
-#include "mend/replica_probes.h"
-#include "mend/supervisor.h"
-#include "mend/thread_annotations.h"
+#include "mend/core/clock.h"
+#include "mend/core/health.h"
+#include "mend/core/replica_probes.h"
+#include "mend/core/thread_annotations.h"
+#include "mend/runtime/supervisor.h"
+#include "mend/server/config.h"
 
 namespace mend::server_detail {
 
@@ -45,7 +45,7 @@ struct Replica {
   unsigned short port = 0;
   int pid = 0;  // the process the last started event named; 0 after it exited
   ProbesConfig probes;
-  // Started, ready, and when each probe is due: core's rules (mend/replica_probes.h).
+  // Started, ready, and when each probe is due: core's rules (mend/core/replica_probes.h).
   ReplicaProbes health;
   std::size_t memory_limit = 0;
   bool probed = false;  // a probe has answered (a URL agent's replica is ready before that)

@@ -27,10 +27,10 @@
 #include <string>
 #include <vector>
 
-#include "mend/clock.h"
-#include "mend/http_server.h"
-#include "mend/thread_annotations.h"
-#include "mend/workflow.h"
+#include "mend/core/clock.h"
+#include "mend/core/thread_annotations.h"
+#include "mend/core/workflow.h"
+#include "mend/runtime/http_server.h"
 
 namespace mend::server_detail {
 

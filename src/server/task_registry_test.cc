@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "mend/clock.h"
+#include "mend/core/clock.h"
 
 namespace mend::server_detail {
 namespace {

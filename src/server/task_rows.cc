@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "api_codec.h"
-#include "mend/agent_client.h"
-#include "mend/journal.h"
+#include "mend/runtime/agent_client.h"
+#include "mend/store/journal.h"
 
 namespace mend::server_detail {
 

@@ -5,9 +5,9 @@
 
 #include <string>
 
-#include "mend/config.h"
-#include "mend/store.h"
-#include "mend/workflow.h"
+#include "mend/core/store.h"
+#include "mend/core/workflow.h"
+#include "mend/server/config.h"
 
 namespace mend::server_detail {
 

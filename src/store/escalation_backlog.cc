@@ -1,4 +1,4 @@
-#include "mend/escalation_backlog.h"
+#include "mend/store/escalation_backlog.h"
 
 #include <algorithm>
 #include <utility>

@@ -3,7 +3,7 @@
 // occurrences), later ones queue without trying the store, retries follow the backoff, and once
 // the store takes writes again every record opens at the time of its first failure with its exact
 // count and its notifications in the outbox; the health callback fires at both ends.
-#include "mend/escalation_backlog.h"
+#include "mend/store/escalation_backlog.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "mend_test/temp_dir.h"
 #include "mend_test/write_lock_holder.h"
 

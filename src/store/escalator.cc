@@ -1,4 +1,4 @@
-#include "mend/escalator.h"
+#include "mend/store/escalator.h"
 
 #include <algorithm>
 #include <exception>

@@ -1,11 +1,11 @@
-#include "mend/escalator.h"
+#include "mend/store/escalator.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend {

@@ -1,4 +1,4 @@
-#include "mend/journal.h"
+#include "mend/store/journal.h"
 
 #include <algorithm>
 #include <utility>

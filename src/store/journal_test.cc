@@ -1,7 +1,7 @@
 // BatchingTaskJournal against a real SQLite file: every entry reaches the store, commits are
 // batched, the destructor drains the queue, a full queue slows record() down without losing
 // entries, and failed writes are counted.
-#include "mend/journal.h"
+#include "mend/store/journal.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "mend_test/eventually.h"
 #include "mend_test/temp_dir.h"
 

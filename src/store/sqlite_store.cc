@@ -1,7 +1,7 @@
 // SqliteStore's connection: opening the file, the cache of prepared statements, errors, and
 // transactions. The tables' methods are in sqlite_store_{records,outbox,journal,tasks}.cc, the
 // schema and its migrations in sqlite_store_schema.cc.
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>

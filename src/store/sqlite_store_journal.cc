@@ -4,7 +4,7 @@
 #include <utility>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "sqlite_store_statement.h"
 
 namespace mend {

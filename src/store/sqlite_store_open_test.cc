@@ -7,7 +7,7 @@
 #include <iterator>
 #include <string>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "sqlite_store_test_support.h"
 
 namespace mend {

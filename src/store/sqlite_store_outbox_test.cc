@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "sqlite_store_test_support.h"
 
 namespace mend {

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <utility>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 
 namespace mend::sqlite_detail {
 

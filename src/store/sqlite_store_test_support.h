@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "mend_test/temp_dir.h"
 
 namespace mend::sqlite_store_test_support {

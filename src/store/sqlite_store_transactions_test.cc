@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "sqlite_store_test_support.h"
 
 namespace mend {

@@ -1,4 +1,4 @@
-#include "mend/task_writer.h"
+#include "mend/store/task_writer.h"
 
 #include <algorithm>
 #include <exception>

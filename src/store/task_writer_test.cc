@@ -2,7 +2,7 @@
 // refused accepts are told apart, and while the store fails (another program holds its write
 // lock) accepts fail at once, progress and finish writes wait in memory in order and are written
 // with backoff once the store takes them again, with the health callback at both ends.
-#include "mend/task_writer.h"
+#include "mend/store/task_writer.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "mend_test/temp_dir.h"
 #include "mend_test/write_lock_holder.h"
 

@@ -1,7 +1,11 @@
 // A consumer of mend, built through add_subdirectory and through find_package (one source for
-// both): protects a flaky call with retry and a breaker.
-#include <mend/circuit_breaker.h>
-#include <mend/pipeline.h>
+// both): protects a flaky call with retry and a breaker. Built with MEND_CONSUMER_SERVER, it also
+// links mend::server and checks a configuration, so that the daemon's layer is consumable too.
+#include <mend/core/circuit_breaker.h>
+#include <mend/core/pipeline.h>
+#ifdef MEND_CONSUMER_SERVER
+#include <mend/server/config.h>
+#endif
 
 #include <cstdio>
 #include <memory>
@@ -25,5 +29,16 @@ int main() {
     return 42;
   });
   std::printf("answer %d after %d calls\n", answer, calls);
-  return answer == 42 && calls == 3 ? 0 : 1;
+  if (answer != 42 || calls != 3) return 1;
+#ifdef MEND_CONSUMER_SERVER
+  mend::ConfigLoad load =
+      mend::parse_config("agents:\n  - name: reviewer\n    url: http://127.0.0.1:9/\n");
+  if (!load.ok()) {
+    for (const auto& problem : load.problems) std::printf("%s\n", problem.to_string().c_str());
+    return 1;
+  }
+  std::printf("configuration with %zu agent\n", load.config->agents.size());
+  if (load.config->agents.size() != 1) return 1;
+#endif
+  return 0;
 }

@@ -18,12 +18,12 @@
 #include <thread>
 #include <vector>
 
-#include "mend/agent_client.h"
-#include "mend/escalator.h"
-#include "mend/http_server.h"
-#include "mend/notifier.h"
-#include "mend/sqlite_store.h"
-#include "mend/workflow.h"
+#include "mend/core/workflow.h"
+#include "mend/runtime/agent_client.h"
+#include "mend/runtime/http_server.h"
+#include "mend/runtime/notifier.h"
+#include "mend/store/escalator.h"
+#include "mend/store/sqlite_store.h"
 #include "mend_test/io_loop.h"
 #include "mend_test/temp_dir.h"
 

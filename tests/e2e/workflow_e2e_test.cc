@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "loopback.h"
-#include "mend/async_workflow.h"
-#include "mend/journal.h"
+#include "mend/runtime/async_workflow.h"
+#include "mend/store/journal.h"
 
 namespace mend::e2e {
 namespace {

@@ -16,7 +16,7 @@
 #include <random>
 #include <set>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "mend_test/write_lock_holder.h"
 #include "serve_fixture.h"
 

@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "mend/http_client.h"
-#include "mend/http_server.h"
+#include "mend/runtime/http_client.h"
+#include "mend/runtime/http_server.h"
 #include "mend_test/child_process.h"
 #include "mend_test/io_loop.h"
 #include "mend_test/paths.h"

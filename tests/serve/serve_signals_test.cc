@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 #include "serve_fixture.h"
 #include "serve_test_support.h"
 

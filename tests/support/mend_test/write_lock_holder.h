@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "mend/sqlite_store.h"
+#include "mend/store/sqlite_store.h"
 
 namespace mend::testing {
 
