@@ -49,6 +49,7 @@
 #include "mend/core/result.h"
 #include "mend/core/retry.h"
 #include "mend/core/retry_budget.h"
+#include "mend/core/system_clock.h"
 
 namespace {
 

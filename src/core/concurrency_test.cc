@@ -12,6 +12,7 @@
 #include "mend/core/random.h"
 #include "mend/core/rate_limiter.h"
 #include "mend/core/retry_budget.h"
+#include "mend/core/system_clock.h"
 
 namespace mend {
 namespace {

@@ -1,33 +1,11 @@
 #include "mend/core/health.h"
 
-#include <limits>
-#include <stdexcept>
-
 namespace mend {
 namespace {
 
-const ProbeOptions& validated(const ProbeOptions& o) {
-  if (o.period <= Duration::zero()) {
-    throw std::invalid_argument("ProbeOptions.period must be positive");
-  }
-  if (o.timeout <= Duration::zero()) {
-    throw std::invalid_argument("ProbeOptions.timeout must be positive");
-  }
-  if (o.failure_threshold < 1) {
-    throw std::invalid_argument("ProbeOptions.failure_threshold must be at least 1");
-  }
-  if (o.success_threshold < 1) {
-    throw std::invalid_argument("ProbeOptions.success_threshold must be at least 1");
-  }
-  if (o.initial_delay < Duration::zero()) {
-    throw std::invalid_argument("ProbeOptions.initial_delay must not be negative");
-  }
-  return o;
-}
-
-// Counts in a row, saturating: an agent down for years must not overflow the counter.
-void bump(int& count) {
-  if (count < std::numeric_limits<int>::max()) ++count;
+const ProbeOptions& validated(const ProbeOptions& options) {
+  validate_probe_options(options);
+  return options;
 }
 
 }  // namespace
@@ -61,25 +39,22 @@ HealthState observed_health(const ProbeResult& result) noexcept {
 }
 
 HealthTracker::HealthTracker(ProbeOptions options, TimePoint start)
-    : options_(validated(options)), next_probe_at_(start + options.initial_delay) {}
+    : options_(validated(options)), counter_(options, start) {}
 
 HealthState HealthTracker::record(const ProbeResult& result, TimePoint now) {
   const HealthState observed = observed_health(result);
   MutexLock lock(mu_);
+  counter_.record(observed != HealthState::unhealthy);
   if (observed == HealthState::unhealthy) {
-    bump(failures_);
-    successes_ = 0;
-    if (failures_ >= options_.failure_threshold) {
+    if (counter_.failure_threshold_reached()) {
       state_ = HealthState::unhealthy;
     } else if (state_ == HealthState::healthy) {
       state_ = HealthState::degraded;  // flaky, not yet down
     }
-  } else {
-    bump(successes_);
-    failures_ = 0;
-    if (successes_ >= options_.success_threshold) state_ = observed;
+  } else if (counter_.success_threshold_reached()) {
+    state_ = observed;
   }
-  next_probe_at_ = now + options_.period;
+  counter_.schedule_next(now);  // a period after this probe, failed or not
   last_ = result;
   return state_;
 }
@@ -90,19 +65,19 @@ HealthState HealthTracker::state() const {
 }
 int HealthTracker::consecutive_failures() const {
   MutexLock lock(mu_);
-  return failures_;
+  return counter_.failures();
 }
 int HealthTracker::consecutive_successes() const {
   MutexLock lock(mu_);
-  return successes_;
+  return counter_.successes();
 }
 bool HealthTracker::probe_due(TimePoint now) const {
   MutexLock lock(mu_);
-  return now >= next_probe_at_;
+  return counter_.due(now);
 }
 TimePoint HealthTracker::next_probe_at() const {
   MutexLock lock(mu_);
-  return next_probe_at_;
+  return counter_.next_probe_at();
 }
 ProbeResult HealthTracker::last_result() const {
   MutexLock lock(mu_);

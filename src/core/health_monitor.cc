@@ -5,8 +5,7 @@ namespace mend {
 HealthMonitor::HealthMonitor(AgentRegistry& agents, HealthMonitorOptions options,
                              SelfHealer* healer, EscalationSink* alerts)
     : agents_(agents), options_(options), healer_(healer), alerts_(alerts) {
-  HealthTracker validate(options_.probe);  // throws std::invalid_argument for bad options
-  (void)validate;
+  validate_probe_options(options_.probe);  // bad options throw here, not at the first pass
 }
 
 HealthTracker& HealthMonitor::tracker(const std::string& agent, TimePoint now) {

@@ -1,10 +1,5 @@
 #include "mend/core/random.h"
 
-#include <pthread.h>
-#include <unistd.h>
-
-#include <random>
-
 namespace mend {
 
 std::uint64_t SeededRandom::next_u64() noexcept {
@@ -20,18 +15,6 @@ std::uint64_t SeededRandom::next_u64() noexcept {
 double SeededRandom::next_unit() noexcept {
   // The top 53 bits fill a double's mantissa exactly: uniform on [0, 1).
   return static_cast<double>(next_u64() >> 11) * 0x1.0p-53;
-}
-
-SeededRandom& SeededRandom::system() {
-  static SeededRandom random([] {
-    // A forked child would otherwise draw the same jitter as its parent.
-    ::pthread_atfork(nullptr, nullptr, [] {
-      system().state_.fetch_xor(static_cast<std::uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ULL);
-    });
-    std::random_device device;
-    return (static_cast<std::uint64_t>(device()) << 32) ^ device();
-  }());
-  return random;
 }
 
 FixedRandom::FixedRandom(double value) {

@@ -11,23 +11,26 @@ constexpr Duration kFirstQuickRetry = std::chrono::milliseconds(100);
 }  // namespace
 
 ReplicaProbes::ReplicaProbes(ProbeSet probes, bool supervised)
-    : probes_(probes), supervised_(supervised) {
+    : probes_(probes),
+      supervised_(supervised),
+      startup_(probes.startup),
+      readiness_(probes.readiness),
+      liveness_(probes.liveness) {
   if (!supervised_) {
-    // mend does not start it: it serves until a probe says otherwise.
+    // mend does not start it: it serves until a probe says otherwise, and is probed at once.
     started_ = true;
     ready_ = true;
+    readiness_.schedule_at(TimePoint{});
   }
 }
 
 void ReplicaProbes::started(TimePoint now) {
   started_ = false;
   ready_ = false;
-  startup_failures_ = 0;
+  startup_ = ProbeCounter(probes_.startup, now);  // due after its initial_delay
+  readiness_ = ProbeCounter(probes_.readiness);   // scheduled when startup passes
+  liveness_ = ProbeCounter(probes_.liveness);
   startup_quick_tries_ = 0;
-  readiness_failures_ = 0;
-  readiness_successes_ = 0;
-  liveness_failures_ = 0;
-  next_probe_ = now + probes_.startup.initial_delay;
 }
 
 void ReplicaProbes::exited() {
@@ -35,16 +38,20 @@ void ReplicaProbes::exited() {
   ready_ = false;
 }
 
+void ReplicaProbes::reconfigure(const ProbeSet& probes) {
+  probes_ = probes;
+  startup_.reconfigure(probes.startup);
+  readiness_.reconfigure(probes.readiness);
+  liveness_.reconfigure(probes.liveness);
+}
+
 std::optional<ProbeKind> ReplicaProbes::take_due(TimePoint now) {
-  if (now >= next_probe_) {
-    const ProbeOptions& p = started_ ? probes_.readiness : probes_.startup;
-    next_probe_ = now + p.period;
-    return started_ ? ProbeKind::readiness : ProbeKind::startup;
+  if (!started_) {
+    if (startup_.take_due(now)) return ProbeKind::startup;
+    return std::nullopt;
   }
-  if (started_ && supervised_ && now >= next_liveness_) {
-    next_liveness_ = now + probes_.liveness.period;
-    return ProbeKind::liveness;
-  }
+  if (readiness_.take_due(now)) return ProbeKind::readiness;
+  if (supervised_ && liveness_.take_due(now)) return ProbeKind::liveness;
   return std::nullopt;
 }
 
@@ -70,46 +77,46 @@ ProbeVerdict ReplicaProbes::record_startup(bool ok, TimePoint now) {
   if (ok) {
     started_ = true;
     ready_ = true;
-    readiness_failures_ = 0;
-    next_probe_ = now + probes_.readiness.period;  // readiness takes over, at its own period
-    next_liveness_ = now + probes_.liveness.period;
+    readiness_.reset_counts();      // its thresholds count from its own first probe
+    readiness_.schedule_next(now);  // readiness takes over, at its own period
+    liveness_.schedule_next(now);
     return {ProbeVerdict::Change::ready, 0};
   }
   const Duration quick = std::min<Duration>(
       probes_.startup.period, kFirstQuickRetry * (1 << std::min(startup_quick_tries_++, 8)));
-  next_probe_ = std::min(next_probe_, now + quick);
-  if (startup_failures_ == 0 || now - startup_counted_at_ >= probes_.startup.period) {
-    ++startup_failures_;
+  startup_.schedule_at(std::min(startup_.next_probe_at(), now + quick));
+  // Quick retries are not counted: failure_threshold x period stays the time it has to start.
+  if (startup_.failures() == 0 || now - startup_counted_at_ >= probes_.startup.period) {
+    startup_.record(false);
     startup_counted_at_ = now;
   }
-  if (startup_failures_ >= probes_.startup.failure_threshold && supervised_) {
-    return {ProbeVerdict::Change::restart, startup_failures_};
+  if (startup_.failure_threshold_reached() && supervised_) {
+    return {ProbeVerdict::Change::restart, startup_.failures()};
   }
   return {};
 }
 
 ProbeVerdict ReplicaProbes::record_readiness(bool ok) {
+  readiness_.record(ok);
   if (ok) {
-    readiness_failures_ = 0;
-    if (!ready_ && ++readiness_successes_ >= probes_.readiness.success_threshold) {
+    if (!ready_ && readiness_.success_threshold_reached()) {
       ready_ = true;
       return {ProbeVerdict::Change::ready, 0};
     }
     return {};
   }
-  readiness_successes_ = 0;
-  if (ready_ && ++readiness_failures_ >= probes_.readiness.failure_threshold) {
+  if (ready_ && readiness_.failure_threshold_reached()) {
     ready_ = false;
-    return {ProbeVerdict::Change::not_ready, readiness_failures_};
+    return {ProbeVerdict::Change::not_ready, readiness_.failures()};
   }
   return {};
 }
 
 ProbeVerdict ReplicaProbes::record_liveness(bool ok) {
-  liveness_failures_ = ok ? 0 : liveness_failures_ + 1;
-  if (liveness_failures_ >= probes_.liveness.failure_threshold && supervised_) {
+  liveness_.record(ok);
+  if (liveness_.failure_threshold_reached() && supervised_) {
     ready_ = false;
-    return {ProbeVerdict::Change::restart, liveness_failures_};
+    return {ProbeVerdict::Change::restart, liveness_.failures()};
   }
   return {};
 }

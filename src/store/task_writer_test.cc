@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mend/core/system_clock.h"
 #include "mend/store/sqlite_store.h"
 #include "mend_test/temp_dir.h"
 #include "mend_test/write_lock_holder.h"

@@ -1,9 +1,10 @@
 // File: mend/core/clock.h
 //
 // Time as mend's policies see it. No policy reads the system clock or sleeps by itself: every
-// one is handed a `Clock` (and, where it waits, a `Sleeper`). Production code passes
-// `SystemClock::instance()`; tests pass a `ManualClock` and advance it by hand, so that timing
-// logic is exact and no test ever sleeps.
+// one is handed a `Clock` (and, where it waits, a `Sleeper`). Production code passes the system
+// ones (mend/core/system_clock.h; `Env` picks them by default); tests pass a `ManualClock` and
+// advance it by hand, so that timing logic is exact and no test ever sleeps. This header is pure:
+// interfaces and the manual implementations, no operating system.
 //
 //   mend::ManualClock clock;                 // starts at an arbitrary fixed instant
 //   mend::ManualSleeper sleeper(clock);      // "sleeping" advances the manual clock
@@ -39,27 +40,56 @@ Duration from_seconds(double seconds);
 // "2026-01-01T00:15:00.000Z": UTC, millisecond precision, for records and notifications.
 std::string to_iso8601(std::chrono::system_clock::time_point t);
 
-namespace detail {
-// The shared state of the system clock's coarse ticker (see SystemClock). Readers load it inline.
-struct CoarseTicker {
-  alignas(64) std::atomic<std::int64_t> nanos{0};
-  alignas(64) std::atomic<bool> demanded{false};
-  alignas(64) std::atomic<bool> parked{true};
-};
-extern CoarseTicker g_coarse_ticker;
-TimePoint wake_coarse_ticker() noexcept;  // starts or unparks the ticker; returns a precise reading
+// A timestamp that something keeps fresh in the background, so that a clock's coarse reading is
+// a load rather than a call (the system clock's ticker thread refreshes one: system_clock.h).
+// The refresher parks when no one reads; the first reading after that calls `wake`, which
+// restarts it and returns a precise reading. A clock hands its source to Clock's constructor.
+//
+// Thread-safety: every member is safe from any thread. read() is the readers'; the others are
+// the refresher's (and its wake's), which may race with readers and with one another.
+class CoarseSource {
+ public:
+  // Starts or unparks the refresher, and returns a precise reading in the published epoch.
+  using WakeFunction = TimePoint (*)() noexcept;
 
-inline TimePoint read_coarse_ticker() noexcept {
-  if (g_coarse_ticker.parked.load(std::memory_order_acquire)) [[unlikely]] {
-    return wake_coarse_ticker();
+  // constexpr, so that a source can be constant-initialized and read during static init.
+  explicit constexpr CoarseSource(WakeFunction wake) noexcept : wake_(wake) {}
+  CoarseSource(const CoarseSource&) = delete;
+  CoarseSource& operator=(const CoarseSource&) = delete;
+
+  TimePoint read() noexcept {
+    if (parked_.load(std::memory_order_acquire)) [[unlikely]] {
+      return wake_();
+    }
+    // At most one shared write per refresh, not one per reading.
+    if (!demanded_.load(std::memory_order_relaxed)) {
+      demanded_.store(true, std::memory_order_relaxed);
+    }
+    return TimePoint(Duration(nanos_.load(std::memory_order_acquire)));
   }
-  // At most one shared write per tick, not one per reading.
-  if (!g_coarse_ticker.demanded.load(std::memory_order_relaxed)) {
-    g_coarse_ticker.demanded.store(true, std::memory_order_relaxed);
+
+  // Stores `reading` unless a later one is there already: a wake and the refresher race, and a
+  // coarse reading must never go backwards.
+  void publish(TimePoint reading) noexcept;
+  // Readers load the published reading from now on (and count as demand for the next refresh).
+  void unpark() noexcept {
+    demanded_.store(true, std::memory_order_relaxed);
+    parked_.store(false, std::memory_order_release);
   }
-  return TimePoint(Duration(g_coarse_ticker.nanos.load(std::memory_order_acquire)));
-}
-}  // namespace detail
+  // Readers wake the refresher from now on.
+  void park() noexcept { parked_.store(true, std::memory_order_release); }
+  bool parked() const noexcept { return parked_.load(std::memory_order_acquire); }
+  // Whether anyone read since the last call: the refresher parks after enough idle refreshes.
+  bool take_demand() noexcept { return demanded_.exchange(false, std::memory_order_relaxed); }
+
+ private:
+  // Each on a cache line of its own: nanos_ changes every refresh, demanded_ once per refresh
+  // (by a reader), parked_ and wake_ almost never, so a reader's loads of parked_ stay cached.
+  alignas(64) std::atomic<std::int64_t> nanos_{0};
+  alignas(64) std::atomic<bool> demanded_{false};
+  alignas(64) std::atomic<bool> parked_{true};
+  const WakeFunction wake_;
+};
 
 class Clock {
  public:
@@ -68,11 +98,12 @@ class Clock {
   virtual TimePoint now() const noexcept = 0;
   // A reading that may be a few milliseconds stale but is cheaper to take. Sliding windows and
   // slow-call detection use it on every call, where a precise reading would cost more than the
-  // policy itself. Same epoch as now(). Not virtual on purpose: the system clock's coarse
-  // reading is an inline load, with no call at all; other clocks override coarse_reading().
+  // policy itself. Same epoch as now(). Not virtual on purpose: a clock with a CoarseSource
+  // (the system clock) reads it inline, with no call at all; other clocks override
+  // coarse_reading().
   TimePoint coarse_now() const noexcept {
-    if (uses_coarse_ticker_) [[likely]]
-      return detail::read_coarse_ticker();
+    if (coarse_source_ != nullptr) [[likely]]
+      return coarse_source_->read();
     return coarse_reading();
   }
   // Calendar time. The system clock's is std::chrono::system_clock; a manual clock's moves with
@@ -81,22 +112,12 @@ class Clock {
 
  protected:
   Clock() = default;
-  explicit Clock(bool uses_coarse_ticker) : uses_coarse_ticker_(uses_coarse_ticker) {}
+  // For a clock whose coarse readings are `source`'s, which must outlive it.
+  explicit Clock(CoarseSource& source) noexcept : coarse_source_(&source) {}
   virtual TimePoint coarse_reading() const noexcept { return now(); }
 
  private:
-  const bool uses_coarse_ticker_ = false;
-};
-
-// std::chrono::steady_clock. coarse_now() loads a value that a ticker thread refreshes every
-// millisecond (at most about a millisecond stale, more if the machine is overloaded); the ticker
-// starts on the first coarse reading and parks after a second without one, so an idle process
-// has no thread waking up.
-class SystemClock final : public Clock {
- public:
-  SystemClock() : Clock(/*uses_coarse_ticker=*/true) {}
-  TimePoint now() const noexcept override { return std::chrono::steady_clock::now(); }
-  static SystemClock& instance();
+  CoarseSource* const coarse_source_ = nullptr;  // a reading writes its demand there
 };
 
 // A clock that moves only when told to. Starts at a fixed instant well after the epoch so that
@@ -132,13 +153,6 @@ class Sleeper {
   virtual ~Sleeper() = default;
   // Waits for `d`. Returns false, early, when `stop` is requested (cancellation).
   virtual bool sleep_for(Duration d, const std::stop_token& stop) = 0;
-};
-
-// Really waits, waking at once on a stop request.
-class SystemSleeper final : public Sleeper {
- public:
-  bool sleep_for(Duration d, const std::stop_token& stop) override;
-  static SystemSleeper& instance();
 };
 
 // Advances a ManualClock instead of waiting, and remembers every delay it was asked for, so a

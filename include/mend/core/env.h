@@ -3,7 +3,8 @@
 // Env bundles everything a policy needs from the outside world: the clock, the sleeper that waits
 // out backoff delays, the random source for jitter, the classifier, and where events go. As in
 // LevelDB's Env, all such access passes through it, so tests swap in a manual clock, a sleeper that
-// only advances that clock, a fixed random draw, and a recording event sink.
+// only advances that clock, a fixed random draw, and a recording event sink. Env is the one place
+// that picks the operating system's implementations (system_clock.h) as the defaults.
 //
 //   mend::Env env = mend::Env::system();   // real time, standard classifier, no events
 //   env.clock = &manual_clock;             // a test's own
@@ -17,6 +18,7 @@
 #include "mend/core/clock.h"
 #include "mend/core/events.h"
 #include "mend/core/random.h"
+#include "mend/core/system_clock.h"
 
 namespace mend {
 

@@ -15,6 +15,10 @@
 //                                                      degraded)
 //   success, fewer                                   the state stays
 //
+// The counting in a row and the schedule are a ProbeCounter's (mend/core/probe_counter.h, which
+// also defines ProbeOptions), the same that `mend serve`'s replica probes use: the tracker adds
+// only the states above.
+//
 // The tracker does no I/O and reads no clock: the runtime probes (enforcing `timeout`), hands
 // the result and the time to record(), and asks probe_due() or next_probe_at() when to probe
 // again: `period` after the last probe, and `initial_delay` after `start` for the first.
@@ -25,12 +29,11 @@
 //     if (tracker.record(r, clock.now()) == mend::HealthState::unhealthy) fail_over();
 //   }
 //
-// Thread-safety: HealthTracker is safe from many threads (one mutex). ProbeOptions and
-// ProbeResult are values.
+// Thread-safety: HealthTracker is safe from many threads (one mutex, which also guards its
+// ProbeCounter, a value with no locking of its own). ProbeOptions and ProbeResult are values.
 #ifndef MEND_CORE_HEALTH_H_
 #define MEND_CORE_HEALTH_H_
 
-#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -38,6 +41,7 @@
 #include <string_view>
 
 #include "mend/core/clock.h"
+#include "mend/core/probe_counter.h"
 #include "mend/core/thread_annotations.h"
 
 namespace mend {
@@ -47,14 +51,6 @@ enum class HealthState : std::uint8_t { unknown, healthy, degraded, unhealthy };
 std::string_view to_string(HealthState state) noexcept;
 // "unknown", "healthy", "degraded", "unhealthy"; nullopt for anything else.
 std::optional<HealthState> parse_health_state(std::string_view name) noexcept;
-
-struct ProbeOptions {
-  Duration period = std::chrono::seconds(10);        // k8s periodSeconds: 10
-  Duration timeout = std::chrono::seconds(1);        // k8s timeoutSeconds: 1 (the runtime's)
-  int failure_threshold = 3;                         // k8s failureThreshold: 3
-  int success_threshold = 1;                         // k8s successThreshold: 1
-  Duration initial_delay = std::chrono::seconds(0);  // k8s initialDelaySeconds: 0
-};
 
 struct ProbeResult {
   bool answered = false;                        // false: no answer, an error or a timeout
@@ -89,12 +85,10 @@ class HealthTracker {
   const ProbeOptions& options() const noexcept { return options_; }
 
  private:
-  const ProbeOptions options_;
+  const ProbeOptions options_;  // the counter's, readable without the lock: they never change
   mutable Mutex mu_;
   HealthState state_ MEND_GUARDED_BY(mu_) = HealthState::unknown;
-  int failures_ MEND_GUARDED_BY(mu_) = 0;
-  int successes_ MEND_GUARDED_BY(mu_) = 0;
-  TimePoint next_probe_at_ MEND_GUARDED_BY(mu_);
+  ProbeCounter counter_ MEND_GUARDED_BY(mu_);
   ProbeResult last_ MEND_GUARDED_BY(mu_);
 };
 

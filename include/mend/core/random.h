@@ -1,7 +1,9 @@
 // File: mend/core/random.h
 //
 // The random source that jitter draws from. Policies never call rand() themselves: they are
-// handed a `RandomSource`, so tests fix the draws and assert exact delays.
+// handed a `RandomSource`, so tests fix the draws and assert exact delays. Production code draws
+// from SeededRandom::system() (Env's default), which is defined with core's operating-system code
+// (src/core/os/): this header is pure.
 //
 //   mend::SeededRandom random(42);        // reproducible sequence
 //   mend::FixedRandom half(0.5);          // every draw is 0.5: jitter lands in the middle
@@ -30,7 +32,8 @@ class SeededRandom final : public RandomSource {
   explicit SeededRandom(std::uint64_t seed) : state_(seed) {}
   double next_unit() noexcept override;
   std::uint64_t next_u64() noexcept;
-  // A source seeded from std::random_device, for production use.
+  // The shared source for production use: seeded from std::random_device, and reseeded in a
+  // child made by fork() so that it does not draw its parent's jitter.
   static SeededRandom& system();
 
  private:

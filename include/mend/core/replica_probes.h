@@ -25,6 +25,11 @@
 // - a replica mend does not start (a URL agent) is assumed started and ready until a probe says
 //   otherwise, and never restarted.
 //
+// Each probe's failures and successes in a row, its thresholds and its schedule are a
+// ProbeCounter's (mend/core/probe_counter.h), the same that HealthTracker counts with: this class
+// adds only the three probes' rules above. Startup and readiness are never due together:
+// readiness is first scheduled when startup passes, a readiness period later.
+//
 // Thread-safety: none; the owner serialises (the daemon holds its replicas' lock).
 #ifndef MEND_CORE_REPLICA_PROBES_H_
 #define MEND_CORE_REPLICA_PROBES_H_
@@ -35,6 +40,7 @@
 
 #include "mend/core/clock.h"
 #include "mend/core/health.h"
+#include "mend/core/probe_counter.h"
 
 namespace mend {
 
@@ -70,8 +76,8 @@ class ReplicaProbes {
   void exited();
   // Taken out of traffic from outside (mend is restarting it).
   void take_out() { ready_ = false; }
-  // New settings (a reload); the replica's state and counts stay.
-  void reconfigure(const ProbeSet& probes) { probes_ = probes; }
+  // New settings (a reload); the replica's state, counts and schedules stay.
+  void reconfigure(const ProbeSet& probes);
 
   // Which probe to make at `now`, if one is due; it is then scheduled again after its period.
   // Startup or readiness first; liveness for a started, supervised replica.
@@ -91,18 +97,15 @@ class ReplicaProbes {
   ProbeVerdict record_readiness(bool ok);
   ProbeVerdict record_liveness(bool ok);
 
-  ProbeSet probes_;
+  ProbeSet probes_;  // what probes() returns; the counters hold a copy each
   bool supervised_ = true;
   bool started_ = false;  // the startup probe passed since the process last started
   bool ready_ = false;
-  int startup_failures_ = 0;
+  ProbeCounter startup_;
+  ProbeCounter readiness_;
+  ProbeCounter liveness_;
   int startup_quick_tries_ = 0;     // startup probes since the start (their quick retries)
   TimePoint startup_counted_at_{};  // when a startup failure was last counted
-  int readiness_failures_ = 0;
-  int readiness_successes_ = 0;
-  int liveness_failures_ = 0;
-  TimePoint next_probe_{};
-  TimePoint next_liveness_{};
 };
 
 }  // namespace mend

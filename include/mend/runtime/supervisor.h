@@ -65,6 +65,7 @@
 #include "mend/core/clock.h"
 #include "mend/core/crash_loop.h"
 #include "mend/core/result.h"
+#include "mend/core/system_clock.h"
 
 namespace mend {
 
