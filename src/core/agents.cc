@@ -47,7 +47,12 @@ std::string_view to_string(SkipReason reason) noexcept {
 }
 
 AgentRegistry::Entry::Entry(AgentInfo agent_info)
-    : info(std::move(agent_info)), breaker(info.name, info.breaker) {}
+    : info(std::move(agent_info)),
+      breaker(info.name, info.breaker),
+      // Its refusals name it: "rate limiter 'rate_limit:<agent>' refused the call".
+      rate_limiter(info.rate_limit
+                       ? std::make_unique<RateLimiter>("rate_limit:" + info.name, *info.rate_limit)
+                       : nullptr) {}
 
 Result<void> AgentRegistry::add(AgentInfo info) {
   auto config_error = [](std::string message) {

@@ -14,18 +14,47 @@ bool AttemptPolicy::refused_locally(const Error& error) noexcept {
   }
 }
 
-AttemptPolicy::Admission AttemptPolicy::admit(const Clock& clock, bool retrying,
-                                              HealthState health) const {
+AttemptPolicy::Admission AttemptPolicy::admit(const Clock& clock,
+                                              const AdmissionFacts& facts) const {
   Admission a;
-  if (retrying && health == HealthState::unhealthy) {
+  if (facts.retrying && facts.health == HealthState::unhealthy) {
     // Marked unhealthy (by its probes, or by a failed self-healing) while the retry waited: the
     // retry goes elsewhere, not to an agent known not to serve.
     a.refusal = StopReason::agent_unhealthy;
     return a;
   }
+  // Read once, and only when there is a deadline to measure: the relay admits without one, on
+  // its hot path.
+  const TimePoint now = facts.deadline ? clock.now() : TimePoint{};
+  if (facts.deadline && now >= *facts.deadline) {
+    // Its time limit would be nothing: the call could only fail, after having disturbed the agent.
+    a.refusal = StopReason::deadline_exceeded;
+    return a;
+  }
   if (breaker_ != nullptr) {
     a.permit = breaker_->try_acquire(clock);
-    if (!a.permit.allowed()) a.refusal = StopReason::circuit_open;
+    if (!a.permit.allowed()) {
+      a.refusal = StopReason::circuit_open;
+      return a;
+    }
+  }
+  if (rate_limiter_ != nullptr) {
+    const RateLimiter::Decision d = rate_limiter_->try_acquire(facts.deadline ? now : clock.now());
+    if (!d.allowed) {
+      // The call never leaves: the breaker's permit goes back unrecorded (a half-open probe slot
+      // is free again), and the caller holds nothing.
+      if (breaker_ != nullptr) breaker_->on_ignored(a.permit);
+      a.permit = CircuitBreaker::Permit{};
+      a.refusal = StopReason::rate_limited;
+      a.rejection = rate_limiter_->rejection(d);
+      return a;
+    }
+  }
+  // The task's own attempt timeout was chosen for this task: it wins over the agent's default.
+  a.time_limit = facts.attempt_timeout ? facts.attempt_timeout : call_timeout_;
+  if (facts.deadline) {
+    const Duration left = *facts.deadline - now;
+    if (!a.time_limit || left < *a.time_limit) a.time_limit = left;
   }
   return a;
 }

@@ -1,6 +1,7 @@
 // AttemptPolicy's decisions, once, on a manual clock and a fixed random source: the order in
 // which the breaker, the retry policy, the open-circuit check and the retry budget decide after a
-// failed call, and what admits a call or a retry. The workflow, the relay and the pipeline's
+// failed call, and what admits a call or a retry (health, deadline, breaker, rate limiter) with
+// which time limit. The workflow, the relay and the pipeline's
 // stages all go through it, so their tests check the wiring and these the rules.
 #include "mend/core/attempt_policy.h"
 
@@ -130,11 +131,12 @@ TEST_F(AttemptPolicyTest, ARetryTakesABudgetTokenUntilItIsGivenBackAndAnEmptyBud
 
 TEST_F(AttemptPolicyTest, ARetryIsRefusedForAnUnhealthyAgentButAFirstCallIsNot) {
   AttemptPolicy p = policy();
-  EXPECT_TRUE(p.admit(clock_, false, HealthState::unhealthy).allowed());
-  AttemptPolicy::Admission retry = p.admit(clock_, true, HealthState::unhealthy);
+  EXPECT_TRUE(p.admit(clock_, {.retrying = false, .health = HealthState::unhealthy}).allowed());
+  AttemptPolicy::Admission retry =
+      p.admit(clock_, {.retrying = true, .health = HealthState::unhealthy});
   EXPECT_FALSE(retry.allowed());
   EXPECT_EQ(retry.refusal, StopReason::agent_unhealthy);
-  EXPECT_TRUE(p.admit(clock_, true, HealthState::degraded).allowed());
+  EXPECT_TRUE(p.admit(clock_, {.retrying = true, .health = HealthState::degraded}).allowed());
 }
 
 TEST_F(AttemptPolicyTest, AStopRequestEndsWithoutDrawingTheJitter) {
@@ -164,6 +166,146 @@ TEST_F(AttemptPolicyTest, ASuccessClosesTheBreakersCountAndEarnsTheBudget) {
   p.succeeded(p.admit(clock_).permit, clock_);
   EXPECT_EQ(breaker_->snapshot(clock_).failure_count, 0);
   EXPECT_GT(retry_->options().budget->tokens(), after_failure);
+}
+
+// --- Rate limit ---------------------------------------------------------------------------------
+
+// One call per second, no burst: the second call within a second is refused.
+RateLimiter one_per_second() {
+  return RateLimiter("rate_limit:agent", {.rate_per_second = 1, .burst = 1});
+}
+
+TEST_F(AttemptPolicyTest, ARateLimitedAdmissionIsRefusedWithTheLimitersOwnError) {
+  RateLimiter limiter = one_per_second();
+  AttemptPolicy p(breaker_.get(), *retry_, &limiter);
+  ASSERT_TRUE(p.admit(clock_).allowed());
+  AttemptPolicy::Admission refused = p.admit(clock_);
+  EXPECT_FALSE(refused.allowed());
+  EXPECT_EQ(refused.refusal, StopReason::rate_limited);
+  EXPECT_FALSE(refused.permit.allowed());  // the caller holds nothing
+  ASSERT_TRUE(refused.rejection.has_value());
+  // What the daemon's invoker returned when the limit lived there.
+  const Error expected = limiter.rejection({.allowed = false, .retry_after = seconds(1)});
+  EXPECT_EQ(refused.rejection->type, ErrorType::rate_limit_exceeded);
+  EXPECT_EQ(refused.rejection->severity, Severity::low);
+  EXPECT_EQ(refused.rejection->stop, StopReason::rate_limited);
+  EXPECT_EQ(refused.rejection->kind, expected.kind);
+  EXPECT_EQ(refused.rejection->message, "rate limiter 'rate_limit:agent' refused the call");
+  EXPECT_EQ(refused.rejection->retry_after, seconds(1));
+  EXPECT_FALSE(refused.time_limit.has_value());
+}
+
+TEST_F(AttemptPolicyTest, ARateLimitedAdmissionIsNeverRecordedOnTheBreakerNorTheBudget) {
+  with_budget(10);
+  RateLimiter limiter = one_per_second();
+  AttemptPolicy p(breaker_.get(), *retry_, &limiter);
+  ASSERT_TRUE(p.admit(clock_).allowed());
+  const double full = retry_->options().budget->tokens();
+  for (int i = 0; i < 5; ++i) {  // more than the breaker's 3 failures
+    AttemptPolicy::Admission refused = p.admit(clock_);
+    ASSERT_EQ(refused.refusal, StopReason::rate_limited);
+    ASSERT_TRUE(AttemptPolicy::refused_locally(*refused.rejection));
+    // Reported as the call's failure, as the workflow does: retried after the limiter's wait.
+    AttemptDecision d = p.failed(refused.permit, *refused.rejection, {}, clock_, random_);
+    EXPECT_TRUE(d.retry);
+    EXPECT_EQ(d.delay, seconds(1));  // its retry_after
+    if (d.token != nullptr) d.token->release_retry();
+  }
+  EXPECT_EQ(breaker_->state(), CircuitState::closed);
+  EXPECT_EQ(breaker_->snapshot(clock_).failure_count, 0);
+  EXPECT_EQ(retry_->options().budget->tokens(), full);
+}
+
+TEST_F(AttemptPolicyTest, ARateLimitedProbeGivesItsHalfOpenSlotBack) {
+  CircuitBreakerOptions b;
+  b.failure_threshold = 1;
+  b.recovery_timeout = seconds(10);
+  b.half_open_calls = 1;  // one probe: a slot kept by the refused call would shut the agent out
+  b.success_threshold = 1;
+  CircuitBreaker breaker("agent", b);
+  // A token every 20 s, so that the recovery timeout does not refill it.
+  RateLimiter limiter("rate_limit:agent", {.rate_per_second = 0.05, .burst = 1});
+  AttemptPolicy p(&breaker, *retry_, &limiter);
+  p.failed(p.admit(clock_).permit, failure(), {}, clock_, random_);  // opens; spends the token
+  ASSERT_EQ(breaker.state(), CircuitState::open);
+  clock_.advance(seconds(10));
+  EXPECT_EQ(p.admit(clock_).refusal, StopReason::rate_limited);  // the probe, refused
+  EXPECT_EQ(breaker.state(), CircuitState::half_open);
+  clock_.advance(seconds(10));  // 20 s after the token was spent
+  AttemptPolicy::Admission probe = p.admit(clock_);
+  ASSERT_TRUE(probe.allowed());  // the probe slot was given back
+  p.succeeded(probe.permit, clock_);
+  EXPECT_EQ(breaker.state(), CircuitState::closed);
+}
+
+TEST_F(AttemptPolicyTest, TheLimiterRefillsOnTheManualClock) {
+  RateLimiter limiter("rate_limit:agent", {.rate_per_second = 2, .burst = 2});
+  AttemptPolicy p(breaker_.get(), *retry_, &limiter);
+  EXPECT_TRUE(p.admit(clock_).allowed());
+  EXPECT_TRUE(p.admit(clock_).allowed());  // the burst
+  AttemptPolicy::Admission refused = p.admit(clock_);
+  ASSERT_EQ(refused.refusal, StopReason::rate_limited);
+  EXPECT_EQ(refused.rejection->retry_after, milliseconds(500));
+  clock_.advance(milliseconds(499));
+  EXPECT_EQ(p.admit(clock_).refusal, StopReason::rate_limited);
+  clock_.advance(milliseconds(1));
+  EXPECT_TRUE(p.admit(clock_).allowed());  // one token back after 1 / rate
+  EXPECT_EQ(p.admit(clock_).refusal, StopReason::rate_limited);
+  clock_.advance(seconds(5));  // idle: the bucket fills up to its burst, no further
+  EXPECT_TRUE(p.admit(clock_).allowed());
+  EXPECT_TRUE(p.admit(clock_).allowed());
+  EXPECT_EQ(p.admit(clock_).refusal, StopReason::rate_limited);
+}
+
+TEST_F(AttemptPolicyTest, ACallTheBreakerRefusesSpendsNoRateLimitToken) {
+  // A token every 100 s: only an unspent one can admit the probe 10 s later.
+  RateLimiter limiter("rate_limit:agent", {.rate_per_second = 0.01, .burst = 1});
+  AttemptPolicy unlimited = policy();
+  for (int i = 0; i < 3; ++i) {
+    unlimited.failed(unlimited.admit(clock_).permit, failure(), {}, clock_, random_);
+  }
+  ASSERT_EQ(breaker_->state(), CircuitState::open);
+  AttemptPolicy p(breaker_.get(), *retry_, &limiter);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(p.admit(clock_).refusal, StopReason::circuit_open);
+  clock_.advance(seconds(10));
+  EXPECT_TRUE(p.admit(clock_).allowed());
+}
+
+// --- Time limit and deadline --------------------------------------------------------------------
+
+TEST_F(AttemptPolicyTest, TheTimeLimitIsTheCallTimeoutCappedByWhatIsLeftOfTheDeadline) {
+  EXPECT_FALSE(policy().admit(clock_).time_limit.has_value());  // none: the transport's default
+  AttemptPolicy p(breaker_.get(), *retry_, nullptr, seconds(30));
+  EXPECT_EQ(p.admit(clock_).time_limit, seconds(30));
+  EXPECT_EQ(p.admit(clock_, {.deadline = clock_.now() + seconds(60)}).time_limit, seconds(30));
+  EXPECT_EQ(p.admit(clock_, {.deadline = clock_.now() + seconds(10)}).time_limit, seconds(10));
+  const TimePoint deadline = clock_.now() + seconds(45);
+  clock_.advance(seconds(40));
+  EXPECT_EQ(p.admit(clock_, {.deadline = deadline}).time_limit, seconds(5));
+  // Without a call timeout, the deadline alone limits the call.
+  EXPECT_EQ(policy().admit(clock_, {.deadline = deadline}).time_limit, seconds(5));
+}
+
+TEST_F(AttemptPolicyTest, TheTasksOwnAttemptTimeoutWinsOverTheCallTimeoutWithinTheDeadline) {
+  AttemptPolicy p(breaker_.get(), *retry_, nullptr, seconds(30));
+  EXPECT_EQ(p.admit(clock_, {.attempt_timeout = seconds(5)}).time_limit, seconds(5));
+  EXPECT_EQ(p.admit(clock_, {.attempt_timeout = seconds(45)}).time_limit, seconds(45));  // longer
+  EXPECT_EQ(p.admit(clock_, {.deadline = clock_.now() + seconds(2), .attempt_timeout = seconds(5)})
+                .time_limit,
+            seconds(2));
+  EXPECT_EQ(policy().admit(clock_, {.attempt_timeout = seconds(5)}).time_limit, seconds(5));
+}
+
+TEST_F(AttemptPolicyTest, NoCallStartsOnceTheDeadlineHasPassed) {
+  RateLimiter limiter = one_per_second();
+  AttemptPolicy p(breaker_.get(), *retry_, &limiter, seconds(30));
+  const TimePoint deadline = clock_.now() + seconds(1);
+  clock_.advance(seconds(1));
+  AttemptPolicy::Admission late = p.admit(clock_, {.deadline = deadline});
+  EXPECT_FALSE(late.allowed());
+  EXPECT_EQ(late.refusal, StopReason::deadline_exceeded);
+  EXPECT_FALSE(late.time_limit.has_value());
+  EXPECT_TRUE(p.admit(clock_).allowed());  // neither the breaker nor the limiter was asked
 }
 
 }  // namespace

@@ -71,7 +71,7 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
     switch (step.kind) {
       case WorkflowStep::Kind::call:
         run->provide_call_result(detail::guarded(
-            [&] { return invoker.invoke(*step.agent, step.replica, run->task(), step.attempt); }));
+            [&] { return invoker.invoke(*step.agent, step.replica, *step.task, step.attempt); }));
         break;
       case WorkflowStep::Kind::wait:
         env_.sleeper->sleep_for(step.delay, {});
@@ -96,11 +96,18 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
 }
 
 struct WorkflowRun::AgentTry {
-  AgentTry(const Candidate& c, AgentRegistry::Entry* e, const RetryPolicy& retry)
-      : candidate(c), entry(e), policy(&e->breaker, retry) {}
+  AgentTry(const Candidate& c, AgentRegistry::Entry* e, const RetryPolicy& r)
+      : candidate(c), entry(e), retry(r) {}
+  // The agent's breaker, retry policy, rate limiter and call timeout, in their one order. Built
+  // per use rather than kept: the AgentTry lives in the script's frame, which a run waiting in
+  // backoff holds.
+  AttemptPolicy policy() const {
+    return AttemptPolicy(&entry->breaker, retry, entry->rate_limiter.get(),
+                         entry->info.call_timeout);
+  }
   const Candidate& candidate;
   AgentRegistry::Entry* entry;
-  AttemptPolicy policy;  // the agent's breaker and retry policy, in their one order
+  const RetryPolicy& retry;
   int replica = 0;
   int attempt = 0;
   int calls = 0;
@@ -170,8 +177,8 @@ void WorkflowRun::emit(EventKind kind, const std::string& agent, const Error* er
   env.emit(e);
 }
 
-// The script keeps only what must survive a step (the plan, the agent being tried, the breaker
-// permit of the call in flight); every decision is made in the plain functions below it.
+// The script keeps only what must survive a step (the plan, the agent being tried); every decision
+// is made in the plain functions below it, and the call in flight is the run's (call_permit_).
 WorkflowRun::Script WorkflowRun::script() {
   const Env& env = workflow_.env_;
   AgentRegistry& agents = workflow_.agents_;
@@ -200,34 +207,10 @@ WorkflowRun::Script WorkflowRun::script() {
     // A resumed task's earlier calls count against its primary's retries.
     if (candidate.agent == task_.agent) agent.attempt = std::max(0, task_.prior_attempts);
     for (;;) {
-      // A retry is refused for an agent marked unhealthy (by its probes, or by a failed
-      // self-healing elsewhere) while this task waited: it goes to the next agent instead.
-      const AttemptPolicy::Admission admission = agent.policy.admit(
-          *env.clock, agent.calls > 0, agent.entry->health.load(std::memory_order_acquire));
-      if (!admission.allowed()) {
-        if (admission.refusal == StopReason::agent_unhealthy) {
-          refuse(agent, SkipReason::unhealthy, StopReason::agent_unhealthy);
-        } else {
-          refuse(agent, SkipReason::circuit_open, StopReason::circuit_open);
-        }
-        break;
-      }
-      const CircuitBreaker::Permit permit = admission.permit;
-      if (!agents.try_reserve(candidate.agent)) {
-        agent.entry->breaker.on_ignored(permit);
-        refuse(agent, SkipReason::no_capacity, StopReason::bulkhead_full);
-        break;
-      }
-      step_ = WorkflowStep{};
-      step_.kind = WorkflowStep::Kind::call;
-      step_.agent = &agent.entry->info;
-      step_.replica = agent.replica;
-      step_.attempt = agent.attempt;
-      call_result_.reset();
-      call_agent_ = agent.entry;
-      call_permit_ = permit;
-      co_yield 0;
-      const AfterCall after = after_call(agent, permit);
+      const BeforeCall before = before_call(agent);
+      if (before == BeforeCall::refused) break;
+      if (before == BeforeCall::call) co_yield 0;  // before_call() prepared the call step
+      const AfterCall after = after_call(agent);
       if (after == AfterCall::retry) {
         co_yield 0;  // after_call() prepared the wait step
         agent.previous = step_.delay;
@@ -279,29 +262,96 @@ void WorkflowRun::skip(const Candidate& candidate, SkipReason reason) {
   worst_from_skip_ = true;
 }
 
-// Before the first call, an agent that cannot be called is a skip. Before a retry (another task
-// opened the circuit, or took the last slot, during the wait) the retry is refused: the failure
-// it was for becomes the agent's last word, and the plan moves on.
-void WorkflowRun::refuse(AgentTry& agent, SkipReason reason, StopReason stop) {
+// Asks the agent's attempt policy for the next call and prepares its step, or says why not.
+WorkflowRun::BeforeCall WorkflowRun::before_call(AgentTry& agent) {
+  const Env& env = workflow_.env_;
+  AgentRegistry::Entry* entry = agent.entry;
+  // A retry is refused for an agent marked unhealthy (by its probes, or by a failed self-healing
+  // elsewhere) while this task waited: it goes to the next agent instead.
+  AttemptPolicy::Admission admission =
+      agent.policy().admit(*env.clock, {.retrying = agent.calls > 0,
+                                        .health = entry->health.load(std::memory_order_acquire),
+                                        .deadline = deadline_,
+                                        .attempt_timeout = task_.attempt_timeout});
+  switch (admission.refusal) {
+    case StopReason::none:
+      break;
+    case StopReason::rate_limited:
+      // No call, no capacity taken; after_call() hears the limiter's error as the call's.
+      call_permit_ = admission.permit;
+      call_result_ = std::move(*admission.rejection);
+      return BeforeCall::rate_limited;
+    case StopReason::agent_unhealthy:
+      refuse(agent, SkipReason::unhealthy, to_string(SkipReason::unhealthy),
+             StopReason::agent_unhealthy);
+      return BeforeCall::refused;
+    case StopReason::deadline_exceeded:
+      refuse(agent, std::nullopt, "deadline_exceeded", StopReason::deadline_exceeded);
+      return BeforeCall::refused;
+    default:  // circuit_open
+      refuse(agent, SkipReason::circuit_open, to_string(SkipReason::circuit_open),
+             StopReason::circuit_open);
+      return BeforeCall::refused;
+  }
+  if (!workflow_.agents_.try_reserve(agent.candidate.agent)) {
+    entry->breaker.on_ignored(admission.permit);
+    refuse(agent, SkipReason::no_capacity, to_string(SkipReason::no_capacity),
+           StopReason::bulkhead_full);
+    return BeforeCall::refused;
+  }
+  step_ = WorkflowStep{};
+  step_.kind = WorkflowStep::Kind::call;
+  step_.agent = &entry->info;
+  step_.replica = agent.replica;
+  step_.attempt = agent.attempt;
+  step_.task = &task_;
+  if (admission.time_limit != task_.attempt_timeout) {
+    // The invoker reads a call's time limit from the task it is given; the task itself keeps its
+    // own (the journal records it, and a resumed task starts from it again).
+    call_task_ = task_;
+    call_task_->attempt_timeout = admission.time_limit;
+    step_.task = &*call_task_;
+  }
+  call_result_.reset();
+  call_agent_ = entry;
+  call_permit_ = admission.permit;
+  return BeforeCall::call;
+}
+
+// Before the first call, an agent that cannot be called is a skip (or, once the deadline has
+// passed, the end of the plan). Before a retry (another task opened the circuit, or took the last
+// slot, during the wait) the retry is refused: the failure it was for becomes the agent's last
+// word, and the plan moves on.
+void WorkflowRun::refuse(AgentTry& agent, std::optional<SkipReason> skip_reason,
+                         std::string_view decision, StopReason stop) {
   if (agent.calls == 0) {
-    skip(agent.candidate, reason);
+    if (skip_reason) {
+      skip(agent.candidate, *skip_reason);
+    } else {
+      // As the plan's own check before an agent: no agent is called after the deadline.
+      emit(EventKind::attempt_failed, agent.candidate.agent, nullptr, std::string(decision));
+    }
     return;
   }
-  if (!outcome_.attempts.empty()) outcome_.attempts.back().decision = to_string(reason);
+  if (!outcome_.attempts.empty()) outcome_.attempts.back().decision = decision;
   if (agent.retried) {
     agent.retried->stop = stop;
-    emit(EventKind::attempt_failed, agent.candidate.agent, &*agent.retried,
-         std::string(to_string(reason)), agent.attempt);
+    emit(EventKind::attempt_failed, agent.candidate.agent, &*agent.retried, std::string(decision),
+         agent.attempt);
     outcome_.error = std::move(*agent.retried);
   }
 }
 
-WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::Permit permit) {
+WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   const Env& env = workflow_.env_;
   const Candidate& candidate = agent.candidate;
   AgentRegistry::Entry* entry = agent.entry;
-  call_agent_ = nullptr;
-  workflow_.agents_.release(candidate.agent);
+  const CircuitBreaker::Permit permit = call_permit_;
+  if (call_agent_ != nullptr) {  // not for a call the rate limiter refused: none was made
+    call_agent_ = nullptr;
+    workflow_.agents_.release(candidate.agent);
+  }
+  call_task_.reset();
   if (retry_token_held_ != nullptr) std::exchange(retry_token_held_, nullptr)->release_retry();
   ++agent.calls;
   Result<std::string> result =
@@ -316,7 +366,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   log.replica = agent.replica;
   log.attempt = agent.attempt;
   if (result.ok()) {
-    agent.policy.succeeded(permit, *env.clock);
+    agent.policy().succeeded(permit, *env.clock);
     entry->last_failure.store(0, std::memory_order_relaxed);  // no outage to speak for now
     log.succeeded = true;
     log.decision = "answered";
@@ -341,7 +391,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
   if (error.kind == kInvalidTaskKind) {
     // The task itself is unusable (its payload is not JSON): every agent would refuse it alike,
     // and no agent is at fault. Fail it at once; nobody is paged for a bad request.
-    agent.policy.ignored(permit);
+    agent.policy().ignored(permit);
     log.error_type = error.type;
     log.severity = error.severity;
     log.message = error.message;
@@ -356,7 +406,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent, CircuitBreaker::
                                     Context{{"agent", candidate.agent}, {"task_type", task_.type}});
   // The breaker, the retry policy, an open circuit and the retry budget decide, in that order
   // (mend/core/attempt_policy.h).
-  const AttemptDecision d = agent.policy.failed(
+  const AttemptDecision d = agent.policy().failed(
       permit, error, {.attempt = agent.attempt, .previous = agent.previous, .deadline = deadline_},
       *env.clock, *env.random);
   if (d.token != nullptr) retry_token_held_ = d.token;  // given back when the retry answered

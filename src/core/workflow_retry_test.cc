@@ -1,10 +1,12 @@
 // The workflow's retries: error-scaled backoff, per-agent retry options, a resumed task's
-// retries left, and what stops them (a deadline, a failure that opens the circuit).
+// retries left, and what stops them (a deadline, a failure that opens the circuit); an agent's
+// rate limit and call timeout.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -150,6 +152,86 @@ TEST_F(WorkflowTest, APassedDeadlineTriesNoFurtherAgent) {
   EXPECT_EQ(timed_out.status, OutcomeStatus::degraded);
   EXPECT_THAT(slow.calls,
               ElementsAre("senior-backend-developer#0/0", "senior-backend-developer#0/1"));
+}
+
+// An agent's rate limit and call timeout (AgentInfo) reach the calls through its attempt policy:
+// the rules are tested in attempt_policy_test.cc, the wiring here.
+TEST_F(WorkflowTest, ARateLimitedCallIsRetriedAfterTheLimitersWaitWithoutReachingTheAgent) {
+  AgentRegistry limited;
+  AgentInfo a{.name = "a"};
+  a.rate_limit = RateLimiterOptions{.rate_per_second = 1, .burst = 1};
+  ASSERT_TRUE(limited.add(a).ok());
+  Workflow wf(limited, {}, t.env());
+  Task k = task();
+  k.agent = "a";
+  ASSERT_EQ(wf.run(k, invoker).status, OutcomeStatus::succeeded);  // spends the token
+  Outcome out = wf.run(k, invoker);
+  EXPECT_EQ(out.status, OutcomeStatus::succeeded_after_retry);
+  ASSERT_EQ(out.attempts.size(), 2u);
+  EXPECT_EQ(out.attempts[0].error_type, ErrorType::rate_limit_exceeded);
+  EXPECT_EQ(out.attempts[0].message, "rate limiter 'rate_limit:a' refused the call");
+  EXPECT_EQ(out.attempts[0].decision, "retry");
+  EXPECT_EQ(out.attempts[0].delay, secs(1));                  // the limiter's retry_after
+  EXPECT_THAT(invoker.calls, ElementsAre("a#0/0", "a#0/1"));  // the refused call never went
+  EXPECT_EQ(limited.find("a")->breaker.snapshot(t.clock).failure_count, 0);
+  EXPECT_EQ(limited.find("a")->in_flight.load(), 0);
+}
+
+TEST_F(WorkflowTest, NoCallStartsAfterTheDeadlineNotEvenOnAnotherReplica) {
+  AgentRegistry replicated;
+  ASSERT_TRUE(replicated.add({.name = "a", .endpoints = {"http://a", "http://b"}}).ok());
+  class Slow final : public AgentInvoker {
+   public:
+    explicit Slow(ManualClock& clock) : clock_(clock) {}
+    Result<std::string> invoke(const AgentInfo&, int replica, const Task&, int) override {
+      replicas.push_back(replica);
+      clock_.advance(secs(2));  // cut off at the deadline, as the transport would
+      return workflow_test_support::typed(ErrorType::memory_exhausted);
+    }
+    std::vector<int> replicas;
+
+   private:
+    ManualClock& clock_;
+  } slow(t.clock);
+  Workflow wf(replicated, {}, t.env());
+  Task k = task();
+  k.agent = "a";
+  k.deadline = secs(2);
+  Outcome out = wf.run(k, slow);
+  EXPECT_THAT(slow.replicas, ElementsAre(0));  // replica 1 is not called past the deadline
+  ASSERT_EQ(out.attempts.size(), 1u);
+  EXPECT_EQ(out.attempts[0].decision, "deadline_exceeded");
+  EXPECT_EQ(out.status, OutcomeStatus::failed);
+}
+
+TEST_F(WorkflowTest, EachCallCarriesItsTimeLimitAndTheTaskKeepsItsOwn) {
+  class Recording final : public AgentInvoker {
+   public:
+    Result<std::string> invoke(const AgentInfo&, int, const Task& task, int) override {
+      limits.push_back(task.attempt_timeout);
+      return std::string("{}");
+    }
+    std::vector<std::optional<Duration>> limits;
+  } recording;
+  AgentRegistry timed;
+  AgentInfo a{.name = "a"};
+  a.call_timeout = secs(30);
+  ASSERT_TRUE(timed.add(a).ok());
+  Workflow wf(timed, {}, t.env());
+  Task k = task();
+  k.agent = "a";
+  wf.run(k, recording);
+  k.deadline = secs(10);
+  wf.run(k, recording);
+  k.attempt_timeout = secs(5);
+  wf.run(k, recording);
+  EXPECT_THAT(recording.limits, ElementsAre(secs(30), secs(10), secs(5)));
+  k.attempt_timeout.reset();
+  auto run = wf.start(k, /*can_heal=*/false);
+  const WorkflowStep& step = run->next();
+  ASSERT_EQ(step.kind, WorkflowStep::Kind::call);
+  EXPECT_EQ(step.task->attempt_timeout, secs(10));
+  EXPECT_FALSE(run->task().attempt_timeout.has_value());  // as submitted (and journaled)
 }
 
 }  // namespace

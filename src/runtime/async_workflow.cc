@@ -88,8 +88,9 @@ net::awaitable<void> Driver::drive(std::unique_ptr<Driver> self) {
           std::optional<Result<std::string>> result;
           try {
             // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
-            auto invoked = self->invoker_.invoke_async(*step->agent, step->replica,
-                                                       self->run_->task(), step->attempt);
+            // step->task: the task with this call's time limit (mend/core/attempt_policy.h).
+            auto invoked = self->invoker_.invoke_async(*step->agent, step->replica, *step->task,
+                                                       step->attempt);
             result.emplace(co_await std::move(invoked));
           } catch (const std::exception& e) {
             // As the synchronous driver: an invoker that throws fails its call, not the run.

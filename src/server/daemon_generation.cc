@@ -1,6 +1,6 @@
 // One configuration's generation (daemon_impl.h): the agents, policies, escalation and the
-// invoker wired together, built at start and at each reload; the invoker's per-agent call timeout
-// and rate limit; self-healing's operations on the daemon's agents.
+// invoker wired together, built at start and at each reload; the invoker that counts calls;
+// self-healing's operations on the daemon's agents.
 
 // clang-format off
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
@@ -55,33 +55,14 @@ Result<void> DaemonAgentOperations::restart(const std::string& agent, bool grace
 DaemonInvoker::DaemonInvoker(DaemonCore& core, HttpClient& http, AgentClientOptions options)
     : core_(core), inner_(http, std::move(options)) {}
 
-void DaemonInvoker::configure(const AgentConfig& agent) {
-  call_timeouts_[agent.name] = agent.policies.call_timeout;
-  if (agent.policies.rate_limit) {
-    rate_limits_[agent.name] =
-        std::make_unique<RateLimiter>("rate_limit:" + agent.name, *agent.policies.rate_limit);
-  }
-}
-
 net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo& agent, int replica,
                                                                 const Task& task, int attempt) {
   AgentCounters& counters = core_.counters(agent.name);
-  if (auto it = rate_limits_.find(agent.name); it != rate_limits_.end()) {
-    RateLimiter::Decision decision = it->second->try_acquire(core_.clock().now());
-    if (!decision.allowed) co_return it->second->rejection(decision);
-  }
   co_await core_.before_call(task);
   counters.calls.fetch_add(1, std::memory_order_relaxed);
-  Result<std::string> result =
-      Error::classified_as(ErrorType::processing_failed, Severity::medium, "not called");
-  auto timeout = call_timeouts_.find(agent.name);
-  if (!task.attempt_timeout && timeout != call_timeouts_.end()) {
-    Task with_timeout = task;
-    with_timeout.attempt_timeout = timeout->second;
-    result = co_await inner_.invoke_async(agent, replica, with_timeout, attempt);
-  } else {
-    result = co_await inner_.invoke_async(agent, replica, task, attempt);
-  }
+  // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
+  auto invoked = inner_.invoke_async(agent, replica, task, attempt);
+  Result<std::string> result = co_await std::move(invoked);
   if (!result.ok()) counters.failures.fetch_add(1, std::memory_order_relaxed);
   core_.m_.attempts->with({agent.name, result.ok() ? "success" : "failure"}).inc();
   co_return result;
@@ -113,6 +94,10 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
       info.max_concurrent = info.max_concurrent == 0 ? limit : std::min(info.max_concurrent, limit);
     }
     info.breaker = agent.policies.breaker;
+    // The workflow's attempt policy applies them (mend/core/attempt_policy.h); the relay takes
+    // its call timeout from the same place.
+    info.rate_limit = agent.policies.rate_limit;
+    info.call_timeout = agent.policies.call_timeout;
     if (auto added = g->agents.add(std::move(info)); !added.ok()) return added.error();
     const std::string name = agent.name;
     g->agents.find(name)->breaker.add_listener([this, name](const CircuitTransition& t) {
@@ -173,7 +158,6 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   client.probe_timeout = std::chrono::seconds(1);
   g->operations = std::make_unique<DaemonAgentOperations>(*this, *http_, g->agents, client);
   g->invoker = std::make_unique<DaemonInvoker>(*this, *http_, client);
-  for (const AgentConfig& agent : config.agents) g->invoker->configure(agent);
 
   WorkflowOptions wo;
   wo.retry = config.policies.retry;

@@ -169,8 +169,6 @@ std::shared_ptr<const RelayRoute> build_relay_route(DaemonCore& core, Generation
     t.entry = entry;
     t.retry = &g.workflow->retry_options_for(c.agent);
     t.policy = &g.workflow->retry_policy_for(c.agent);
-    const AgentConfig* config = g.config.agent(c.agent);
-    t.call_timeout = config ? config->policies.call_timeout : g.config.policies.call_timeout;
     t.counters = &core.counters(c.agent);
     for (const std::string& url : entry->info.endpoints) {
       Result<UrlParts> parts = parse_url(url);

@@ -52,7 +52,6 @@ struct RelayTarget {
   // before every request's target as the task API does; "" for none.
   std::vector<std::string> base_paths;
   std::string unusable;  // why endpoints is empty ("https", a host that does not resolve)
-  Duration call_timeout{};
   AgentCounters* counters = nullptr;
 };
 

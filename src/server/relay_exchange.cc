@@ -62,6 +62,7 @@ void Relay::Connection::next_target() {
     const AttemptPolicy::Admission admission = attempts().admit(clock);
     permit_ = admission.permit;
     if (!admission.allowed()) continue;
+    admitted(admission);
     permit_held_ = true;
     attempt_ = 0;
     previous_delay_ = {};
@@ -91,7 +92,7 @@ void Relay::Connection::call() {
     return;
   }
   up_ = std::make_unique<Upstream>(w_.io.get_executor(), slot);
-  up_->deadline = w_.clock().coarse_now() + t.call_timeout;
+  up_->deadline = w_.clock().coarse_now() + call_time_limit_;
   up_->socket.async_connect(endpoint, [self = shared_from_this()](const error_code& ec) {
     if (ec) {
       self->call_failed(ec);
@@ -114,7 +115,7 @@ void Relay::Connection::begin_response(Upstream& up) {
 }
 
 void Relay::Connection::send_request() {
-  up_->deadline = w_.clock().coarse_now() + target().call_timeout;
+  up_->deadline = w_.clock().coarse_now() + call_time_limit_;
   up_->timed_out = false;
   begin_response(*up_);
   // The request as it came, but for the replica's base path before its target (origin form
@@ -279,7 +280,8 @@ void Relay::Connection::failed(Error error) {
 // marked unhealthy meanwhile is not called again either (as the workflow's retries do).
 void Relay::Connection::retry_now() {
   const AttemptPolicy::Admission admission = attempts().admit(
-      w_.clock(), /*retrying=*/true, target().entry->health.load(std::memory_order_relaxed));
+      w_.clock(),
+      {.retrying = true, .health = target().entry->health.load(std::memory_order_relaxed)});
   permit_ = admission.permit;
   permit_held_ = admission.allowed();
   if (!admission.allowed()) {
@@ -288,7 +290,14 @@ void Relay::Connection::retry_now() {
     next_target();
     return;
   }
+  admitted(admission);
   call();
+}
+
+void Relay::Connection::admitted(const AttemptPolicy::Admission& admission) {
+  // A request has no deadline of its own, so the limit is the agent's call timeout; the
+  // configuration's when the agent has none (the daemon sets every agent's).
+  call_time_limit_ = admission.time_limit.value_or(slot_->generation->config.policies.call_timeout);
 }
 
 // A pooled connection the agent closed, or wrote to unasked (a 408 before closing), is of no

@@ -165,10 +165,16 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   // --- The exchange: calls along the chain until one answers (relay_exchange.cc) -----------------
   void begin_exchange();
   const RelayTarget& target() const { return slot_->route->chain[target_]; }
-  // The target's breaker and retry policy, in their one order (mend/core/attempt_policy.h).
+  // The target's breaker, retry policy and call timeout, in their one order
+  // (mend/core/attempt_policy.h). Not its rate limiter: the relay does not apply an agent's rate
+  // limit, which is a policy of tasks (docs/relay.md lists the policies a relay runs).
   AttemptPolicy attempts() const {
-    return AttemptPolicy(&target().entry->breaker, *target().policy);
+    AgentRegistry::Entry& entry = *target().entry;
+    return AttemptPolicy(&entry.breaker, *target().policy, /*rate_limiter=*/nullptr,
+                         entry.info.call_timeout);
   }
+  // Takes the time limit of the call an admission allowed.
+  void admitted(const AttemptPolicy::Admission& admission);
   AgentDelta& delta() { return slot_->deltas[target_]; }
   void next_target();
   void call();
@@ -212,7 +218,8 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   int calls_ = 0;            // calls of this request, all targets
   Duration previous_delay_{};
   CircuitBreaker::Permit permit_;
-  bool permit_held_ = false;  // permit_ admitted a call the breaker has not heard the end of
+  bool permit_held_ = false;    // permit_ admitted a call the breaker has not heard the end of
+  Duration call_time_limit_{};  // of the current call: its admission's
   bool continue_sent_ = false;
   RetryBudget* token_held_ = nullptr;
   std::unique_ptr<Upstream> up_;

@@ -16,9 +16,11 @@
 // it. Whether an agent is available is asked at the moment it would be tried, not when the plan is
 // made: a circuit can open while the primary is being retried.
 //
-// Each agent has its own circuit breaker, health state and in-flight count. An agent is
-// unavailable when its circuit is open or isolated, its health is unhealthy, or it is at
-// max_concurrent.
+// Each agent has its own circuit breaker, health state and in-flight count, and when configured its
+// own rate limiter and call timeout: what mend::AttemptPolicy (mend/core/attempt_policy.h) admits
+// a call to it with. An agent is unavailable when its circuit is open or isolated, its health is
+// unhealthy, or it is at max_concurrent. (A rate limiter's refusal is not a skip: the workflow
+// retries it after the limiter's wait, as it would the agent's own 429.)
 //
 // Thread-safety: all methods are safe to call from many threads at once. Agents are added and
 // chains set before tasks run, typically; adding later is safe but plans made earlier do not see
@@ -39,6 +41,7 @@
 #include "mend/core/circuit_breaker.h"
 #include "mend/core/clock.h"
 #include "mend/core/health.h"
+#include "mend/core/rate_limiter.h"
 #include "mend/core/result.h"
 
 namespace mend {
@@ -53,6 +56,10 @@ struct AgentInfo {
   std::vector<std::string> endpoints;
   int max_concurrent = 0;         // tasks in flight at once; 0: unlimited
   CircuitBreakerOptions breaker;  // the specification's: 5 failures, 60 s, 3 successes
+  std::optional<RateLimiterOptions> rate_limit;  // calls to it; absent: no rate limit
+  // The time one call may take, unless the task sets its own attempt_timeout; absent: the
+  // invoker's default (AgentClientOptions::task_timeout over HTTP).
+  std::optional<Duration> call_timeout;
 
   int replicas() const noexcept {
     return endpoints.empty() ? 1 : static_cast<int>(endpoints.size());
@@ -87,6 +94,7 @@ class AgentRegistry {
     explicit Entry(AgentInfo agent_info);
     const AgentInfo info;
     CircuitBreaker breaker;
+    const std::unique_ptr<RateLimiter> rate_limiter;  // from info.rate_limit; null: none
     std::atomic<HealthState> health{HealthState::unknown};
     std::atomic<int> in_flight{0};
     // The type and severity of its last failed call (encode_failure), 0 when none: a task that
@@ -102,7 +110,7 @@ class AgentRegistry {
   AgentRegistry(const AgentRegistry&) = delete;
   AgentRegistry& operator=(const AgentRegistry&) = delete;
 
-  // Errors (configuration_error): empty or duplicate name, invalid breaker options.
+  // Errors (configuration_error): empty or duplicate name, invalid breaker or rate limit options.
   Result<void> add(AgentInfo info);
   // Replaces all chains. Names in chains that are not registered are skipped when planning (as
   // unknown_agent), so a chain may be configured before all its agents exist.

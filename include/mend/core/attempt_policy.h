@@ -2,20 +2,32 @@
 //
 // What happens around one call to an agent, in the one order every caller applies it: the
 // workflow (mend/core/workflow.h), the relay of `mend serve`, and the pipeline's retry and breaker
-// stages (mend/core/pipeline.h). Sans-IO: the caller makes the call and waits out the delay; the
-// policy decides, on the clock and random source it is given.
+// stages (mend/core/pipeline.h). Sans-IO: the caller makes the call, cuts it off at its time limit
+// and waits out the delay; the policy decides, on the clock and random source it is given.
 //
-//   mend::AttemptPolicy policy(&breaker, retry_policy);
-//   mend::AttemptPolicy::Admission a = policy.admit(clock, retrying, agent_health);
-//   if (!a.allowed()) ...                       // a.refusal: circuit_open or agent_unhealthy
-//   Result<std::string> r = call();
+//   mend::AttemptPolicy policy(&breaker, retry_policy, &rate_limiter, call_timeout);
+//   mend::AttemptPolicy::Admission a =
+//       policy.admit(clock, {.retrying = retrying, .health = agent_health, .deadline = deadline});
+//   if (!a.allowed()) ...                        // a.refusal says why (see below)
+//   Result<std::string> r = call(a.time_limit);  // cut off after it, when set
 //   if (r.ok()) policy.succeeded(a.permit, clock);
 //   else {
 //     mend::AttemptDecision d = policy.failed(a.permit, r.error(), {attempt, previous, deadline},
 //                                             clock, random);
-//     if (d.retry) { wait(d.delay); ... }       // d.token: see below
+//     if (d.retry) { wait(d.delay); ... }        // d.token: see below
 //   }
 //
+// The order, before a call (admit):
+//   1. a retry (retrying true) is refused when the agent was marked unhealthy meanwhile
+//      (agent_unhealthy);
+//   2. no call starts once the caller's deadline has passed (deadline_exceeded);
+//   3. the breaker is asked (circuit_open; another call may have opened it during a retry's wait);
+//   4. the rate limiter, when the agent has one, takes a token or refuses (rate_limited, with the
+//      limiter's error in a.rejection: rate_limit_exceeded/low and its retry_after). It comes
+//      after the breaker so that a call the breaker refuses spends no token; its refusal gives
+//      the breaker's permit back, unrecorded: the call never left;
+//   5. the call's time limit: the caller's own attempt timeout, else the policy's call timeout,
+//      and never more than what is left before the deadline.
 // The order, for a failed call:
 //   1. the breaker hears of it, unless it says nothing about the agent's health: a local refusal
 //      (the call never left: cancelled, bulkhead full, rate limited, an inner breaker open) or an
@@ -28,11 +40,13 @@
 //   5. a retry takes a token from the retry budget, or is refused (retry_budget_exhausted). The
 //      token is the caller's until the retry's call has answered (or was abandoned): it gives it
 //      back with d.token->release_retry(), so that the budget bounds the retries in flight.
-// Before a retry's call, admit(retrying = true) refuses an agent marked unhealthy meanwhile and
-// asks the breaker again (another call may have opened it during the wait).
+// A caller that reports a rate-limited admission as a failed call (the workflow does, so that the
+// refusal is retried after the limiter's retry_after) passes a.rejection to failed() with
+// a.permit: being a local refusal, it reaches neither the breaker nor the budget's failures.
 //
-// Thread-safety: an AttemptPolicy holds references only; it is as thread-safe as the breaker,
-// retry policy and budget it refers to (each is safe to share between threads).
+// Thread-safety: an AttemptPolicy holds references (and a duration) only; it is as thread-safe as
+// the breaker, retry policy, budget and rate limiter it refers to (each is safe to share between
+// threads).
 #ifndef MEND_CORE_ATTEMPT_POLICY_H_
 #define MEND_CORE_ATTEMPT_POLICY_H_
 
@@ -43,10 +57,20 @@
 #include "mend/core/error.h"
 #include "mend/core/health.h"
 #include "mend/core/random.h"
+#include "mend/core/rate_limiter.h"
 #include "mend/core/retry.h"
 #include "mend/core/retry_budget.h"
 
 namespace mend {
+
+// What the caller knows of the call it is about to make.
+struct AdmissionFacts {
+  bool retrying = false;                      // a retry of a failed call to the same agent
+  HealthState health = HealthState::healthy;  // the agent's, as last known
+  std::optional<TimePoint> deadline;          // the task's, when it has one
+  // The task's own limit for one call (Task::attempt_timeout): it wins over the call timeout.
+  std::optional<Duration> attempt_timeout;
+};
 
 // Where a failed call stands in its sequence of attempts.
 struct AttemptFacts {
@@ -68,32 +92,45 @@ struct AttemptDecision {
 class AttemptPolicy {
  public:
   struct Admission {
-    CircuitBreaker::Permit permit;          // held until succeeded(), failed() or ignored()
-    StopReason refusal = StopReason::none;  // circuit_open, agent_unhealthy
+    CircuitBreaker::Permit permit;  // held until succeeded(), failed() or ignored()
+    // circuit_open, agent_unhealthy, deadline_exceeded, rate_limited; none: the call may go.
+    StopReason refusal = StopReason::none;
+    // rate_limited: the limiter's error, for the caller to pass on as the call's (its type,
+    // message and retry_after are what the agent's own 429 would say).
+    std::optional<Error> rejection;
+    // How long the call may take (the caller cuts it off then); nullopt: no limit of the
+    // policy's or the caller's, the transport's default applies.
+    std::optional<Duration> time_limit;
     bool allowed() const noexcept { return refusal == StopReason::none; }
   };
 
-  // `breaker` may be null (a retry stage without one). Both must outlive the policy.
-  AttemptPolicy(CircuitBreaker* breaker, const RetryPolicy& retry) noexcept
-      : breaker_(breaker), retry_(retry) {}
+  // `breaker` may be null (a retry stage without one), and so may `rate_limiter` (no rate limit).
+  // `call_timeout`: the time limit of a call whose caller sets none of its own; nullopt: none.
+  // The pointed-to objects must outlive the policy.
+  AttemptPolicy(CircuitBreaker* breaker, const RetryPolicy& retry,
+                RateLimiter* rate_limiter = nullptr,
+                std::optional<Duration> call_timeout = std::nullopt) noexcept
+      : breaker_(breaker),
+        retry_(retry),
+        rate_limiter_(rate_limiter),
+        call_timeout_(call_timeout) {}
 
-  // Before a call. A retry (retrying true) is refused when the agent is marked unhealthy.
-  Admission admit(const Clock& clock, bool retrying = false,
-                  HealthState health = HealthState::healthy) const;
+  // Before a call: steps 1-5 of "before a call" above.
+  Admission admit(const Clock& clock, const AdmissionFacts& facts = {}) const;
   // The call answered: the breaker closes a step, the budget earns.
   void succeeded(const CircuitBreaker::Permit& permit, const Clock& clock) const;
   // The call ended in a way that says nothing about the agent (an unusable task, mend stopping).
   void ignored(const CircuitBreaker::Permit& permit) const;
-  // The call failed with `error` (classified): steps 1-5 above.
+  // The call failed with `error` (classified): steps 1-5 of "for a failed call" above.
   // One draw from `random` (the backoff's jitter) unless the caller's stop was requested.
   AttemptDecision failed(const CircuitBreaker::Permit& permit, const Error& error,
                          const AttemptFacts& facts, const Clock& clock, RandomSource& random) const;
-  // Steps 2, 3 and 5 alone (no breaker, no circuit check): for a retry stage whose breaker, if
-  // any, is a stage of its own.
+  // Steps 2, 3 and 5 of a failed call alone (no breaker, no circuit check): for a retry stage whose
+  // breaker, if any, is a stage of its own.
   AttemptDecision decide_retry(const Error& error, const AttemptFacts& facts, TimePoint now,
                                RandomSource& random) const;
 
-  // Step 1 alone, for a breaker that is a stage of its own.
+  // Step 1 of a failed call alone, for a breaker that is a stage of its own.
   static void record_failure(CircuitBreaker& breaker, const CircuitBreaker::Permit& permit,
                              const Error& error, const Clock& clock);
   // A local refusal: the call never reached the agent, so it says nothing of its health.
@@ -102,6 +139,8 @@ class AttemptPolicy {
  private:
   CircuitBreaker* breaker_;
   const RetryPolicy& retry_;
+  RateLimiter* rate_limiter_;
+  std::optional<Duration> call_timeout_;
 };
 
 }  // namespace mend

@@ -70,9 +70,11 @@ struct Task {
   std::string payload = "{}";             // JSON sent to agents as the task's "payload"
   // Top-level string fields of the payload ("content", ...): degraded handlers read them.
   std::map<std::string, std::string> fields;
-  std::optional<Duration> attempt_timeout;  // per call; nullopt: the invoker's default
-  // For the whole task, from its start: no retry wait ends after it, and no further agent is
-  // tried once it has passed (the degraded answer still serves).
+  // Per call; nullopt: the agent's call timeout (AgentInfo::call_timeout), else the invoker's
+  // default.
+  std::optional<Duration> attempt_timeout;
+  // For the whole task, from its start: no retry wait ends after it, a call is cut off when it
+  // passes, and no further call starts once it has passed (the degraded answer still serves).
   std::optional<Duration> deadline;
   // Calls the task made before this run: a task resumed after mend restarted carries on with the
   // retries it had left. They count against the primary agent's retries.
@@ -102,7 +104,8 @@ struct AttemptLog {
   std::optional<int> status;  // HTTP status, when there was one
   std::string message;
   // What the workflow did next: "answered", "retry", "next_replica", "self_healing", "fallback",
-  // "invalid_task"; or why a scheduled retry was refused: "circuit_open", "no_capacity".
+  // "invalid_task"; or why the next call it had decided on was refused: "circuit_open",
+  // "unhealthy", "no_capacity", "deadline_exceeded".
   std::string decision;
   Duration delay{};  // the wait before the next attempt
 };
@@ -254,9 +257,12 @@ class Workflow {
 struct WorkflowStep {
   enum class Kind : std::uint8_t { call, wait, heal, escalate, done };
   Kind kind = Kind::done;
-  const AgentInfo* agent = nullptr;               // call, heal
-  int replica = 0;                                // call
-  int attempt = 0;                                // call
+  const AgentInfo* agent = nullptr;  // call, heal
+  int replica = 0;                   // call
+  int attempt = 0;                   // call
+  // call: the task as the invoker gets it, its attempt_timeout set to the call's time limit
+  // (mend::AttemptPolicy: the task's own or the agent's call timeout, within the deadline).
+  const Task* task = nullptr;
   Duration delay{};                               // wait
   const Symptoms* symptoms = nullptr;             // heal
   const EscalationRequest* escalation = nullptr;  // escalate
@@ -284,6 +290,10 @@ class WorkflowRun {
   friend class Workflow;
   // One agent of the plan while it is being tried (its retries, replicas and healing).
   struct AgentTry;
+  // What the script does before a call: make it, report the rate limiter's refusal as the call's
+  // failure (it is retried after the limiter's wait, as the agent's own 429 would be), or leave
+  // the agent (refused).
+  enum class BeforeCall : std::uint8_t { call, rate_limited, refused };
   // What the script does after a call: the decision for the agent it called.
   enum class AfterCall : std::uint8_t {
     answered,
@@ -303,8 +313,12 @@ class WorkflowRun {
   // The script's pieces that do not wait: plain functions, so that their locals stay off the
   // coroutine frame (GCC keeps every local of a coroutine in its frame for the whole run).
   void skip(const Candidate& candidate, SkipReason reason);
-  void refuse(AgentTry& agent, SkipReason reason, StopReason stop);
-  AfterCall after_call(AgentTry& agent, CircuitBreaker::Permit permit);
+  BeforeCall before_call(AgentTry& agent);
+  // No call to the agent after all: `skip` says why when it was not called yet (none: the
+  // deadline passed), `decision` when it was.
+  void refuse(AgentTry& agent, std::optional<SkipReason> skip, std::string_view decision,
+              StopReason stop);
+  AfterCall after_call(AgentTry& agent);
   bool after_healing(AgentTry& agent);  // true: recovered, call the agent again
   bool conclude();                      // true: an escalate step is prepared
   void after_escalation();
@@ -333,7 +347,9 @@ class WorkflowRun {
   // The call step handed to the driver and not yet answered: its capacity slot and breaker
   // permit are given back if the run is destroyed before the answer (a driver that threw).
   AgentRegistry::Entry* call_agent_ = nullptr;
-  CircuitBreaker::Permit call_permit_{};
+  CircuitBreaker::Permit call_permit_{};  // also of a rate-limited call: none (not allowed)
+  // The task with the call's time limit, while a call is out whose limit is not the task's own.
+  Boxed<Task> call_task_;
   RetryBudget* retry_token_held_ = nullptr;  // a budget's token, given back after the retry's call
   std::coroutine_handle<> handle_;
 };
