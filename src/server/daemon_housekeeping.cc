@@ -1,5 +1,6 @@
-// The daemon's housekeeping: the store's health as /readyz reports it, escalations waiting for
-// the store, SLA re-escalation and notification delivery, on a loop off the I/O threads.
+// The daemon's housekeeping loop: what HousekeepingSchedule says is due (housekeeping.h) runs off
+// the I/O threads, and what a pass did goes to the log and the metrics; and the store's health
+// as /readyz reports it.
 
 // clang-format off
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
@@ -17,6 +18,16 @@ namespace mend::server_detail {
 
 namespace net = boost::asio;
 using nlohmann::json;
+
+namespace {
+
+// Clears a job's busy flag when the job ends, however it ends.
+struct BusyUntilDone {
+  std::atomic<bool>& flag;
+  ~BusyUntilDone() { flag = false; }
+};
+
+}  // namespace
 
 void DaemonCore::on_store_health(const std::string& error) {
   MutexLock lock(store_health_mu_);
@@ -41,8 +52,11 @@ void DaemonCore::on_store_health(const std::string& error) {
 }
 
 void DaemonCore::retry_escalations(Generation& g, bool now) {
-  EscalationBacklog::Pass pass =
-      now ? escalation_backlog_->retry_now(*g.escalator) : escalation_backlog_->retry(*g.escalator);
+  report_kept_escalations(now ? escalation_backlog_->retry_now(*g.escalator)
+                              : escalation_backlog_->retry(*g.escalator));
+}
+
+void DaemonCore::report_kept_escalations(const EscalationBacklog::Pass& pass) {
   if (pass.written == 0) return;
   std::string records;
   for (const EscalationTaken& t : pass.records) {
@@ -54,75 +68,60 @@ void DaemonCore::retry_escalations(Generation& g, bool now) {
                   " escalations kept while the store refused writes: " + records);
 }
 
-void DaemonCore::check_slas(Generation& g) {
-  Result<std::vector<EscalationRecord>> re = g.escalator->check_slas();
-  if (!re.ok()) {
-    log("error", "SLA check failed: " + re.error().message);
-    return;
-  }
-  for (const EscalationRecord& r : *re) {
+void DaemonCore::report_store_pass(const StorePassReport& report) {
+  report_kept_escalations(report.kept_escalations);
+  if (!report.sla_error.empty()) log("error", "SLA check failed: " + report.sla_error);
+  for (const EscalationRecord& r : report.sla_breaches) {
     log("warn",
         "SLA breached: " + r.display_id() + " re-escalated to " + std::string(to_string(r.level)));
     m_.escalations->with({std::string(to_string(r.level))}).inc();
   }
-}
-
-void DaemonCore::deliver_notifications(Generation& g) {
-  DeliveryReport report = g.dispatcher->deliver_due();
   auto& family = *m_.notifications;
-  if (report.delivered) family.with({"delivered"}).inc(report.delivered);
-  if (report.retry_scheduled) family.with({"retry"}).inc(report.retry_scheduled);
-  if (report.dead) family.with({"dead"}).inc(report.dead);
+  if (report.delivery.delivered) family.with({"delivered"}).inc(report.delivery.delivered);
+  if (report.delivery.retry_scheduled) {
+    family.with({"retry"}).inc(report.delivery.retry_scheduled);
+  }
+  if (report.delivery.dead) family.with({"dead"}).inc(report.delivery.dead);
 }
 
 net::awaitable<void> DaemonCore::housekeeping_loop() {
   LoopGuard guard(loops_running_);
   auto executor = co_await net::this_coro::executor;
   net::steady_timer timer(executor);
-  TimePoint next_delivery{};
-  TimePoint next_sla{};
-  TimePoint next_heartbeat{};
-  TimePoint next_memory{};
-  std::atomic<bool>& busy = housekeeping_busy_;
+  HousekeepingSchedule schedule;
   while (!loops_stop_.load()) {
     std::shared_ptr<Generation> g = current();
-    const TimePoint now = clock_.now();
-    if (!busy && g) {
-      bool deliver = now >= next_delivery;
-      bool sla = now >= next_sla;
-      if (deliver) next_delivery = now + g->config.escalation.delivery_interval;
-      if (sla) next_sla = now + g->config.escalation.sla_check_interval;
-      if (deliver || sla) {
-        busy = true;
-        // Store and receivers block: their pass runs on the blocking pool.
-        net::post(*blocking_, [this, g, deliver, sla] {
-          struct Done {
-            std::atomic<bool>& flag;
-            ~Done() { flag = false; }
-          } done{housekeeping_busy_};
-          try {
-            if (deliver) retry_escalations(*g, false);
-            if (sla) check_slas(*g);
-            if (deliver) deliver_notifications(*g);
-            // Finished tasks beyond tasks.retained leave the store as they leave memory.
-            if (sla) store_->prune_tasks(boot_config_.tasks.retained);
-          } catch (const std::exception& e) {
-            // The store failed (disk full, locked): the next pass tries again.
-            log("error", std::string("notification or SLA pass failed: ") + e.what());
-          }
-        });
-      }
+    HousekeepingIntervals intervals;
+    if (g) {
+      intervals.delivery = g->config.escalation.delivery_interval;
+      intervals.sla_check = g->config.escalation.sla_check_interval;
+    }
+    const HousekeepingSchedule::Due due =
+        schedule.take_due(clock_.now(), intervals, !housekeeping_busy_ && g, !memory_busy_);
+    if (due.store_pass()) {
+      housekeeping_busy_ = true;
+      // Store and receivers block: their pass runs on the blocking pool.
+      net::post(*blocking_, [this, g, due] {
+        BusyUntilDone done{housekeeping_busy_};
+        try {
+          report_store_pass(run_store_pass({.backlog = *escalation_backlog_,
+                                            .escalator = *g->escalator,
+                                            .dispatcher = *g->dispatcher,
+                                            .store = *store_,
+                                            .tasks_retained = boot_config_.tasks.retained},
+                                           due.deliver, due.check_slas));
+        } catch (const std::exception& e) {
+          // The store failed (disk full, locked): the next pass tries again.
+          log("error", std::string("notification or SLA pass failed: ") + e.what());
+        }
+      });
     }
     // Self-healing for memory can take a minute (restart, wait for ready): a job of its own,
     // so that notifications and SLA checks do not wait for it.
-    if (!memory_busy_ && now >= next_memory) {
-      next_memory = now + std::chrono::seconds(1);
+    if (due.watch_memory) {
       memory_busy_ = true;
       net::post(*blocking_, [this] {
-        struct Done {
-          std::atomic<bool>& flag;
-          ~Done() { flag = false; }
-        } done{memory_busy_};
+        BusyUntilDone done{memory_busy_};
         try {
           check_memory();
         } catch (const std::exception& e) {
@@ -130,16 +129,13 @@ net::awaitable<void> DaemonCore::housekeeping_loop() {
         }
       });
     }
-    if (now >= next_heartbeat) {
-      events_.heartbeat();
-      next_heartbeat = now + std::chrono::seconds(15);
-    }
+    if (due.heartbeat) events_.heartbeat();
     timer.expires_after(kProbeTick);
     boost::system::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
   }
   // Let a delivery pass in progress finish before shutdown goes on.
-  while (busy) {
+  while (housekeeping_busy_) {
     timer.expires_after(std::chrono::milliseconds(10));
     boost::system::error_code ec;
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));

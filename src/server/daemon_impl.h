@@ -23,11 +23,12 @@
 #include <thread>
 #include <vector>
 
+#include "daemon_metrics.h"
 #include "event_hub.h"
+#include "housekeeping.h"
 #include "mend/core/agents.h"
 #include "mend/core/classifier.h"
 #include "mend/core/degradation.h"
-#include "mend/core/rate_limiter.h"
 #include "mend/core/recovery.h"
 #include "mend/core/thread_annotations.h"
 #include "mend/core/workflow.h"
@@ -97,19 +98,19 @@ class DaemonAgentOperations final : public HttpAgentOperations {
   HttpClient& http_;
 };
 
-// Calls agents over HTTP with each agent's own call timeout and rate limit, and counts calls.
+// Calls agents over HTTP, marks each call as out before it goes (before_call), and counts calls,
+// failures and attempts. Whether a call may go, and its time limit (task.attempt_timeout), the
+// workflow's mend::AttemptPolicy decided: the agent's rate limit and call timeout are in its
+// AgentInfo.
 class DaemonInvoker final : public AsyncAgentInvoker {
  public:
   DaemonInvoker(DaemonCore& core, HttpClient& http, AgentClientOptions options);
-  void configure(const AgentConfig& agent);
   boost::asio::awaitable<Result<std::string>> invoke_async(const AgentInfo& agent, int replica,
                                                            const Task& task, int attempt) override;
 
  private:
   DaemonCore& core_;
   HttpAgentInvoker inner_;
-  std::map<std::string, Duration, std::less<>> call_timeouts_;
-  std::map<std::string, std::unique_ptr<RateLimiter>, std::less<>> rate_limits_;
 };
 
 // The workflow's escalations, through the daemon's backlog (which outlives a reload) and this
@@ -188,22 +189,7 @@ class DaemonCore final : public ReplicaSetHost {
   HttpClient& http() { return *http_; }
 
   MetricsRegistry metrics;
-  // The families the daemon updates, registered once (docs/api.md lists them).
-  struct Families {
-    CounterFamily* tasks = nullptr;
-    HistogramFamily* latency = nullptr;
-    GaugeFamily* in_flight = nullptr;
-    CounterFamily* attempts = nullptr;
-    CounterFamily* retries = nullptr;
-    CounterFamily* fallbacks = nullptr;
-    CounterFamily* degraded = nullptr;
-    CounterFamily* escalations = nullptr;
-    CounterFamily* transitions = nullptr;
-    CounterFamily* restarts = nullptr;
-    CounterFamily* notifications = nullptr;
-    CounterFamily* reloads = nullptr;
-    CounterFamily* relay_requests = nullptr;
-  } m_;
+  DaemonMetrics m_{metrics};  // the families the daemon counts into (daemon_metrics.h)
 
  private:
   friend class DaemonAgentOperations;
@@ -244,8 +230,9 @@ class DaemonCore final : public ReplicaSetHost {
   boost::asio::awaitable<void> probe(std::uint64_t epoch, ProbeKind kind);
   boost::asio::awaitable<void> housekeeping_loop();
   void check_memory();
-  void check_slas(Generation& g);
-  void deliver_notifications(Generation& g);
+  // What a housekeeping pass over the store did (housekeeping.h), in the log and the metrics.
+  void report_store_pass(const StorePassReport& report);
+  void report_kept_escalations(const EscalationBacklog::Pass& pass);
   void escalate_agent(const std::string& agent, Severity level, ErrorType type,
                       const std::string& message);
   void shutdown();

@@ -1,0 +1,146 @@
+// The daemon's metrics as a part: every family it counts into is registered once with its help
+// and labels, the scrape-time readings come from the functions it is handed (and show nothing
+// while a part does not exist yet), and a workflow event has the event stream's JSON shape.
+#include "daemon_metrics.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "mend/core/clock.h"
+
+namespace mend::server_detail {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(DaemonMetricsTest, EveryCountedFamilyIsRegisteredOnceWithItsTypeAndLabels) {
+  MetricsRegistry registry;
+  DaemonMetrics metrics(registry);
+  metrics.tasks->with({"succeeded"}).inc();
+  metrics.attempts->with({"reviewer", "failure"}).inc(2);
+  metrics.latency->with({"succeeded"}).observe(0.25);
+  metrics.in_flight->with({}).set(3);
+  metrics.relay_requests->with({"reviewer", "answered"}).inc();
+  const std::string text = registry.render();
+  for (const char* line :
+       {"# TYPE mend_tasks_total counter", "# TYPE mend_task_duration_seconds histogram",
+        "# TYPE mend_tasks_in_flight gauge", "# TYPE mend_attempts_total counter",
+        "# TYPE mend_retries_total counter", "# TYPE mend_fallbacks_total counter",
+        "# TYPE mend_degraded_answers_total counter", "# TYPE mend_escalations_total counter",
+        "# TYPE mend_circuit_transitions_total counter", "# TYPE mend_agent_restarts_total counter",
+        "# TYPE mend_notifications_total counter", "# TYPE mend_config_reloads_total counter",
+        "# TYPE mend_relay_requests_total counter", "mend_tasks_total{outcome=\"succeeded\"} 1",
+        "mend_attempts_total{agent=\"reviewer\",result=\"failure\"} 2",
+        "mend_task_duration_seconds_count{outcome=\"succeeded\"} 1", "mend_tasks_in_flight 3",
+        "mend_relay_requests_total{relay=\"reviewer\",outcome=\"answered\"} 1"}) {
+    EXPECT_THAT(text, HasSubstr(line)) << line;
+  }
+  // A second set of families on another registry does not clash: each daemon has its own.
+  MetricsRegistry other;
+  DaemonMetrics again(other);
+  EXPECT_EQ(other.value("mend_tasks_total", {"succeeded"}), std::nullopt);
+}
+
+TEST(DaemonMetricsTest, ReadingsComeFromTheFunctionsHandedInAtEachScrape) {
+  MetricsRegistry registry;
+  DaemonMetrics metrics(registry);
+  CircuitState reviewer = CircuitState::closed;
+  int ready = 2;
+  std::optional<TaskWriter::Health> writes;  // the store is not open yet
+  metrics.add_readings(
+      registry, {.circuits =
+                     [&] {
+                       return std::vector<std::pair<std::string, CircuitState>>{
+                           {"reviewer", reviewer}, {"deployer", CircuitState::isolated}};
+                     },
+                 .ready_replicas =
+                     [&] {
+                       return std::map<std::string, int>{{"reviewer", ready}};
+                     },
+                 .processes =
+                     [] {
+                       ProcessStatus p;
+                       p.name = "reviewer-0";
+                       p.rss_bytes = 4096;
+                       return std::vector<ProcessStatus>{p};
+                     },
+                 .task_writes = [&] { return writes; },
+                 .escalation_writes = [] { return std::optional<EscalationBacklog::Stats>{}; },
+                 .event_stream_clients = [] { return std::size_t{5}; }});
+
+  EXPECT_EQ(registry.value("mend_circuit_state", {"reviewer"}), 0);
+  EXPECT_EQ(registry.value("mend_circuit_state", {"deployer"}), 3);
+  EXPECT_EQ(registry.value("mend_agent_ready_replicas", {"reviewer"}), 2);
+  EXPECT_EQ(registry.value("mend_agent_rss_bytes", {"reviewer-0"}), 4096);
+  EXPECT_EQ(registry.value("mend_event_stream_clients"), 5);
+  EXPECT_EQ(registry.value("mend_store_task_writes_total", {"written"}), std::nullopt);
+  EXPECT_THAT(registry.render(), Not(HasSubstr("mend_store_task_writes_total{")));
+
+  reviewer = CircuitState::open;
+  ready = 0;
+  writes = TaskWriter::Health{};
+  writes->written = 12;
+  writes->failed_tries = 3;
+  writes->retry_pending = 1;
+  EXPECT_EQ(registry.value("mend_circuit_state", {"reviewer"}), 2);
+  EXPECT_EQ(registry.value("mend_agent_ready_replicas", {"reviewer"}), 0);
+  EXPECT_EQ(registry.value("mend_store_task_writes_total", {"written"}), 12);
+  EXPECT_EQ(registry.value("mend_store_task_writes_total", {"failed"}), 3);
+  EXPECT_EQ(registry.value("mend_store_task_writes_pending_retry"), 1);
+}
+
+TEST(DaemonMetricsTest, EmptyReadingsShowNoSamples) {
+  MetricsRegistry registry;
+  DaemonMetrics metrics(registry);
+  metrics.add_readings(registry, {});
+  const std::string text = registry.render();
+  EXPECT_THAT(text, HasSubstr("# TYPE mend_circuit_state gauge"));
+  EXPECT_THAT(text, Not(HasSubstr("mend_circuit_state{")));
+  EXPECT_EQ(registry.value("mend_event_stream_clients"), std::nullopt);
+}
+
+TEST(DaemonMetricsTest, AWorkflowEventHasTheEventStreamsShapeForItsKind) {
+  const WallTime at = ManualClock::kDefaultWallStart;
+  Event retry;
+  retry.kind = EventKind::retry_scheduled;
+  retry.source = "reviewer";
+  retry.task_id = "t-1";
+  retry.attempt = 2;
+  retry.error_type = ErrorType::network_timeout;
+  retry.severity = Severity::medium;
+  retry.delay = std::chrono::milliseconds(1500);
+  nlohmann::json j = nlohmann::json::parse(workflow_event_json(retry, at));
+  EXPECT_EQ(j["kind"], "retry_scheduled");
+  EXPECT_EQ(j["at"], "2026-01-01T00:00:00.000Z");
+  EXPECT_EQ(j["source"], "reviewer");
+  EXPECT_EQ(j["task_id"], "t-1");
+  EXPECT_EQ(j["attempt"], 2);
+  EXPECT_EQ(j["error_type"], "network_timeout");
+  EXPECT_EQ(j["severity"], "medium");
+  EXPECT_DOUBLE_EQ(j["delay_seconds"].get<double>(), 1.5);
+  EXPECT_FALSE(j.contains("from"));
+
+  Event transition;
+  transition.kind = EventKind::circuit_transition;
+  transition.source = "reviewer";
+  transition.from = CircuitState::closed;
+  transition.to = CircuitState::open;
+  transition.detail = "5 failures in a row";
+  j = nlohmann::json::parse(workflow_event_json(transition, at));
+  EXPECT_EQ(j["from"], "closed");
+  EXPECT_EQ(j["to"], "open");
+  EXPECT_EQ(j["detail"], "5 failures in a row");
+  EXPECT_FALSE(j.contains("task_id"));
+  EXPECT_FALSE(j.contains("attempt"));
+  EXPECT_FALSE(j.contains("delay_seconds"));
+
+  // A source that is not UTF-8 (an agent's name comes from configuration) still makes JSON.
+  transition.source = std::string("bad\xff", 4);
+  EXPECT_NO_THROW(j = nlohmann::json::parse(workflow_event_json(transition, at)));
+}
+
+}  // namespace
+}  // namespace mend::server_detail
