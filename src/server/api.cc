@@ -1,4 +1,5 @@
-// The daemon's HTTP API (docs/api.md): the router, authorization, health and agents. Tasks are
+// The daemon's HTTP API (docs/api.md): its routes (on api_router.h), authorization, health and
+// agents. Tasks are
 // in api_tasks.cc, tickets and incidents in api_records.cc.
 
 // clang-format off
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api_codec.h"
+#include "api_router.h"
 #include "daemon_impl.h"
 
 namespace mend::server_detail {
@@ -46,144 +48,105 @@ std::optional<HttpResponse> DaemonCore::screen(const HttpRequest& head) const {
   return std::nullopt;
 }
 
-void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> responder) {
-  const Target t = parse_target(request.target);
-  const std::vector<std::string>& s = t.segments;
-  const std::string& method = request.method;
-  const bool get = method == "GET" || method == "HEAD";
-  const bool post = method == "POST";
-  auto reply = [&](HttpResponse r) { responder->respond(std::move(r)); };
-  auto not_allowed = [&](const char* allowed) {
-    HttpResponse r =
-        error_response(405, ErrorType::validation_failed,
-                       method + " is not allowed on " + t.path + " (allowed: " + allowed + ")");
-    r.headers.push_back({"Allow", allowed});
-    reply(std::move(r));
+void DaemonCore::register_routes() {
+  auto reply = [](const Route& r, HttpResponse response) {
+    r.responder->respond(std::move(response));
   };
-
-  if (post && !authorized(request)) return reply(unauthorized());
-
-  try {
-    if (s.size() == 1 && s[0] == "healthz") {
-      if (!get) return not_allowed("GET");
-      return reply(json_response(200, {{"status", "ok"}}));
-    }
-    if (s.size() == 1 && s[0] == "readyz") {
-      if (!get) return not_allowed("GET");
-      return api_readyz(responder);
-    }
-    if (s.size() == 1 && s[0] == "metrics") {
-      if (!get) return not_allowed("GET");
-      HttpResponse r;
-      r.headers.push_back({"Content-Type", "text/plain; version=0.0.4; charset=utf-8"});
-      m_.in_flight->with({}).set(static_cast<double>(tasks_.in_flight()));
-      r.body = metrics.render();
-      return reply(std::move(r));
-    }
-    if (s.empty() || s[0] != "v1") {
-      return reply(error_response(404, ErrorType::validation_failed,
-                                  "no such endpoint: " + method + " " + t.path +
-                                      " (the API lives under /v1; see docs/api.md)"));
-    }
-    if (s.size() < 2) {
-      return reply(
-          error_response(404, ErrorType::validation_failed,
-                         "no such endpoint: " + method + " " + t.path + " (see docs/api.md)"));
-    }
+  router_.add("GET", "/healthz", [reply](const Route& r) {
+    reply(r, json_response(200, {{"status", "ok"}}));
+  });
+  router_.add("GET", "/readyz", [this](const Route& r) { api_readyz(r.responder); });
+  router_.add("GET", "/metrics", [this, reply](const Route& r) {
+    HttpResponse response;
+    response.headers.push_back({"Content-Type", "text/plain; version=0.0.4; charset=utf-8"});
+    m_.in_flight->with({}).set(static_cast<double>(tasks_.in_flight()));
+    response.body = metrics.render();
+    reply(r, std::move(response));
+  });
+  router_.add("GET", "/v1/tasks", [this](const Route& r) { api_tasks(r.responder); });
+  router_.add("POST", "/v1/tasks", [this](const Route& r) { api_submit(r.request, r.responder); });
+  router_.add("GET", "/v1/tasks/{id}", [this, reply](const Route& r) {
     std::string error;
-    if (s.size() == 2 && s[1] == "tasks") {
-      if (post) return api_submit(request, responder);
-      if (get) return api_tasks(responder);
-      return not_allowed("GET, POST");
-    }
-    if (s.size() == 3 && s[1] == "tasks") {
-      if (!get) return not_allowed("GET");
-      std::optional<double> wait = parse_seconds(t.query, "wait", &error);
-      if (!error.empty()) return reply(error_response(400, ErrorType::validation_failed, error));
-      return api_task(s[2], wait.value_or(0), responder);
-    }
-    if (s.size() == 2 && s[1] == "events") {
-      if (!get) return not_allowed("GET");
-      std::optional<double> replay = parse_seconds(t.query, "replay", &error);
-      if (!error.empty()) return reply(error_response(400, ErrorType::validation_failed, error));
-      events_.subscribe(responder, static_cast<std::size_t>(std::min(replay.value_or(0), 256.0)));
-      return;
-    }
-    if (s.size() == 2 && s[1] == "reload") {
-      if (!post) return not_allowed("POST");
-      net::post(*blocking_, [this, responder] {
-        Result<void> r = detail::guarded([&] { return reload(""); });
-        if (r.ok()) {
-          responder->respond(json_response(200, {{"status", "reloaded"}}));
-        } else {
-          responder->respond(
-              error_response(422, ErrorType::configuration_error, r.error().message));
-        }
-      });
-      return;
-    }
-    if (s[1] == "agents" && (s.size() == 2 || s.size() == 3)) {
-      if (!get) return not_allowed("GET");
-      return api_agents(s.size() == 3 ? s[2] : "", responder);
-    }
-    if (s[1] == "agents" && s.size() == 4 && s[3] == "circuit") {
-      if (!post) return not_allowed("POST");
-      return api_circuit(s[2], request, responder);
-    }
-    if (s[1] == "agents" && s.size() == 4 && s[3] == "restart") {
-      if (!post) return not_allowed("POST");
-      std::shared_ptr<Generation> g = current();
-      if (g->agents.find(s[2]) == nullptr) {
-        return reply(
-            error_response(404, ErrorType::validation_failed, "unknown agent '" + s[2] + "'"));
+    std::optional<double> wait = parse_seconds(r.target.query, "wait", &error);
+    if (!error.empty()) return reply(r, error_response(400, ErrorType::validation_failed, error));
+    api_task(r.params[0], wait.value_or(0), r.responder);
+  });
+  router_.add("GET", "/v1/events", [this, reply](const Route& r) {
+    std::string error;
+    std::optional<double> replay = parse_seconds(r.target.query, "replay", &error);
+    if (!error.empty()) return reply(r, error_response(400, ErrorType::validation_failed, error));
+    events_.subscribe(r.responder, static_cast<std::size_t>(std::min(replay.value_or(0), 256.0)));
+  });
+  router_.add("POST", "/v1/reload", [this](const Route& r) {
+    net::post(*blocking_, [this, responder = r.responder] {
+      Result<void> reloaded = detail::guarded([&] { return reload(""); });
+      if (reloaded.ok()) {
+        responder->respond(json_response(200, {{"status", "reloaded"}}));
+      } else {
+        responder->respond(
+            error_response(422, ErrorType::configuration_error, reloaded.error().message));
       }
-      std::string agent = s[2];
-      net::post(*blocking_, [this, agent, responder] {
-        std::optional<Result<void>> restarted = restart_agent(agent, /*graceful=*/true, "api");
-        if (restarted && restarted->ok()) {
-          responder->respond(json_response(202, {{"agent", agent}, {"status", "restarted"}}));
-        } else if (restarted) {
-          responder->respond(
-              error_response(500, ErrorType::processing_failed, restarted->error().message));
-        } else {
-          responder->respond(error_response(409, ErrorType::validation_failed,
-                                            "agent '" + agent +
-                                                "' is not supervised by mend: it cannot be "
-                                                "restarted from here"));
-        }
+    });
+  });
+  router_.add("GET", "/v1/agents", [this](const Route& r) { api_agents("", r.responder); });
+  router_.add("GET", "/v1/agents/{agent}",
+              [this](const Route& r) { api_agents(r.params[0], r.responder); });
+  router_.add("POST", "/v1/agents/{agent}/circuit",
+              [this](const Route& r) { api_circuit(r.params[0], r.request, r.responder); });
+  router_.add("POST", "/v1/agents/{agent}/restart", [this, reply](const Route& r) {
+    const std::string& agent = r.params[0];
+    if (current()->agents.find(agent) == nullptr) {
+      return reply(
+          r, error_response(404, ErrorType::validation_failed, "unknown agent '" + agent + "'"));
+    }
+    net::post(*blocking_, [this, agent, responder = r.responder] {
+      std::optional<Result<void>> restarted = restart_agent(agent, /*graceful=*/true, "api");
+      if (restarted && restarted->ok()) {
+        responder->respond(json_response(202, {{"agent", agent}, {"status", "restarted"}}));
+      } else if (restarted) {
+        responder->respond(
+            error_response(500, ErrorType::processing_failed, restarted->error().message));
+      } else {
+        responder->respond(error_response(409, ErrorType::validation_failed,
+                                          "agent '" + agent +
+                                              "' is not supervised by mend: it cannot be "
+                                              "restarted from here"));
+      }
+    });
+  });
+  // Tickets, incidents, and escalations (either kind).
+  const std::pair<const char*, std::optional<RecordKind>> collections[] = {
+      {"tickets", RecordKind::ticket}, {"incidents", RecordKind::incident}, {"escalations", {}}};
+  for (const auto& [name, kind] : collections) {
+    const std::string base = std::string("/v1/") + name;
+    router_.add("GET", base, [this, kind = kind](const Route& r) {
+      auto status = r.target.query.find("status");
+      api_records(kind, status == r.target.query.end() ? "" : status->second, r.responder);
+    });
+    router_.add("GET", base + "/{id}", [this, kind = kind](const Route& r) {
+      api_record(kind, r.params[0], "", r.request, r.responder);
+    });
+    for (const char* action : {"acknowledge", "resolve"}) {
+      router_.add("POST", base + "/{id}/" + action, [this, kind = kind, action](const Route& r) {
+        api_record(kind, r.params[0], action, r.request, r.responder);
       });
-      return;
     }
-    std::optional<RecordKind> kind;
-    bool records = false;
-    if (s[1] == "tickets") {
-      kind = RecordKind::ticket;
-      records = true;
-    } else if (s[1] == "incidents") {
-      kind = RecordKind::incident;
-      records = true;
-    } else if (s[1] == "escalations") {
-      records = true;
-    }
-    if (records && s.size() == 2) {
-      if (!get) return not_allowed("GET");
-      std::string status = t.query.count("status") ? t.query.at("status") : "";
-      return api_records(kind, status, responder);
-    }
-    if (records && s.size() == 3) {
-      if (!get) return not_allowed("GET");
-      return api_record(kind, s[2], "", request, responder);
-    }
-    if (records && s.size() == 4 && (s[3] == "acknowledge" || s[3] == "resolve")) {
-      if (!post) return not_allowed("POST");
-      return api_record(kind, s[2], s[3], request, responder);
-    }
-    return reply(
-        error_response(404, ErrorType::validation_failed,
-                       "no such endpoint: " + method + " " + t.path + " (see docs/api.md)"));
+  }
+}
+
+void DaemonCore::handle(HttpRequest request, std::shared_ptr<HttpResponder> responder) {
+  const Target target = parse_target(request.target);
+  if (request.method == "POST" && !authorized(request)) return responder->respond(unauthorized());
+  try {
+    if (router_.dispatch(request, target, responder)) return;
+    const bool outside_v1 = target.segments.empty() || target.segments[0] != "v1";
+    responder->respond(error_response(
+        404, ErrorType::validation_failed,
+        "no such endpoint: " + request.method + " " + target.path +
+            (outside_v1 ? " (the API lives under /v1; see docs/api.md)" : " (see docs/api.md)")));
   } catch (const std::exception& e) {
-    log("error", "API " + method + " " + t.path + ": " + e.what());
-    return reply(error_response(500, ErrorType::processing_failed, e.what()));
+    log("error", "API " + request.method + " " + target.path + ": " + e.what());
+    responder->respond(error_response(500, ErrorType::processing_failed, e.what()));
   }
 }
 

@@ -44,6 +44,7 @@ DaemonCore::DaemonCore(Config config, DaemonOptions options)
       random_(options_.random != nullptr ? *options_.random : SeededRandom::system()),
       tasks_(clock_, {boot_config_.server.max_tasks_in_flight, boot_config_.tasks.retained}) {
   register_metrics();
+  register_routes();
 }
 
 DaemonCore::~DaemonCore() {

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "api_router.h"
 #include "daemon_metrics.h"
 #include "event_hub.h"
 #include "housekeeping.h"
@@ -240,6 +241,7 @@ class DaemonCore final : public ReplicaSetHost {
   void set_generation(std::shared_ptr<Generation> g);
 
   // api.cc
+  void register_routes();  // every endpoint of docs/api.md on router_
   void api_submit(const HttpRequest& request, const std::shared_ptr<HttpResponder>& responder);
   void api_task(const std::string& id, double wait_seconds,
                 const std::shared_ptr<HttpResponder>& responder);
@@ -280,6 +282,7 @@ class DaemonCore final : public ReplicaSetHost {
   std::unique_ptr<ProcessSupervisor> supervisor_;
   std::unique_ptr<HttpServer> server_;
   EventHub events_;
+  ApiRouter router_;  // filled by the constructor, read-only after
   WorkflowEventSink event_sink_{*this};
   std::atomic<bool> housekeeping_busy_{false};   // a delivery/SLA pass is running
   std::atomic<bool> memory_busy_{false};         // a memory watch pass is running

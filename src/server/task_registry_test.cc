@@ -5,27 +5,12 @@
 #include <gtest/gtest.h>
 
 #include "mend/core/clock.h"
+#include "recording_responder.h"
 
 namespace mend::server_detail {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A client that only remembers what it was answered.
-class RecordingResponder final : public HttpResponder {
- public:
-  void respond(HttpResponse response) override { answers.push_back(std::move(response)); }
-  bool start_stream(int, std::vector<HttpHeader>) override { return false; }
-  bool send(std::string) override { return false; }
-  void end_stream() override {}
-  void abort() override {}
-  bool closed() const override { return !answers.empty(); }
-  const std::string& target() const override { return target_; }
-  std::vector<HttpResponse> answers;
-
- private:
-  std::string target_ = "GET /v1/tasks/x";
-};
 
 Task task_of(const std::string& type, const std::string& id = "") {
   Task t;
