@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_impl.h"
+#include "generation_builder.h"
 #include "relay.h"
 
 namespace mend::server_detail {
@@ -83,32 +84,18 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   std::map<std::string, std::vector<std::string>> endpoints;
   for (const Replica& r : replicas_.snapshot()) endpoints[r.agent].push_back(r.url);
   for (const AgentConfig& agent : config.agents) {
-    AgentInfo info;
-    info.name = agent.name;
-    info.capabilities = agent.capabilities;
-    info.generalist = agent.generalist;
-    info.endpoints = agent.supervised() ? endpoints[agent.name] : agent.urls;
-    info.max_concurrent = agent.max_concurrent;
-    if (agent.policies.bulkhead) {
-      int limit = agent.policies.bulkhead->max_concurrent;
-      info.max_concurrent = info.max_concurrent == 0 ? limit : std::min(info.max_concurrent, limit);
-    }
-    info.breaker = agent.policies.breaker;
-    // The workflow's attempt policy applies them (mend/core/attempt_policy.h); the relay takes
-    // its call timeout from the same place.
-    info.rate_limit = agent.policies.rate_limit;
-    info.call_timeout = agent.policies.call_timeout;
+    AgentInfo info = agent_info_of(agent, endpoints[agent.name]);
     if (auto added = g->agents.add(std::move(info)); !added.ok()) return added.error();
     const std::string name = agent.name;
     g->agents.find(name)->breaker.add_listener([this, name](const CircuitTransition& t) {
       m_.transitions->with({name, std::string(to_string(t.to))}).inc();
-      json j = {{"kind", "circuit_transition"},
-                {"at", to_iso8601(clock_.wall_now())},
-                {"source", name},
-                {"from", to_string(t.from)},
-                {"to", to_string(t.to)},
-                {"detail", t.reason}};
-      publish("circuit_transition", j.dump(-1, ' ', false, json::error_handler_t::replace));
+      Event event;
+      event.kind = EventKind::circuit_transition;
+      event.source = name;
+      event.from = t.from;
+      event.to = t.to;
+      event.detail = t.reason;
+      publish("circuit_transition", workflow_event_json(event, clock_.wall_now()));
       // Why an agent stopped (or started again) taking traffic belongs in the log too: it is the
       // first thing an operator looks for.
       const bool stopped = t.to == CircuitState::open || t.to == CircuitState::isolated;
@@ -116,10 +103,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
                                          " -> " + std::string(to_string(t.to)) + ": " + t.reason);
     });
   }
-  std::map<std::string, std::vector<std::string>> chains;
-  if (config.default_fallback_chains) chains = default_fallback_chains();
-  for (const auto& [agent, chain] : config.fallback_chains) chains[agent] = chain;
-  g->agents.set_chains(std::move(chains));
+  g->agents.set_chains(fallback_chains_of(config));
 
   g->degraded = std::make_unique<DegradedService>(config.degradation);
   SelfHealingOptions healing;
@@ -135,23 +119,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   }
   g->escalations = std::make_unique<BackloggedEscalations>(*escalation_backlog_, *g->escalator);
   g->dispatcher = std::make_unique<NotificationDispatcher>(*store_, clock_, random_);
-  for (const ReceiverConfig& r : config.escalation.receivers) {
-    std::vector<HttpHeader> headers;
-    for (const auto& [name, value] : r.headers) headers.push_back({name, value});
-    if (r.kind == "webhook") {
-      g->dispatcher->add_receiver(
-          std::make_unique<WebhookReceiver>(r.name, *http_, r.url, std::move(headers)));
-    } else if (r.kind == "slack") {
-      g->dispatcher->add_receiver(std::make_unique<SlackReceiver>(r.name, *http_, r.url));
-    } else if (r.kind == "pagerduty") {
-      g->dispatcher->add_receiver(
-          r.url.empty()
-              ? std::make_unique<PagerDutyReceiver>(r.name, *http_, r.routing_key)
-              : std::make_unique<PagerDutyReceiver>(r.name, *http_, r.routing_key, r.url));
-    } else if (r.kind == "file") {
-      g->dispatcher->add_receiver(std::make_unique<FileReceiver>(r.name, r.path));
-    }
-  }
+  add_receivers(*g->dispatcher, config.escalation.receivers, *http_);
 
   AgentClientOptions client;
   client.task_timeout = config.policies.call_timeout;
@@ -159,19 +127,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   g->operations = std::make_unique<DaemonAgentOperations>(*this, *http_, g->agents, client);
   g->invoker = std::make_unique<DaemonInvoker>(*this, *http_, client);
 
-  WorkflowOptions wo;
-  wo.retry = config.policies.retry;
-  if (config.policies.retry_budget) {
-    wo.retry.budget = std::make_shared<RetryBudget>(*config.policies.retry_budget);
-  }
-  for (const AgentConfig& agent : config.agents) {
-    RetryOptions retry = agent.policies.retry;
-    // Each agent gets a budget of its own: one agent's outage must not starve the others.
-    if (agent.policies.retry_budget) {
-      retry.budget = std::make_shared<RetryBudget>(*agent.policies.retry_budget);
-    }
-    wo.agent_retry[agent.name] = std::move(retry);
-  }
+  WorkflowOptions wo = workflow_options_of(config);
   wo.degraded = g->degraded.get();
   wo.healer = g->healer.get();
   wo.escalations = g->escalations.get();
