@@ -175,7 +175,8 @@ TEST_F(PipelineTest, AThrownMendExceptionKeepsTheErrorItCarries) {
     return 5;
   });
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(t.sleeper.sleeps(), (std::vector<Duration>{seconds(9)}));
+  // Its Retry-After, 9 s, then a tenth more (retry_after_jitter 0.2 at the draw 0.5).
+  EXPECT_EQ(t.sleeper.sleeps(), (std::vector<Duration>{milliseconds(9900)}));
 }
 
 TEST_F(PipelineTest, ABreakerIgnoresTheTypesItIsToldTo) {

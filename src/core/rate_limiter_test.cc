@@ -77,8 +77,10 @@ TEST(RateLimiter, InsideARetryTheCallWaitsForItsToken) {
       std::make_shared<RateLimiter>("api", RateLimiterOptions{.rate_per_second = 4, .burst = 1});
   Pipeline p = Pipeline::Builder().env(t.env()).retry({}).rate_limiter(limiter).build();
   EXPECT_EQ(p.execute([] { return 1; }), 1);
-  EXPECT_EQ(p.execute([] { return 2; }), 2);  // refused once, retried after 250 ms
-  EXPECT_EQ(t.sleeper.sleeps(), (std::vector<Duration>{milliseconds(250)}));
+  // Refused once, retried after the 250 ms to its token and a tenth more (retry_after_jitter 0.2
+  // at the draw 0.5): never before the token.
+  EXPECT_EQ(p.execute([] { return 2; }), 2);
+  EXPECT_EQ(t.sleeper.sleeps(), (std::vector<Duration>{milliseconds(275)}));
   EXPECT_EQ(t.events.count(EventKind::rate_limited), 1u);
 
   // Without a retry around it, the refusal reaches the caller.

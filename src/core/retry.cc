@@ -18,6 +18,9 @@ RetryPolicy::RetryPolicy(RetryOptions options) : options_(std::move(options)) {
   if (!(options_.backoff.jitter >= 0.0 && options_.backoff.jitter <= 1.0)) {
     throw std::invalid_argument("retry: backoff jitter must be in [0, 1]");
   }
+  if (!(options_.retry_after_jitter >= 0.0 && options_.retry_after_jitter <= 1.0)) {
+    throw std::invalid_argument("retry: retry_after_jitter must be in [0, 1]");
+  }
 }
 
 RetryDecision RetryPolicy::decide(int attempt, const Error& error, TimePoint now,
@@ -28,7 +31,9 @@ RetryDecision RetryPolicy::decide(int attempt, const Error& error, TimePoint now
   Duration delay =
       compute_backoff(options_.backoff, attempt, error.type, error.severity, previous, u);
   if (options_.honor_retry_after && error.retry_after && *error.retry_after >= Duration::zero()) {
-    delay = std::min(*error.retry_after, options_.backoff.cap);
+    // The draw the backoff's jitter would have used spreads the clients after the pause instead.
+    const Duration asked = std::min(*error.retry_after, options_.backoff.cap);
+    delay = asked + std::chrono::duration_cast<Duration>(asked * (options_.retry_after_jitter * u));
   }
   if (deadline && now + delay >= *deadline) return {false, StopReason::deadline_exceeded, {}};
   return {true, StopReason::none, delay};

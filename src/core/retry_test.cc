@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <stdexcept>
 #include <system_error>
 
 #include "mend/core/pipeline.h"
+#include "mend/core/random.h"
 #include "test_env.h"
 
 namespace mend {
@@ -57,17 +59,56 @@ TEST(RetryPolicy, StopsAfterMaxRetries) {
   EXPECT_EQ(d.stop, StopReason::retries_exhausted);
 }
 
-TEST(RetryPolicy, RetryAfterReplacesTheBackoffBoundedByTheCap) {
+TEST(RetryPolicy, RetryAfterReplacesTheBackoffBoundedByTheCapThenSpreadAfterIt) {
   RetryPolicy p;
   ManualClock clock;
   Error e = classified(ErrorType::rate_limit_exceeded, Severity::low);
   e.retry_after = milliseconds(7300);
-  EXPECT_EQ(p.decide(0, e, clock.now(), std::nullopt, {}, 0.5).delay, milliseconds(7300));
+  // The draw u spreads the wait over [retry_after, 1.2 x retry_after): 0.5 is 10 % more.
+  EXPECT_EQ(p.decide(0, e, clock.now(), std::nullopt, {}, 0.0).delay, milliseconds(7300));
+  EXPECT_EQ(p.decide(0, e, clock.now(), std::nullopt, {}, 0.5).delay, milliseconds(8030));
   e.retry_after = seconds(600);
-  EXPECT_EQ(p.decide(0, e, clock.now(), std::nullopt, {}, 0.5).delay, seconds(60));
+  EXPECT_EQ(p.decide(0, e, clock.now(), std::nullopt, {}, 0.0).delay, seconds(60));
+  EXPECT_EQ(p.decide(0, e, clock.now(), std::nullopt, {}, 0.5).delay, seconds(66));
+  RetryOptions exact;
+  exact.retry_after_jitter = 0;
+  e.retry_after = milliseconds(7300);
+  EXPECT_EQ(RetryPolicy(exact).decide(0, e, clock.now(), std::nullopt, {}, 0.9).delay,
+            milliseconds(7300));
+  e.retry_after = seconds(600);
   RetryOptions ignore;
   ignore.honor_retry_after = false;
   EXPECT_EQ(RetryPolicy(ignore).decide(0, e, clock.now(), std::nullopt, {}, 0.5).delay, seconds(2));
+}
+
+TEST(RetryPolicy, ClientsAnAgentPausedComeBackSpreadOutNeverBeforeItAsked) {
+  // 1,000 clients of one agent that answered 429 with Retry-After: 2 s at the same instant.
+  RetryPolicy p;
+  ManualClock clock;
+  SeededRandom random(2026);
+  Error e = classified(ErrorType::rate_limit_exceeded, Severity::low);
+  e.retry_after = seconds(2);
+  std::map<long long, int> per_100ms;  // how many come back in each 100 ms after the pause
+  for (int client = 0; client < 1000; ++client) {
+    const Duration d = p.decide(0, e, clock.now(), std::nullopt, {}, random.next_unit()).delay;
+    ASSERT_GE(d, seconds(2));
+    ASSERT_LT(d, milliseconds(2400));
+    ++per_100ms[std::chrono::duration_cast<milliseconds>(d - seconds(2)).count() / 100];
+  }
+  // Four slices of 100 ms, each with about a quarter of them: no instant takes them all.
+  ASSERT_EQ(per_100ms.size(), 4u);
+  for (const auto& [slice, clients] : per_100ms) {
+    EXPECT_GT(clients, 180) << slice;
+    EXPECT_LT(clients, 320) << slice;
+  }
+}
+
+TEST(RetryPolicy, ARetryAfterJitterOutsideZeroToOneIsRefused) {
+  RetryOptions o;
+  o.retry_after_jitter = 1.5;
+  EXPECT_THROW(RetryPolicy{o}, std::invalid_argument);
+  o.retry_after_jitter = -0.1;
+  EXPECT_THROW(RetryPolicy{o}, std::invalid_argument);
 }
 
 TEST(RetryPolicy, StopsWhenTheNextAttemptWouldMissTheDeadline) {
@@ -199,7 +240,8 @@ TEST_F(RetryExecutor, HonoursRetryAfter) {
     return 1;
   });
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(t.sleeper.sleeps(), (std::vector<Duration>{milliseconds(12500)}));
+  // 12.5 s as asked, then a tenth more (retry_after_jitter 0.2 at the draw 0.5).
+  EXPECT_EQ(t.sleeper.sleeps(), (std::vector<Duration>{milliseconds(13750)}));
 }
 
 TEST_F(RetryExecutor, StopsAtTheDeadline) {

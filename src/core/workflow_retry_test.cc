@@ -171,7 +171,8 @@ TEST_F(WorkflowTest, ARateLimitedCallIsRetriedAfterTheLimitersWaitWithoutReachin
   EXPECT_EQ(out.attempts[0].error_type, ErrorType::rate_limit_exceeded);
   EXPECT_EQ(out.attempts[0].message, "rate limiter 'rate_limit:a' refused the call");
   EXPECT_EQ(out.attempts[0].decision, "retry");
-  EXPECT_EQ(out.attempts[0].delay, secs(1));                  // the limiter's retry_after
+  // The limiter's retry_after, 1 s, and a tenth more: retry_after_jitter 0.2 at the draw 0.5.
+  EXPECT_EQ(out.attempts[0].delay, std::chrono::milliseconds(1100));
   EXPECT_THAT(invoker.calls, ElementsAre("a#0/0", "a#0/1"));  // the refused call never went
   EXPECT_EQ(limited.find("a")->breaker.snapshot(t.clock).failure_count, 0);
   EXPECT_EQ(limited.find("a")->in_flight.load(), 0);

@@ -35,6 +35,7 @@
 #include <system_error>
 
 #include "http_client_errors.h"
+#include "mend/core/thread_annotations.h"
 
 namespace mend {
 namespace {
@@ -282,7 +283,7 @@ struct HttpClient::Impl {
   }
 
   std::shared_ptr<Connection> take_idle(const std::string& key) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     auto it = idle.find(key);
     if (it == idle.end() || it->second.empty()) return nullptr;
     // The most recently used connection is the least likely to have been closed by the server.
@@ -292,7 +293,7 @@ struct HttpClient::Impl {
     return conn;
   }
   void put_idle(const std::string& key, std::shared_ptr<Connection> conn) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     auto& list = idle[key];
     // Over the limit, conn is closed as it goes out of scope (after the lock is released).
     if (list.size() >= options.max_idle_per_host) return;
@@ -302,7 +303,7 @@ struct HttpClient::Impl {
   // A pooled connection to this server was found closed: its siblings probably were too.
   void drop_idle(const std::string& key) {
     std::vector<std::shared_ptr<Connection>> dropped;
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     auto it = idle.find(key);
     if (it == idle.end()) return;
     idle_count -= it->second.size();
@@ -316,9 +317,9 @@ struct HttpClient::Impl {
   std::unique_ptr<ssl::context> tls_context;  // set once, under tls_once
   std::optional<Error> tls_setup_error;       // set once, under tls_once; fails every https call
 
-  mutable std::mutex mu;
-  std::map<std::string, std::vector<std::shared_ptr<Connection>>> idle;  // guarded by mu
-  std::size_t idle_count = 0;                                            // guarded by mu
+  mutable Mutex mu;
+  std::map<std::string, std::vector<std::shared_ptr<Connection>>> idle MEND_GUARDED_BY(mu);
+  std::size_t idle_count MEND_GUARDED_BY(mu) = 0;
 };
 
 Result<Call> HttpClient::Impl::prepare(std::string method, std::string url,
@@ -835,13 +836,13 @@ HttpStreamResult HttpClient::request_stream_sync(std::string method, std::string
 }
 
 std::size_t HttpClient::idle_connections() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   return impl_->idle_count;
 }
 
 void HttpClient::close_idle_connections() {
   std::map<std::string, std::vector<std::shared_ptr<Connection>>> dropped;
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   dropped.swap(impl_->idle);
   impl_->idle_count = 0;
 }

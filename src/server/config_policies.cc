@@ -73,6 +73,8 @@ void Checker::read_retry(const Item& item, RetryOptions& retry) {
     if (auto set = error_types(*retryable)) retry.retryable = *set;
   }
   set_bool(s, "honor_retry_after", retry.honor_retry_after);
+  set_real(s, "retry_after_jitter", retry.retry_after_jitter,
+           {0, 1, true, true, " (0.2: up to 20 % more than the agent asked)"});
   s.finish();
 }
 

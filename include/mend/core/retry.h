@@ -45,7 +45,11 @@ struct RetryOptions {
   int max_retries = 3;         // the specification's 3 (so at most 4 attempts)
   BackoffOptions backoff;      // base 1 s, cap 60 s, error_scaled
   ErrorTypeSet retryable = default_retryable_types();
-  bool honor_retry_after = true;        // the error's retry_after replaces the computed delay
+  bool honor_retry_after = true;  // the error's retry_after replaces the computed delay
+  // A retry_after is waited in full, then up to this share of it more, drawn at random: every
+  // client an agent asked to pause would otherwise come back at the same instant (a herd). The
+  // spread is only ever added, never taken off: no retry comes before the agent asked. In [0, 1].
+  double retry_after_jitter = 0.2;
   std::shared_ptr<RetryBudget> budget;  // none by default; share one per backend
 };
 

@@ -10,6 +10,8 @@
 #include <new>
 #include <thread>
 
+#include "mend/core/thread_annotations.h"
+
 namespace mend {
 namespace {
 
@@ -35,7 +37,7 @@ class CoarseTicker {
   TimePoint wake() noexcept {
     const TimePoint now = read_monotonic();
     try {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       ticker_coarse_source.publish(now);
       ticker_coarse_source.unpark();
       if (!thread_running_) {
@@ -51,10 +53,11 @@ class CoarseTicker {
     return now;
   }
 
-  void after_fork_in_child() noexcept {
+  // The child of a fork runs one thread: nothing to lock against, and the mutex may be held.
+  void after_fork_in_child() noexcept MEND_NO_THREAD_SAFETY_ANALYSIS {
     // The ticker thread does not exist in the child: start over. The mutex may have been held
     // by the parent's ticker at the fork, so it is rebuilt, not unlocked.
-    new (&mu_) std::mutex();
+    new (&mu_) Mutex();
     new (&cv_) std::condition_variable();
     thread_running_ = false;
     ticker_coarse_source.park();
@@ -63,7 +66,7 @@ class CoarseTicker {
  private:
   void run() {
     int idle_ticks = 0;
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (true) {
       lock.unlock();
       std::this_thread::sleep_for(kTick);
@@ -73,15 +76,15 @@ class CoarseTicker {
         idle_ticks = 0;
       } else if (++idle_ticks >= kIdleTicksBeforeParking) {
         ticker_coarse_source.park();
-        cv_.wait(lock, [] { return !ticker_coarse_source.parked(); });
+        cv_.wait(lock.native(), [] { return !ticker_coarse_source.parked(); });
         idle_ticks = 0;
       }
     }
   }
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  bool thread_running_ = false;  // guarded by mu_
+  bool thread_running_ MEND_GUARDED_BY(mu_) = false;
 };
 
 // Made on the first coarse reading, not before: a process that never takes one has no thread
