@@ -52,7 +52,8 @@ AgentRegistry::Entry::Entry(AgentInfo agent_info)
       // Its refusals name it: "rate limiter 'rate_limit:<agent>' refused the call".
       rate_limiter(info.rate_limit
                        ? std::make_unique<RateLimiter>("rate_limit:" + info.name, *info.rate_limit)
-                       : nullptr) {}
+                       : nullptr),
+      balancer(info.replicas(), info.replica_balancing) {}
 
 Result<void> AgentRegistry::add(AgentInfo info) {
   auto config_error = [](std::string message) {

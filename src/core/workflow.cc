@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <utility>
+#include <vector>
 
 #include "json_writer.h"
 #include "mend/core/attempt_policy.h"
@@ -108,7 +109,11 @@ struct WorkflowRun::AgentTry {
   const Candidate& candidate;
   AgentRegistry::Entry* entry;
   const RetryPolicy& retry;
-  int replica = 0;
+  int replica = 0;  // of the latest call: the balancer's pick
+  // The replicas this task's calls to the agent failed on: its next call goes to another one
+  // when there is one (Envoy's previous-hosts retry rule). Empty, without a heap block, until a
+  // call fails.
+  std::vector<int> failed_replicas;
   int attempt = 0;
   int calls = 0;
   bool healed = false;
@@ -137,6 +142,7 @@ WorkflowRun::~WorkflowRun() {
   if (call_agent_ != nullptr) {
     workflow_.agents_.release(call_agent_->info.name);
     call_agent_->breaker.on_ignored(call_permit_);
+    if (call_replica_ >= 0) call_agent_->balancer.abandon(call_replica_);
   }
   if (handle_) handle_.destroy();
 }
@@ -299,6 +305,12 @@ WorkflowRun::BeforeCall WorkflowRun::before_call(AgentTry& agent) {
            StopReason::bulkhead_full);
     return BeforeCall::refused;
   }
+  // The replica: the balancer's pick (the less busy of two that are not ejected), away from the
+  // replicas this task already failed on when it can. Only a call that goes takes one.
+  const TimePoint now = env.clock->now();
+  agent.replica = entry->balancer.pick(now, *env.random, agent.failed_replicas);
+  call_replica_ = agent.replica;
+  call_started_ = now;
   step_ = WorkflowStep{};
   step_.kind = WorkflowStep::Kind::call;
   step_.agent = &entry->info;
@@ -347,6 +359,14 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   const Candidate& candidate = agent.candidate;
   AgentRegistry::Entry* entry = agent.entry;
   const CircuitBreaker::Permit permit = call_permit_;
+  // The replica called, -1 for a call the rate limiter refused: it hears how its call ended where
+  // the breaker does.
+  const int replica = std::exchange(call_replica_, -1);
+  auto tell_balancer = [&](ReplicaCallResult result) {
+    if (replica < 0) return;
+    const TimePoint now = env.clock->now();
+    entry->balancer.report(replica, result, now, now - call_started_);
+  };
   if (call_agent_ != nullptr) {  // not for a call the rate limiter refused: none was made
     call_agent_ = nullptr;
     workflow_.agents_.release(candidate.agent);
@@ -367,6 +387,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   log.attempt = agent.attempt;
   if (result.ok()) {
     agent.policy().succeeded(permit, *env.clock);
+    tell_balancer(ReplicaCallResult::succeeded);
     entry->last_failure.store(0, std::memory_order_relaxed);  // no outage to speak for now
     log.succeeded = true;
     log.decision = "answered";
@@ -392,6 +413,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
     // The task itself is unusable (its payload is not JSON): every agent would refuse it alike,
     // and no agent is at fault. Fail it at once; nobody is paged for a bad request.
     agent.policy().ignored(permit);
+    tell_balancer(ReplicaCallResult::ignored);
     log.error_type = error.type;
     log.severity = error.severity;
     log.message = error.message;
@@ -404,6 +426,15 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   }
   env.classifier->classify_in_place(error,
                                     Context{{"agent", candidate.agent}, {"task_type", task_.type}});
+  tell_balancer(ReplicaBalancer::result_of(error));
+  // Kept only where there is another replica to go to: a one-replica agent's failing task (an
+  // outage may park 100,000 of them) allocates nothing for it.
+  const bool replicated = entry->balancer.replicas() > 1;
+  if (replicated && replica >= 0 &&
+      std::find(agent.failed_replicas.begin(), agent.failed_replicas.end(), replica) ==
+          agent.failed_replicas.end()) {
+    agent.failed_replicas.push_back(replica);
+  }
   // The breaker, the retry policy, an open circuit and the retry budget decide, in that order
   // (mend/core/attempt_policy.h).
   const AttemptDecision d = agent.policy().failed(
@@ -436,11 +467,13 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   }
   error.stop = d.stop;
   const ErrorCategory category = error.category();
-  if (category == ErrorCategory::resource && agent.replica + 1 < entry->info.replicas()) {
+  // Another replica, one this task has not failed on and that is not ejected, when there is one:
+  // the balancer picks it for the next call. (The failed replicas only grow: this ends.)
+  if (category == ErrorCategory::resource && replicated && replica >= 0 &&
+      entry->balancer.has_untried(env.clock->now(), agent.failed_replicas)) {
     log.decision = "next_replica";
     outcome_.attempts.push_back(std::move(log));
     emit(EventKind::attempt_failed, candidate.agent, &error, "next_replica", agent.attempt);
-    ++agent.replica;
     agent.attempt = 0;
     agent.previous = {};
     return AfterCall::next_replica;

@@ -107,10 +107,16 @@ class WorkflowE2E : public ::testing::Test {
 
 // transient -> retry with backoff; resolved by retrying: logged only.
 TEST_F(WorkflowE2E, TransientFailuresAreRetriedAndOnlyLogged) {
-  backend.on_task([](int call) {
-    if (call < 2) return agent_error(503, "temporary_unavailable", "warming up", std::nullopt);
+  // The agent warms up as a whole: a retry goes to its other replica, which is warming up too.
+  std::atomic<int> agent_calls{0};
+  auto warming_up = [&agent_calls](int) {
+    if (agent_calls++ < 2) {
+      return agent_error(503, "temporary_unavailable", "warming up", std::nullopt);
+    }
     return json_response(200, {{"review", "looks good"}});
-  });
+  };
+  backend.on_task(warming_up);
+  backend_replica.on_task(warming_up);
   Outcome out = run(task());
   EXPECT_EQ(out.status, OutcomeStatus::succeeded_after_retry);
   EXPECT_EQ(out.answered_by, "senior-backend-developer");
@@ -140,10 +146,12 @@ TEST_F(WorkflowE2E, TransientFailuresAreRetriedAndOnlyLogged) {
 // transient, exhausted: real timeouts detected by the client, retried 3 times (x1.5 for
 // timeouts), then the chain's next agent; medium: a ticket and the team channel.
 TEST_F(WorkflowE2E, TimeoutsExhaustTheRetriesThenFallBackAndOpenATicket) {
-  backend.on_task([](int) {
+  auto slow = [](int) {
     std::this_thread::sleep_for(milliseconds(300));  // a slow agent, past the call's timeout
     return json_response(200, {{"late", true}});
-  });
+  };
+  backend.on_task(slow);
+  backend_replica.on_task(slow);  // both replicas: the retries go to each in turn
   Task t = task();
   t.attempt_timeout = milliseconds(100);
   Outcome out = run(t);
@@ -223,10 +231,13 @@ TEST_F(WorkflowE2E, SystemFailuresHealTheAgentThroughItsAdminHookThenItAnswers) 
   std::atomic<bool> connected{false};
   backend.set_health("unhealthy");
   backend_replica.set_health("unhealthy");
-  backend.on_task([&](int) {
+  // Both replicas share the database: the call after healing goes to the other replica.
+  auto database_user = [&](int) {
     if (!connected) return agent_error(500, "database_error", "connection to postgres lost");
     return json_response(200, {{"review", "done after reconnect"}});
-  });
+  };
+  backend.on_task(database_user);
+  backend_replica.on_task(database_user);
   backend.on_admin("reconnect-database", [&] {
     connected = true;
     backend.set_health("healthy");
@@ -276,7 +287,12 @@ TEST_F(WorkflowE2E, SystemFailuresThatHealingCannotFixFailOverAndEscalate) {
 // external -> circuit breaker + fallback service: five failures open the circuit (the
 // specification's threshold); the sixth task never calls the agent; one ticket counts them.
 TEST_F(WorkflowE2E, ExternalFailuresOpenTheBreakerAndFallBack) {
-  backend.on_task([](int) { return agent_error(502, "external_service_down", "github is down"); });
+  // The service behind the agent is down for both its replicas (tasks alternate between them).
+  auto github_down = [](int) {
+    return agent_error(502, "external_service_down", "github is down");
+  };
+  backend.on_task(github_down);
+  backend_replica.on_task(github_down);
   std::int64_t record = 0;
   for (int i = 0; i < 5; ++i) {
     Outcome out = run(task("task-" + std::to_string(i)));
@@ -291,10 +307,10 @@ TEST_F(WorkflowE2E, ExternalFailuresOpenTheBreakerAndFallBack) {
     EXPECT_EQ(out.escalation->record_id, record);
     EXPECT_EQ(out.escalation->occurrences, i + 1);
   }
-  EXPECT_EQ(backend.task_calls(), 5);
+  EXPECT_EQ(backend.task_calls() + backend_replica.task_calls(), 5);
   EXPECT_EQ(agents.find("senior-backend-developer")->breaker.state(), CircuitState::open);
   Outcome out = run(task("task-5"));
-  EXPECT_EQ(backend.task_calls(), 5);
+  EXPECT_EQ(backend.task_calls() + backend_replica.task_calls(), 5);
   ASSERT_EQ(out.skipped.size(), 1u);
   EXPECT_EQ(out.skipped[0].reason, SkipReason::circuit_open);
   EXPECT_EQ(out.status, OutcomeStatus::fallback);
@@ -376,10 +392,12 @@ TEST_F(WorkflowE2E, TheAsyncDriverRunsTheSameWorkflow) {
   Env real = env;
   real.clock = &SystemClock::instance();
   Workflow async_workflow(agents, o, real);
-  backend.on_task([](int call) {
+  auto warming_up = [](int call) {
     if (call < 1) return agent_error(503, "temporary_unavailable", "warming up");
     return json_response(200, {{"review", "async ok"}});
-  });
+  };
+  backend.on_task(warming_up);
+  backend_replica.on_task(warming_up);  // the retry goes to the other replica, as cold
   boost::asio::thread_pool blocking(1);
   std::future<Outcome> f = boost::asio::co_spawn(
       io.executor(),

@@ -18,9 +18,12 @@
 //
 // Each agent has its own circuit breaker, health state and in-flight count, and when configured its
 // own rate limiter and call timeout: what mend::AttemptPolicy (mend/core/attempt_policy.h) admits
-// a call to it with. An agent is unavailable when its circuit is open or isolated, its health is
-// unhealthy, or it is at max_concurrent. (A rate limiter's refusal is not a skip: the workflow
-// retries it after the limiter's wait, as it would the agent's own 429.)
+// a call to it with. Its replicas (AgentInfo::endpoints) share that breaker; which replica takes a
+// call is its ReplicaBalancer's choice (mend/core/replica_balancer.h): the less busy of two, with
+// replicas whose own calls keep failing ejected for a while. An agent is unavailable when its
+// circuit is open or isolated, its health is unhealthy, or it is at max_concurrent. (A rate
+// limiter's refusal is not a skip: the workflow retries it after the limiter's wait, as it would
+// the agent's own 429.)
 //
 // Thread-safety: all methods are safe to call from many threads at once. Agents are added and
 // chains set before tasks run, typically; adding later is safe but plans made earlier do not see
@@ -42,6 +45,7 @@
 #include "mend/core/clock.h"
 #include "mend/core/health.h"
 #include "mend/core/rate_limiter.h"
+#include "mend/core/replica_balancer.h"
 #include "mend/core/result.h"
 
 namespace mend {
@@ -50,9 +54,10 @@ struct AgentInfo {
   std::string name;
   std::vector<std::string> capabilities;
   bool generalist = false;  // takes any task when the specialists could not
-  // Base URLs of the agent's replicas ("http://127.0.0.1:8101"). A resource error on one replica
-  // moves to the next before the workflow falls back to another agent. In-process agents may
-  // leave it empty (one implicit replica).
+  // Base URLs of the agent's replicas ("http://127.0.0.1:8101"). Calls are spread over them (the
+  // agent's ReplicaBalancer); a task's retry goes to a replica it has not failed on when there is
+  // one, and a resource error moves to one at once, before the workflow falls back to another
+  // agent. In-process agents may leave it empty (one implicit replica).
   std::vector<std::string> endpoints;
   int max_concurrent = 0;         // tasks in flight at once; 0: unlimited
   CircuitBreakerOptions breaker;  // the specification's: 5 failures, 60 s, 3 successes
@@ -60,6 +65,8 @@ struct AgentInfo {
   // The time one call may take, unless the task sets its own attempt_timeout; absent: the
   // invoker's default (AgentClientOptions::task_timeout over HTTP).
   std::optional<Duration> call_timeout;
+  // How calls are spread over the replicas and when one is ejected (Envoy's defaults, mostly).
+  ReplicaBalancerOptions replica_balancing;
 
   int replicas() const noexcept {
     return endpoints.empty() ? 1 : static_cast<int>(endpoints.size());
@@ -95,6 +102,7 @@ class AgentRegistry {
     const AgentInfo info;
     CircuitBreaker breaker;
     const std::unique_ptr<RateLimiter> rate_limiter;  // from info.rate_limit; null: none
+    ReplicaBalancer balancer;  // which replica takes a call; info.replicas() of them
     std::atomic<HealthState> health{HealthState::unknown};
     std::atomic<int> in_flight{0};
     // The type and severity of its last failed call (encode_failure), 0 when none: a task that
@@ -110,7 +118,8 @@ class AgentRegistry {
   AgentRegistry(const AgentRegistry&) = delete;
   AgentRegistry& operator=(const AgentRegistry&) = delete;
 
-  // Errors (configuration_error): empty or duplicate name, invalid breaker or rate limit options.
+  // Errors (configuration_error): empty or duplicate name, invalid breaker, rate limit or replica
+  // balancing options.
   Result<void> add(AgentInfo info);
   // Replaces all chains. Names in chains that are not registered are skipped when planning (as
   // unknown_agent), so a chain may be configured before all its agents exist.

@@ -15,7 +15,10 @@
 //   transient -> retry the same agent with backoff (RetryOptions; Retry-After honoured); when
 //                retries are exhausted, fall back to the next agent of the plan.
 //   resource  -> a retryable one (connection_pool_exhausted) is retried first; then another
-//                replica of the same agent; then fall back.
+//                replica of the same agent, one the task has not failed on; then fall back.
+// An agent's replicas share its load: each call's replica is the agent's balancer's pick (the less
+// busy of two, ejected replicas left out: mend/core/replica_balancer.h), and a retry goes to a
+// replica the task has not failed on when there is one.
 //   logic     -> no retry: fall back (the next agent, in the end the degraded answer).
 //   system    -> self-healing of that agent (diagnose, recover, re-check), then one more attempt
 //                on it when it recovered; otherwise it is marked unhealthy and the task fails
@@ -348,6 +351,10 @@ class WorkflowRun {
   // permit are given back if the run is destroyed before the answer (a driver that threw).
   AgentRegistry::Entry* call_agent_ = nullptr;
   CircuitBreaker::Permit call_permit_{};  // also of a rate-limited call: none (not allowed)
+  // The replica the call went to (-1: none went), counted outstanding by the agent's balancer
+  // until its result is reported, and when it started (the latency the balancer hears).
+  int call_replica_ = -1;
+  TimePoint call_started_{};
   // The task with the call's time limit, while a call is out whose limit is not the task's own.
   Boxed<Task> call_task_;
   RetryBudget* retry_token_held_ = nullptr;  // a budget's token, given back after the retry's call

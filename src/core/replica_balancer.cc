@@ -1,0 +1,221 @@
+#include "mend/core/replica_balancer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "mend/core/attempt_policy.h"
+
+namespace mend {
+
+namespace {
+
+const ReplicaBalancerOptions& checked_balancer_options(int replicas,
+                                                       const ReplicaBalancerOptions& o) {
+  auto invalid = [](const char* what) {
+    throw std::invalid_argument(std::string("replica balancing: ") + what);
+  };
+  if (replicas < 1) invalid("an agent has at least one replica");
+  if (o.consecutive_failures < 0) invalid("consecutive_failures must be >= 0");
+  if (o.failure_rate_minimum_calls < 0) invalid("failure_rate_minimum_calls must be >= 0");
+  if (!(o.failure_rate_threshold > 0 && o.failure_rate_threshold <= 1)) {
+    invalid("failure_rate_threshold must be in (0, 1]");
+  }
+  if (o.failure_rate_window <= Duration{}) invalid("failure_rate_window must be positive");
+  if (o.base_ejection_time <= Duration{}) invalid("base_ejection_time must be positive");
+  if (o.max_ejection_time < o.base_ejection_time) {
+    invalid("max_ejection_time must be >= base_ejection_time");
+  }
+  if (o.max_ejection_percent < 0 || o.max_ejection_percent > 100) {
+    invalid("max_ejection_percent must be between 0 and 100");
+  }
+  return o;
+}
+
+// At least one once there are two replicas (unless the percentage is 0), never all of them.
+int max_ejected_replicas(int replicas, int percent) {
+  if (replicas < 2 || percent == 0) return 0;
+  return std::min(replicas - 1, std::max(1, replicas * percent / 100));
+}
+
+bool replica_listed(std::span<const int> replicas, int replica) {
+  return std::find(replicas.begin(), replicas.end(), replica) != replicas.end();
+}
+
+}  // namespace
+
+ReplicaBalancer::ReplicaBalancer(int replicas, ReplicaBalancerOptions options)
+    : replica_count_(replicas),
+      options_(checked_balancer_options(replicas, options)),
+      max_ejected_(max_ejected_replicas(replicas, options.max_ejection_percent)),
+      replicas_(static_cast<std::size_t>(replicas)) {}
+
+bool ReplicaBalancer::counts_against_replica(ErrorType type) noexcept {
+  switch (category_of(type)) {
+    case ErrorCategory::transient:
+      // A 429 is the replica asking for less: ejecting it would only pile its share onto the
+      // others, which are as likely to be asking the same.
+      return type != ErrorType::rate_limit_exceeded;
+    case ErrorCategory::resource:
+    case ErrorCategory::system:
+      return true;
+    case ErrorCategory::logic:     // the task's own fault: every replica would refuse it
+    case ErrorCategory::external:  // a service behind the agent, the same for every replica
+      return false;
+  }
+  return false;
+}
+
+ReplicaCallResult ReplicaBalancer::result_of(const Error& error) noexcept {
+  if (AttemptPolicy::refused_locally(error)) return ReplicaCallResult::ignored;
+  return counts_against_replica(error.type) ? ReplicaCallResult::failed
+                                            : ReplicaCallResult::succeeded;
+}
+
+int ReplicaBalancer::pick(TimePoint now, RandomSource& random, std::span<const int> avoid) {
+  MutexLock lock(mu_);
+  if (replica_count_ == 1) {
+    ++replicas_[0].outstanding;
+    ++replicas_[0].calls;
+    return 0;
+  }
+  // At most a few replicas: a small array on the stack would do, but agents may have up to 1000.
+  std::vector<int> candidates;
+  candidates.reserve(replicas_.size());
+  for (int i = 0; i < replica_count_; ++i) {
+    if (!replicas_[i].ejected(now) && !replica_listed(avoid, i)) candidates.push_back(i);
+  }
+  if (candidates.empty()) {
+    for (int i = 0; i < replica_count_; ++i) {
+      if (!replicas_[i].ejected(now)) candidates.push_back(i);
+    }
+  }
+  if (candidates.empty()) {
+    // Not reachable while at most replicas - 1 are ejected; kept total all the same.
+    for (int i = 0; i < replica_count_; ++i) candidates.push_back(i);
+  }
+  int chosen = candidates[0];
+  if (candidates.size() > 1) {
+    int first = candidates[0];
+    int second = candidates[1];
+    if (candidates.size() > 2) {
+      // Two distinct candidates, uniformly.
+      const auto m = static_cast<int>(candidates.size());
+      const int i = std::min(m - 1, static_cast<int>(random.next_unit() * m));
+      int j = std::min(m - 2, static_cast<int>(random.next_unit() * (m - 1)));
+      if (j >= i) ++j;
+      first = candidates[i];
+      second = candidates[j];
+    }
+    const int first_load = replicas_[first].outstanding;
+    const int second_load = replicas_[second].outstanding;
+    if (first_load != second_load) {
+      chosen = first_load < second_load ? first : second;
+    } else {
+      // The one that comes first after the last replica picked, in round-robin order.
+      const int next = next_in_turn_;
+      auto turn = [&](int r) { return (r - next + replica_count_) % replica_count_; };
+      chosen = turn(first) < turn(second) ? first : second;
+    }
+  }
+  next_in_turn_ = (chosen + 1) % replica_count_;
+  ++replicas_[chosen].outstanding;
+  ++replicas_[chosen].calls;
+  return chosen;
+}
+
+bool ReplicaBalancer::has_untried(TimePoint now, std::span<const int> tried) const {
+  MutexLock lock(mu_);
+  for (int i = 0; i < replica_count_; ++i) {
+    if (!replicas_[i].ejected(now) && !replica_listed(tried, i)) return true;
+  }
+  return false;
+}
+
+void ReplicaBalancer::report(int replica, ReplicaCallResult result, TimePoint now,
+                             Duration latency) {
+  if (replica < 0 || replica >= replica_count_) return;
+  MutexLock lock(mu_);
+  Replica& r = replicas_[static_cast<std::size_t>(replica)];
+  if (r.outstanding > 0) --r.outstanding;
+  if (result == ReplicaCallResult::ignored) return;
+  // A moving average over about the last eight calls (as TCP's smoothed round-trip time).
+  r.average_latency = r.average_latency == Duration{}
+                          ? latency
+                          : r.average_latency + (latency - r.average_latency) / 8;
+  const bool failed = result == ReplicaCallResult::failed;
+  if (failed) ++r.failures;
+  // A call that was out while the replica was ejected tells nothing new: it is out already, and
+  // comes back with its counts afresh.
+  if (r.ejected(now)) return;
+  if (!r.window_open || now - r.window_start >= options_.failure_rate_window) {
+    r.window_open = true;
+    r.window_start = now;
+    r.window_calls = 0;
+    r.window_failures = 0;
+  }
+  ++r.window_calls;
+  if (!failed) {
+    r.consecutive_failures = 0;
+    return;
+  }
+  ++r.window_failures;
+  ++r.consecutive_failures;
+  const bool in_a_row =
+      options_.consecutive_failures > 0 && r.consecutive_failures >= options_.consecutive_failures;
+  const bool by_share = options_.failure_rate_minimum_calls > 0 &&
+                        r.window_calls >= options_.failure_rate_minimum_calls &&
+                        r.window_failures >= options_.failure_rate_threshold * r.window_calls;
+  if (in_a_row || by_share) try_eject(r, now);
+}
+
+void ReplicaBalancer::try_eject(Replica& r, TimePoint now) {
+  // Its counts start afresh whether or not it goes: one more failure is not another reason.
+  r.consecutive_failures = 0;
+  r.window_open = false;
+  r.window_calls = 0;
+  r.window_failures = 0;
+  const auto ejected_now = std::count_if(replicas_.begin(), replicas_.end(),
+                                         [&](const Replica& x) { return x.ejected(now); });
+  if (ejected_now >= max_ejected_) return;
+  const Duration base = options_.base_ejection_time;
+  if (r.ejection_multiplier > 0) {
+    // One step down for each base ejection time it has since served without being ejected.
+    const auto served = (now - r.ejected_until) / base;
+    r.ejection_multiplier =
+        static_cast<int>(std::max<std::int64_t>(0, r.ejection_multiplier - served));
+  }
+  const std::int64_t cap_steps = options_.max_ejection_time / base;
+  r.ejection_multiplier =
+      static_cast<int>(std::min<std::int64_t>(r.ejection_multiplier + 1, cap_steps + 1));
+  const Duration time = std::min(base * r.ejection_multiplier, options_.max_ejection_time);
+  r.ejected_until = now + time;
+  ++r.ejections;
+}
+
+std::vector<ReplicaSnapshot> ReplicaBalancer::snapshot(TimePoint now) const {
+  MutexLock lock(mu_);
+  std::vector<ReplicaSnapshot> out;
+  out.reserve(replicas_.size());
+  for (const Replica& r : replicas_) {
+    ReplicaSnapshot s;
+    s.outstanding = r.outstanding;
+    s.ejected = r.ejected(now);
+    if (s.ejected) s.ejected_until = r.ejected_until;
+    s.ejection_multiplier = r.ejection_multiplier;
+    s.ejections = r.ejections;
+    s.consecutive_failures = r.consecutive_failures;
+    const bool window_current =
+        r.window_open && now - r.window_start < options_.failure_rate_window;
+    s.window_calls = window_current ? r.window_calls : 0;
+    s.window_failures = window_current ? r.window_failures : 0;
+    s.calls = r.calls;
+    s.failures = r.failures;
+    s.average_latency = r.average_latency;
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace mend
