@@ -69,6 +69,15 @@ std::string circuit_text(const json& circuit) {
   return text + ")";
 }
 
+// Whether the agent's balancer has ejected the replica, and for how long still; "-" when the
+// daemon does not say (one older than replica balancing).
+std::string ejected_text(const json& balancer) {
+  if (!balancer.is_object() || !balancer.contains("ejected")) return "-";
+  if (!balancer.value("ejected", false)) return "no";
+  if (!balancer.contains("ejected_for_seconds")) return "yes";
+  return "yes (" + seconds_text(json_number(balancer, "ejected_for_seconds")) + " left)";
+}
+
 int render_agent(Session& s, const json& a) {
   const json& counters = json_member(a, "counters");
   std::string capabilities;
@@ -100,14 +109,18 @@ int render_agent(Session& s, const json& a) {
   TextTable table({{"REPLICA", Align::right},
                    {"URL"},
                    {"READY"},
+                   {"OUTSTANDING", Align::right},
+                   {"EJECTED"},
                    {"PID", Align::right},
                    {"RSS", Align::right},
                    {"RESTARTS", Align::right},
                    {"LAST EXIT", Align::left, 48, true},
                    {"LAST PROBE", Align::left, 48, true}});
   for (const json& r : replicas) {
+    const json& balancer = json_member(r, "balancer");
     table.add_row(
-        {json_text(r, "index"), json_text(r, "url"), json_text(r, "ready"), json_text(r, "pid"),
+        {json_text(r, "index"), json_text(r, "url"), json_text(r, "ready"),
+         json_text(balancer, "outstanding"), ejected_text(balancer), json_text(r, "pid"),
          r.is_object() && r.contains("rss_bytes") ? bytes_text(json_number(r, "rss_bytes")) : "-",
          json_text(r, "restarts"), json_text(r, "last_exit"), json_text(r, "last_probe")});
   }

@@ -171,6 +171,29 @@ void DaemonCore::api_readyz(const std::shared_ptr<HttpResponder>& responder) {
   responder->respond(json_response(ready ? 200 : 503, body));
 }
 
+namespace {
+
+// What the agent's balancer (mend/core/replica_balancer.h) knows of one replica.
+json balancer_json(const ReplicaSnapshot& b, TimePoint now) {
+  auto seconds = [](Duration d) { return std::chrono::duration<double>(d).count(); };
+  json j = {{"outstanding", b.outstanding},
+            {"calls", b.calls},
+            {"failures", b.failures},
+            {"ejected", b.ejected},
+            {"ejections", b.ejections},
+            {"ejection_multiplier", b.ejection_multiplier},
+            {"consecutive_failures", b.consecutive_failures},
+            {"window_calls", b.window_calls},
+            {"window_failures", b.window_failures},
+            {"average_latency_seconds", seconds(b.average_latency)}};
+  // Relative, as the circuit's probe_in_seconds: the balancer's time is the daemon's clock, not
+  // the wall clock.
+  if (b.ejected) j["ejected_for_seconds"] = std::max(0.0, seconds(b.ejected_until - now));
+  return j;
+}
+
+}  // namespace
+
 void DaemonCore::api_agents(const std::string& only,
                             const std::shared_ptr<HttpResponder>& responder) {
   std::shared_ptr<Generation> g = current();
@@ -178,7 +201,9 @@ void DaemonCore::api_agents(const std::string& only,
     return responder->respond(
         error_response(404, ErrorType::validation_failed, "unknown agent '" + only + "'"));
   }
+  const TimePoint now = clock_.now();
   std::map<std::string, json> replicas;
+  std::map<std::string, std::vector<ReplicaSnapshot>> balanced;  // by agent, taken once each
   {
     for (const Replica& r : replicas_.snapshot()) {
       json j = {{"index", r.index},
@@ -186,6 +211,15 @@ void DaemonCore::api_agents(const std::string& only,
                 {"ready", r.health.is_ready()},
                 {"started", r.health.is_started()}};
       if (!r.last_probe.empty()) j["last_probe"] = r.last_probe;
+      // The balancer's replica i is the agent's endpoint i, which DaemonCore::build took from
+      // this set in index order.
+      if (const AgentRegistry::Entry* e = g->agents.find(r.agent)) {
+        auto [it, fresh] = balanced.try_emplace(r.agent);
+        if (fresh) it->second = e->balancer.snapshot(now);
+        if (r.index >= 0 && static_cast<std::size_t>(r.index) < it->second.size()) {
+          j["balancer"] = balancer_json(it->second[r.index], now);
+        }
+      }
       if (!r.process.empty()) {
         j["process"] = r.process;
         if (std::optional<ProcessStatus> st = supervisor_->status(r.process)) {

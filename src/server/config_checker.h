@@ -486,6 +486,7 @@ class Checker {
   void read_retry(const Item& item, RetryOptions& retry);
   void read_backoff(const Item& item, BackoffOptions& backoff);
   void read_breaker(const Item& item, CircuitBreakerOptions& breaker);
+  void read_replica_balancing(const Item& item, ReplicaBalancerOptions& balancing);
   void read_classifier(const Item& item, std::vector<RuleSpec>& rules);
   void read_agents(const Item& item, const PolicyConfig& global, std::vector<AgentConfig>& agents);
   void read_agent(const Item& item, const PolicyConfig& global, AgentConfig& agent);

@@ -111,6 +111,22 @@ void Checker::read_breaker(const Item& item, CircuitBreakerOptions& breaker) {
   s.finish();
 }
 
+void Checker::read_replica_balancing(const Item& item, ReplicaBalancerOptions& balancing) {
+  Section s(*this, item);
+  if (!s.ok()) return;
+  set_integer(s, "consecutive_failures", balancing.consecutive_failures,
+              {0, 1'000'000});  // 0: never ejected on this count
+  set_real(s, "failure_rate_threshold", balancing.failure_rate_threshold,
+           {0, 1, false, true, " (a fraction: 0.5 is 50 %)"});
+  set_integer(s, "failure_rate_minimum_calls", balancing.failure_rate_minimum_calls,
+              {0, 1'000'000});  // 0: never ejected on the share
+  set_duration(s, "failure_rate_window", balancing.failure_rate_window, DurationRule::positive);
+  set_duration(s, "base_ejection_time", balancing.base_ejection_time, DurationRule::positive);
+  set_duration(s, "max_ejection_time", balancing.max_ejection_time, DurationRule::positive);
+  set_integer(s, "max_ejection_percent", balancing.max_ejection_percent, {0, 100});
+  s.finish();
+}
+
 PolicyConfig Checker::read_policies(const Item& item, const PolicyConfig& base) {
   PolicyConfig out = base;
   Section s(*this, item);
@@ -160,6 +176,13 @@ PolicyConfig Checker::read_policies(const Item& item, const PolicyConfig& base) 
           CircuitBreaker probe("config", o);
         },
         out.breaker, &base.breaker);
+  }
+  if (auto balancing = s.get("replica_balancing")) {
+    read_replica_balancing(*balancing, out.replica_balancing);
+    // Built for two replicas: what the constructor checks of the options holds for any count.
+    check(
+        *balancing, [](const ReplicaBalancerOptions& o) { ReplicaBalancer probe(2, o); },
+        out.replica_balancing, &base.replica_balancing);
   }
   // The optional policies: a mapping turns one on (over the global one's fields, for an agent),
   // `false` turns it off.

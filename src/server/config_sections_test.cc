@@ -1,8 +1,10 @@
 // The sections beside agents and policies: relays and tasks, read with their defaults and
-// checked; and Config::agent, which finds an agent by name.
+// checked; policies.replica_balancing, global and per agent; and Config::agent, which finds an
+// agent by name.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,69 @@ TEST(ConfigTasks, DefaultsAndValues) {
        "3:19: tasks.retained: must be between 1 and 10000000, got 0"},
       {agent + "tasks: {idempotent: [code_review]}\n",
        "3:9: tasks.idempotent: unknown key 'idempotent' (known keys: idempotent_types, retained)"},
+  });
+}
+
+TEST(ConfigReplicaBalancing, DefaultsGlobalValuesAndAnAgentsOverride) {
+  using std::chrono::seconds;
+  ConfigLoad defaults = parse(kOneAgent);
+  ASSERT_TRUE(defaults.ok());
+  const ReplicaBalancerOptions& d = defaults.config->agent("a")->policies.replica_balancing;
+  EXPECT_EQ(d.consecutive_failures, 5);
+  EXPECT_DOUBLE_EQ(d.failure_rate_threshold, 0.5);
+  EXPECT_EQ(d.failure_rate_minimum_calls, 10);
+  EXPECT_EQ(d.failure_rate_window, seconds(60));
+  EXPECT_EQ(d.base_ejection_time, seconds(30));
+  EXPECT_EQ(d.max_ejection_time, seconds(300));
+  EXPECT_EQ(d.max_ejection_percent, 50);
+
+  ConfigLoad load = parse(
+      "policies:\n"
+      "  replica_balancing: {consecutive_failures: 3, failure_rate_threshold: 0.25,\n"
+      "                      failure_rate_minimum_calls: 20, failure_rate_window: 2m,\n"
+      "                      base_ejection_time: 10s, max_ejection_time: 1m,\n"
+      "                      max_ejection_percent: 34}\n"
+      "agents:\n"
+      "  - name: a\n"
+      "    url: http://127.0.0.1:1\n"
+      "    policies: {replica_balancing: {consecutive_failures: 0}}\n"
+      "  - {name: b, url: \"http://127.0.0.1:2\"}\n");
+  ASSERT_TRUE(load.ok()) << ::testing::PrintToString(problems(load));
+  const ReplicaBalancerOptions& b = load.config->agent("b")->policies.replica_balancing;
+  EXPECT_EQ(b.consecutive_failures, 3);
+  EXPECT_DOUBLE_EQ(b.failure_rate_threshold, 0.25);
+  EXPECT_EQ(b.failure_rate_minimum_calls, 20);
+  EXPECT_EQ(b.failure_rate_window, seconds(120));
+  EXPECT_EQ(b.base_ejection_time, seconds(10));
+  EXPECT_EQ(b.max_ejection_time, seconds(60));
+  EXPECT_EQ(b.max_ejection_percent, 34);
+  const ReplicaBalancerOptions& a = load.config->agent("a")->policies.replica_balancing;
+  EXPECT_EQ(a.consecutive_failures, 0);          // the agent's
+  EXPECT_EQ(a.base_ejection_time, seconds(10));  // the global one's
+}
+
+TEST(ConfigReplicaBalancing, EachOutOfRangeValueIsNamed) {
+  const std::string agent = kOneAgent;
+  expect_one_problem_each({
+      {"policies:\n  replica_balancing: {max_ejection_percent: 150}\n" + agent,
+       "2:45: policies.replica_balancing.max_ejection_percent: must be between 0 and 100, got "
+       "150"},
+      {"policies:\n  replica_balancing: {failure_rate_threshold: 0}\n" + agent,
+       "2:47: policies.replica_balancing.failure_rate_threshold: must be in (0, 1] "
+       "(a fraction: 0.5 is 50 %), got 0"},
+      {"policies:\n  replica_balancing: {consecutive_failures: -1}\n" + agent,
+       "2:45: policies.replica_balancing.consecutive_failures: must be between 0 and 1000000, "
+       "got -1"},
+      {"policies:\n  replica_balancing: {base_ejection_time: 0s}\n" + agent,
+       "2:43: policies.replica_balancing.base_ejection_time: must be greater than zero, got "
+       "0s"},
+      {"policies:\n  replica_balancing: {base_ejection_time: 1m, max_ejection_time: 30s}\n" + agent,
+       "2:3: policies.replica_balancing: replica balancing: max_ejection_time must be >= "
+       "base_ejection_time"},
+      {"policies:\n  replica_balancing: {ejection_time: 1m}\n" + agent,
+       "2:23: policies.replica_balancing.ejection_time: unknown key 'ejection_time' (known keys: "
+       "consecutive_failures, failure_rate_threshold, failure_rate_minimum_calls, "
+       "failure_rate_window, base_ejection_time, max_ejection_time, max_ejection_percent)"},
   });
 }
 

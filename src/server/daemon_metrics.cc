@@ -152,6 +152,38 @@ void DaemonMetrics::add_readings(MetricsRegistry& registry, DaemonReadings readi
                             if (!read) return std::vector<Sample>{};
                             return std::vector<Sample>{{{}, static_cast<double>(read())}};
                           });
+  // One function feeds the three replica families: share it. Each family reads it at its own
+  // turn of the scrape, so their samples may be a call apart.
+  auto replicas =
+      std::make_shared<std::function<std::vector<ReplicaReading>()>>(std::move(readings.replicas));
+  auto replica_samples = [replicas](auto value_of) {
+    std::vector<Sample> samples;
+    if (!*replicas) return samples;
+    for (const ReplicaReading& r : (*replicas)()) {
+      samples.push_back({{r.agent, std::to_string(r.replica)}, value_of(r.balance)});
+    }
+    return samples;
+  };
+  registry.gauge_callback(
+      "mend_replica_outstanding_calls",
+      "Calls sent to each replica and not answered yet, as its agent's balancer counts them.",
+      {"agent", "replica"}, [replica_samples] {
+        return replica_samples(
+            [](const ReplicaSnapshot& b) { return static_cast<double>(b.outstanding); });
+      });
+  registry.gauge_callback(
+      "mend_replica_ejected",
+      "1 while a replica is ejected by its agent's outlier detection (it takes no calls), else 0.",
+      {"agent", "replica"}, [replica_samples] {
+        return replica_samples([](const ReplicaSnapshot& b) { return b.ejected ? 1.0 : 0.0; });
+      });
+  registry.counter_callback("mend_replica_ejections_total",
+                            "Times each replica was ejected by outlier detection.",
+                            {"agent", "replica"}, [replica_samples] {
+                              return replica_samples([](const ReplicaSnapshot& b) {
+                                return static_cast<double>(b.ejections);
+                              });
+                            });
 }
 
 std::string workflow_event_json(const Event& event, WallTime at) {
@@ -197,7 +229,22 @@ void DaemonCore::register_metrics() {
          if (!escalation_backlog_) return std::nullopt;
          return escalation_backlog_->stats();
        },
-       .event_stream_clients = [this] { return events_.subscribers(); }});
+       .event_stream_clients = [this] { return events_.subscribers(); },
+       .replicas =
+           [this] {
+             std::vector<ReplicaReading> readings;
+             if (auto g = current()) {
+               const TimePoint now = clock_.now();
+               for (const std::string& name : g->agents.names()) {
+                 const std::vector<ReplicaSnapshot> balances =
+                     g->agents.find(name)->balancer.snapshot(now);
+                 for (std::size_t i = 0; i < balances.size(); ++i) {
+                   readings.push_back({name, static_cast<int>(i), balances[i]});
+                 }
+               }
+             }
+             return readings;
+           }});
 }
 
 void DaemonCore::on_workflow_event(const Event& event) {

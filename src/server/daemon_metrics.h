@@ -28,12 +28,21 @@
 
 #include "mend/core/circuit_breaker.h"
 #include "mend/core/events.h"
+#include "mend/core/replica_balancer.h"
 #include "mend/runtime/supervisor.h"
 #include "mend/server/metrics.h"
 #include "mend/store/escalation_backlog.h"
 #include "mend/store/task_writer.h"
 
 namespace mend::server_detail {
+
+// One replica as its agent's balancer sees it: the replica is its index among the agent's
+// endpoints.
+struct ReplicaReading {
+  std::string agent;
+  int replica = 0;
+  ReplicaSnapshot balance;
+};
 
 // Where the scrape-time gauges read from.
 struct DaemonReadings {
@@ -43,6 +52,7 @@ struct DaemonReadings {
   std::function<std::optional<TaskWriter::Health>()> task_writes;
   std::function<std::optional<EscalationBacklog::Stats>()> escalation_writes;
   std::function<std::size_t()> event_stream_clients;
+  std::function<std::vector<ReplicaReading>()> replicas;  // every agent's, from its balancer
 };
 
 class DaemonMetrics {

@@ -1,6 +1,7 @@
 // The daemon's metrics as a part: every family it counts into is registered once with its help
 // and labels, the scrape-time readings come from the functions it is handed (and show nothing
-// while a part does not exist yet), and a workflow event has the event stream's JSON shape.
+// while a part does not exist yet; the replica families read the agents' balancers), and a
+// workflow event has the event stream's JSON shape.
 #include "daemon_metrics.h"
 
 #include <gmock/gmock.h>
@@ -9,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "mend/core/clock.h"
+#include "mend/core/random.h"
+#include "mend/core/replica_balancer.h"
 
 namespace mend::server_detail {
 namespace {
@@ -92,6 +95,51 @@ TEST(DaemonMetricsTest, ReadingsComeFromTheFunctionsHandedInAtEachScrape) {
   EXPECT_EQ(registry.value("mend_store_task_writes_pending_retry"), 1);
 }
 
+TEST(DaemonMetricsTest, ReplicaFamiliesReadTheBalancersAtEachScrape) {
+  MetricsRegistry registry;
+  DaemonMetrics metrics(registry);
+  ReplicaBalancerOptions options;
+  options.consecutive_failures = 1;  // the first failure ejects
+  ReplicaBalancer balancer(2, options);
+  const TimePoint start{};
+  TimePoint now = start;
+  metrics.add_readings(registry, {.replicas = [&] {
+                         std::vector<ReplicaReading> readings;
+                         const auto balances = balancer.snapshot(now);
+                         for (std::size_t i = 0; i < balances.size(); ++i) {
+                           readings.push_back({"reviewer", static_cast<int>(i), balances[i]});
+                         }
+                         return readings;
+                       }});
+  EXPECT_EQ(registry.value("mend_replica_outstanding_calls", {"reviewer", "0"}), 0);
+  EXPECT_EQ(registry.value("mend_replica_ejected", {"reviewer", "1"}), 0);
+  EXPECT_EQ(registry.value("mend_replica_ejections_total", {"reviewer", "0"}), 0);
+
+  FixedRandom random(0);
+  const int first = balancer.pick(now, random);
+  const int second = balancer.pick(now, random);
+  ASSERT_NE(first, second);  // the two replicas, one call outstanding each
+  EXPECT_EQ(registry.value("mend_replica_outstanding_calls", {"reviewer", "0"}), 1);
+  EXPECT_EQ(registry.value("mend_replica_outstanding_calls", {"reviewer", "1"}), 1);
+
+  balancer.report(first, ReplicaCallResult::failed, now, std::chrono::milliseconds(5));
+  const std::string failed = std::to_string(first);
+  const std::string other = std::to_string(second);
+  EXPECT_EQ(registry.value("mend_replica_outstanding_calls", {"reviewer", failed}), 0);
+  EXPECT_EQ(registry.value("mend_replica_ejected", {"reviewer", failed}), 1);
+  EXPECT_EQ(registry.value("mend_replica_ejected", {"reviewer", other}), 0);
+  EXPECT_EQ(registry.value("mend_replica_ejections_total", {"reviewer", failed}), 1);
+  const std::string text = registry.render();
+  EXPECT_THAT(text, HasSubstr("# TYPE mend_replica_outstanding_calls gauge"));
+  EXPECT_THAT(text, HasSubstr("# TYPE mend_replica_ejected gauge"));
+  EXPECT_THAT(text, HasSubstr("# TYPE mend_replica_ejections_total counter"));
+
+  // Back once its time is up; the count of ejections stays.
+  now = start + options.base_ejection_time;
+  EXPECT_EQ(registry.value("mend_replica_ejected", {"reviewer", failed}), 0);
+  EXPECT_EQ(registry.value("mend_replica_ejections_total", {"reviewer", failed}), 1);
+}
+
 TEST(DaemonMetricsTest, EmptyReadingsShowNoSamples) {
   MetricsRegistry registry;
   DaemonMetrics metrics(registry);
@@ -100,6 +148,7 @@ TEST(DaemonMetricsTest, EmptyReadingsShowNoSamples) {
   EXPECT_THAT(text, HasSubstr("# TYPE mend_circuit_state gauge"));
   EXPECT_THAT(text, Not(HasSubstr("mend_circuit_state{")));
   EXPECT_EQ(registry.value("mend_event_stream_clients"), std::nullopt);
+  EXPECT_EQ(registry.value("mend_replica_ejected", {"reviewer", "0"}), std::nullopt);
 }
 
 TEST(DaemonMetricsTest, AWorkflowEventHasTheEventStreamsShapeForItsKind) {

@@ -20,6 +20,7 @@ AgentInfo agent_info_of(const AgentConfig& agent, const std::vector<std::string>
     info.max_concurrent = info.max_concurrent == 0 ? limit : std::min(info.max_concurrent, limit);
   }
   info.breaker = agent.policies.breaker;
+  info.replica_balancing = agent.policies.replica_balancing;
   // The workflow's attempt policy applies them (mend/core/attempt_policy.h); the relay takes its
   // call timeout from the same place.
   info.rate_limit = agent.policies.rate_limit;

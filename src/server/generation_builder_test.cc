@@ -40,6 +40,7 @@ agents:
       rate_limit: {rate_per_second: 5, burst: 2}
       call_timeout: 3s
       breaker: {failure_threshold: 7}
+      replica_balancing: {consecutive_failures: 2, max_ejection_percent: 0}
   - name: generalist
     url: http://127.0.0.1:9103
     generalist: true
@@ -57,12 +58,15 @@ agents:
   EXPECT_EQ(reviewer.rate_limit->rate_per_second, 5);
   EXPECT_EQ(reviewer.call_timeout, 3s);
   EXPECT_EQ(reviewer.breaker.failure_threshold, 7);
+  EXPECT_EQ(reviewer.replica_balancing.consecutive_failures, 2);
+  EXPECT_EQ(reviewer.replica_balancing.max_ejection_percent, 0);
 
   const AgentInfo generalist = agent_info_of(config.agents[1], {});
   EXPECT_TRUE(generalist.generalist);
   EXPECT_EQ(generalist.max_concurrent, 6);  // unlimited by itself: the bulkhead's
   EXPECT_FALSE(generalist.rate_limit.has_value());
-  EXPECT_EQ(generalist.call_timeout, 20s);  // the global one
+  EXPECT_EQ(generalist.call_timeout, 20s);                          // the global one
+  EXPECT_EQ(generalist.replica_balancing.consecutive_failures, 5);  // ReplicaBalancerOptions'
 }
 
 TEST(GenerationBuilderTest, ASupervisedAgentsReplicasAreWhereMendStartedThem) {

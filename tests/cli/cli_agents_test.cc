@@ -64,13 +64,16 @@ TEST_F(CliTest, AgentsNameShowsOneAgentWithItsReplicas) {
   EXPECT_THAT(human.out, MatchesRegex("(.|\n)*\ncapabilities +code_review\n(.|\n)*"));
   const auto rows = table_rows(human.out.substr(human.out.find("REPLICA")));
   ASSERT_GE(rows.size(), 2u) << human.out;
-  EXPECT_THAT(rows[0], ElementsAre("REPLICA", "URL", "READY", "PID", "RSS", "RESTARTS", "LAST EXIT",
-                                   "LAST PROBE"));
+  EXPECT_THAT(rows[0], ElementsAre("REPLICA", "URL", "READY", "OUTSTANDING", "EJECTED", "PID",
+                                   "RSS", "RESTARTS", "LAST EXIT", "LAST PROBE"));
   EXPECT_EQ(rows[1][0], "0");
   EXPECT_EQ(rows[1][1], api["replicas"][0]["url"]);
   EXPECT_EQ(rows[1][2], "yes");
-  EXPECT_EQ(rows[1][3], std::to_string(pid));
-  EXPECT_THAT(rows[1][4], MatchesRegex("[0-9.]+ (KiB|MiB|GiB)"));
+  // The balancer's: no call is under way between tests, and one replica is never ejected.
+  EXPECT_EQ(rows[1][3], "0");
+  EXPECT_EQ(rows[1][4], "no");
+  EXPECT_EQ(rows[1][5], std::to_string(pid));
+  EXPECT_THAT(rows[1][6], MatchesRegex("[0-9.]+ (KiB|MiB|GiB)"));
 
   MendRun js = run({"agents", "reviewer", "--json"}, false);
   ASSERT_EQ(js.exit_code, 0) << js.describe();

@@ -1,5 +1,6 @@
 // `mend serve`'s HTTP API: tickets and incidents acknowledged and resolved, bad requests
-// answered 4xx, asynchronous submission with an idempotency key, and the event stream.
+// answered 4xx, asynchronous submission with an idempotency key, the event stream, and what the
+// replica balancer tells of each replica.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -183,6 +184,35 @@ TEST_F(ServeTest, TheEventStreamCarriesTheWorkflowsDecisions) {
   EXPECT_THAT(stream, HasSubstr("event: retry_scheduled"));
   EXPECT_THAT(stream, HasSubstr("event: task_finished"));
   EXPECT_THAT(stream, HasSubstr("\"task_id\":\"" + id + "\""));
+}
+
+TEST_F(ServeTest, EachReplicaShowsItsBalancerAndCallsAreSpreadOverBoth) {
+  start_daemon(config_yaml(agent_yaml("reviewer", "    replicas: 2\n")));
+  // One after the other, none outstanding: the balancer alternates between the two.
+  for (int i = 0; i < 4; ++i) {
+    Reply r = submit("reviewer");
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(outcome_status(r), "succeeded") << r.text;
+  }
+  const json replicas = agent("reviewer")["replicas"];
+  ASSERT_EQ(replicas.size(), 2u) << replicas.dump();
+  for (const json& replica : replicas) {
+    ASSERT_TRUE(replica.contains("balancer")) << replica.dump();
+    const json& b = replica["balancer"];
+    EXPECT_TRUE(replica.contains("url")) << replica.dump();  // the replica set's fields stay
+    EXPECT_EQ(b["outstanding"], 0) << b.dump();
+    EXPECT_GE(b["calls"].get<int>(), 1) << "calls went to one replica only: " << replicas.dump();
+    EXPECT_EQ(b["failures"], 0) << b.dump();
+    EXPECT_EQ(b["ejected"], false) << b.dump();
+    EXPECT_FALSE(b.contains("ejected_for_seconds")) << b.dump();
+    for (const char* key : {"ejections", "ejection_multiplier", "consecutive_failures",
+                            "window_calls", "window_failures", "average_latency_seconds"}) {
+      EXPECT_TRUE(b.contains(key)) << key << " missing: " << b.dump();
+    }
+  }
+  EXPECT_EQ(
+      replicas[0]["balancer"]["calls"].get<int>() + replicas[1]["balancer"]["calls"].get<int>(), 4)
+      << replicas.dump();
 }
 
 }  // namespace

@@ -40,6 +40,7 @@
 #include "mend/core/escalation.h"
 #include "mend/core/health.h"
 #include "mend/core/rate_limiter.h"
+#include "mend/core/replica_balancer.h"
 #include "mend/core/replica_probes.h"
 #include "mend/core/retry.h"
 #include "mend/core/retry_budget.h"
@@ -95,6 +96,7 @@ struct PolicyConfig {
   std::optional<RetryBudgetOptions> retry_budget;    // absent: no budget
   std::optional<BulkheadOptions> bulkhead;           // absent: AgentConfig::max_concurrent only
   std::optional<RateLimiterOptions> rate_limit;      // absent: no rate limit
+  ReplicaBalancerOptions replica_balancing;          // always on (one replica: never ejected)
   Duration call_timeout = std::chrono::seconds(30);  // per call to POST /task
 };
 
