@@ -175,7 +175,6 @@ namespace {
 
 // What the agent's balancer (mend/core/replica_balancer.h) knows of one replica.
 json balancer_json(const ReplicaSnapshot& b, TimePoint now) {
-  auto seconds = [](Duration d) { return std::chrono::duration<double>(d).count(); };
   json j = {{"outstanding", b.outstanding},
             {"calls", b.calls},
             {"failures", b.failures},

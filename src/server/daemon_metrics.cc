@@ -7,7 +7,6 @@
 
 #include "daemon_metrics.h"
 
-#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "daemon_impl.h"
@@ -92,12 +91,9 @@ void DaemonMetrics::add_readings(MetricsRegistry& registry, DaemonReadings readi
                               samples.push_back({{s.name}, static_cast<double>(s.rss_bytes)});
                             return samples;
                           });
-  // One function feeds both of a writer's families: share it.
-  auto task_writes = std::make_shared<std::function<std::optional<TaskWriter::Health>()>>(
-      std::move(readings.task_writes));
-  auto read_task_writes = [task_writes]() -> std::optional<TaskWriter::Health> {
-    if (!*task_writes) return std::nullopt;
-    return (*task_writes)();
+  // One function feeds both of a writer's families: each family holds a copy of it.
+  auto read_task_writes = [read = std::move(readings.task_writes)] {
+    return read ? read() : std::optional<TaskWriter::Health>{};
   };
   registry.counter_callback(
       "mend_store_task_writes_total",
@@ -119,12 +115,8 @@ void DaemonMetrics::add_readings(MetricsRegistry& registry, DaemonReadings readi
         if (!h) return std::vector<Sample>{};
         return std::vector<Sample>{{{}, static_cast<double>(h->retry_pending)}};
       });
-  auto escalation_writes =
-      std::make_shared<std::function<std::optional<EscalationBacklog::Stats>()>>(
-          std::move(readings.escalation_writes));
-  auto read_escalation_writes = [escalation_writes]() -> std::optional<EscalationBacklog::Stats> {
-    if (!*escalation_writes) return std::nullopt;
-    return (*escalation_writes)();
+  auto read_escalation_writes = [read = std::move(readings.escalation_writes)] {
+    return read ? read() : std::optional<EscalationBacklog::Stats>{};
   };
   registry.counter_callback(
       "mend_store_escalation_writes_total",
@@ -152,14 +144,12 @@ void DaemonMetrics::add_readings(MetricsRegistry& registry, DaemonReadings readi
                             if (!read) return std::vector<Sample>{};
                             return std::vector<Sample>{{{}, static_cast<double>(read())}};
                           });
-  // One function feeds the three replica families: share it. Each family reads it at its own
-  // turn of the scrape, so their samples may be a call apart.
-  auto replicas =
-      std::make_shared<std::function<std::vector<ReplicaReading>()>>(std::move(readings.replicas));
-  auto replica_samples = [replicas](auto value_of) {
+  // One function feeds the three replica families, each holding a copy of it. Each family reads
+  // it at its own turn of the scrape, so their samples may be a call apart.
+  auto replica_samples = [read = std::move(readings.replicas)](auto value_of) {
     std::vector<Sample> samples;
-    if (!*replicas) return samples;
-    for (const ReplicaReading& r : (*replicas)()) {
+    if (!read) return samples;
+    for (const ReplicaReading& r : read()) {
       samples.push_back({{r.agent, std::to_string(r.replica)}, value_of(r.balance)});
     }
     return samples;
