@@ -178,8 +178,8 @@ void BM_Pipeline_Consecutive_Result(benchmark::State& state) {
 // --- Library comparison (issue 6) ------------------------------------------------------------
 
 // Retry with 3 retries (4 attempts at most) and no wait: the backoff is constant at zero, and
-// SystemSleeper returns at once for a zero delay. The budget repays a whole token per success,
-// so 7 successes per 3 failures keep it full: it never refuses a retry, but it is on the path.
+// SystemSleeper returns at once for a zero delay. The budget (its defaults) allows half a retry
+// per request: 3 failures in 10 never exhaust it, but it is on the path.
 // Then the default consecutive breaker (5 failures open it).
 const mend::Pipeline& lib_pipeline() {
   static const mend::Pipeline pipeline = [] {
@@ -188,8 +188,7 @@ const mend::Pipeline& lib_pipeline() {
     retry.backoff.kind = mend::BackoffKind::constant;
     retry.backoff.base = mend::Duration::zero();
     retry.backoff.cap = mend::Duration::zero();
-    retry.budget = std::make_shared<mend::RetryBudget>(
-        mend::RetryBudgetOptions{.max_tokens = 1000, .token_ratio = 1.0});
+    retry.budget = std::make_shared<mend::RetryBudget>(mend::RetryBudgetOptions{});
     return mend::Pipeline::Builder()
         .retry(std::move(retry))
         .circuit_breaker(

@@ -11,7 +11,7 @@
 //    io_context. `primary` fails each first attempt with what an agent's 503 becomes
 //    (Error::http(503), classified temporary_unavailable by the workflow: retryable). Its retry:
 //    error_scaled backoff, base 10 min, cap 1 h, so every task sits in its backoff timer; a
-//    RetryBudget of 1e6 tokens (retries stop below 500000). Breaker: consecutive, threshold 2^28:
+//    RetryBudget that never refuses (ratio 1000). Breaker: consecutive, threshold 2^28:
 //    never opens. Once the agents have seen N calls and no handler is ready, every task is parked
 //    on its timer: heap in use (mallinfo2: uordblks + hblkhd) and RSS (/proc/self/statm) then,
 //    minus before the spawn, over N. Then io_context.stop() and its destruction destroy the parked
@@ -22,8 +22,9 @@
 //    primary fails with Error::http(500) (processing_failed, logic: no retry, fall back), backup
 //    answers; even tasks: primary answers. Primary's breaker is failure-rate (window 100, minimum
 //    100 calls, threshold 80 %): 50 % failures never open it. Retry: the defaults, a RetryBudget
-//    of 100 tokens per agent (as the daemon). M tasks, at most K in flight (each completion spawns
-//    the next), on 1 and 2 io threads. The split must be exactly half succeeded, half fallback.
+//    with its defaults per agent (as the daemon). M tasks, at most K in flight (each completion
+//    spawns the next), on 1 and 2 io threads. The split must be exactly half succeeded, half
+//    fallback.
 //
 // Usage: mend_scale_bench [--tasks M=200000] [--reps R=3] [--json FILE] [--backoff-tasks N=100000]
 //                         [--in-flight K=1000]
@@ -136,11 +137,11 @@ struct Setup {
     mend::WorkflowOptions options;
     for (const char* name : {"primary", "backup"}) {
       mend::RetryOptions retry;         // defaults: 3 retries, base 1 s, cap 60 s
-      mend::RetryBudgetOptions budget;  // 100 tokens
+      mend::RetryBudgetOptions budget;  // the defaults
       if (backoff) {
         retry.backoff.base = std::chrono::minutes(10);
         retry.backoff.cap = std::chrono::hours(1);
-        budget.max_tokens = 1e6;
+        budget.ratio = 1000;  // never refuses: every task waits in its backoff
       }
       retry.budget = std::make_shared<mend::RetryBudget>(budget);
       options.agent_retry[name] = retry;

@@ -242,10 +242,10 @@ int main(int argc, char** argv) {
   env.random = &jitter;
   env.events = &sink;
 
-  // One budget for the whole ecosystem, small enough for an outage to drain it: retries stop
-  // while 5 or fewer of its 10 tokens remain; two successes repay one failure.
+  // One budget for the whole ecosystem, small enough for an outage to drain it: retries may cost
+  // a fifth of the requests of the last 10 s plus 0.5 a second (an outage's retries cost 5 each).
   auto budget = std::make_shared<mend::RetryBudget>(
-      mend::RetryBudgetOptions{.max_tokens = 10, .token_ratio = 0.5, .min_retries_in_flight = 0});
+      mend::RetryBudgetOptions{.ratio = 0.2, .min_retries_per_second = 0.5});
   auto limiter = std::make_shared<mend::RateLimiter>(
       kAi, mend::RateLimiterOptions{.rate_per_second = 0.5, .burst = 3});
 
@@ -368,8 +368,12 @@ int main(int argc, char** argv) {
         "  %-30s %4d calls reached the agent, %3d circuit rejections, %3d limiter refusals\n",
         a.name.c_str(), a.calls, t.circuit_rejections, t.limiter_refusals);
   }
-  std::printf("  shared retry budget: %.1f of %.0f tokens left (retries need more than %.0f)\n",
-              budget->tokens(), budget->options().max_tokens, budget->options().max_tokens / 2);
+  const mend::RetryBudget::Reading window = budget->reading(clock.now());
+  std::printf(
+      "  shared retry budget, last 10 s: %.1f spent of %.1f allowed on %llu requests; "
+      "success %.0f %% per attempt, %.0f %% per request\n",
+      window.spent, window.allowance, static_cast<unsigned long long>(window.requests()),
+      100 * window.actual_success(), 100 * window.effective_success());
 
   // Every failed attempt, as the classifier saw it (and mend's own refusals).
   std::printf("\nfailed attempts by classification\n%-28s %-10s %-9s %6s\n", "error type",

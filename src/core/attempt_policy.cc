@@ -61,7 +61,8 @@ AttemptPolicy::Admission AttemptPolicy::admit(const Clock& clock,
 
 void AttemptPolicy::succeeded(const CircuitBreaker::Permit& permit, const Clock& clock) const {
   if (breaker_ != nullptr) breaker_->on_success(permit, clock);
-  if (RetryBudget* budget = retry_.options().budget.get()) budget->record_success();
+  if (RetryBudget* budget = retry_.options().budget.get())
+    budget->record_success(clock.coarse_now());
 }
 
 void AttemptPolicy::ignored(const CircuitBreaker::Permit& permit) const {
@@ -90,7 +91,7 @@ AttemptDecision AttemptPolicy::decide_retry(const Error& error, const AttemptFac
   RetryBudget* budget = o.budget.get();
   // Only failures of the agent drain the budget; a local refusal never reached it.
   if (budget != nullptr && error.stop == StopReason::none && o.retryable.contains(error.type)) {
-    budget->record_failure();
+    budget->record_failure(now);
   }
   if (facts.stop_requested) return {false, {}, StopReason::cancelled, nullptr};
   const RetryDecision d =
@@ -104,8 +105,10 @@ AttemptDecision AttemptPolicy::decide_retry(const Error& error, const AttemptFac
       return {false, {}, StopReason::circuit_open, nullptr};
     }
   }
-  if (budget != nullptr) {
-    if (!budget->try_acquire_retry())
+  // A local refusal's retry (the rate limiter's wait) adds nothing to the agent's load: it is not
+  // the budget's to pay for.
+  if (budget != nullptr && error.stop == StopReason::none) {
+    if (!budget->try_acquire_retry(RetryBudget::cost_of(error, facts.other_replica), now))
       return {false, {}, StopReason::retry_budget_exhausted, nullptr};
     out.token = budget;
   }

@@ -44,10 +44,12 @@ class AttemptPolicyTest : public ::testing::Test {
     retry_ = std::make_unique<RetryPolicy>(r);
   }
 
-  // A budget with `tokens` tokens (a retry needs more than half of them).
-  void with_budget(double max_tokens) {
+  // A budget that allows `allowance` in retry cost (its floor, over its 10 s window), plus `ratio`
+  // per request; a plain retry costs 1, one to another replica 0.5.
+  void with_budget(double allowance, double ratio = 0) {
     RetryOptions r = retry_->options();
-    r.budget = std::make_shared<RetryBudget>(RetryBudgetOptions{max_tokens, 0.1, 0});
+    r.budget = std::make_shared<RetryBudget>(
+        RetryBudgetOptions{.ratio = ratio, .min_retries_per_second = allowance / 10});
     retry_ = std::make_unique<RetryPolicy>(r);
   }
 
@@ -88,7 +90,6 @@ TEST_F(AttemptPolicyTest, TheLastRetryANonRetryableTypeAndTheDeadlineEndTheAttem
 TEST_F(AttemptPolicyTest, IgnoredTypesAndLocalRefusalsSayNothingToTheBreakerOrTheBudget) {
   with_budget(10);
   AttemptPolicy p = policy();
-  const double full = retry_->options().budget->tokens();
   for (int i = 0; i < 5; ++i) {
     p.failed(p.admit(clock_).permit, failure(ErrorType::validation_failed), {}, clock_, random_);
     Error refused = failure();
@@ -98,7 +99,7 @@ TEST_F(AttemptPolicyTest, IgnoredTypesAndLocalRefusalsSayNothingToTheBreakerOrTh
   }
   EXPECT_EQ(breaker_->state(), CircuitState::closed);
   EXPECT_EQ(breaker_->snapshot(clock_).failure_count, 0);
-  EXPECT_EQ(retry_->options().budget->tokens(), full);
+  EXPECT_EQ(retry_->options().budget->reading(clock_.now()).failures, 0u);
 }
 
 TEST_F(AttemptPolicyTest, TheFailureThatOpensTheCircuitIsNotRetried) {
@@ -117,16 +118,33 @@ TEST_F(AttemptPolicyTest, TheFailureThatOpensTheCircuitIsNotRetried) {
 }
 
 TEST_F(AttemptPolicyTest, ARetryTakesABudgetTokenUntilItIsGivenBackAndAnEmptyBudgetRefuses) {
-  with_budget(4);  // retries allowed while more than 2 tokens are left
+  with_budget(1);  // one plain retry
   AttemptPolicy p = policy();
   AttemptDecision first = p.failed(p.admit(clock_).permit, failure(), {}, clock_, random_);
   ASSERT_TRUE(first.retry);
   ASSERT_NE(first.token, nullptr);
   first.token->release_retry();
   AttemptDecision second = p.failed(p.admit(clock_).permit, failure(), {}, clock_, random_);
-  EXPECT_FALSE(second.retry);  // 4 -> 3 -> 2 tokens: no more than half left
+  EXPECT_FALSE(second.retry);  // the first spent the allowance
   EXPECT_EQ(second.stop, StopReason::retry_budget_exhausted);
   EXPECT_EQ(second.token, nullptr);
+}
+
+TEST_F(AttemptPolicyTest, ARetryThatCanGoToAnotherReplicaCostsLess) {
+  with_budget(1);  // one plain retry, or two to another replica
+  auto fail_once = [&] {
+    // A fresh breaker each time: the fixture's opens at the third failure.
+    breaker_ = std::make_unique<CircuitBreaker>("agent", breaker_->options());
+    AttemptPolicy p = policy();
+    AttemptDecision d =
+        p.failed(p.admit(clock_).permit, failure(), {.other_replica = true}, clock_, random_);
+    if (d.token != nullptr) d.token->release_retry();
+    return d;
+  };
+  EXPECT_TRUE(fail_once().retry);
+  EXPECT_TRUE(fail_once().retry);
+  EXPECT_EQ(fail_once().stop, StopReason::retry_budget_exhausted);
+  EXPECT_DOUBLE_EQ(retry_->options().budget->reading(clock_.now()).spent, 1.0);
 }
 
 TEST_F(AttemptPolicyTest, ARetryIsRefusedForAnUnhealthyAgentButAFirstCallIsNot) {
@@ -159,13 +177,15 @@ TEST_F(AttemptPolicyTest, WithoutABreakerOnlyTheRetryRulesApply) {
 }
 
 TEST_F(AttemptPolicyTest, ASuccessClosesTheBreakersCountAndEarnsTheBudget) {
-  with_budget(4);
+  with_budget(4, 0.5);
   AttemptPolicy p = policy();
   p.failed(p.admit(clock_).permit, failure(), {}, clock_, random_).token->release_retry();
-  const double after_failure = retry_->options().budget->tokens();
+  const RetryBudget::Reading after_failure = retry_->options().budget->reading(clock_.now());
   p.succeeded(p.admit(clock_).permit, clock_);
   EXPECT_EQ(breaker_->snapshot(clock_).failure_count, 0);
-  EXPECT_GT(retry_->options().budget->tokens(), after_failure);
+  const RetryBudget::Reading after_success = retry_->options().budget->reading(clock_.now());
+  EXPECT_EQ(after_success.calls, after_failure.calls + 1);
+  EXPECT_GT(after_success.allowance, after_failure.allowance);
 }
 
 // --- Rate limit ---------------------------------------------------------------------------------
@@ -200,7 +220,6 @@ TEST_F(AttemptPolicyTest, ARateLimitedAdmissionIsNeverRecordedOnTheBreakerNorThe
   RateLimiter limiter = one_per_second();
   AttemptPolicy p(breaker_.get(), *retry_, &limiter);
   ASSERT_TRUE(p.admit(clock_).allowed());
-  const double full = retry_->options().budget->tokens();
   for (int i = 0; i < 5; ++i) {  // more than the breaker's 3 failures
     AttemptPolicy::Admission refused = p.admit(clock_);
     ASSERT_EQ(refused.refusal, StopReason::rate_limited);
@@ -213,7 +232,7 @@ TEST_F(AttemptPolicyTest, ARateLimitedAdmissionIsNeverRecordedOnTheBreakerNorThe
   }
   EXPECT_EQ(breaker_->state(), CircuitState::closed);
   EXPECT_EQ(breaker_->snapshot(clock_).failure_count, 0);
-  EXPECT_EQ(retry_->options().budget->tokens(), full);
+  EXPECT_EQ(retry_->options().budget->reading(clock_.now()).failures, 0u);
 }
 
 TEST_F(AttemptPolicyTest, ARateLimitedProbeGivesItsHalfOpenSlotBack) {

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "mend/core/attempt_policy.h"
 
@@ -27,6 +29,10 @@ const ReplicaBalancerOptions& checked_balancer_options(int replicas,
   if (o.max_ejection_time < o.base_ejection_time) {
     invalid("max_ejection_time must be >= base_ejection_time");
   }
+  if (!(o.slow_call_factor == 0 || o.slow_call_factor >= 1)) {
+    invalid("slow_call_factor must be 0 (off) or >= 1");
+  }
+  if (o.slow_call_minimum < Duration{}) invalid("slow_call_minimum must be >= 0");
   if (o.max_ejection_percent < 0 || o.max_ejection_percent > 100) {
     invalid("max_ejection_percent must be between 0 and 100");
   }
@@ -69,6 +75,13 @@ bool ReplicaBalancer::counts_against_replica(ErrorType type) noexcept {
 
 ReplicaCallResult ReplicaBalancer::result_of(const Error& error) noexcept {
   if (AttemptPolicy::refused_locally(error)) return ReplicaCallResult::ignored;
+  // Any 5xx but 501 and 505 (the request's own fault) is the replica's, as Envoy's consecutive_5xx
+  // counts it: a bare 500 (processing_failed, category logic) from one replica while the others
+  // answer is that replica's fault, whatever the task's category says.
+  if (error.status && *error.status >= 500 && *error.status < 600 && *error.status != 501 &&
+      *error.status != 505) {
+    return ReplicaCallResult::failed;
+  }
   return counts_against_replica(error.type) ? ReplicaCallResult::failed
                                             : ReplicaCallResult::succeeded;
 }
@@ -80,34 +93,42 @@ int ReplicaBalancer::pick(TimePoint now, RandomSource& random, std::span<const i
     ++replicas_[0].calls;
     return 0;
   }
-  // At most a few replicas: a small array on the stack would do, but agents may have up to 1000.
-  std::vector<int> candidates;
-  candidates.reserve(replicas_.size());
-  for (int i = 0; i < replica_count_; ++i) {
-    if (!replicas_[i].ejected(now) && !replica_listed(avoid, i)) candidates.push_back(i);
-  }
-  if (candidates.empty()) {
+  // The candidates, counted without being listed (no allocation on a call's path): the replicas
+  // in service and not avoided; else those in service; else (not reachable while at most
+  // replicas - 1 are ejected) all of them.
+  auto in_service = [&](int i) { return !replicas_[i].ejected(now); };
+  auto untried = [&](int i) { return in_service(i) && !replica_listed(avoid, i); };
+  auto any = [](int) { return true; };
+  auto choose = [&](auto eligible) {
+    int count = 0;
+    int first = -1;
+    int second = -1;
     for (int i = 0; i < replica_count_; ++i) {
-      if (!replicas_[i].ejected(now)) candidates.push_back(i);
+      if (!eligible(i)) continue;
+      if (count == 0) first = i;
+      if (count == 1) second = i;
+      ++count;
     }
-  }
-  if (candidates.empty()) {
-    // Not reachable while at most replicas - 1 are ejected; kept total all the same.
-    for (int i = 0; i < replica_count_; ++i) candidates.push_back(i);
-  }
-  int chosen = candidates[0];
-  if (candidates.size() > 1) {
-    int first = candidates[0];
-    int second = candidates[1];
-    if (candidates.size() > 2) {
-      // Two distinct candidates, uniformly.
-      const auto m = static_cast<int>(candidates.size());
-      const int i = std::min(m - 1, static_cast<int>(random.next_unit() * m));
-      int j = std::min(m - 2, static_cast<int>(random.next_unit() * (m - 1)));
+    if (count > 2) {
+      // Two distinct candidates, uniformly: the i-th and the j-th eligible ones.
+      const int i = std::min(count - 1, static_cast<int>(random.next_unit() * count));
+      int j = std::min(count - 2, static_cast<int>(random.next_unit() * (count - 1)));
       if (j >= i) ++j;
-      first = candidates[i];
-      second = candidates[j];
+      int seen = 0;
+      for (int r = 0; r < replica_count_; ++r) {
+        if (!eligible(r)) continue;
+        if (seen == i) first = r;
+        if (seen == j) second = r;
+        ++seen;
+      }
     }
+    return std::pair{first, count == 1 ? -1 : second};
+  };
+  auto [first, second] = choose(untried);
+  if (first < 0) std::tie(first, second) = choose(in_service);
+  if (first < 0) std::tie(first, second) = choose(any);
+  int chosen = first;
+  if (second >= 0) {
     const int first_load = replicas_[first].outstanding;
     const int second_load = replicas_[second].outstanding;
     if (first_load != second_load) {
@@ -144,8 +165,11 @@ void ReplicaBalancer::report(int replica, ReplicaCallResult result, TimePoint no
   r.average_latency = r.average_latency == Duration{}
                           ? latency
                           : r.average_latency + (latency - r.average_latency) / 8;
-  const bool failed = result == ReplicaCallResult::failed;
-  if (failed) ++r.failures;
+  // An answer far slower than the agent's other replicas give theirs counts against it too.
+  const bool slow_answer = result == ReplicaCallResult::succeeded && slow(replica, latency);
+  const bool failed = result == ReplicaCallResult::failed || slow_answer;
+  if (result == ReplicaCallResult::failed) ++r.failures;
+  if (slow_answer) ++r.slow_calls;
   // A call that was out while the replica was ejected tells nothing new: it is out already, and
   // comes back with its counts afresh.
   if (r.ejected(now)) return;
@@ -168,6 +192,25 @@ void ReplicaBalancer::report(int replica, ReplicaCallResult result, TimePoint no
                         r.window_calls >= options_.failure_rate_minimum_calls &&
                         r.window_failures >= options_.failure_rate_threshold * r.window_calls;
   if (in_a_row || by_share) try_eject(r, now);
+}
+
+bool ReplicaBalancer::slow(int replica, Duration latency) const {
+  if (options_.slow_call_factor == 0 || replica_count_ < 2 ||
+      latency < options_.slow_call_minimum) {
+    return false;
+  }
+  // Against the others' moving averages (the replica's own would follow its slowness).
+  Duration sum{};
+  int peers = 0;
+  for (int i = 0; i < replica_count_; ++i) {
+    const Replica& p = replicas_[static_cast<std::size_t>(i)];
+    if (i == replica || p.average_latency == Duration{}) continue;
+    sum += p.average_latency;
+    ++peers;
+  }
+  if (peers == 0) return false;
+  return static_cast<double>(latency.count()) >
+         options_.slow_call_factor * static_cast<double>(sum.count()) / peers;
 }
 
 void ReplicaBalancer::try_eject(Replica& r, TimePoint now) {
@@ -212,6 +255,7 @@ std::vector<ReplicaSnapshot> ReplicaBalancer::snapshot(TimePoint now) const {
     s.window_failures = window_current ? r.window_failures : 0;
     s.calls = r.calls;
     s.failures = r.failures;
+    s.slow_calls = r.slow_calls;
     s.average_latency = r.average_latency;
     out.push_back(s);
   }

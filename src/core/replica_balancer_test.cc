@@ -305,6 +305,80 @@ TEST_F(ReplicaBalancerTest, WhichErrorsCountAgainstAReplica) {
   EXPECT_EQ(ReplicaBalancer::result_of(refused), R::ignored);
 }
 
+TEST_F(ReplicaBalancerTest, AFiveHundredFromAReplicaCountsAgainstIt) {
+  // A bare 500 is processing_failed (category logic, the task's fault by its type); from one
+  // replica while others answer it is that replica's, as Envoy's consecutive_5xx counts it.
+  auto with_status = [](ErrorType type, int status) {
+    Error e = Error::classified_as(type, Severity::medium, "x");
+    e.status = status;
+    return e;
+  };
+  EXPECT_EQ(ReplicaBalancer::result_of(with_status(ErrorType::processing_failed, 500)), R::failed);
+  EXPECT_EQ(ReplicaBalancer::result_of(with_status(ErrorType::external_service_down, 502)),
+            R::failed);
+  // Not implemented, and an HTTP version it does not speak: the request's own fault.
+  EXPECT_EQ(ReplicaBalancer::result_of(with_status(ErrorType::processing_failed, 501)),
+            R::succeeded);
+  EXPECT_EQ(ReplicaBalancer::result_of(with_status(ErrorType::processing_failed, 505)),
+            R::succeeded);
+  EXPECT_EQ(ReplicaBalancer::result_of(with_status(ErrorType::validation_failed, 400)),
+            R::succeeded);
+
+  ReplicaBalancer two(2, {});
+  for (int i = 0; i < 5; ++i) {
+    const int r = two.pick(clock.now(), random, std::vector<int>{1});
+    ASSERT_EQ(r, 0);
+    two.report(r, ReplicaBalancer::result_of(with_status(ErrorType::processing_failed, 500)),
+               clock.now(), milliseconds(3));
+  }
+  EXPECT_TRUE(ejected(two, 0));
+}
+
+TEST_F(ReplicaBalancerTest, AReplicaFarSlowerThanItsPeersIsEjected) {
+  ReplicaBalancer two(2, {});
+  auto answer = [&](int replica, Duration latency) {
+    const int r = two.pick(clock.now(), random, std::vector<int>{1 - replica});
+    ASSERT_EQ(r, replica);
+    two.report(r, R::succeeded, clock.now(), latency);
+  };
+  // Replica 0 answers in a second before replica 1 has answered anything: nothing to compare with.
+  answer(0, seconds(1));
+  for (int i = 0; i < 3; ++i) answer(1, milliseconds(5));
+  // Against its peer's 5 ms, 1 s is slow: five such answers in a row eject it.
+  for (int i = 0; i < 4; ++i) answer(0, seconds(1));
+  EXPECT_FALSE(ejected(two, 0));
+  answer(0, seconds(1));
+  EXPECT_TRUE(ejected(two, 0));
+  const ReplicaSnapshot s = two.snapshot(clock.now())[0];
+  EXPECT_EQ(s.slow_calls, 5u);
+  EXPECT_EQ(s.failures, 0u);  // slow is not failed: the answers were good
+  EXPECT_EQ(s.ejections, 1u);
+}
+
+TEST_F(ReplicaBalancerTest, SlownessIsRelativeAndHasAFloor) {
+  auto run = [&](ReplicaBalancerOptions o, Duration fast, Duration slow) {
+    ReplicaBalancer two(2, o);
+    for (int i = 0; i < 20; ++i) {
+      two.report(two.pick(clock.now(), random, std::vector<int>{0}), R::succeeded, clock.now(),
+                 fast);
+      two.report(two.pick(clock.now(), random, std::vector<int>{1}), R::succeeded, clock.now(),
+                 slow);
+    }
+    return two.snapshot(clock.now())[0];
+  };
+  // As slow as its peer: the agent is slow, not the replica.
+  EXPECT_EQ(run({}, seconds(1), seconds(1)).slow_calls, 0u);
+  // Ten times slower, but under the 100 ms floor: a fast agent's jitter.
+  EXPECT_EQ(run({}, milliseconds(5), milliseconds(50)).slow_calls, 0u);
+  // Four times slower: under the factor of 5.
+  EXPECT_EQ(run({}, milliseconds(200), milliseconds(800)).slow_calls, 0u);
+  // Off.
+  EXPECT_EQ(run({.slow_call_factor = 0}, milliseconds(5), seconds(1)).slow_calls, 0u);
+  const ReplicaSnapshot slow = run({}, milliseconds(5), seconds(1));
+  EXPECT_GT(slow.slow_calls, 0u);
+  EXPECT_TRUE(slow.ejected);
+}
+
 TEST_F(ReplicaBalancerTest, IgnoredAndLateResultsCountForNothing) {
   ReplicaBalancer two(2, {});
   for (int i = 0; i < 10; ++i) {
@@ -358,6 +432,10 @@ TEST_F(ReplicaBalancerTest, RejectsOptionsOutOfRange) {
   EXPECT_THROW(ReplicaBalancer(2, with([](auto& o) { o.max_ejection_time = seconds(10); })),
                std::invalid_argument);
   EXPECT_THROW(ReplicaBalancer(2, with([](auto& o) { o.max_ejection_percent = 101; })),
+               std::invalid_argument);
+  EXPECT_THROW(ReplicaBalancer(2, with([](auto& o) { o.slow_call_factor = 0.5; })),
+               std::invalid_argument);
+  EXPECT_THROW(ReplicaBalancer(2, with([](auto& o) { o.slow_call_minimum = -seconds(1); })),
                std::invalid_argument);
 
   AgentRegistry agents;

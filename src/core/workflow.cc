@@ -435,11 +435,18 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
           agent.failed_replicas.end()) {
     agent.failed_replicas.push_back(replica);
   }
+  // Another replica, one this task has not failed on and that is not ejected: where a retry (or,
+  // for a resource error, the task) can go. (The failed replicas only grow: this ends.)
+  const bool other_replica = replicated && replica >= 0 &&
+                             entry->balancer.has_untried(env.clock->now(), agent.failed_replicas);
   // The breaker, the retry policy, an open circuit and the retry budget decide, in that order
   // (mend/core/attempt_policy.h).
-  const AttemptDecision d = agent.policy().failed(
-      permit, error, {.attempt = agent.attempt, .previous = agent.previous, .deadline = deadline_},
-      *env.clock, *env.random);
+  const AttemptDecision d = agent.policy().failed(permit, error,
+                                                  {.attempt = agent.attempt,
+                                                   .previous = agent.previous,
+                                                   .deadline = deadline_,
+                                                   .other_replica = other_replica},
+                                                  *env.clock, *env.random);
   if (d.token != nullptr) retry_token_held_ = d.token;  // given back when the retry answered
   log.error_type = error.type;
   log.severity = error.severity;
@@ -467,10 +474,9 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   }
   error.stop = d.stop;
   const ErrorCategory category = error.category();
-  // Another replica, one this task has not failed on and that is not ejected, when there is one:
-  // the balancer picks it for the next call. (The failed replicas only grow: this ends.)
-  if (category == ErrorCategory::resource && replicated && replica >= 0 &&
-      entry->balancer.has_untried(env.clock->now(), agent.failed_replicas)) {
+  // Out of resources: the next call goes to another replica when there is one (the balancer
+  // picks it).
+  if (category == ErrorCategory::resource && other_replica) {
     log.decision = "next_replica";
     outcome_.attempts.push_back(std::move(log));
     emit(EventKind::attempt_failed, candidate.agent, &error, "next_replica", agent.attempt);

@@ -178,6 +178,7 @@ json balancer_json(const ReplicaSnapshot& b, TimePoint now) {
   json j = {{"outstanding", b.outstanding},
             {"calls", b.calls},
             {"failures", b.failures},
+            {"slow_calls", b.slow_calls},
             {"ejected", b.ejected},
             {"ejections", b.ejections},
             {"ejection_multiplier", b.ejection_multiplier},

@@ -140,7 +140,8 @@ TEST(AgentPolicies, FalseTurnsOffAGlobalPolicy) {
   ASSERT_THAT(problems(load), ElementsAre());
   EXPECT_FALSE(load.config->agents[0].policies.bulkhead.has_value());
   ASSERT_TRUE(load.config->agents[0].policies.retry_budget.has_value());
-  EXPECT_DOUBLE_EQ(load.config->agents[0].policies.retry_budget->max_tokens, 100);
+  EXPECT_DOUBLE_EQ(load.config->agents[0].policies.retry_budget->ratio, 0.5);
+  EXPECT_DOUBLE_EQ(load.config->agents[0].policies.retry_budget->overload_cost, 5);
 }
 
 TEST(AgentPolicies, AGlobalMistakeIsReportedOnceNotPerAgent) {

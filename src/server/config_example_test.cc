@@ -76,7 +76,8 @@ TEST(ExampleConfig, LoadsWithoutProblems) {
   EXPECT_EQ(ollama.breaker.slow_call_threshold, seconds(45));
   EXPECT_DOUBLE_EQ(ollama.breaker.slow_call_rate_threshold, 0.8);
   ASSERT_TRUE(ollama.retry_budget.has_value());  // inherited
-  EXPECT_DOUBLE_EQ(ollama.retry_budget->max_tokens, 100);
+  EXPECT_DOUBLE_EQ(ollama.retry_budget->ratio, 0.5);
+  EXPECT_EQ(ollama.retry_budget->min_retries_in_flight, 3);
   ASSERT_TRUE(ollama.bulkhead.has_value());
   EXPECT_EQ(ollama.bulkhead->max_queue, 10);
   EXPECT_EQ(ollama.bulkhead->max_wait, seconds(5));

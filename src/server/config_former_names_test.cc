@@ -46,6 +46,48 @@ TEST(FormerNames, BackoffKindSeedIsErrorScaledWithAWarning) {
                           "deprecated: it is now called 'error_scaled'"));
 }
 
+TEST(FormerNames, TheTokenBucketsKeysAreReadWithAWarningAndUnused) {
+  ConfigLoad load = parse(std::string(kOneAgent) +
+                          "policies:\n"
+                          "  retry_budget: {max_tokens: 100, token_ratio: 0.1, ratio: 0.25}\n");
+  ASSERT_THAT(problems(load), ElementsAre());
+  ASSERT_TRUE(load.config->policies.retry_budget.has_value());
+  EXPECT_DOUBLE_EQ(load.config->policies.retry_budget->ratio, 0.25);
+  EXPECT_THAT(warnings(load),
+              ::testing::Contains(::testing::HasSubstr(
+                  "policies.retry_budget.max_tokens: key 'max_tokens' is no longer used")));
+  EXPECT_THAT(warnings(load),
+              ::testing::Contains(::testing::HasSubstr(
+                  "policies.retry_budget.token_ratio: key 'token_ratio' is no longer used")));
+}
+
+TEST(RetryBudgetConfig, EveryKeyIsReadAndRangeChecked) {
+  ConfigLoad load =
+      parse(std::string(kOneAgent) +
+            "policies:\n"
+            "  retry_budget: {ratio: 0.2, min_retries_per_second: 3, window: 30s,\n"
+            "                 other_replica_cost: 0.25, plain_cost: 2,\n"
+            "                 overload_cost: 8, overload_failure_share: 0.6,\n"
+            "                 overload_minimum_calls: 20, min_retries_in_flight: 3}\n");
+  ASSERT_THAT(problems(load), ElementsAre());
+  const RetryBudgetOptions& b = *load.config->policies.retry_budget;
+  EXPECT_DOUBLE_EQ(b.ratio, 0.2);
+  EXPECT_DOUBLE_EQ(b.min_retries_per_second, 3);
+  EXPECT_EQ(b.window, seconds(30));
+  EXPECT_DOUBLE_EQ(b.other_replica_cost, 0.25);
+  EXPECT_DOUBLE_EQ(b.plain_cost, 2);
+  EXPECT_DOUBLE_EQ(b.overload_cost, 8);
+  EXPECT_DOUBLE_EQ(b.overload_failure_share, 0.6);
+  EXPECT_EQ(b.overload_minimum_calls, 20);
+  EXPECT_EQ(b.min_retries_in_flight, 3);
+
+  for (const char* bad :
+       {"{window: 2h}", "{ratio: -1}", "{overload_failure_share: 0}", "{overload_cost: 5000}"}) {
+    ConfigLoad wrong = parse(std::string(kOneAgent) + "policies:\n  retry_budget: " + bad + "\n");
+    EXPECT_EQ(problems(wrong).size(), 1u) << bad;
+  }
+}
+
 TEST(FormerNames, SeedFallbackChainsIsDefaultFallbackChainsWithAWarning) {
   for (bool value : {true, false}) {
     ConfigLoad load = parse(std::string(kOneAgent) +

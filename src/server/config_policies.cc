@@ -124,6 +124,9 @@ void Checker::read_replica_balancing(const Item& item, ReplicaBalancerOptions& b
   set_duration(s, "base_ejection_time", balancing.base_ejection_time, DurationRule::positive);
   set_duration(s, "max_ejection_time", balancing.max_ejection_time, DurationRule::positive);
   set_integer(s, "max_ejection_percent", balancing.max_ejection_percent, {0, 100});
+  set_real(s, "slow_call_factor", balancing.slow_call_factor,
+           {0, 1000, true, true, " (0: off; else at least 1)"});
+  set_duration(s, "slow_call_minimum", balancing.slow_call_minimum, DurationRule::non_negative);
   s.finish();
 }
 
@@ -211,9 +214,33 @@ PolicyConfig Checker::read_policies(const Item& item, const PolicyConfig& base) 
   optional_policy(
       "retry_budget", out.retry_budget, [](const PolicyConfig& p) { return p.retry_budget; },
       [&](Section& sub, RetryBudgetOptions& o) {
-        set_real(sub, "max_tokens", o.max_tokens, {0, 1e6, false, true});
-        set_real(sub, "token_ratio", o.token_ratio, {0, 1e6});
+        set_real(sub, "ratio", o.ratio, {0, 1000});
+        set_real(sub, "min_retries_per_second", o.min_retries_per_second, {0, 1e6});
+        if (auto window = sub.get("window")) {
+          if (auto d = duration(*window, DurationRule::positive)) {
+            if (*d < std::chrono::milliseconds(10) || *d > std::chrono::hours(1)) {
+              at_value(*window, "must be between 10ms and 1h, got " + found(window->value));
+            } else {
+              o.window = *d;
+            }
+          }
+        }
+        set_real(sub, "other_replica_cost", o.other_replica_cost, {0, 1000});
+        set_real(sub, "plain_cost", o.plain_cost, {0, 1000});
+        set_real(sub, "overload_cost", o.overload_cost, {0, 1000});
+        set_real(sub, "overload_failure_share", o.overload_failure_share,
+                 {0, 1, false, true, " (a fraction: 0.5 is 50 %)"});
+        set_integer(sub, "overload_minimum_calls", o.overload_minimum_calls, {0, 1'000'000});
         set_integer(sub, "min_retries_in_flight", o.min_retries_in_flight, {0, 1'000'000});
+        // The former token bucket's keys (gRPC's): read, with a warning, and unused.
+        for (const char* former : {"max_tokens", "token_ratio"}) {
+          if (auto old = sub.get_former(former)) {
+            warning(old->mark, old->path,
+                    "key " + in_quotes(former) +
+                        " is no longer used: the retry budget is a window of retry costs now "
+                        "(ratio, min_retries_per_second; docs/policies.md)");
+          }
+        }
       },
       [](const RetryBudgetOptions& o) { RetryBudget probe(o); });
   optional_policy(

@@ -94,13 +94,16 @@ TEST(ConfigReplicaBalancing, DefaultsGlobalValuesAndAnAgentsOverride) {
   EXPECT_EQ(d.base_ejection_time, seconds(30));
   EXPECT_EQ(d.max_ejection_time, seconds(300));
   EXPECT_EQ(d.max_ejection_percent, 50);
+  EXPECT_DOUBLE_EQ(d.slow_call_factor, 5);
+  EXPECT_EQ(d.slow_call_minimum, std::chrono::milliseconds(100));
 
   ConfigLoad load = parse(
       "policies:\n"
       "  replica_balancing: {consecutive_failures: 3, failure_rate_threshold: 0.25,\n"
       "                      failure_rate_minimum_calls: 20, failure_rate_window: 2m,\n"
       "                      base_ejection_time: 10s, max_ejection_time: 1m,\n"
-      "                      max_ejection_percent: 34}\n"
+      "                      max_ejection_percent: 34, slow_call_factor: 3,\n"
+      "                      slow_call_minimum: 1s}\n"
       "agents:\n"
       "  - name: a\n"
       "    url: http://127.0.0.1:1\n"
@@ -115,6 +118,8 @@ TEST(ConfigReplicaBalancing, DefaultsGlobalValuesAndAnAgentsOverride) {
   EXPECT_EQ(b.base_ejection_time, seconds(10));
   EXPECT_EQ(b.max_ejection_time, seconds(60));
   EXPECT_EQ(b.max_ejection_percent, 34);
+  EXPECT_DOUBLE_EQ(b.slow_call_factor, 3);
+  EXPECT_EQ(b.slow_call_minimum, seconds(1));
   const ReplicaBalancerOptions& a = load.config->agent("a")->policies.replica_balancing;
   EXPECT_EQ(a.consecutive_failures, 0);          // the agent's
   EXPECT_EQ(a.base_ejection_time, seconds(10));  // the global one's
@@ -141,7 +146,11 @@ TEST(ConfigReplicaBalancing, EachOutOfRangeValueIsNamed) {
       {"policies:\n  replica_balancing: {ejection_time: 1m}\n" + agent,
        "2:23: policies.replica_balancing.ejection_time: unknown key 'ejection_time' (known keys: "
        "consecutive_failures, failure_rate_threshold, failure_rate_minimum_calls, "
-       "failure_rate_window, base_ejection_time, max_ejection_time, max_ejection_percent)"},
+       "failure_rate_window, base_ejection_time, max_ejection_time, max_ejection_percent, "
+       "slow_call_factor, slow_call_minimum)"},
+      {"policies:\n  replica_balancing: {slow_call_factor: 0.5}\n" + agent,
+       "2:3: policies.replica_balancing: replica balancing: slow_call_factor must be 0 (off) or "
+       ">= 1"},
   });
 }
 

@@ -108,7 +108,7 @@ TEST(GenerationBuilderTest, EachAgentsRetryBudgetIsItsOwn) {
   const Config config = config_of(R"(
 policies:
   retry: {max_retries: 2}
-  retry_budget: {max_tokens: 10}
+  retry_budget: {ratio: 0, min_retries_per_second: 1}
 agents:
   - name: a
     url: http://127.0.0.1:9101
@@ -134,9 +134,10 @@ agents:
   // Spending a's budget leaves b's (and the global one) whole.
   EXPECT_NE(a_budget, b_budget);
   EXPECT_NE(a_budget, options.retry.budget);
-  for (int i = 0; i < 20; ++i) a_budget->record_failure();
-  EXPECT_FALSE(a_budget->try_acquire_retry());
-  EXPECT_TRUE(b_budget->try_acquire_retry());
+  const TimePoint now{};
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(a_budget->try_acquire_retry(RetryCost::plain, now));
+  EXPECT_FALSE(a_budget->try_acquire_retry(RetryCost::plain, now));
+  EXPECT_TRUE(b_budget->try_acquire_retry(RetryCost::plain, now));
   EXPECT_EQ(options.agent_retry.at("c").budget, nullptr);
   // The sinks are the caller's to set.
   EXPECT_EQ(options.degraded, nullptr);

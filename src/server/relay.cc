@@ -199,6 +199,8 @@ std::shared_ptr<const RelayRoute> build_relay_route(DaemonCore& core, Generation
                            (t.endpoints.empty() ? " is skipped: " : " has a replica skipped: ") +
                            t.unusable);
     }
+    t.balanced = t.unusable.empty() &&
+                 t.endpoints.size() == static_cast<std::size_t>(entry->balancer.replicas());
     route->chain.push_back(std::move(t));
   }
   if (g.agents.find(agent) == nullptr) {

@@ -53,6 +53,9 @@ struct RelayTarget {
   std::vector<std::string> base_paths;
   std::string unusable;  // why endpoints is empty ("https", a host that does not resolve)
   AgentCounters* counters = nullptr;
+  // Every replica has its endpoint (endpoints[i] is replica i): the agent's balancer picks each
+  // call's replica. Else (a replica unusable) calls go round the usable endpoints in turn.
+  bool balanced = false;
 };
 
 // The agents a relay tries, in order: its agent, then the candidates a task to it would have.

@@ -3,6 +3,7 @@
 // breaker's admission, classified failures, retries with backoff and fallbacks.
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
@@ -66,6 +67,7 @@ void Relay::Connection::next_target() {
     permit_held_ = true;
     attempt_ = 0;
     previous_delay_ = {};
+    failed_replicas_.clear();
     call();
     return;
   }
@@ -74,12 +76,19 @@ void Relay::Connection::next_target() {
 
 void Relay::Connection::call() {
   const RelayTarget& t = target();
-  replica_ = w_.round_robin++ % t.endpoints.size();
+  const TimePoint now = w_.clock().coarse_now();
+  if (t.balanced) {
+    // The less busy of two replicas that are not ejected, away from those this request failed on.
+    picked_ = t.entry->balancer.pick(now, w_.random, failed_replicas_);
+    replica_ = static_cast<std::size_t>(picked_);
+  } else {
+    replica_ = w_.round_robin++ % t.endpoints.size();
+  }
+  call_started_ = now;
   const tcp::endpoint& endpoint = t.endpoints[replica_];
   const std::size_t slot = w_.endpoint_slot(endpoint);
   ++calls_;
   auto& pool = w_.idle[slot];
-  const TimePoint now = w_.clock().coarse_now();
   while (!pool.empty()) {
     std::unique_ptr<Upstream> idle = std::move(pool.back());
     pool.pop_back();
@@ -206,6 +215,7 @@ void Relay::Connection::response_complete() {
   }
   permit_held_ = false;
   attempts().succeeded(permit_, w_.clock());
+  report_replica(ReplicaCallResult::succeeded);
   give_back_token();
   RelayOutcome outcome = target_ > 0  ? RelayOutcome::fallback
                          : calls_ > 1 ? RelayOutcome::succeeded_after_retry
@@ -229,6 +239,7 @@ void Relay::Connection::call_failed(const error_code& ec) {
     // other may have been acted on, and takes the policies' way.
     close_upstream();
     --calls_;
+    report_replica(ReplicaCallResult::ignored);
     call();
     return;
   }
@@ -249,11 +260,31 @@ void Relay::Connection::failed(Error error) {
   ++delta().failures;
   const Clock& clock = w_.clock();
   slot_->generation->classifier.classify_in_place(error);
+  const int failed_on = picked_;
+  report_replica(ReplicaBalancer::result_of(error));
+  const bool replicated = failed_on >= 0 && target().entry->balancer.replicas() > 1;
+  if (replicated && std::find(failed_replicas_.begin(), failed_replicas_.end(), failed_on) ==
+                        failed_replicas_.end()) {
+    failed_replicas_.push_back(failed_on);
+  }
+  // A replica this request has not failed on, in service: where a retry goes, cheaply.
+  const bool other_replica =
+      replicated && target().entry->balancer.has_untried(clock.coarse_now(), failed_replicas_);
   permit_held_ = false;
   const AttemptDecision d = attempts().failed(
-      permit_, error, {.attempt = attempt_, .previous = previous_delay_}, clock, w_.random);
+      permit_, error,
+      {.attempt = attempt_, .previous = previous_delay_, .other_replica = other_replica}, clock,
+      w_.random);
   if (d.token != nullptr) token_held_ = d.token;  // given back when the retry has answered
   if (!d.retry) {
+    // As a task does (mend/core/workflow.h): a replica out of resources sends the request to
+    // another replica it has not failed on, when one is in service, before the next agent.
+    if (other_replica && error.category() == ErrorCategory::resource) {
+      attempt_ = 0;
+      previous_delay_ = {};
+      next_replica();
+      return;
+    }
     ++target_;
     next_target();
     return;
@@ -294,6 +325,26 @@ void Relay::Connection::retry_now() {
   call();
 }
 
+// Another replica of the same agent, as a fresh first call: the breaker is asked again.
+void Relay::Connection::next_replica() {
+  const AttemptPolicy::Admission admission = attempts().admit(w_.clock());
+  permit_ = admission.permit;
+  permit_held_ = admission.allowed();
+  if (!admission.allowed()) {
+    ++target_;
+    next_target();
+    return;
+  }
+  admitted(admission);
+  call();
+}
+
+void Relay::Connection::report_replica(ReplicaCallResult result) {
+  if (picked_ < 0) return;
+  const TimePoint now = w_.clock().coarse_now();
+  target().entry->balancer.report(std::exchange(picked_, -1), result, now, now - call_started_);
+}
+
 void Relay::Connection::admitted(const AttemptPolicy::Admission& admission) {
   // A request has no deadline of its own, so the limit is the agent's call timeout; the
   // configuration's when the agent has none (the daemon sets every agent's).
@@ -309,7 +360,9 @@ bool Relay::Connection::still_open(Upstream& up) {
 }
 
 void Relay::Connection::settle_ignored() {
-  if (!permit_held_ || slot_ == nullptr || slot_->route == nullptr) return;
+  if (slot_ == nullptr || slot_->route == nullptr) return;
+  if (picked_ >= 0) target().entry->balancer.abandon(std::exchange(picked_, -1));
+  if (!permit_held_) return;
   permit_held_ = false;
   target().entry->breaker.on_ignored(permit_);
 }

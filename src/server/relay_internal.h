@@ -186,6 +186,9 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   void call_failed(const error_code& ec);
   void failed(Error error);
   void retry_now();
+  void next_replica();
+  // The balancer hears how the current call ended (nothing when none is outstanding).
+  void report_replica(ReplicaCallResult result);
   static bool still_open(Upstream& up);
   void settle_ignored();
   void abandon();
@@ -214,8 +217,14 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   Worker::Slot* slot_ = nullptr;
   std::size_t target_ = 0;
   std::size_t replica_ = 0;  // of target(): the endpoint the current call went to
-  int attempt_ = 0;          // retries of the current target so far
-  int calls_ = 0;            // calls of this request, all targets
+  // The balancer's pick for the current call (-1: none outstanding), when target() is balanced,
+  // and the replicas of target() this request failed on: its retries go elsewhere when they can
+  // (Envoy's previous-hosts rule).
+  int picked_ = -1;
+  std::vector<int> failed_replicas_;
+  TimePoint call_started_{};
+  int attempt_ = 0;  // retries of the current target so far
+  int calls_ = 0;    // calls of this request, all targets
   Duration previous_delay_{};
   CircuitBreaker::Permit permit_;
   bool permit_held_ = false;    // permit_ admitted a call the breaker has not heard the end of

@@ -11,7 +11,9 @@
 
 #include <atomic>
 #include <csignal>
+#include <functional>
 #include <future>
+#include <thread>
 
 #include "serve_fixture.h"
 
@@ -244,6 +246,103 @@ TEST_F(RelayTest, FiveFailuresOpenTheCircuitAndTheRelayStopsCallingTheAgent) {
   // The open circuit kept the last three away from the reviewer.
   EXPECT_EQ(agent_stats("reviewer")["tasks_received"], 5);
   EXPECT_EQ(agent_stats("backup")["tasks_received"], 8);
+}
+
+// --- Replicas (issue 17): two real HTTP servers as one agent's replicas ------------------------
+
+// A replica the test serves: `answer` decides each POST /task's answer; /health is always fine.
+class TestReplica {
+ public:
+  explicit TestReplica(std::function<HttpResponse()> answer)
+      : server_(HttpServerOptions{}, [this, answer = std::move(answer)](const HttpRequest& r) {
+          if (r.target == "/health") return HttpResponse{200, {}, R"({"status":"healthy"})"};
+          if (r.target != "/task") return HttpResponse{404, {}, "{}"};
+          ++calls;
+          return answer();
+        }) {}
+  bool start() { return server_.start().ok(); }
+  std::string url() const { return server_.base_url(); }
+  ~TestReplica() { server_.stop(); }
+  std::atomic<int> calls{0};
+
+ private:
+  HttpServer server_;
+};
+
+HttpResponse answer_ok() {
+  return HttpResponse{200, {}, R"({"result":"done"})"};
+}
+HttpResponse answer_503() {
+  return HttpResponse{503, {}, R"({"error":{"type":"temporary_unavailable"}})"};
+}
+
+class RelayReplicasTest : public RelayTest {
+ protected:
+  // The reviewer as the two test replicas, quick retries, the default retry budget.
+  void start_two(TestReplica& a, TestReplica& b) {
+    ASSERT_TRUE(a.start());
+    ASSERT_TRUE(b.start());
+    start_with_relay("  - name: reviewer\n    urls: [\"" + a.url() + "\", \"" + b.url() +
+                     "\"]\n    capabilities: [code_review]\n"
+                     "    policies: {retry: {max_retries: 3, backoff: {base: 10ms, cap: 10ms}},\n"
+                     "               retry_budget: {}}\n" +
+                     agent_yaml("backup"));
+  }
+  json balancer(int replica) { return agent("reviewer")["replicas"][replica]["balancer"]; }
+};
+
+TEST_F(RelayReplicasTest, TwoHealthyReplicasShareTheRequests) {
+  TestReplica a(answer_ok);
+  TestReplica b(answer_ok);
+  start_two(a, b);
+  ASSERT_FALSE(HasFatalFailure());
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(task().status, 200);
+  // Requests one after another: none outstanding, so they alternate.
+  EXPECT_EQ(a.calls.load(), 10);
+  EXPECT_EQ(b.calls.load(), 10);
+  EXPECT_EQ(balancer(0)["calls"], 10) << agent("reviewer").dump();
+}
+
+TEST_F(RelayReplicasTest, AReplicaAnswering503ToEverythingIsEjectedAndEveryRequestAnswered) {
+  TestReplica dead(answer_503);
+  TestReplica live(answer_ok);
+  start_two(dead, live);
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kRequests = 60;
+  for (int i = 0; i < kRequests; ++i) {
+    Reply r = task();
+    ASSERT_EQ(r.status, 200) << r.text;
+    // Answered by the reviewer: at once, or by its retry on the other replica.
+    EXPECT_NE(r.header("Mend-Outcome"), "degraded") << i;
+    EXPECT_EQ(r.header("Mend-Agent"), "") << i;
+  }
+  EXPECT_EQ(live.calls.load(), kRequests);
+  // Five failures in a row eject it (the retry after each went to the other replica).
+  EXPECT_EQ(dead.calls.load(), 5);
+  EXPECT_TRUE(balancer(0)["ejected"].get<bool>()) << agent("reviewer").dump();
+  EXPECT_EQ(agent("reviewer")["circuit"]["state"], "closed");
+  const double amplification =
+      static_cast<double>(dead.calls.load() + live.calls.load()) / kRequests;
+  EXPECT_LE(amplification, 1.1);
+}
+
+TEST_F(RelayReplicasTest, AReplicaFarSlowerThanTheOtherIsEjected) {
+  TestReplica slow([] {
+    std::this_thread::sleep_for(300ms);  // the replica's behaviour, not the test's timing
+    return answer_ok();
+  });
+  TestReplica fast(answer_ok);
+  start_two(slow, fast);
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kRequests = 30;
+  for (int i = 0; i < kRequests; ++i) ASSERT_EQ(task().status, 200);
+  // Alternating while neither is ejected: five slow answers in a row (each > 100 ms and 5x the
+  // fast replica's average) eject it; the rest go to the fast one. Its first answer has nothing
+  // to compare with when it comes before the fast replica's first.
+  EXPECT_LE(slow.calls.load(), 6);
+  EXPECT_GE(balancer(0)["slow_calls"].get<int>(), 5) << agent("reviewer").dump();
+  EXPECT_TRUE(balancer(0)["ejected"].get<bool>()) << agent("reviewer").dump();
+  EXPECT_EQ(balancer(0)["failures"], 0);
 }
 
 TEST_F(RelayTest, AnAgentThatDoesNotAnswerIsCutOffAtItsCallTimeout) {

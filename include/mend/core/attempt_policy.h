@@ -33,13 +33,17 @@
 //      (the call never left: cancelled, bulkhead full, rate limited, an inner breaker open) or an
 //      error type the breaker is told to ignore;
 //   2. a failure of the agent itself (not a local refusal) of a retryable type is counted by the
-//      retry budget;
+//      retry budget (as a success is, in succeeded());
 //   3. the retry policy decides (attempts, backoff, deadline, the error's category);
 //   4. a retry is cancelled when the circuit is open (this failure opened it: the retry would
 //      only be refused after its wait) or when the caller's stop was requested;
-//   5. a retry takes a token from the retry budget, or is refused (retry_budget_exhausted). The
-//      token is the caller's until the retry's call has answered (or was abandoned): it gives it
-//      back with d.token->release_retry(), so that the budget bounds the retries in flight.
+//   5. a retry is paid for from the retry budget, at the price of the failure's kind
+//      (RetryBudget::cost_of: cheapest when facts.other_replica says it can go to another
+//      replica), or is refused (retry_budget_exhausted). The caller holds the retry (d.token)
+//      until the retry's call has answered (or was abandoned): it gives it back with
+//      d.token->release_retry(), so that the budget's in-flight floor counts it. The retry of a
+//      local refusal (a rate-limited call, retried after the limiter's wait) is not the budget's:
+//      it adds nothing to the agent's load.
 // A caller that reports a rate-limited admission as a failed call (the workflow does, so that the
 // refusal is retried after the limiter's retry_after) passes a.rejection to failed() with
 // a.permit: being a local refusal, it reaches neither the breaker nor the budget's failures.
@@ -78,6 +82,9 @@ struct AttemptFacts {
   Duration previous{};                // the delay before it (zero for the first)
   std::optional<TimePoint> deadline;  // the task's, when it has one
   bool stop_requested = false;        // the caller was asked to stop: no retry
+  // The retry can go to a replica of the agent this request has not failed on (one that is not
+  // ejected): the retry budget charges it least (mend/core/retry_budget.h).
+  bool other_replica = false;
 };
 
 struct AttemptDecision {

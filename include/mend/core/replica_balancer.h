@@ -30,10 +30,16 @@
 // Outlier ejection, from live traffic, per replica (docs/policies.md, "Replicas: balancing and
 // ejection", has the defaults and why):
 //   - a failure of the replica is a call whose error is of category transient (but
-//     rate_limit_exceeded), resource or system: the replica could not do the work. An error of
-//     category logic (the task's own fault) or external (a service behind the agent, the same for
-//     every replica), and a 429, say the replica answered: they count as its successes. A local
-//     refusal (AttemptPolicy::refused_locally: the call never left) counts as nothing;
+//     rate_limit_exceeded), resource or system, or that carries a 5xx status (but 501 and 505,
+//     the request's own fault; a bare 500 too, as Envoy's consecutive_5xx counts it): the replica
+//     could not do the work. An error of category logic (the task's own fault) or external (a
+//     service behind the agent, the same for every replica), and a 429, say the replica answered:
+//     they count as its successes. A local refusal (AttemptPolicy::refused_locally: the call never
+//     left) counts as nothing;
+//   - a slow call counts as a failure too: an answer that took at least slow_call_minimum (100 ms)
+//     and more than slow_call_factor (5) times the average latency of the agent's other replicas.
+//     A replica as slow as its peers is never slow (the agent is; that is its breaker's and
+//     timeouts' business), and a one-replica agent has no peers;
 //   - consecutive_failures (5) failures in a row, or a failure share of at least
 //     failure_rate_threshold (50 %) once its window (60 s) holds failure_rate_minimum_calls (10)
 //     calls, eject it for base_ejection_time (30 s) times the number of times it has been
@@ -81,6 +87,11 @@ struct ReplicaBalancerOptions {
   // Of the agent's replicas, at most this share is ejected at once: at least one once there are
   // two, never all (Envoy's default is 10 %, but agents have two or three replicas, not dozens).
   int max_ejection_percent = 50;
+  // Slow-call ejection: a call slower than slow_call_factor times the others' average latency and
+  // than slow_call_minimum counts against its replica. 0: off. The minimum keeps a fast agent's
+  // jitter (1 ms against 6 ms) from ejecting anything.
+  double slow_call_factor = 5;
+  Duration slow_call_minimum = std::chrono::milliseconds(100);
 };
 
 // How a call to a replica ended, as far as the replica's health is concerned.
@@ -103,7 +114,8 @@ struct ReplicaSnapshot {
   int window_failures = 0;
   std::uint64_t calls = 0;  // picked, in all
   std::uint64_t failures = 0;
-  Duration average_latency{};  // of reported calls (succeeded or failed), moving average
+  std::uint64_t slow_calls = 0;  // answers counted as failures for being slow
+  Duration average_latency{};    // of reported calls (succeeded or failed), moving average
 };
 
 class ReplicaBalancer {
@@ -153,12 +165,15 @@ class ReplicaBalancer {
     int window_failures = 0;
     std::uint64_t calls = 0;
     std::uint64_t failures = 0;
+    std::uint64_t slow_calls = 0;
     Duration average_latency{};
     bool ejected(TimePoint now) const noexcept { return now < ejected_until; }
   };
 
   // Ejects `r` when the share allows it; its counts start afresh either way.
   void try_eject(Replica& r, TimePoint now) MEND_REQUIRES(mu_);
+  // Whether a call of `replica` that took `latency` is slow (above).
+  bool slow(int replica, Duration latency) const MEND_REQUIRES(mu_);
 
   const int replica_count_;
   const ReplicaBalancerOptions options_;

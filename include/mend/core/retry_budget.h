@@ -1,65 +1,140 @@
 // File: mend/core/retry_budget.h
 //
-// A retry budget keeps retries from multiplying load during an outage. It is gRPC's retry
-// throttling token bucket (gRFC A6): the bucket starts full with `max_tokens`; every failed
-// attempt takes one token, every success puts back `token_ratio`; a retry is allowed only while
-// more than half the tokens remain. When most calls fail the bucket drains and retries stop, so
-// a hard-down backend sees about one request per call instead of max_retries + 1; as calls
-// succeed again it refills. From Envoy's retry budgets it takes a floor: however empty the
-// bucket, up to `min_retries_in_flight` retries may be in flight at once (0 turns the floor off,
-// the default, so a single-threaded caller is throttled too).
+// A retry budget keeps retries from multiplying load when an agent is overloaded or down, and
+// lets them through when only some calls fail (a gray failure), where a retry is how a request
+// still gets a real answer. It tells the two apart by what failed and how much of it:
+//
+//   - over a sliding window (10 s), retries may cost at most `ratio` (0.5) per request plus a
+//     floor of `min_retries_per_second` (10) for low traffic (Finagle's and Linkerd's shape: a
+//     share of requests plus a rate, over a time window);
+//   - a retry costs by the kind of failure it answers (RetryCost), as the AWS SDKs' retry quota
+//     charges a timeout more than an error, but with the agent's replicas in view:
+//       other_replica (0.5): a fast error from one replica, and the retry can go to another the
+//         request has not failed on (the likeliest to be a gray failure, and the cheapest retry);
+//       plain (1): a fast error with nowhere else to go (one replica);
+//       overload (5): a timeout, a 429, or an answer with Retry-After (the agent's pushback), or
+//         any failure once `overload_failure_share` (50 %) of the window's calls fail: failures
+//         across every replica are an outage or an overload, where retries only add load.
+//   So with 30 % of calls failing at random, every retry goes (0.43 retries per request at
+//   most, for 3 retries, under 0.5); with every call failing, one retry per ten requests (0.5 /
+//   5) on top of the floor, where gRPC's token bucket stops all retries past about 10 % of
+//   failures and Envoy's 20 % of active requests lets 20 % through to a dead agent.
+//   docs/policies.md, "The retry budget", has the measurements the defaults come from.
+//   - `min_retries_in_flight` (0: off) lets that many retries be in flight whatever the window
+//     says (Envoy's floor of 3).
 //
 //   auto budget = std::make_shared<mend::RetryBudget>(mend::RetryBudgetOptions{});
 //   mend::RetryOptions retry;
-//   retry.budget = budget;           // share one budget among the calls to one backend
+//   retry.budget = budget;  // one budget per agent: its calls are what it measures
+//   // AttemptPolicy (mend/core/attempt_policy.h) does the rest: record_success/record_failure for
+//   // every call, try_acquire_retry(cost_of(error, other_replica), now) for every retry, and
+//   // release_retry() when the retry's call has ended.
 //
-// Thread-safety: every method is lock-free and safe from many threads. record_success() on a full
-// bucket only reads, so a healthy service pays no shared write.
+// The window is ten buckets of window / 10; a bucket's counts leave the window whole. What the
+// budget counts (calls, failures, retries, cost spent) is also what mend exports as an agent's
+// actual (per attempt) and effective (per request, after retries) success: reading().
+//
+// Thread-safety: every method is safe from many threads at once and lock-free. Calls and
+// failures go to one of several stripes by thread, so threads calling the same agent do not
+// write the same cache line on the success path (a load, a compare and a store). Counts are
+// approximate under contention (two threads on one stripe may lose an increment, a retry decided
+// at the same instant as another may overspend by one): a budget is a rate, not a ledger.
 #ifndef MEND_CORE_RETRY_BUDGET_H_
 #define MEND_CORE_RETRY_BUDGET_H_
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+
+#include "mend/core/clock.h"
+#include "mend/core/error.h"
 
 namespace mend {
 
+// What a retry costs, by the failure it answers (above).
+enum class RetryCost : std::uint8_t { other_replica, plain, overload };
+
 struct RetryBudgetOptions {
-  double max_tokens = 100;        // gRPC allows 1..1000; retries stop below half of it
-  double token_ratio = 0.1;       // gRPC's example: ten successes repay one failure
-  int min_retries_in_flight = 0;  // Envoy-style floor; Envoy's default is 3
+  double ratio = 0.5;                  // cost allowed per request in the window
+  double min_retries_per_second = 10;  // cost allowed per second of the window, whatever the load
+  Duration window = std::chrono::seconds(10);
+  double other_replica_cost = 0.5;
+  double plain_cost = 1;
+  double overload_cost = 5;
+  // Every retry costs overload_cost once this share of the window's calls fail (and it holds at
+  // least overload_minimum_calls calls).
+  double overload_failure_share = 0.5;
+  int overload_minimum_calls = 10;
+  int min_retries_in_flight = 0;  // Envoy-style floor; 0: off
 };
 
 class RetryBudget {
  public:
-  // Throws std::invalid_argument for max_tokens outside (0, 1e6] or a negative ratio or floor.
-  explicit RetryBudget(RetryBudgetOptions options = {});
+  // The window's figures, for metrics and operators.
+  struct Reading {
+    std::uint64_t calls = 0;     // attempts that answered or failed
+    std::uint64_t failures = 0;  // of them, failed
+    std::uint64_t retries = 0;   // of them, retries the budget allowed
+    double spent = 0;            // their cost
+    double allowance = 0;        // what the window allows: ratio * requests + the floor
+    std::uint64_t requests() const noexcept { return calls > retries ? calls - retries : 0; }
+    // Per attempt, and per request (a request answered after retries is one success); 1 when
+    // the window is empty.
+    double actual_success() const noexcept;
+    double effective_success() const noexcept;
+  };
 
-  // A successful attempt: adds token_ratio, up to max_tokens. A full bucket is only read.
-  void record_success() noexcept {
-    if (milli_tokens_.load(std::memory_order_relaxed) < max_milli_) refill();
-  }
-  // A failed attempt: takes one token, down to zero.
-  void record_failure() noexcept;
-  // Asks to make one retry. On true, the caller must call release_retry() once that retry has
-  // finished (this is what the in-flight floor counts).
-  bool try_acquire_retry() noexcept;
+  // Throws std::invalid_argument when an option is out of range (the message names it).
+  explicit RetryBudget(RetryBudgetOptions options = {});
+  RetryBudget(const RetryBudget&) = delete;
+  RetryBudget& operator=(const RetryBudget&) = delete;
+
+  // An attempt answered / failed (a failure of the agent, not a local refusal).
+  void record_success(TimePoint now) noexcept { count(now, false); }
+  void record_failure(TimePoint now) noexcept { count(now, true); }
+
+  // The kind of a retry after `error` (classified); `other_replica`: the retry can go to a replica
+  // of the agent the request has not failed on.
+  static RetryCost cost_of(const Error& error, bool other_replica) noexcept;
+  // Asks to make one retry of that kind. On true, the caller must call release_retry() once that
+  // retry has finished (what the in-flight floor counts).
+  bool try_acquire_retry(RetryCost cost, TimePoint now) noexcept;
   void release_retry() noexcept;
 
-  double tokens() const noexcept;
+  Reading reading(TimePoint now) const noexcept;
   int retries_in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
   const RetryBudgetOptions& options() const noexcept { return options_; }
 
  private:
-  void refill() noexcept;
+  static constexpr int kBuckets = 10;
+  static constexpr int kStripes = 8;
+  // One bucket: its number (time / bucket width; -1: unused) and what it counts.
+  struct Bucket {
+    std::atomic<std::int64_t> number{-1};
+    std::atomic<std::uint32_t> a{0};  // calls, or retries
+    std::atomic<std::uint32_t> b{0};  // failures, or cost spent in thousandths
+  };
+  // A stripe: one thread's (mostly) calls and failures, on lines of its own.
+  struct alignas(64) Stripe {
+    // The bucket being written: its start (ns since the clock's epoch), number and slot, so that
+    // a call in it divides nothing.
+    std::atomic<std::int64_t> start_ns{-1};
+    std::atomic<int> slot{0};
+    std::array<Bucket, kBuckets> buckets;
+  };
 
-  // Tokens in thousandths, so updates are single integer CAS operations.
-  static constexpr std::int64_t kScale = 1000;
+  std::int64_t bucket_number(TimePoint now) const noexcept;
+  void count(TimePoint now, bool failed) noexcept;
+  // The bucket of number n in `buckets`, emptied first when it held an older one.
+  static Bucket& bucket_for(std::array<Bucket, kBuckets>& buckets, std::int64_t n) noexcept;
+  double cost_milli(RetryCost cost) const noexcept;
+
   RetryBudgetOptions options_;
-  // One line for what record_success() reads on a full bucket.
-  alignas(64) std::atomic<std::int64_t> milli_tokens_;
-  std::int64_t max_milli_;
-  std::int64_t ratio_milli_;
-  alignas(64) std::atomic<int> in_flight_{0};
+  std::int64_t bucket_ns_;
+  std::array<Stripe, kStripes> stripes_;
+  alignas(64) std::array<Bucket, kBuckets> retries_;  // a: retries, b: cost in thousandths
+  std::atomic<int> in_flight_{0};
 };
 
 }  // namespace mend
