@@ -4,12 +4,16 @@
 Usage: python3 bench/all.py [--build DIR] [--out FILE] [--quick]
   --build DIR  the CMake build with mend, mend_bench and mend_scale_bench (default build/release)
   --out FILE   the report, markdown (default DIR/bench/report.md); each part's own output is
-               written beside it (library.md, gateway.md, scale.md, policies.md)
+               written beside it (library.md, gateway.md, gateway-partial.md, scale.md,
+               policies.md)
   --quick      fewer repetitions and shorter runs (a smoke run: the figures are not for the docs)
 
 Parts, in this order (each is its own script, runnable alone):
   1. library    bench/library.py: mend's pipeline against cockatiel, opossum and tenacity
-  2. gateway    bench/gateway.py: `mend serve` against HAProxy and nginx, under wrk
+  2. gateway    bench/gateway.py: `mend serve` against HAProxy and nginx, under wrk (the
+                original scenarios: healthy, flaky503, down, slow; 3 x 10 s, about 12 minutes)
+     gateway-partial  bench/gateway.py --scenarios partial --reps 1 --duration 5: issue 17's
+                replica and overload scenarios, one short repetition (about 3 minutes)
   3. scale      bench/scale.py (mend_scale_bench): memory per task waiting in backoff, and
                 fallback throughput
   4. policies   bench/compare.py: what each of mend's policies adds to a bare call
@@ -142,8 +146,8 @@ def main():
             return 2
 
     py = sys.executable
-    md = {k: os.path.join(parts_dir, f"{k}.md") for k in ("library", "gateway", "scale",
-                                                          "policies")}
+    md = {k: os.path.join(parts_dir, f"{k}.md") for k in ("library", "gateway", "gateway-partial",
+                                                          "scale", "policies")}
     quick = a.quick
     parts = [
         ("library", [py, os.path.join(BENCH, "library.py"), "--reps", "2" if quick else "7",
@@ -151,6 +155,12 @@ def main():
         ("gateway", [py, os.path.join(BENCH, "gateway.py"), "--mend", binaries["mend"],
                      "--reps", "1" if quick else "3", "--duration", "3" if quick else "10",
                      "--out", md["gateway"]], False),
+        # issue 17's partial failures: replicas and overload, one short repetition each (about
+        # 3 minutes; the original four above take about 12)
+        ("gateway-partial", [py, os.path.join(BENCH, "gateway.py"), "--mend", binaries["mend"],
+                             "--scenarios", "partial", "--reps", "1",
+                             "--duration", "3" if quick else "5", "--out",
+                             md["gateway-partial"]], False),
         ("scale", [py, os.path.join(BENCH, "scale.py"), "--bench", binaries["mend_scale_bench"],
                    "--reps", "1" if quick else "3", "--out", md["scale"]], False),
         ("policies", [py, os.path.join(BENCH, "compare.py"), "2" if quick else "10",
@@ -179,7 +189,8 @@ def main():
     with open(out, "w") as f:
         f.write("\n".join(head + body) + "\n")
     print(f"\nreport: {out}", file=sys.stderr)
-    targets = [line for line in body if "PASS" in line or "MISS" in line or "FAIL" in line]
+    targets = [line for line in body if "PASS" in line or "MISS" in line or "FAIL" in line
+               or "**met**" in line or "**not met**" in line]
     print("\n".join(targets))
     if failed:
         print(f"error: parts failed: {', '.join(failed)}", file=sys.stderr)
