@@ -6,10 +6,13 @@
 //   BM_BareCall                      work() alone: the baseline
 //   BM_BreakerAlone_Consecutive      CircuitBreaker (consecutive mode), used directly:
 //                                    try_acquire / work / on_success
-//   BM_BreakerAlone_FailureRate      the same, CircuitBreakerOptions::failure_rate()
+//   BM_BreakerAlone_FailureRate      the same, CircuitBreakerOptions::failure_rate() (a count
+//                                    window of 100 calls)
+//   BM_BreakerAlone_FailureRateTime  the same with a time window (60 s in 10 buckets)
 //   BM_RetryAlone                    Pipeline with a retry stage only, execute()
 //   BM_Pipeline_Consecutive          retry (with a RetryBudget) -> consecutive breaker, execute()
-//   BM_Pipeline_FailureRate          the same with a failure-rate breaker
+//   BM_Pipeline_FailureRate          the same with a failure-rate breaker (count window)
+//   BM_Pipeline_FailureRateTime      the same with a failure-rate breaker on a time window
 //   BM_Pipeline_Consecutive_Result   as BM_Pipeline_Consecutive, callable returns
 //                                    mend::Result<int>, try_execute()
 //
@@ -30,13 +33,16 @@
 // Benchmarks marked so also run on 2 threads; all use real time, so items_per_second is the
 // aggregate throughput of all threads.
 //
-// The targets (checked by bench/compare.py, on one thread unless stated):
+// The targets (checked by bench/compare.py, on one thread unless stated; ns per call
+// and per thread, over BM_BareCall on as many threads):
 //   - full consecutive pipeline (BM_Pipeline_Consecutive) <= 3 ns over BM_BareCall
-//   - failure-rate pipeline (BM_Pipeline_FailureRate)     <= 15 ns over BM_BareCall
+//   - failure-rate pipelines (BM_Pipeline_FailureRate, BM_Pipeline_FailureRateTime), on 1 and
+//     on 2 threads                                        <= 15 ns over BM_BareCall
 //   - consecutive breaker (BM_BreakerAlone_Consecutive): 2-thread throughput >= 1.7x 1-thread
 //     (the closed, failure-free path makes no shared write)
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -72,6 +78,20 @@ mend::CircuitBreaker& failure_rate_breaker() {
   return breaker;
 }
 
+// Failure-rate mode on a time window: 60 s in 10 buckets of 6 s.
+mend::CircuitBreakerOptions failure_rate_time_options() {
+  mend::CircuitBreakerOptions o = mend::CircuitBreakerOptions::failure_rate();
+  o.window = mend::WindowKind::time;
+  o.window_duration = std::chrono::seconds(60);
+  o.window_buckets = 10;
+  return o;
+}
+
+mend::CircuitBreaker& failure_rate_time_breaker() {
+  static mend::CircuitBreaker breaker("bench-failure-rate-time", failure_rate_time_options());
+  return breaker;
+}
+
 const mend::Pipeline& retry_pipeline() {
   static const mend::Pipeline pipeline =
       mend::Pipeline::Builder().retry(mend::RetryOptions{}).build();
@@ -96,6 +116,12 @@ const mend::Pipeline& consecutive_pipeline() {
 const mend::Pipeline& failure_rate_pipeline() {
   static const mend::Pipeline pipeline = make_full_pipeline(
       "bench-pipeline-failure-rate", mend::CircuitBreakerOptions::failure_rate());
+  return pipeline;
+}
+
+const mend::Pipeline& failure_rate_time_pipeline() {
+  static const mend::Pipeline pipeline =
+      make_full_pipeline("bench-pipeline-failure-rate-time", failure_rate_time_options());
   return pipeline;
 }
 
@@ -139,6 +165,10 @@ void BM_BreakerAlone_FailureRate(benchmark::State& state) {
   breaker_alone(state, failure_rate_breaker());
 }
 
+void BM_BreakerAlone_FailureRateTime(benchmark::State& state) {
+  breaker_alone(state, failure_rate_time_breaker());
+}
+
 void pipeline_execute(benchmark::State& state, const mend::Pipeline& pipeline) {
   int x = opaque_arg(state);
   for (auto _ : state) {
@@ -158,6 +188,10 @@ void BM_Pipeline_Consecutive(benchmark::State& state) {
 
 void BM_Pipeline_FailureRate(benchmark::State& state) {
   pipeline_execute(state, failure_rate_pipeline());
+}
+
+void BM_Pipeline_FailureRateTime(benchmark::State& state) {
+  pipeline_execute(state, failure_rate_time_pipeline());
 }
 
 void BM_Pipeline_Consecutive_Result(benchmark::State& state) {
@@ -322,9 +356,11 @@ void BM_Lib_Transient30_Result(benchmark::State& state) {
 BENCHMARK(BM_BareCall)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_BreakerAlone_Consecutive)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_BreakerAlone_FailureRate)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_BreakerAlone_FailureRateTime)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_RetryAlone)->UseRealTime();
 BENCHMARK(BM_Pipeline_Consecutive)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Pipeline_FailureRate)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_Pipeline_FailureRateTime)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Pipeline_Consecutive_Result)->UseRealTime();
 BENCHMARK(BM_Lib_Success)->UseRealTime();
 BENCHMARK(BM_Lib_Transient30)->UseRealTime();

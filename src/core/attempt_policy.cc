@@ -61,8 +61,7 @@ AttemptPolicy::Admission AttemptPolicy::admit(const Clock& clock,
 
 void AttemptPolicy::succeeded(const CircuitBreaker::Permit& permit, const Clock& clock) const {
   if (breaker_ != nullptr) breaker_->on_success(permit, clock);
-  if (RetryBudget* budget = retry_.options().budget.get())
-    budget->record_success(clock.coarse_now());
+  if (RetryBudget* budget = retry_.options().budget.get()) budget->record_success();
 }
 
 void AttemptPolicy::ignored(const CircuitBreaker::Permit& permit) const {
@@ -91,13 +90,20 @@ AttemptDecision AttemptPolicy::decide_retry(const Error& error, const AttemptFac
   RetryBudget* budget = o.budget.get();
   // Only failures of the agent drain the budget; a local refusal never reached it.
   if (budget != nullptr && error.stop == StopReason::none && o.retryable.contains(error.type)) {
-    budget->record_failure(now);
+    budget->record_failure();
   }
   if (facts.stop_requested) return {false, {}, StopReason::cancelled, nullptr};
   const RetryDecision d =
       retry_.decide(facts.attempt, error, now, facts.deadline, facts.previous, random.next_unit());
   AttemptDecision out{d.retry, d.delay, d.stop, nullptr};
   if (!out.retry) return out;
+  // A fast error from one replica, and the retry goes to another: no backoff. The wait is there to
+  // give the failed replica time; the next one has not failed. Not after a timeout, a 429 or
+  // pushback (the agent as a whole asks for less), nor while most of the agent's calls fail.
+  if (facts.other_replica && RetryBudget::cost_of(error, true) == RetryCost::other_replica &&
+      (budget == nullptr || !budget->overloaded(now))) {
+    out.delay = Duration::zero();
+  }
   if (breaker_ != nullptr) {
     const CircuitState circuit = breaker_->state();
     if (circuit == CircuitState::open || circuit == CircuitState::isolated) {

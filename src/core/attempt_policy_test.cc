@@ -9,21 +9,12 @@
 
 #include <memory>
 
+#include "test_env.h"
+
 namespace mend {
 namespace {
 
-using std::chrono::milliseconds;
-using std::chrono::seconds;
-
-// Counts its draws, so that a test can tell whether the backoff's jitter was drawn.
-class CountingRandom final : public RandomSource {
- public:
-  double next_unit() noexcept override {
-    ++draws;
-    return 0.5;
-  }
-  int draws = 0;
-};
+using namespace mend::testing;  // CountingRandom: a test tells whether the jitter was drawn
 
 Error failure(ErrorType type = ErrorType::temporary_unavailable) {
   return Error::classified_as(type, Severity::medium, "the agent failed");
@@ -128,6 +119,42 @@ TEST_F(AttemptPolicyTest, ARetryTakesABudgetTokenUntilItIsGivenBackAndAnEmptyBud
   EXPECT_FALSE(second.retry);  // the first spent the allowance
   EXPECT_EQ(second.stop, StopReason::retry_budget_exhausted);
   EXPECT_EQ(second.token, nullptr);
+}
+
+TEST_F(AttemptPolicyTest, ARetryToAnotherReplicaAfterAFastErrorGoesAtOnce) {
+  AttemptPolicy p = policy();
+  AttemptDecision d =
+      p.failed(p.admit(clock_).permit, failure(), {.other_replica = true}, clock_, random_);
+  ASSERT_TRUE(d.retry);
+  EXPECT_EQ(d.delay, Duration::zero());
+  // The same failure with nowhere else to go waits out the backoff.
+  d = p.failed(p.admit(clock_).permit, failure(), {.attempt = 1}, clock_, random_);
+  ASSERT_TRUE(d.retry);
+  EXPECT_EQ(d.delay, milliseconds(100));
+  // A timeout, or pushback, is the agent's as a whole: the backoff (or Retry-After) holds.
+  breaker_ = std::make_unique<CircuitBreaker>("agent", breaker_->options());
+  AttemptPolicy fresh = policy();
+  d = fresh.failed(fresh.admit(clock_).permit, failure(ErrorType::network_timeout),
+                   {.other_replica = true}, clock_, random_);
+  ASSERT_TRUE(d.retry);
+  EXPECT_EQ(d.delay, milliseconds(100));
+  Error pushback = failure();
+  pushback.retry_after = seconds(2);
+  d = fresh.failed(fresh.admit(clock_).permit, pushback, {.other_replica = true}, clock_, random_);
+  ASSERT_TRUE(d.retry);
+  EXPECT_GE(d.delay, seconds(2));
+}
+
+TEST_F(AttemptPolicyTest, NoShortcutWhileMostOfTheAgentsCallsFail) {
+  with_budget(100);
+  RetryBudget& budget = *retry_->options().budget;
+  for (int i = 0; i < 20; ++i) budget.record_failure();  // the agent is failing
+  AttemptPolicy p = policy();
+  AttemptDecision d =
+      p.failed(p.admit(clock_).permit, failure(), {.other_replica = true}, clock_, random_);
+  ASSERT_TRUE(d.retry);
+  EXPECT_EQ(d.delay, milliseconds(100));
+  d.token->release_retry();
 }
 
 TEST_F(AttemptPolicyTest, ARetryThatCanGoToAnotherReplicaCostsLess) {

@@ -1,22 +1,12 @@
 #include "mend/core/circuit_breaker.h"
 
-#include <algorithm>
 #include <cstdio>
-#include <limits>
 #include <stdexcept>
+
+#include "breaker_window.h"
 
 namespace mend {
 namespace {
-
-constexpr std::uint8_t kCall = 1;
-constexpr std::uint8_t kFailed = 2;
-constexpr std::uint8_t kSlow = 4;
-
-struct Totals {
-  int calls = 0;
-  int failures = 0;
-  int slow = 0;
-};
 
 std::string percent(double x) {
   char buf[32];
@@ -27,127 +17,6 @@ std::string percent(double x) {
 void require(bool ok, const char* message) {
   if (!ok) throw std::invalid_argument(std::string("circuit breaker: ") + message);
 }
-
-}  // namespace
-
-// The sliding window of the failure-rate mode. Recording takes no lock: two plain stores (count
-// window) or an atomic add or two (time window). Single-threaded the counts are exact; under
-// concurrency a few outcomes may be lost (count window) or land across a bucket change or reset.
-class CircuitBreaker::Window {
- public:
-  virtual ~Window() = default;
-  virtual void record(TimePoint now, std::uint8_t outcome) noexcept = 0;
-  virtual Totals totals(TimePoint now) const noexcept = 0;
-  virtual void reset() noexcept = 0;
-};
-
-namespace {
-
-__extension__ typedef unsigned __int128 uint128;
-
-class CountWindow final : public CircuitBreaker::Window {
- public:
-  explicit CountWindow(int size)
-      : size_(static_cast<std::size_t>(size)),
-        fastmod_(~std::uint64_t{0} / static_cast<std::uint32_t>(size) + 1),
-        slots_(new std::atomic<std::uint8_t>[size_]) {
-    reset();
-  }
-  void record(TimePoint, std::uint8_t outcome) noexcept override {
-    // A plain load and store, not a fetch_add: a locked add would cost more than the rest of
-    // the call. Two threads recording at once may take the same slot, so one of their outcomes
-    // is lost; losses are independent of the outcome, so the rates stay unbiased.
-    const std::uint32_t i = next_.load(std::memory_order_relaxed);
-    next_.store(i + 1, std::memory_order_relaxed);
-    slots_[slot_of(i)].store(outcome, std::memory_order_relaxed);
-  }
-  Totals totals(TimePoint) const noexcept override {
-    Totals t;
-    for (std::size_t i = 0; i < size_; ++i) {
-      std::uint8_t o = slots_[i].load(std::memory_order_relaxed);
-      t.calls += (o & kCall) != 0;
-      t.failures += (o & kFailed) != 0;
-      t.slow += (o & kSlow) != 0;
-    }
-    return t;
-  }
-  void reset() noexcept override {
-    for (std::size_t i = 0; i < size_; ++i) slots_[i].store(0, std::memory_order_relaxed);
-    next_.store(0, std::memory_order_relaxed);
-  }
-
- private:
-  // i % size without a division (Lemire's fastmod): a 64-bit divide on every call would cost
-  // more than the rest of the breaker. The counter wraps at 2^32, which only shifts the ring.
-  std::size_t slot_of(std::uint32_t i) const noexcept {
-    const std::uint64_t low = fastmod_ * i;
-    return static_cast<std::size_t>((static_cast<uint128>(low) * size_) >> 64);
-  }
-
-  const std::size_t size_;
-  const std::uint64_t fastmod_;
-  std::unique_ptr<std::atomic<std::uint8_t>[]> slots_;
-  std::atomic<std::uint32_t> next_{0};
-};
-
-class TimeWindow final : public CircuitBreaker::Window {
- public:
-  TimeWindow(Duration duration, int buckets)
-      : count_(buckets), bucket_ns_(duration.count() / buckets), buckets_(new Bucket[count_]) {
-    reset();
-  }
-  void record(TimePoint now, std::uint8_t outcome) noexcept override {
-    const std::int64_t epoch = epoch_of(now);
-    Bucket& b = buckets_[static_cast<std::size_t>(epoch % count_)];
-    std::int64_t seen = b.epoch.load(std::memory_order_acquire);
-    if (seen != epoch && seen < epoch &&
-        b.epoch.compare_exchange_strong(seen, epoch, std::memory_order_acq_rel)) {
-      b.calls.store(0, std::memory_order_relaxed);
-      b.failures.store(0, std::memory_order_relaxed);
-      b.slow.store(0, std::memory_order_relaxed);
-    }
-    b.calls.fetch_add(1, std::memory_order_relaxed);
-    if (outcome & kFailed) b.failures.fetch_add(1, std::memory_order_relaxed);
-    if (outcome & kSlow) b.slow.fetch_add(1, std::memory_order_relaxed);
-  }
-  Totals totals(TimePoint now) const noexcept override {
-    const std::int64_t epoch = epoch_of(now);
-    Totals t;
-    for (int i = 0; i < count_; ++i) {
-      const Bucket& b = buckets_[static_cast<std::size_t>(i)];
-      std::int64_t e = b.epoch.load(std::memory_order_acquire);
-      if (e > epoch - count_ && e <= epoch) {
-        t.calls += static_cast<int>(b.calls.load(std::memory_order_relaxed));
-        t.failures += static_cast<int>(b.failures.load(std::memory_order_relaxed));
-        t.slow += static_cast<int>(b.slow.load(std::memory_order_relaxed));
-      }
-    }
-    return t;
-  }
-  void reset() noexcept override {
-    for (int i = 0; i < count_; ++i) {
-      Bucket& b = buckets_[static_cast<std::size_t>(i)];
-      b.epoch.store(std::numeric_limits<std::int64_t>::min(), std::memory_order_relaxed);
-      b.calls.store(0, std::memory_order_relaxed);
-      b.failures.store(0, std::memory_order_relaxed);
-      b.slow.store(0, std::memory_order_relaxed);
-    }
-  }
-
- private:
-  struct Bucket {
-    std::atomic<std::int64_t> epoch{0};
-    std::atomic<std::uint32_t> calls{0};
-    std::atomic<std::uint32_t> failures{0};
-    std::atomic<std::uint32_t> slow{0};
-  };
-  std::int64_t epoch_of(TimePoint now) const noexcept {
-    return now.time_since_epoch().count() / bucket_ns_;
-  }
-  const int count_;
-  const std::int64_t bucket_ns_;
-  std::unique_ptr<Bucket[]> buckets_;
-};
 
 }  // namespace
 
@@ -181,13 +50,13 @@ CircuitBreaker::CircuitBreaker(std::string name, CircuitBreakerOptions options)
               "window_size must be in [1, 1000000]");
       require(o.minimum_calls <= o.window_size,
               "minimum_calls must not exceed window_size, or the circuit could never open");
-      window_ = std::make_unique<CountWindow>(o.window_size);
+      window_ = std::make_unique<detail::CountWindow>(o.window_size);
     } else {
       require(o.window_buckets >= 1 && o.window_buckets <= 3600,
               "window_buckets must be in [1, 3600]");
       require(o.window_duration.count() / o.window_buckets > 0 && o.window_duration <= kTenYears,
               "window_duration must be positive and at most ten years");
-      window_ = std::make_unique<TimeWindow>(o.window_duration, o.window_buckets);
+      window_ = std::make_unique<detail::TimeWindow>(o.window_duration, o.window_buckets);
     }
   }
 }
@@ -256,22 +125,30 @@ void CircuitBreaker::closed_rate_outcome(const Permit& permit, bool failed, cons
   if (generation_of(word_.load(std::memory_order_relaxed)) != permit.generation()) return;
   const TimePoint now = clock.coarse_now();
   const bool slow_call = is_slow(permit, now);
-  const auto outcome =
-      static_cast<std::uint8_t>(kCall | (failed ? kFailed : 0) | (slow_call ? kSlow : 0));
-  // Devirtualized: this runs on every call in failure-rate mode.
+  const auto outcome = static_cast<std::uint8_t>(detail::kCall | (failed ? detail::kFailed : 0) |
+                                                 (slow_call ? detail::kSlow : 0));
+  // Devirtualized: this runs on every call in failure-rate mode. It writes only this thread's
+  // shard of the window (src/core/breaker_window.h).
   if (options_.window == WindowKind::count) {
-    static_cast<CountWindow*>(window_.get())->record(now, outcome);
+    static_cast<detail::CountWindow*>(window_.get())->record(now, outcome);
   } else {
-    static_cast<TimeWindow*>(window_.get())->record(now, outcome);
+    static_cast<detail::TimeWindow*>(window_.get())->record(now, outcome);
   }
   // A plain success cannot raise either rate: no need to look at the window.
   if (!failed && !slow_call) return;
+  judge_window(permit, outcome, now, clock);
+}
+
+// Out of line, so that the success path above does not pay for this one's frame.
+[[gnu::noinline]] void CircuitBreaker::judge_window(const Permit& permit, std::uint8_t outcome,
+                                                    TimePoint now, const Clock& clock) {
   std::vector<CircuitTransition> out;
   {
     MutexLock lock(mu_);
     const std::uint64_t w = word_.load(std::memory_order_relaxed);
     if (state_of(w) != CircuitState::closed || generation_of(w) != permit.generation()) return;
-    const Totals t = window_->totals(now);
+    window_->note(outcome);
+    const detail::WindowTotals t = window_->totals(now);
     if (t.calls < options_.minimum_calls) return;
     const double failure_rate = static_cast<double>(t.failures) / t.calls;
     const double slow_rate = static_cast<double>(t.slow) / t.calls;
@@ -440,7 +317,7 @@ CircuitSnapshot CircuitBreaker::snapshot(const Clock& clock) const {
   s.state = state_of(w);
   s.failure_count = static_cast<int>(count_of(w));
   if (window_) {
-    const Totals t = window_->totals(clock.coarse_now());
+    const detail::WindowTotals t = window_->totals(clock.coarse_now());
     s.window_calls = t.calls;
     s.window_failures = t.failures;
     s.window_slow_calls = t.slow;

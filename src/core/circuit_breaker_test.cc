@@ -305,6 +305,22 @@ TEST_F(Breaker, TimeWindowForgetsOldBuckets) {
   EXPECT_EQ(breaker->state(), CS::open);  // 4 of 8
 }
 
+TEST_F(Breaker, ResettingAClosedFailureRateCircuitEmptiesItsWindow) {
+  for (WindowKind kind : {WindowKind::count, WindowKind::time}) {
+    CircuitBreakerOptions o = rate_options(10, 10);
+    o.window = kind;
+    make(o);
+    for (int i = 0; i < 4; ++i) call(false);
+    breaker->reset(clock);
+    EXPECT_EQ(breaker->snapshot(clock).window_calls, 0);
+    call(true);
+    call(false);
+    const CircuitSnapshot s = breaker->snapshot(clock);
+    EXPECT_EQ(s.window_calls, 2);
+    EXPECT_EQ(s.window_failures, 1);
+  }
+}
+
 TEST_F(Breaker, FailureRateHalfOpenDecidesOnItsProbes) {
   make(rate_options(10, 10));
   for (int i = 0; i < 10; ++i) call(false);

@@ -115,6 +115,38 @@ TEST(Concurrency, FailureRateBreakerUnderThreads) {
   EXPECT_GE(s.transitions, 3u);
 }
 
+// Each thread records into a window shard of its own: with fewer threads than shards (64), no
+// outcome is lost, in a count window as in a time window.
+void expect_window_counts_every_call(CircuitBreakerOptions o) {
+  ManualClock clock;
+  o.failure_rate_threshold = 1.0;  // 10 % failures: never opens
+  CircuitBreaker breaker("b", o);
+  constexpr int kCalls = 20000;
+  run_threads([&](int) {
+    for (int i = 0; i < kCalls; ++i) {
+      auto p = breaker.try_acquire(clock);
+      ASSERT_TRUE(p.allowed());
+      i % 10 == 0 ? breaker.on_failure(p, clock) : breaker.on_success(p, clock);
+    }
+  });
+  const CircuitSnapshot s = breaker.snapshot(clock);
+  EXPECT_EQ(s.state, CircuitState::closed);
+  EXPECT_EQ(s.window_calls, kThreads * kCalls);
+  EXPECT_EQ(s.window_failures, kThreads * kCalls / 10);
+}
+
+TEST(Concurrency, FailureRateCountWindowCountsEveryCall) {
+  CircuitBreakerOptions o = CircuitBreakerOptions::failure_rate();
+  o.window_size = 100000;
+  expect_window_counts_every_call(o);
+}
+
+TEST(Concurrency, FailureRateTimeWindowCountsEveryCall) {
+  CircuitBreakerOptions o = CircuitBreakerOptions::failure_rate();
+  o.window = WindowKind::time;
+  expect_window_counts_every_call(o);
+}
+
 TEST(Concurrency, RetryBudgetSpendsAboutItsAllowance) {
   ManualClock clock;
   RetryBudget budget({.min_retries_per_second = 0});
@@ -122,8 +154,7 @@ TEST(Concurrency, RetryBudgetSpendsAboutItsAllowance) {
   run_threads([&](int id) {
     SeededRandom random(static_cast<std::uint64_t>(id) + 11);
     for (int i = 0; i < 20000; ++i) {
-      random.next_unit() < 0.2 ? budget.record_failure(clock.now())
-                               : budget.record_success(clock.now());
+      random.next_unit() < 0.2 ? budget.record_failure() : budget.record_success();
       if (budget.try_acquire_retry(RetryCost::plain, clock.now())) {
         granted.fetch_add(1);
         budget.release_retry();

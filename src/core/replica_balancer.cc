@@ -96,7 +96,9 @@ int ReplicaBalancer::pick(TimePoint now, RandomSource& random, std::span<const i
   // The candidates, counted without being listed (no allocation on a call's path): the replicas
   // in service and not avoided; else those in service; else (not reachable while at most
   // replicas - 1 are ejected) all of them.
-  auto in_service = [&](int i) { return !replicas_[i].ejected(now); };
+  // The analysis does not follow the lock into lambdas: they read it through this reference.
+  const std::vector<Replica>& all = replicas_;
+  auto in_service = [&](int i) { return !all[static_cast<std::size_t>(i)].ejected(now); };
   auto untried = [&](int i) { return in_service(i) && !replica_listed(avoid, i); };
   auto any = [](int) { return true; };
   auto choose = [&](auto eligible) {
@@ -162,9 +164,9 @@ void ReplicaBalancer::report(int replica, ReplicaCallResult result, TimePoint no
   if (r.outstanding > 0) --r.outstanding;
   if (result == ReplicaCallResult::ignored) return;
   // A moving average over about the last eight calls (as TCP's smoothed round-trip time).
-  r.average_latency = r.average_latency == Duration{}
-                          ? latency
-                          : r.average_latency + (latency - r.average_latency) / 8;
+  r.average_latency =
+      !r.latency_known ? latency : r.average_latency + (latency - r.average_latency) / 8;
+  r.latency_known = true;
   // An answer far slower than the agent's other replicas give theirs counts against it too.
   const bool slow_answer = result == ReplicaCallResult::succeeded && slow(replica, latency);
   const bool failed = result == ReplicaCallResult::failed || slow_answer;
@@ -204,7 +206,7 @@ bool ReplicaBalancer::slow(int replica, Duration latency) const {
   int peers = 0;
   for (int i = 0; i < replica_count_; ++i) {
     const Replica& p = replicas_[static_cast<std::size_t>(i)];
-    if (i == replica || p.average_latency == Duration{}) continue;
+    if (i == replica || !p.latency_known) continue;
     sum += p.average_latency;
     ++peers;
   }

@@ -19,20 +19,8 @@ namespace {
 using namespace mend::testing;
 using R = ReplicaCallResult;
 
-// Counts its draws: picking among one or two replicas must draw nothing (a one-replica agent's
-// retry jitter is what it was before the balancer).
-class CountingRandom final : public RandomSource {
- public:
-  explicit CountingRandom(std::uint64_t seed) : inner_(seed) {}
-  double next_unit() noexcept override {
-    ++draws;
-    return inner_.next_unit();
-  }
-  int draws = 0;
-
- private:
-  SeededRandom inner_;
-};
+// CountingRandom (test_env.h) counts draws: picking among one or two replicas must draw nothing (a
+// one-replica agent's retry jitter is what it was before the balancer).
 
 class ReplicaBalancerTest : public ::testing::Test {
  protected:

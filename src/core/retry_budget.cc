@@ -5,18 +5,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "thread_shard.h"
+
 namespace mend {
 
 namespace {
 
 constexpr double kMilli = 1000;
-
-// The stripe of the calling thread: threads take stripes in turn as they first count.
-int thread_stripe(int stripes) noexcept {
-  static std::atomic<unsigned> next{0};
-  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
-  return static_cast<int>(mine % static_cast<unsigned>(stripes));
-}
 
 std::int64_t ns_of(TimePoint t) noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -71,30 +66,25 @@ RetryBudget::Bucket& RetryBudget::bucket_for(std::array<Bucket, kBuckets>& bucke
   if (held != n && held < n &&
       b.number.compare_exchange_strong(held, n, std::memory_order_relaxed)) {
     // It held a bucket that has left the window: this one starts empty.
-    b.a.store(0, std::memory_order_relaxed);
-    b.b.store(0, std::memory_order_relaxed);
+    b.retries.store(0, std::memory_order_relaxed);
+    b.spent_milli.store(0, std::memory_order_relaxed);
   }
   return b;
 }
 
-void RetryBudget::count(TimePoint now, bool failed) noexcept {
-  Stripe& s = stripes_[static_cast<std::size_t>(thread_stripe(kStripes))];
-  const std::int64_t ns = ns_of(now);
-  const std::int64_t start = s.start_ns.load(std::memory_order_relaxed);
-  Bucket* b;
-  if (start >= 0 &&
-      static_cast<std::uint64_t>(ns - start) < static_cast<std::uint64_t>(bucket_ns_)) {
-    // The bucket being written: a load and a store (another thread on this stripe may rarely
-    // overwrite an increment; see the header).
-    b = &s.buckets[static_cast<std::size_t>(s.slot.load(std::memory_order_relaxed))];
-  } else {
-    const std::int64_t n = bucket_number(now);
-    b = &bucket_for(s.buckets, n);
-    s.slot.store(static_cast<int>(n % kBuckets), std::memory_order_relaxed);
-    s.start_ns.store(n * bucket_ns_, std::memory_order_relaxed);
-  }
-  b->a.store(b->a.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  if (failed) b->b.store(b->b.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+RetryBudget::Stripe& RetryBudget::stripe() noexcept {
+  // The calling thread's stripe (src/core/thread_shard.h): distinct for up to kStripes threads.
+  return stripes_[detail::thread_shard() % kStripes];
+}
+
+void RetryBudget::record_success() noexcept {
+  detail::bump(stripe().calls);
+}
+
+void RetryBudget::record_failure() noexcept {
+  Stripe& s = stripe();
+  detail::bump(s.calls);
+  detail::bump(s.failures);
 }
 
 RetryCost RetryBudget::cost_of(const Error& error, bool other_replica) noexcept {
@@ -120,26 +110,61 @@ double RetryBudget::cost_milli(RetryCost cost) const noexcept {
 }
 
 RetryBudget::Reading RetryBudget::reading(TimePoint now) const noexcept {
-  Reading r;
-  const std::int64_t n = bucket_number(now);
-  auto current = [&](const Bucket& b) {
-    const std::int64_t held = b.number.load(std::memory_order_relaxed);
-    return held >= 0 && held <= n && held > n - kBuckets;
-  };
-  std::uint64_t spent_milli = 0;
+  MutexLock lock(mu_);
+  return read_locked(now);
+}
+
+RetryBudget::Reading RetryBudget::read_locked(TimePoint now) const {
+  Note total{now, 0, 0};
   for (const Stripe& s : stripes_) {
-    for (const Bucket& b : s.buckets) {
-      if (!current(b)) continue;
-      r.calls += b.a.load(std::memory_order_relaxed);
-      r.failures += b.b.load(std::memory_order_relaxed);
+    total.calls += s.calls.load(std::memory_order_relaxed);
+    total.failures += s.failures.load(std::memory_order_relaxed);
+  }
+  // Note the totals: a new note once the last is a bucket width old (the oldest goes when the ring
+  // is full: the one after it is still before the window's start), else the last one moves up to
+  // now, so that notes stay at least a width apart and the latest says what is known latest.
+  const Duration width{bucket_ns_};
+  if (note_count_ > 0 && now - notes_[static_cast<std::size_t>(note_count_ - 1)].at < width) {
+    notes_[static_cast<std::size_t>(note_count_ - 1)] = total;
+  } else {
+    if (note_count_ == kNotes) {
+      std::move(notes_.begin() + 1, notes_.end(), notes_.begin());
+      --note_count_;
     }
+    notes_[static_cast<std::size_t>(note_count_++)] = total;
   }
-  for (const Bucket& b : retries_) {
-    if (!current(b)) continue;
-    r.retries += b.a.load(std::memory_order_relaxed);
-    spent_milli += b.b.load(std::memory_order_relaxed);
+  // The totals at the window's start: between the last note at or before it and the next one (or
+  // now), linearly; none before it: every call counted since the budget was made.
+  const TimePoint start = now - options_.window;
+  Note at_start;  // zeros: the budget's beginning
+  for (int i = note_count_ - 1; i >= 0; --i) {
+    const Note& before = notes_[static_cast<std::size_t>(i)];
+    if (before.at > start) continue;
+    const Note& after = i + 1 < note_count_ ? notes_[static_cast<std::size_t>(i + 1)] : total;
+    at_start = before;
+    const Duration span = after.at - before.at;
+    if (span > Duration::zero()) {
+      const double share =
+          std::chrono::duration<double>(start - before.at) / std::chrono::duration<double>(span);
+      at_start.calls += static_cast<std::uint64_t>(
+          std::llround(share * static_cast<double>(after.calls - before.calls)));
+      at_start.failures += static_cast<std::uint64_t>(
+          std::llround(share * static_cast<double>(after.failures - before.failures)));
+    }
+    break;
   }
+  Reading r;
+  r.calls = total.calls - std::min(total.calls, at_start.calls);
+  r.failures = total.failures - std::min(total.failures, at_start.failures);
   r.failures = std::min(r.failures, r.calls);
+  const std::int64_t n = bucket_number(now);
+  std::uint64_t spent_milli = 0;
+  for (const Bucket& b : retries_) {
+    const std::int64_t held = b.number.load(std::memory_order_relaxed);
+    if (held < 0 || held > n || held <= n - kBuckets) continue;
+    r.retries += b.retries.load(std::memory_order_relaxed);
+    spent_milli += b.spent_milli.load(std::memory_order_relaxed);
+  }
   r.spent = static_cast<double>(spent_milli) / kMilli;
   const double window_seconds = std::chrono::duration<double>(options_.window).count();
   r.allowance = options_.ratio * static_cast<double>(r.requests()) +
@@ -147,16 +172,19 @@ RetryBudget::Reading RetryBudget::reading(TimePoint now) const noexcept {
   return r;
 }
 
+bool RetryBudget::overloaded(const Reading& r) const noexcept {
+  return r.calls > 0 && r.calls >= static_cast<std::uint64_t>(options_.overload_minimum_calls) &&
+         static_cast<double>(r.failures) >=
+             options_.overload_failure_share * static_cast<double>(r.calls);
+}
+
 bool RetryBudget::try_acquire_retry(RetryCost cost, TimePoint now) noexcept {
-  const Reading r = reading(now);
+  MutexLock lock(mu_);
+  const Reading r = read_locked(now);
   // Failures across the agent's calls: whatever this one was, the agent is overloaded or down.
-  if (r.calls >= static_cast<std::uint64_t>(options_.overload_minimum_calls) && r.calls > 0 &&
-      static_cast<double>(r.failures) >=
-          options_.overload_failure_share * static_cast<double>(r.calls)) {
-    cost = RetryCost::overload;
-  }
+  if (overloaded(r)) cost = RetryCost::overload;
   const double price = cost_milli(cost);
-  const bool affordable = static_cast<double>(r.spent) * kMilli + price <= r.allowance * kMilli;
+  const bool affordable = r.spent * kMilli + price <= r.allowance * kMilli;
   int in_flight = in_flight_.load(std::memory_order_relaxed);
   while (true) {
     if (!affordable && in_flight >= options_.min_retries_in_flight) return false;
@@ -165,8 +193,9 @@ bool RetryBudget::try_acquire_retry(RetryCost cost, TimePoint now) noexcept {
     }
   }
   Bucket& b = bucket_for(retries_, bucket_number(now));
-  b.a.fetch_add(1, std::memory_order_relaxed);
-  b.b.fetch_add(static_cast<std::uint32_t>(std::llround(price)), std::memory_order_relaxed);
+  b.retries.fetch_add(1, std::memory_order_relaxed);
+  b.spent_milli.fetch_add(static_cast<std::uint32_t>(std::llround(price)),
+                          std::memory_order_relaxed);
   return true;
 }
 

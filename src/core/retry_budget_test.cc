@@ -46,10 +46,10 @@ TEST(RetryBudget, TheAllowanceIsAShareOfRequestsSpentAtEachKindsPrice) {
        {std::pair{RetryCost::other_replica, 100}, std::pair{RetryCost::plain, 50},
         std::pair{RetryCost::overload, 10}}) {
     RetryBudget b({.min_retries_per_second = 0});
-    for (int i = 0; i < 100; ++i) b.record_success(clock.now());
+    for (int i = 0; i < 100; ++i) b.record_success();
     int granted = 0;
     while (b.try_acquire_retry(cost, clock.now()) && granted < 1000) {
-      b.record_success(clock.now());  // the retry's call: a call, not a request
+      b.record_success();  // the retry's call: a call, not a request
       b.release_retry();
       ++granted;
     }
@@ -63,12 +63,12 @@ TEST(RetryBudget, TheAllowanceIsAShareOfRequestsSpentAtEachKindsPrice) {
 TEST(RetryBudget, AMajorityOfFailuresMakesEveryRetryAnOverloads) {
   ManualClock clock;
   RetryBudget b({.min_retries_per_second = 0});
-  for (int i = 0; i < 40; ++i) b.record_success(clock.now());
-  for (int i = 0; i < 60; ++i) b.record_failure(clock.now());
+  for (int i = 0; i < 40; ++i) b.record_success();
+  for (int i = 0; i < 60; ++i) b.record_failure();
   // 60 % of the window's calls failed: a retry to another replica costs 5, not 0.5.
   int granted = 0;
   while (b.try_acquire_retry(RetryCost::other_replica, clock.now()) && granted < 1000) {
-    b.record_success(clock.now());  // its call answered: 60 failed of 110, still a majority
+    b.record_success();  // its call answered: 60 failed of 110, still a majority
     b.release_retry();
     ++granted;
   }
@@ -100,7 +100,7 @@ TEST(RetryBudget, SpendingLeavesTheWindowWithItsBucket) {
   EXPECT_TRUE(b.try_acquire_retry(RetryCost::plain, clock.now()));  // its bucket has left it
   b.release_retry();
   // Calls leave the window too: a minute later nothing is counted.
-  for (int i = 0; i < 50; ++i) b.record_failure(clock.now());
+  for (int i = 0; i < 50; ++i) b.record_failure();
   EXPECT_EQ(b.reading(clock.now()).failures, 50u);
   clock.advance(std::chrono::minutes(1));
   EXPECT_EQ(b.reading(clock.now()).calls, 0u);
@@ -121,11 +121,11 @@ TEST(RetryBudget, ReadsActualAndEffectiveSuccess) {
   RetryBudget b;
   EXPECT_DOUBLE_EQ(b.reading(clock.now()).actual_success(), 1.0);
   // 10 requests: 7 answered at once, 3 failed and answered on their retry.
-  for (int i = 0; i < 7; ++i) b.record_success(clock.now());
+  for (int i = 0; i < 7; ++i) b.record_success();
   for (int i = 0; i < 3; ++i) {
-    b.record_failure(clock.now());
+    b.record_failure();
     ASSERT_TRUE(b.try_acquire_retry(RetryCost::plain, clock.now()));
-    b.record_success(clock.now());
+    b.record_success();
     b.release_retry();
   }
   const RetryBudget::Reading r = b.reading(clock.now());

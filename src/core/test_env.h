@@ -4,7 +4,10 @@
 #define MEND_SRC_CORE_TEST_ENV_H_
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include "mend/core/env.h"
 #include "mend/core/events.h"
@@ -14,6 +17,22 @@ namespace mend::testing {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+
+// A random source that counts its draws (a test that must draw nothing checks `draws`): its values
+// are a seeded source's, or 0.5 each (no jitter) when it has no seed.
+class CountingRandom final : public RandomSource {
+ public:
+  CountingRandom() = default;
+  explicit CountingRandom(std::uint64_t seed) : inner_(std::in_place, seed) {}
+  double next_unit() noexcept override {
+    ++draws;
+    return inner_ ? inner_->next_unit() : 0.5;
+  }
+  int draws = 0;
+
+ private:
+  std::optional<SeededRandom> inner_;
+};
 
 struct TestEnv {
   ManualClock clock;

@@ -6,6 +6,7 @@
 #include <utility>  // before Asio's coroutine headers: Boost 1.74's awaitable.hpp forgets it
 // clang-format on
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
 
@@ -211,13 +212,18 @@ void DaemonCore::api_agents(const std::string& only,
                 {"ready", r.health.is_ready()},
                 {"started", r.health.is_started()}};
       if (!r.last_probe.empty()) j["last_probe"] = r.last_probe;
-      // The balancer's replica i is the agent's endpoint i, which DaemonCore::build took from
-      // this set in index order.
+      // The balancer's replica i is the agent's endpoint i: found by URL, since the endpoints
+      // are the replicas in service only (a scaled agent's starting or retiring replica has
+      // none, and shifts the indices of those after it).
       if (const AgentRegistry::Entry* e = g->agents.find(r.agent)) {
         auto [it, fresh] = balanced.try_emplace(r.agent);
         if (fresh) it->second = e->balancer.snapshot(now);
-        if (r.index >= 0 && static_cast<std::size_t>(r.index) < it->second.size()) {
-          j["balancer"] = balancer_json(it->second[r.index], now);
+        const std::vector<std::string>& urls = e->info.endpoints;
+        const auto at = std::find(urls.begin(), urls.end(), r.url);
+        const auto i = static_cast<std::size_t>(at - urls.begin());
+        j["in_service"] = at != urls.end();
+        if (at != urls.end() && i < it->second.size()) {
+          j["balancer"] = balancer_json(it->second[i], now);
         }
       }
       if (!r.process.empty()) {

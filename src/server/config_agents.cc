@@ -67,6 +67,60 @@ void Checker::read_probes(const Item& item, ProbesConfig& probes) {
   s.finish();
 }
 
+void Checker::read_replica_range(const Item& item, AgentConfig& agent) {
+  Section s(*this, item);
+  if (!s.ok()) return;
+  auto min = s.get("min");
+  auto max = s.get("max");
+  long long low = 0;
+  long long high = 0;
+  bool valid = min && max;
+  if (min) {
+    if (auto n = integer(*min, {1, 1000}))
+      low = *n;
+    else
+      valid = false;
+  }
+  if (max) {
+    if (auto n = integer(*max, {1, 1000}))
+      high = *n;
+    else
+      valid = false;
+  }
+  if (!min || !max) {
+    at_key(item, std::string("missing key '") + (min ? "max" : "min") +
+                     "' (replicas: {min, max} gives the fewest replicas mend runs and the most "
+                     "it scales up to)");
+  }
+  s.finish();
+  if (!valid) return;
+  if (high < low) {
+    at_value(*max,
+             "must be at least min (" + std::to_string(low) + "), got " + std::to_string(high));
+    return;
+  }
+  ScalingConfig scaling;
+  scaling.scaler.min_replicas = static_cast<int>(low);
+  scaling.scaler.max_replicas = static_cast<int>(high);
+  agent.replicas = scaling.scaler.min_replicas;
+  agent.scaling = scaling;
+}
+
+void Checker::read_scaling(const Item& item, ScalingConfig& scaling) {
+  Section s(*this, item);
+  if (!s.ok()) return;
+  ReplicaScalerOptions& o = scaling.scaler;
+  set_duration(s, "interval", scaling.interval, DurationRule::positive);
+  set_duration(s, "scale_up_cooldown", o.scale_up_cooldown, DurationRule::non_negative);
+  set_duration(s, "scale_down_delay", o.scale_down_delay, DurationRule::non_negative);
+  set_real(s, "scale_down_utilisation", o.scale_down_utilisation,
+           {0, 1, true, false, " (a share of the replicas' capacity)"});
+  set_duration(s, "latency_threshold", o.latency_threshold, DurationRule::non_negative);
+  set_integer(s, "replica_capacity", o.replica_capacity, {0, 1'000'000});
+  set_duration(s, "start_timeout", o.start_timeout, DurationRule::positive);
+  s.finish();
+}
+
 void Checker::read_agent(const Item& item, const PolicyConfig& global, AgentConfig& agent) {
   Section s(*this, item, "an agent (a mapping)", false);
   if (!s.ok()) return;
@@ -134,7 +188,8 @@ void Checker::read_agent(const Item& item, const PolicyConfig& global, AgentConf
     }
   }
   // Keys that make sense only for a process mend starts.
-  for (std::string_view key : {"args", "env", "working_dir", "memory_limit", "stop_timeout"}) {
+  for (std::string_view key :
+       {"args", "env", "working_dir", "memory_limit", "stop_timeout", "scaling"}) {
     auto entry = s.get(key);
     if (entry && !command) {
       at_key(*entry, "'" + std::string(key) +
@@ -175,7 +230,16 @@ void Checker::read_agent(const Item& item, const PolicyConfig& global, AgentConf
   }
   set_strings(s, "capabilities", agent.capabilities);
   set_bool(s, "generalist", agent.generalist);
-  if (auto replicas = s.get("replicas")) {
+  auto replicas = s.get("replicas");
+  if (replicas && replicas->value.IsMap()) {
+    if (!command) {
+      at_key(*replicas,
+             "replicas: {min, max} applies only to an agent that mend starts (with a command); "
+             "an agent reached by URL has one replica per URL");
+    } else {
+      read_replica_range(*replicas, agent);
+    }
+  } else if (replicas) {
     if (auto n = integer(*replicas, {1, 1000})) {
       agent.replicas = static_cast<int>(*n);
       if (urls_written > 0 && static_cast<std::size_t>(*n) != urls_written) {
@@ -188,6 +252,15 @@ void Checker::read_agent(const Item& item, const PolicyConfig& global, AgentConf
     agent.replicas = static_cast<int>(agent.urls.size());
   }
   set_integer(s, "max_concurrent", agent.max_concurrent, {0, 1'000'000});
+  if (auto scaling = s.get("scaling"); scaling && command) {
+    if (agent.scaling) {
+      read_scaling(*scaling, *agent.scaling);
+    } else if (!replicas || !replicas->value.IsMap()) {
+      at_key(*scaling,
+             "'scaling' applies only to an agent with replicas: {min, max} (the range mend "
+             "scales it in)");
+    }
+  }
   if (auto probes = s.get("probes")) read_probes(*probes, agent.probes);
   agent.policies = global;
   if (auto policies = s.get("policies")) {

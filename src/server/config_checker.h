@@ -490,6 +490,8 @@ class Checker {
   void read_classifier(const Item& item, std::vector<RuleSpec>& rules);
   void read_agents(const Item& item, const PolicyConfig& global, std::vector<AgentConfig>& agents);
   void read_agent(const Item& item, const PolicyConfig& global, AgentConfig& agent);
+  void read_replica_range(const Item& item, AgentConfig& agent);
+  void read_scaling(const Item& item, ScalingConfig& scaling);
   void read_probes(const Item& item, ProbesConfig& probes);
   void read_probe(const Item& item, ProbeOptions& probe);
   void read_chains(const Item& item, std::map<std::string, std::vector<std::string>>& chains);

@@ -259,6 +259,39 @@ PolicyConfig Checker::read_policies(const Item& item, const PolicyConfig& base) 
         set_real(sub, "burst", o.burst, {1, kInf});
       },
       [](const RateLimiterOptions& o) { RateLimiter probe("config", o); });
+  // hedging: {delay: 50ms | p95, min_delay, max_delay, task_types, window, min_samples}
+  optional_policy(
+      "hedging", out.hedging, [](const PolicyConfig& p) { return p.hedging; },
+      [&](Section& sub, HedgingOptions& o) {
+        if (auto delay = sub.get("delay")) {
+          // A duration, or "pNN": the agent's observed NNth percentile (p95, p99, p99.9).
+          const std::string text = delay->value.IsScalar() ? delay->value.Scalar() : std::string();
+          if (!text.empty() && (text[0] == 'p' || text[0] == 'P')) {
+            double percent = 0;
+            const char* end = text.data() + text.size();
+            const auto [ptr, ec] = std::from_chars(text.data() + 1, end, percent);
+            if (ec != std::errc() || ptr != end || !(percent > 0 && percent < 100)) {
+              at_value(*delay,
+                       "expected a duration (50ms) or a percentile of the agent's latency "
+                       "(p95: above 0, below 100), got " +
+                           found(delay->value));
+            } else {
+              o.delay.reset();
+              o.quantile = percent / 100;
+            }
+          } else if (auto d = duration(*delay, DurationRule::positive)) {
+            o.delay = *d;
+          }
+        }
+        set_duration(sub, "min_delay", o.min_delay, DurationRule::non_negative);
+        set_duration(sub, "max_delay", o.max_delay, DurationRule::positive);
+        if (auto types = sub.get("task_types")) {
+          if (auto list = strings(*types)) o.task_types = *list;
+        }
+        set_duration(sub, "window", o.window, DurationRule::positive);
+        set_integer(sub, "min_samples", o.min_samples, {1, 1'000'000});
+      },
+      [](const HedgingOptions& o) { HedgingPolicy probe(o); });
   set_duration(s, "call_timeout", out.call_timeout, DurationRule::positive);
   s.finish();
   return out;

@@ -61,9 +61,14 @@ net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo&
   AgentCounters& counters = core_.counters(agent.name);
   co_await core_.before_call(task);
   counters.calls.fetch_add(1, std::memory_order_relaxed);
+  counters.calls_out.fetch_add(1, std::memory_order_relaxed);
+  const TimePoint started = core_.clock_.now();
   // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
   auto invoked = inner_.invoke_async(agent, replica, task, attempt);
   Result<std::string> result = co_await std::move(invoked);
+  counters.calls_out.fetch_sub(1, std::memory_order_relaxed);
+  counters.latency_ns.fetch_add((core_.clock_.now() - started).count(), std::memory_order_relaxed);
+  counters.calls_ended.fetch_add(1, std::memory_order_relaxed);
   if (!result.ok()) counters.failures.fetch_add(1, std::memory_order_relaxed);
   core_.m_.attempts->with({agent.name, result.ok() ? "success" : "failure"}).inc();
   co_return result;
@@ -81,8 +86,8 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   g->env.classifier = &g->classifier;
   g->env.events = &event_sink_;
 
-  std::map<std::string, std::vector<std::string>> endpoints;
-  for (const Replica& r : replicas_.snapshot()) endpoints[r.agent].push_back(r.url);
+  // The replicas in service: a scale-up's replica joins once ready, a retiring one has left.
+  std::map<std::string, std::vector<std::string>> endpoints = replicas_.endpoints();
   for (const AgentConfig& agent : config.agents) {
     AgentInfo info = agent_info_of(agent, endpoints[agent.name]);
     if (auto added = g->agents.add(std::move(info)); !added.ok()) return added.error();

@@ -82,6 +82,13 @@ struct AgentCounters {
   std::atomic<std::uint64_t> retries{0};
   std::atomic<std::uint64_t> answered_as_fallback{0};
   std::atomic<std::uint64_t> restarts{0};
+  // What a scaled agent's scaler reads (ReplicaSet::LoadReading): calls out now, calls refused for
+  // want of capacity, connection_pool_exhausted failures, calls ended and their latency.
+  std::atomic<int> calls_out{0};
+  std::atomic<std::uint64_t> refused_capacity{0};
+  std::atomic<std::uint64_t> pool_exhausted{0};
+  std::atomic<std::uint64_t> calls_ended{0};
+  std::atomic<std::int64_t> latency_ns{0};
 };
 
 // Self-healing's actions for the daemon: the agent's admin hooks over HTTP, and for supervised
@@ -231,6 +238,15 @@ class DaemonCore final : public ReplicaSetHost {
   boost::asio::awaitable<void> probe(std::uint64_t epoch, ProbeKind kind);
   boost::asio::awaitable<void> housekeeping_loop();
   void check_memory();
+  // Scaling (daemon_replicas.cc): observes the scaled agents, acts on the scalers' decisions,
+  // stops retired replicas; a scale-up's replica is started on the blocking pool.
+  void scale_replicas(TimePoint now);
+  void on_scaling(const ReplicaSet::ScalingStep& step);
+  void start_scaled_replica(const std::string& agent);
+  void publish_scaling(const std::string& agent, std::string_view action, std::string_view held,
+                       int replicas, const std::string& process, const std::string& detail);
+  // The replicas in service changed: a generation with the agents' new endpoints.
+  void replicas_changed(const std::string& why);
   // What a housekeeping pass over the store did (housekeeping.h), in the log and the metrics.
   void report_store_pass(const StorePassReport& report);
   void report_kept_escalations(const EscalationBacklog::Pass& pass);

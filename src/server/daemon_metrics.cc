@@ -50,6 +50,11 @@ DaemonMetrics::DaemonMetrics(MetricsRegistry& registry) {
   relay_requests = &registry.counter("mend_relay_requests_total",
                                      "Requests through a relay, by its agent and how they ended.",
                                      {"relay", "outcome"});
+  scaling = &registry.counter(
+      "mend_replica_scaling_total",
+      "Scaling of agents with replicas: {min, max}, by direction: up, down, abandoned (the new "
+      "replica was not ready in time), failed (it could not be started).",
+      {"agent", "direction"});
 }
 
 double circuit_state_value(CircuitState state) noexcept {
@@ -77,6 +82,16 @@ void DaemonMetrics::add_readings(MetricsRegistry& registry, DaemonReadings readi
                           });
   registry.gauge_callback("mend_agent_ready_replicas", "Replicas of each agent that are ready.",
                           {"agent"}, [read = std::move(readings.ready_replicas)] {
+                            std::vector<Sample> samples;
+                            if (!read) return samples;
+                            for (const auto& [agent, n] : read())
+                              samples.push_back({{agent}, static_cast<double>(n)});
+                            return samples;
+                          });
+  registry.gauge_callback("mend_agent_replicas",
+                          "Replicas of each agent in service (taking calls): for an agent with "
+                          "replicas: {min, max}, what its scaling decided.",
+                          {"agent"}, [read = std::move(readings.replicas_in_service)] {
                             std::vector<Sample> samples;
                             if (!read) return samples;
                             for (const auto& [agent, n] : read())
@@ -174,6 +189,37 @@ void DaemonMetrics::add_readings(MetricsRegistry& registry, DaemonReadings readi
                                 return static_cast<double>(b.ejections);
                               });
                             });
+  // One function feeds the four retry budget families (the window of each agent's budget).
+  auto budget_samples = [read = std::move(readings.retry_budgets)](auto value_of) {
+    std::vector<Sample> samples;
+    if (!read) return samples;
+    for (const auto& [agent, r] : read()) samples.push_back({{agent}, value_of(r)});
+    return samples;
+  };
+  registry.gauge_callback(
+      "mend_agent_actual_success_ratio",
+      "Share of calls to each agent that answered, per attempt, over its retry budget's window.",
+      {"agent"}, [budget_samples] {
+        return budget_samples([](const RetryBudget::Reading& r) { return r.actual_success(); });
+      });
+  registry.gauge_callback(
+      "mend_agent_effective_success_ratio",
+      "Share of requests to each agent that it answered, after retries, over its retry budget's "
+      "window.",
+      {"agent"}, [budget_samples] {
+        return budget_samples([](const RetryBudget::Reading& r) { return r.effective_success(); });
+      });
+  registry.gauge_callback(
+      "mend_retry_budget_spent", "Retry cost spent in each agent's retry budget window.", {"agent"},
+      [budget_samples] {
+        return budget_samples([](const RetryBudget::Reading& r) { return r.spent; });
+      });
+  registry.gauge_callback(
+      "mend_retry_budget_allowance",
+      "Retry cost each agent's retry budget allows over its window (ratio x requests + floor).",
+      {"agent"}, [budget_samples] {
+        return budget_samples([](const RetryBudget::Reading& r) { return r.allowance; });
+      });
 }
 
 std::string workflow_event_json(const Event& event, WallTime at) {
@@ -190,6 +236,18 @@ std::string workflow_event_json(const Event& event, WallTime at) {
     j["from"] = to_string(event.from);
     j["to"] = to_string(event.to);
   }
+  if (!event.detail.empty()) j["detail"] = event.detail;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string scaling_event_json(const ScalingEvent& event, WallTime at) {
+  json j = {{"kind", "replica_scaling"},
+            {"at", to_iso8601(at)},
+            {"source", event.agent},
+            {"action", event.action},
+            {"replicas", event.replicas}};
+  if (!event.held.empty()) j["held"] = event.held;
+  if (!event.process.empty()) j["process"] = event.process;
   if (!event.detail.empty()) j["detail"] = event.detail;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -234,6 +292,20 @@ void DaemonCore::register_metrics() {
                }
              }
              return readings;
+           },
+       .replicas_in_service = [this] { return replicas_.in_service_counts(); },
+       .retry_budgets =
+           [this] {
+             std::vector<std::pair<std::string, RetryBudget::Reading>> readings;
+             if (auto g = current()) {
+               const TimePoint now = clock_.coarse_now();
+               for (const std::string& name : g->agents.names()) {
+                 if (RetryBudget* b = g->workflow->retry_options_for(name).budget.get()) {
+                   readings.emplace_back(name, b->reading(now));
+                 }
+               }
+             }
+             return readings;
            }});
 }
 
@@ -248,8 +320,27 @@ void DaemonCore::on_workflow_event(const Event& event) {
       m_.fallbacks->with({event.source}).inc();
       counters(event.source).answered_as_fallback.fetch_add(1, std::memory_order_relaxed);
       break;
+    case EventKind::agent_skipped:
+      // Saturation for the agent's scaler (ReplicaSet::LoadReading): no room in its bulkhead.
+      if (event.detail == "no_capacity") {
+        counters(event.source).refused_capacity.fetch_add(1, std::memory_order_relaxed);
+      }
+      break;
+    case EventKind::attempt_failed:
+      if (event.detail == "no_capacity") {  // a retry refused for want of room
+        counters(event.source).refused_capacity.fetch_add(1, std::memory_order_relaxed);
+      }
+      break;
     default:
       break;
+  }
+  // A call that failed with connection_pool_exhausted: a retry, or the route taken after it.
+  const bool call_failed = event.kind == EventKind::retry_scheduled ||
+                           (event.kind == EventKind::attempt_failed &&
+                            (event.detail == "next_replica" || event.detail == "fallback" ||
+                             event.detail == "self_healing"));
+  if (call_failed && event.error_type == ErrorType::connection_pool_exhausted) {
+    counters(event.source).pool_exhausted.fetch_add(1, std::memory_order_relaxed);
   }
   publish(std::string(to_string(event.kind)), workflow_event_json(event, clock_.wall_now()));
 }

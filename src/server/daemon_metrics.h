@@ -29,6 +29,7 @@
 #include "mend/core/circuit_breaker.h"
 #include "mend/core/events.h"
 #include "mend/core/replica_balancer.h"
+#include "mend/core/retry_budget.h"
 #include "mend/runtime/supervisor.h"
 #include "mend/server/metrics.h"
 #include "mend/store/escalation_backlog.h"
@@ -53,6 +54,9 @@ struct DaemonReadings {
   std::function<std::optional<EscalationBacklog::Stats>()> escalation_writes;
   std::function<std::size_t()> event_stream_clients;
   std::function<std::vector<ReplicaReading>()> replicas;  // every agent's, from its balancer
+  std::function<std::map<std::string, int>()> replicas_in_service;  // per agent
+  // Per agent with a retry budget: its window's figures (mend/core/retry_budget.h).
+  std::function<std::vector<std::pair<std::string, RetryBudget::Reading>>()> retry_budgets;
 };
 
 class DaemonMetrics {
@@ -75,6 +79,9 @@ class DaemonMetrics {
   CounterFamily* notifications = nullptr;
   CounterFamily* reloads = nullptr;
   CounterFamily* relay_requests = nullptr;
+  // mend_replica_scaling_total{agent, direction}: up, down, abandoned (a scale-up's replica not
+  // ready in time), failed (its process could not start).
+  CounterFamily* scaling = nullptr;
 };
 
 // mend_circuit_state's value: 0 closed, 1 half-open, 2 open, 3 isolated.
@@ -83,6 +90,20 @@ double circuit_state_value(CircuitState state) noexcept;
 // A workflow event as GET /v1/events sends it: kind, at, source, and the fields its kind has
 // (task_id, attempt, error_type, severity, delay_seconds, from, to, detail). One JSON line.
 std::string workflow_event_json(const Event& event, WallTime at);
+
+// A scaler's decision or its outcome, as GET /v1/events sends it (kind replica_scaling).
+struct ScalingEvent {
+  std::string agent;
+  // scale_up, scale_down, start_abandoned, hold (a saturated agent not scaled up: `held` says
+  // why: starting, at_max, cooldown); replica_ready (a scale-up's replica passed its health
+  // recheck), start_failed (its process could not start).
+  std::string action;
+  std::string held;
+  int replicas = 0;     // in service once the action is done
+  std::string process;  // the replica started, retired or given up, when one is
+  std::string detail;   // the scaler's reason
+};
+std::string scaling_event_json(const ScalingEvent& event, WallTime at);
 
 }  // namespace mend::server_detail
 

@@ -140,6 +140,30 @@ TEST(DaemonMetricsTest, ReplicaFamiliesReadTheBalancersAtEachScrape) {
   EXPECT_EQ(registry.value("mend_replica_ejections_total", {"reviewer", failed}), 1);
 }
 
+TEST(DaemonMetricsTest, RetryBudgetFamiliesReadEachAgentsWindowAtEachScrape) {
+  MetricsRegistry registry;
+  DaemonMetrics metrics(registry);
+  RetryBudget budget(RetryBudgetOptions{.min_retries_per_second = 0});
+  const TimePoint now{};
+  metrics.add_readings(registry, {.retry_budgets = [&] {
+                         return std::vector<std::pair<std::string, RetryBudget::Reading>>{
+                             {"reviewer", budget.reading(now)}};
+                       }});
+  EXPECT_EQ(registry.value("mend_agent_actual_success_ratio", {"reviewer"}), 1);
+  EXPECT_EQ(registry.value("mend_retry_budget_allowance", {"reviewer"}), 0);
+  // Four requests: three answered at once, one failed and answered on its retry.
+  for (int i = 0; i < 3; ++i) budget.record_success();
+  budget.record_failure();
+  ASSERT_TRUE(budget.try_acquire_retry(RetryCost::plain, now));
+  budget.record_success();
+  budget.release_retry();
+  EXPECT_DOUBLE_EQ(*registry.value("mend_agent_actual_success_ratio", {"reviewer"}), 0.8);
+  EXPECT_DOUBLE_EQ(*registry.value("mend_agent_effective_success_ratio", {"reviewer"}), 1.0);
+  EXPECT_DOUBLE_EQ(*registry.value("mend_retry_budget_spent", {"reviewer"}), 1.0);
+  EXPECT_DOUBLE_EQ(*registry.value("mend_retry_budget_allowance", {"reviewer"}), 2.0);
+  EXPECT_THAT(registry.render(), HasSubstr("# TYPE mend_agent_effective_success_ratio gauge"));
+}
+
 TEST(DaemonMetricsTest, EmptyReadingsShowNoSamples) {
   MetricsRegistry registry;
   DaemonMetrics metrics(registry);
@@ -189,6 +213,41 @@ TEST(DaemonMetricsTest, AWorkflowEventHasTheEventStreamsShapeForItsKind) {
   // A source that is not UTF-8 (an agent's name comes from configuration) still makes JSON.
   transition.source = std::string("bad\xff", 4);
   EXPECT_NO_THROW(j = nlohmann::json::parse(workflow_event_json(transition, at)));
+}
+
+TEST(DaemonMetricsTest, ScalingIsCountedByDirectionAndReplicasInServiceReadAtEachScrape) {
+  MetricsRegistry registry;
+  DaemonMetrics metrics(registry);
+  std::map<std::string, int> serving = {{"reviewer", 1}};
+  metrics.add_readings(registry, {.replicas_in_service = [&] { return serving; }});
+  metrics.scaling->with({"reviewer", "up"}).inc();
+  EXPECT_EQ(registry.value("mend_agent_replicas", {"reviewer"}), 1.0);
+  serving["reviewer"] = 2;
+  EXPECT_EQ(registry.value("mend_agent_replicas", {"reviewer"}), 2.0);
+  const std::string text = registry.render();
+  EXPECT_THAT(text, HasSubstr("# TYPE mend_replica_scaling_total counter"));
+  EXPECT_THAT(text, HasSubstr("mend_replica_scaling_total{agent=\"reviewer\",direction=\"up\"} 1"));
+  EXPECT_THAT(text, HasSubstr("# TYPE mend_agent_replicas gauge"));
+}
+
+TEST(DaemonMetricsTest, AScalingEventHasTheEventStreamsShape) {
+  const WallTime at = ManualClock::kDefaultWallStart;
+  nlohmann::json j = nlohmann::json::parse(scaling_event_json(
+      {"reviewer", "scale_up", "", 2, "", "saturated: 3 calls refused for want of capacity"}, at));
+  EXPECT_EQ(j["kind"], "replica_scaling");
+  EXPECT_EQ(j["at"], "2026-01-01T00:00:00.000Z");
+  EXPECT_EQ(j["source"], "reviewer");
+  EXPECT_EQ(j["action"], "scale_up");
+  EXPECT_EQ(j["replicas"], 2);
+  EXPECT_EQ(j["detail"], "saturated: 3 calls refused for want of capacity");
+  EXPECT_FALSE(j.contains("held"));
+  EXPECT_FALSE(j.contains("process"));
+  j = nlohmann::json::parse(scaling_event_json(
+      {"reviewer", "hold", "at_max", 4, "", "saturated ... at the maximum"}, at));
+  EXPECT_EQ(j["held"], "at_max");
+  j = nlohmann::json::parse(
+      scaling_event_json({"reviewer", "scale_down", "", 1, "reviewer#1", "load low"}, at));
+  EXPECT_EQ(j["process"], "reviewer#1");
 }
 
 }  // namespace

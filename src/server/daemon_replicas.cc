@@ -75,6 +75,25 @@ std::string substitute_port(std::string text, unsigned short port) {
   return text;
 }
 
+// Replica `index` of a supervised agent, on `port`, and the process that serves it.
+ProcessSpec supervised_replica(const AgentConfig& agent, int index, unsigned short port,
+                               Replica& r) {
+  r.port = port;
+  r.url = "http://127.0.0.1:" + std::to_string(port);
+  r.process = agent.name + "#" + std::to_string(index);
+  ProcessSpec spec;
+  spec.name = r.process;
+  spec.command = agent.command;
+  for (const std::string& arg : agent.args) spec.args.push_back(substitute_port(arg, port));
+  spec.env = agent.env;
+  spec.env["PORT"] = std::to_string(port);
+  spec.env["MEND_AGENT_NAME"] = agent.name;
+  spec.env["MEND_REPLICA"] = std::to_string(index);
+  spec.working_dir = agent.working_dir;
+  spec.stop_timeout = agent.stop_timeout;
+  return spec;
+}
+
 }  // namespace
 
 Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
@@ -116,20 +135,7 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
       r.health = ReplicaProbes(agent.probes, agent.supervised());
       r.memory_limit = agent.memory_limit_bytes;
       if (agent.supervised()) {
-        r.port = ports[static_cast<std::size_t>(i)];
-        r.url = "http://127.0.0.1:" + std::to_string(r.port);
-        r.process = agent.name + "#" + std::to_string(i);
-        ProcessSpec spec;
-        spec.name = r.process;
-        spec.command = agent.command;
-        for (const std::string& arg : agent.args) spec.args.push_back(substitute_port(arg, r.port));
-        spec.env = agent.env;
-        spec.env["PORT"] = std::to_string(r.port);
-        spec.env["MEND_AGENT_NAME"] = agent.name;
-        spec.env["MEND_REPLICA"] = std::to_string(i);
-        spec.working_dir = agent.working_dir;
-        spec.stop_timeout = agent.stop_timeout;
-        specs.push_back(std::move(spec));
+        specs.push_back(supervised_replica(agent, i, ports[static_cast<std::size_t>(i)], r));
       } else {
         r.url = agent.urls[static_cast<std::size_t>(i)];
       }
@@ -139,6 +145,8 @@ Result<void> DaemonCore::start_replicas(const Config& config, bool first) {
   // The kept replicas as they are now, not as copied above: probes and process events went on
   // while processes were stopped and ports found.
   replicas_.replace(keep, std::move(added));
+  // Scaled agents (replicas: {min, max}) start with min replicas; their scalers take over.
+  replicas_.configure_scaling(config, clock_.now());
   for (ProcessSpec& spec : specs) {
     std::string name = spec.name;
     if (auto ok = supervisor_->add(std::move(spec)); !ok.ok()) {
@@ -277,6 +285,18 @@ net::awaitable<void> DaemonCore::probe(std::uint64_t epoch, ProbeKind kind) {
               {"detail", outcome->transition}};
     publish("agent_health", j.dump(-1, ' ', false, json::error_handler_t::replace));
   }
+  if (outcome->admitted) {
+    // The health recheck of a scale-up passed: the replica joins the agent's endpoints.
+    std::string process;
+    for (const Replica& r : replicas_.snapshot()) {
+      if (r.epoch == epoch) process = r.process;
+    }
+    publish_scaling(agent, "replica_ready", "", outcome->replicas_in_service, process,
+                    "ready: takes calls, " + std::to_string(outcome->replicas_in_service) +
+                        " replicas in service");
+    net::post(*blocking_,
+              [this, agent] { replicas_changed("a replica of " + agent + " is ready"); });
+  }
   if (outcome->agent_fell) {
     net::post(*blocking_, [this, agent, result] { on_agent_unhealthy(agent, result); });
   }
@@ -299,6 +319,7 @@ net::awaitable<void> DaemonCore::probe_loop() {
   while (!loops_stop_.load()) {
     const TimePoint now = clock_.now();
     auto status_of = [this](const std::string& process) { return supervisor_->status(process); };
+    scale_replicas(now);
     for (ReplicaSet::DueProbe due : replicas_.take_due(now, status_of)) {
       auto probing = probe(due.epoch, due.kind);
       net::co_spawn(executor, std::move(probing), [this, epoch = due.epoch](std::exception_ptr e) {
@@ -361,6 +382,135 @@ void DaemonCore::on_agent_unhealthy(const std::string& agent, const ProbeResult&
                                   (report.recovery.reason.empty() ? std::string("no strategy")
                                                                   : report.recovery.reason) +
                                   ")"));
+}
+
+// --- scaling -------------------------------------------------------------------------------------
+
+void DaemonCore::scale_replicas(TimePoint now) {
+  if (supervision_closed_.load()) return;
+  std::map<std::string, ReplicaSet::LoadReading> loads;
+  for (const std::string& agent : replicas_.scaled_agents()) {
+    const AgentCounters& c = counters(agent);
+    ReplicaSet::LoadReading& load = loads[agent];
+    load.calls_out = std::max(0, c.calls_out.load(std::memory_order_relaxed));
+    load.refused = c.refused_capacity.load(std::memory_order_relaxed);
+    load.pool_exhausted = c.pool_exhausted.load(std::memory_order_relaxed);
+    load.calls_ended = c.calls_ended.load(std::memory_order_relaxed);
+    load.latency_sum = Duration(c.latency_ns.load(std::memory_order_relaxed));
+  }
+  if (!loads.empty()) {
+    for (const ReplicaSet::ScalingStep& step : replicas_.observe_scaling(now, loads)) {
+      on_scaling(step);
+    }
+  }
+  // Retired replicas whose calls are done (or whose call timeout is over) are stopped: SIGTERM,
+  // then SIGKILL after the agent's stop_timeout, on the blocking pool (remove() waits).
+  auto idle = [this](const std::string& agent) {
+    return counters(agent).calls_out.load(std::memory_order_relaxed) <= 0;
+  };
+  for (const std::string& process : replicas_.take_retired(now, idle)) {
+    net::post(*blocking_, [this, process] {
+      Result<void> removed = supervisor_->remove(process);
+      replicas_.forget(process);
+      if (removed.ok()) {
+        log("info", "stopped " + process + " (retired)");
+      } else {
+        log("warn", "stopping " + process + " (retired): " + removed.error().message);
+      }
+    });
+  }
+}
+
+void DaemonCore::on_scaling(const ReplicaSet::ScalingStep& step) {
+  const ScalingDecision& d = step.decision;
+  publish_scaling(step.agent, to_string(d.action),
+                  d.action == ScalingAction::hold ? to_string(d.held) : std::string_view(),
+                  d.replicas, step.process, d.reason);
+  switch (d.action) {
+    case ScalingAction::scale_up:
+      m_.scaling->with({step.agent, "up"}).inc();
+      log("info", "agent " + step.agent + ": " + d.reason);
+      net::post(*blocking_, [this, agent = step.agent] { start_scaled_replica(agent); });
+      break;
+    case ScalingAction::scale_down:
+      m_.scaling->with({step.agent, "down"}).inc();
+      log("info", "agent " + step.agent + ": " + d.reason + " (" + step.process + " retires)");
+      net::post(*blocking_, [this, agent = step.agent] {
+        replicas_changed("a replica of " + agent + " retires");
+      });
+      break;
+    case ScalingAction::start_abandoned:
+      m_.scaling->with({step.agent, "abandoned"}).inc();
+      log("warn", "agent " + step.agent + ": " + d.reason);
+      break;
+    case ScalingAction::hold:
+      log("info", "agent " + step.agent + ": " + d.reason);
+      break;
+  }
+}
+
+void DaemonCore::start_scaled_replica(const std::string& agent_name) {
+  if (supervision_closed_.load()) return;
+  std::shared_ptr<Generation> g = current();
+  const AgentConfig* agent = g ? g->config.agent(agent_name) : nullptr;
+  const TimePoint now = clock_.now();
+  if (agent == nullptr || !agent->supervised()) {
+    replicas_.scale_up_failed(agent_name, "", now);  // reloaded away meanwhile
+    return;
+  }
+  std::set<unsigned short> taken;
+  for (const Replica& r : replicas_.snapshot()) taken.insert(r.port);
+  Result<std::vector<unsigned short>> port = free_loopback_ports(1, taken);
+  const int index = replicas_.free_index(agent_name);
+  Replica r;
+  r.agent = agent_name;
+  r.index = index;
+  r.probes = agent->probes;
+  r.health = ReplicaProbes(agent->probes, /*supervised=*/true);
+  r.memory_limit = agent->memory_limit_bytes;
+  std::string failure;
+  std::string process;
+  if (port.ok()) {
+    ProcessSpec spec = supervised_replica(*agent, index, port->front(), r);
+    r.epoch = replicas_.new_epoch();
+    process = r.process;
+    // In the set before it starts: its started event must find it.
+    replicas_.add_scaled(std::move(r));
+    Result<void> added = supervisor_->add(std::move(spec));
+    if (added.ok()) {
+      log("info", "started " + process + " (scaling up: it takes calls once ready)");
+      return;
+    }
+    failure = "cannot start " + process + ": " + added.error().message;
+  } else {
+    failure = "no free port for a new replica: " + port.error().message;
+  }
+  replicas_.scale_up_failed(agent_name, process, clock_.now());
+  m_.scaling->with({agent_name, "failed"}).inc();
+  log("error", "agent " + agent_name + ": scaling up failed: " + failure);
+  publish_scaling(agent_name, "start_failed", "", replicas_.in_service_counts()[agent_name],
+                  process, failure);
+}
+
+void DaemonCore::replicas_changed(const std::string& why) {
+  MutexLock serial(reload_mu_);  // one new generation at a time, a reload's or this
+  std::shared_ptr<Generation> old = current();
+  if (!old || supervision_closed_.load()) return;
+  Result<std::shared_ptr<Generation>> g = build(old->config);
+  if (!g.ok()) {
+    log("error", "the agents' replicas changed (" + why +
+                     "), but their new generation could not be built: " + g.error().message);
+    return;
+  }
+  set_generation(*g);
+  replicas_.report_health();
+}
+
+void DaemonCore::publish_scaling(const std::string& agent, std::string_view action,
+                                 std::string_view held, int replicas, const std::string& process,
+                                 const std::string& detail) {
+  ScalingEvent event{agent, std::string(action), std::string(held), replicas, process, detail};
+  publish("replica_scaling", scaling_event_json(event, clock_.wall_now()));
 }
 
 }  // namespace mend::server_detail

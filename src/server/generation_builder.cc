@@ -19,6 +19,12 @@ AgentInfo agent_info_of(const AgentConfig& agent, const std::vector<std::string>
     const int limit = agent.policies.bulkhead->max_concurrent;
     info.max_concurrent = info.max_concurrent == 0 ? limit : std::min(info.max_concurrent, limit);
   }
+  // A scaled agent with a capacity per replica takes that many calls per replica in service: a
+  // scale-up widens its bulkhead, a scale-down narrows it.
+  if (agent.scaled() && agent.scaling->scaler.replica_capacity > 0) {
+    const int limit = agent.scaling->scaler.replica_capacity * info.replicas();
+    info.max_concurrent = info.max_concurrent == 0 ? limit : std::min(info.max_concurrent, limit);
+  }
   info.breaker = agent.policies.breaker;
   info.replica_balancing = agent.policies.replica_balancing;
   // The workflow's attempt policy applies them (mend/core/attempt_policy.h); the relay takes its

@@ -69,6 +69,29 @@ agents:
   EXPECT_EQ(generalist.replica_balancing.consecutive_failures, 5);  // ReplicaBalancerOptions'
 }
 
+TEST(GenerationBuilderTest, AScaledAgentsConcurrencyLimitFollowsItsReplicasInService) {
+  const Config config = config_of(R"(
+agents:
+  - name: reviewer
+    command: reviewer
+    replicas: {min: 1, max: 4}
+    scaling: {replica_capacity: 3}
+    max_concurrent: 10
+  - name: unbounded
+    command: unbounded
+    replicas: {min: 1, max: 2}
+)");
+  ASSERT_EQ(config.agents.size(), 2u);
+  const AgentConfig& reviewer = config.agents[0];
+  EXPECT_EQ(agent_info_of(reviewer, {"http://a"}).max_concurrent, 3);
+  EXPECT_EQ(agent_info_of(reviewer, {"http://a", "http://b"}).max_concurrent, 6);
+  // At most max_concurrent, whatever the replicas.
+  EXPECT_EQ(
+      agent_info_of(reviewer, {"http://a", "http://b", "http://c", "http://d"}).max_concurrent, 10);
+  // Without a capacity, no limit but the configured ones.
+  EXPECT_EQ(agent_info_of(config.agents[1], {"http://a", "http://b"}).max_concurrent, 0);
+}
+
 TEST(GenerationBuilderTest, ASupervisedAgentsReplicasAreWhereMendStartedThem) {
   const Config config = config_of(R"(
 agents:

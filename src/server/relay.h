@@ -8,7 +8,9 @@
 // retry budget allows; when the agent cannot answer, the request goes down the agent's fallback
 // chain (and its capability siblings, as a task would); when none can, the client gets the
 // degraded answer (200, `Mend-Outcome: degraded`). Answers that took a retry or a fallback carry
-// `Mend-Outcome` (and `Mend-Agent`). It is what a user puts in front of an HTTP agent whose
+// `Mend-Outcome` (and `Mend-Agent`). An agent with `policies.hedging` gets the requests of its
+// idempotent task types sent again to another replica when the first call is slow; the first
+// answer wins (docs/relay.md, "Hedging"). It is what a user puts in front of an HTTP agent whose
 // clients already speak its protocol: no task envelope, no journal entry per request, and the
 // speed of a proxy (docs/benchmarks.md compares it with HAProxy and nginx).
 //
@@ -31,6 +33,7 @@
 
 #include "mend/core/agents.h"
 #include "mend/core/clock.h"
+#include "mend/core/hedging.h"
 #include "mend/core/result.h"
 #include "mend/core/retry.h"
 
@@ -56,6 +59,10 @@ struct RelayTarget {
   // Every replica has its endpoint (endpoints[i] is replica i): the agent's balancer picks each
   // call's replica. Else (a replica unusable) calls go round the usable endpoints in turn.
   bool balanced = false;
+  // The agent's hedging (policies.hedging), when it has one and the relay balances two replicas
+  // or more; else null. Shared by the relay's workers: its latency estimate is of all their calls
+  // to the agent, and starts afresh with each configuration generation.
+  std::shared_ptr<HedgingPolicy> hedging;
 };
 
 // The agents a relay tries, in order: its agent, then the candidates a task to it would have.

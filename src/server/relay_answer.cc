@@ -108,8 +108,12 @@ void Relay::Connection::end_exchange() {
 
 // Back to the pool when its answer ended cleanly and nothing else came with it; else closed.
 void Relay::Connection::release_upstream() {
-  if (!up_) return;
-  Upstream& up = *up_;
+  release(up_);
+}
+
+void Relay::Connection::release(std::unique_ptr<Upstream>& connection) {
+  if (!connection) return;
+  Upstream& up = *connection;
   if (!up.timed_out && up.parser && up.parser->is_done() && up.parser->keep_alive() &&
       request_->keep_alive() && up.buffer.size() == up.parsed &&
       w_.accepting.load(std::memory_order_relaxed)) {
@@ -117,10 +121,12 @@ void Relay::Connection::release_upstream() {
     up.parsed = 0;
     up.pooled_at = w_.clock().coarse_now();
     up.deadline = up.pooled_at + kPoolIdle;
-    w_.idle[up.slot].push_back(std::move(up_));
+    w_.idle[up.slot].push_back(std::move(connection));
     return;
   }
-  close_upstream();
+  error_code ignored;
+  up.socket.close(ignored);
+  connection.reset();
 }
 
 // Before each write to the client: a client that stops reading is closed by the sweep.

@@ -50,10 +50,12 @@ void Relay::Connection::sweep(TimePoint now) {
     error_code ignored;
     socket_.close(ignored);
   }
-  if (up_ && now >= up_->deadline) {
-    up_->timed_out = true;
-    error_code ignored;
-    up_->socket.close(ignored);
+  for (Upstream* up : {up_.get(), hedge_.up.get()}) {
+    if (up != nullptr && now >= up->deadline) {
+      up->timed_out = true;
+      error_code ignored;
+      up->socket.close(ignored);
+    }
   }
 }
 void Relay::Connection::close_if_idle() {
@@ -66,7 +68,9 @@ void Relay::Connection::close() {
   error_code ignored;
   socket_.close(ignored);
   if (up_) up_->socket.close(ignored);
+  if (hedge_.up) hedge_.up->socket.close(ignored);
   if (delay_) delay_->cancel();
+  if (hedge_timer_) hedge_timer_->cancel();
 }
 
 // --- The client's request ------------------------------------------------------------------------

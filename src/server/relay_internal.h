@@ -46,13 +46,26 @@ inline constexpr std::uint32_t kHeaderLimit = 16384;
 enum class RelayOutcome : std::uint8_t {
   succeeded,              // the agent answered the first call
   succeeded_after_retry,  // the agent answered a retry
+  hedged,                 // the agent answered a hedge (a second call to another replica)
   fallback,               // another agent of the chain answered
   degraded,               // no agent could: the degraded answer
   rejected,               // mend refused the request itself (malformed, too large, upgrade)
   count
 };
 inline constexpr std::array<const char*, static_cast<std::size_t>(RelayOutcome::count)>
-    kOutcomeNames = {"succeeded", "succeeded_after_retry", "fallback", "degraded", "rejected"};
+    kOutcomeNames = {"succeeded", "succeeded_after_retry", "hedged", "fallback", "degraded",
+                     "rejected"};
+
+// How a hedge ended, for mend_relay_hedges_total (docs/relay.md, "Hedging").
+enum class HedgeResult : std::uint8_t {
+  won,      // its answer went to the client; the first call was cancelled
+  lost,     // the first call answered first; the hedge was cancelled
+  failed,   // the hedge's call failed
+  refused,  // the delay passed, but the retry budget or the replicas allowed no hedge
+  count
+};
+inline constexpr std::array<const char*, static_cast<std::size_t>(HedgeResult::count)>
+    kHedgeResultNames = {"won", "lost", "failed", "refused"};
 
 // Per agent, what a worker counted since its last flush; calls are counted when they end.
 struct AgentDelta {
@@ -75,6 +88,9 @@ struct Upstream {
   bool timed_out = false;  // the sweep closed it at the call timeout
   TimePoint deadline{};    // of the call in flight; when idle, of its time in the pool
   TimePoint pooled_at{};
+  // Numbers the call on it (Connection::serial_): a handler of a call that was cancelled, and
+  // whose connection is gone, finds another number (or none) and does nothing.
+  std::uint64_t serial = 0;
 };
 
 // One thread: its io_context, acceptor, client connections and upstream pool.
@@ -112,6 +128,8 @@ struct Relay::Worker {
   std::vector<std::unique_ptr<Slot>> retired;
   std::atomic<std::size_t> open{0};  // connections, for stop() on another thread
   std::array<std::uint64_t, static_cast<std::size_t>(RelayOutcome::count)> outcomes{};
+  std::array<std::uint64_t, static_cast<std::size_t>(HedgeResult::count)> hedges{};
+  CounterFamily* hedge_family = nullptr;  // mend_relay_hedges_total, registered at first use
 
   std::vector<tcp::endpoint> endpoints;  // endpoint slots of the upstream pool
   std::vector<std::vector<std::unique_ptr<Upstream>>> idle;
@@ -178,9 +196,17 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   AgentDelta& delta() { return slot_->deltas[target_]; }
   void next_target();
   void call();
+  // A pooled connection to endpoint slot `slot` that is still open, or null.
+  std::unique_ptr<Upstream> take_pooled(std::size_t slot, TimePoint now);
   void begin_response(Upstream& up);
+  // The request as it came, with replica's base path before its target.
+  std::array<net::const_buffer, 3> request_for(std::size_t replica) const;
   void send_request();
   void read_response();
+  // What the bytes of an answer came to: more to read, the whole answer, or a failure (ec).
+  enum class Parsed : std::uint8_t { more, complete, failed };
+  Parsed take_answer(Upstream& up, error_code& ec, std::size_t n);
+  bool current(std::uint64_t serial) const { return up_ && up_->serial == serial; }
   void on_response_bytes(error_code ec, std::size_t n);
   void response_complete();
   void call_failed(const error_code& ec);
@@ -194,12 +220,40 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   void abandon();
   void give_back_token();
 
+  // --- Hedging: a second call to another replica when the first is slow (relay_exchange.cc) -----
+  // Whether this request is hedged by target(): its agent hedges, has replicas to spare, and the
+  // request's task type is one it hedges.
+  bool hedged_request();
+  void arm_hedge();
+  void stop_hedge_timer();
+  void launch_hedge();
+  void open_hedge(bool pooled);
+  void hedge_send();
+  void hedge_read();
+  bool hedge_current(std::uint64_t serial) const {
+    return hedge_.up && hedge_.up->serial == serial;
+  }
+  void on_hedge_bytes(error_code ec, std::size_t n);
+  void hedge_call_failed(const error_code& ec);
+  void hedge_failed(Error error);
+  void hedge_answered();
+  // The first call failed while the hedge is out: counted, and the hedge is waited for.
+  void first_failed(Error error);
+  // The hedge's call becomes the request's current call (it answered, or both failed).
+  void adopt_hedge();
+  // Closes a call that lost the race: its connection (never pooled), its replica's pick.
+  void cancel_first();
+  void cancel_hedge(HedgeResult result);
+  void drop_hedge();  // mend is stopping: closed, and nothing counted
+  RetryBudget* budget() const { return target().retry ? target().retry->budget.get() : nullptr; }
+
   // --- Answers (relay_answer.cc) -----------------------------------------------------------------
   void finish(RelayOutcome outcome);
   void answer_degraded();
   void answered(const error_code& ec);
   void end_exchange();
   void release_upstream();
+  void release(std::unique_ptr<Upstream>& up);
   void start_writing();
   void close_upstream();
 
@@ -234,6 +288,23 @@ class Relay::Connection : public std::enable_shared_from_this<Relay::Connection>
   std::unique_ptr<Upstream> up_;
   std::optional<Timer> delay_;
   std::string own_answer_;  // an answer mend wrote, or the headers it adds
+
+  // Hedging (docs/relay.md, "Hedging").
+  struct Hedge {
+    std::unique_ptr<Upstream> up;  // while the hedge is out
+    int picked = -1;               // its replica, picked from the balancer
+    std::size_t replica = 0;
+    TimePoint started{};
+    RetryBudget* token = nullptr;  // the budget it was paid from: given back when it ends
+  };
+  std::uint64_t serial_ = 0;              // of the latest call started (Upstream::serial)
+  bool hedgeable_ = false;                // of this request, to target()
+  std::optional<std::string> task_type_;  // the request's, once read (hedged agents only)
+  std::uint64_t hedge_for_ = 0;           // the call the hedge timer waits on (0: none)
+  std::optional<Timer> hedge_timer_;
+  Hedge hedge_;
+  std::optional<Error> first_failure_;  // the first call failed while the hedge was out
+  bool answered_by_hedge_ = false;
 };
 
 }  // namespace mend::server_detail

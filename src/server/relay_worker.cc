@@ -59,6 +59,21 @@ void Relay::Worker::flush() {
         .inc(static_cast<double>(outcomes[i]));
     outcomes[i] = 0;
   }
+  for (std::size_t i = 0; i < hedges.size(); ++i) {
+    if (hedges[i] == 0) continue;
+    if (hedge_family == nullptr) {
+      // Registered here rather than with the daemon's families: only a relay hedges. The same
+      // definition from every worker and relay gives the same family.
+      hedge_family = &core.metrics.counter(
+          "mend_relay_hedges_total",
+          "Hedges of requests through a relay (a second call to another replica of a slow "
+          "agent), by the relay's agent and how they ended: won, lost, failed, refused.",
+          {"relay", "result"});
+    }
+    hedge_family->with({relay.options_.agent, kHedgeResultNames[i]})
+        .inc(static_cast<double>(hedges[i]));
+    hedges[i] = 0;
+  }
 }
 
 void Relay::Worker::flush(Slot& s) {

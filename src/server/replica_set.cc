@@ -7,11 +7,28 @@
 namespace mend::server_detail {
 namespace {
 
-// What decides whether a supervised agent's processes must be replaced on reload.
+// What decides whether a supervised agent's processes must be replaced on reload. A scaled
+// agent's replicas stay when only its scaling options changed (its scaler starts afresh).
 bool same_process(const AgentConfig& a, const AgentConfig& b) {
+  const bool same_range =
+      a.scaled() == b.scaled() &&
+      (!a.scaled() || (a.scaling->scaler.min_replicas == b.scaling->scaler.min_replicas &&
+                       a.scaling->scaler.max_replicas == b.scaling->scaler.max_replicas));
   return a.command == b.command && a.args == b.args && a.env == b.env &&
-         a.working_dir == b.working_dir && a.replicas == b.replicas &&
+         a.working_dir == b.working_dir && a.replicas == b.replicas && same_range &&
          a.stop_timeout == b.stop_timeout;
+}
+
+bool same_scaling(const ReplicaScalerOptions& a, const ReplicaScalerOptions& b) {
+  return a.min_replicas == b.min_replicas && a.max_replicas == b.max_replicas &&
+         a.replica_capacity == b.replica_capacity && a.latency_threshold == b.latency_threshold &&
+         a.scale_up_cooldown == b.scale_up_cooldown && a.scale_down_delay == b.scale_down_delay &&
+         a.scale_down_utilisation == b.scale_down_utilisation && a.start_timeout == b.start_timeout;
+}
+
+// Whether the replica counts for its agent's health and takes calls.
+bool serving(const Replica& r) {
+  return r.in_service && !r.retiring;
 }
 
 }  // namespace
@@ -74,7 +91,7 @@ bool ReplicaSet::report_agent(const std::string& agent) {
   AgentReplicaHealth health;
   bool any = false;
   for (const Replica& r : replicas_) {
-    if (r.agent != agent) continue;
+    if (r.agent != agent || !serving(r)) continue;
     any = true;
     health.any_ready = health.any_ready || r.health.is_ready();
     if (r.health.is_ready() && r.probed) health.ready_unprobed = false;
@@ -109,7 +126,7 @@ std::vector<std::string> ReplicaSet::processes_of(const std::string& agent) cons
   std::vector<std::string> processes;
   MutexLock lock(mu_);
   for (const Replica& r : replicas_) {
-    if (r.agent == agent && !r.process.empty()) processes.push_back(r.process);
+    if (r.agent == agent && !r.process.empty() && !r.retiring) processes.push_back(r.process);
   }
   return processes;
 }
@@ -131,7 +148,7 @@ std::vector<ReplicaSet::DueProbe> ReplicaSet::take_due(TimePoint now,
   std::vector<DueProbe> due;
   MutexLock lock(mu_);
   for (Replica& r : replicas_) {
-    if (r.probing || r.restarting) continue;
+    if (r.probing || r.restarting || r.retiring) continue;
     if (!r.process.empty()) {
       // Only a process whose start the set has heard of: the started event resets the replica's
       // probes, and must not undo what a probe of the new process found.
@@ -175,6 +192,17 @@ std::optional<ReplicaSet::ProbeOutcome> ReplicaSet::record_probe(std::uint64_t e
       break;
     case ProbeVerdict::Change::ready:
       outcome.transition = "ready";
+      if (!r->in_service && !r->retiring) {
+        // The health recheck of a scale-up: it takes calls from now on.
+        r->in_service = true;
+        outcome.admitted = true;
+        if (auto it = scaling_.find(r->agent); it != scaling_.end()) {
+          it->second.scaler.replica_ready(now);
+        }
+        for (const Replica& other : replicas_) {
+          if (other.agent == r->agent && serving(other)) ++outcome.replicas_in_service;
+        }
+      }
       break;
     case ProbeVerdict::Change::not_ready:
       outcome.transition = "not ready: " + detail;
@@ -205,7 +233,9 @@ std::vector<ReplicaSet::OverMemory> ReplicaSet::over_memory(const ProcessLookup&
   std::vector<OverMemory> over;
   MutexLock lock(mu_);
   for (Replica& r : replicas_) {
-    if (r.process.empty() || r.memory_limit == 0 || r.healing || r.restarting) continue;
+    if (r.process.empty() || r.memory_limit == 0 || r.healing || r.restarting || r.retiring) {
+      continue;
+    }
     std::optional<ProcessStatus> status = status_of(r.process);
     if (!status || !status->running || status->rss_bytes <= r.memory_limit) continue;
     r.healing = true;
@@ -225,8 +255,168 @@ void ReplicaSet::healing_done(const std::string& agent) {
 std::map<std::string, int> ReplicaSet::ready_counts() const {
   std::map<std::string, int> ready;
   MutexLock lock(mu_);
-  for (const Replica& r : replicas_) ready[r.agent] += r.health.is_ready() ? 1 : 0;
+  for (const Replica& r : replicas_) ready[r.agent] += serving(r) && r.health.is_ready() ? 1 : 0;
   return ready;
+}
+
+void ReplicaSet::configure_scaling(const Config& config, TimePoint now) {
+  MutexLock lock(mu_);
+  std::map<std::string, Scaling> scaling;
+  for (const AgentConfig& agent : config.agents) {
+    if (!agent.scaled()) continue;
+    const ReplicaScalerOptions& options = agent.scaling->scaler;
+    auto it = scaling_.find(agent.name);
+    if (it != scaling_.end() && same_scaling(it->second.options, options)) {
+      it->second.interval = agent.scaling->interval;
+      it->second.drain = agent.policies.call_timeout;
+      scaling.emplace(agent.name, std::move(it->second));
+      continue;
+    }
+    int serving_now = 0;
+    for (const Replica& r : replicas_) {
+      if (r.agent == agent.name && serving(r)) ++serving_now;
+    }
+    scaling.emplace(agent.name, Scaling{ReplicaScaler(options, serving_now), options,
+                                        agent.scaling->interval, agent.policies.call_timeout,
+                                        now + agent.scaling->interval, LoadReading{}});
+  }
+  scaling_ = std::move(scaling);
+}
+
+std::vector<std::string> ReplicaSet::scaled_agents() const {
+  std::vector<std::string> agents;
+  MutexLock lock(mu_);
+  for (const auto& [agent, scaling] : scaling_) agents.push_back(agent);
+  return agents;
+}
+
+std::vector<ReplicaSet::ScalingStep> ReplicaSet::observe_scaling(
+    TimePoint now, const std::map<std::string, LoadReading>& loads) {
+  std::vector<ScalingStep> steps;
+  MutexLock lock(mu_);
+  for (auto& [agent, scaling] : scaling_) {
+    if (now < scaling.next) continue;
+    scaling.next = now + scaling.interval;
+    auto load = loads.find(agent);
+    if (load == loads.end()) continue;
+    const LoadReading& total = load->second;
+    const LoadReading& last = scaling.last;
+    // Totals only grow; a smaller one (counters reset) counts from zero.
+    auto since = [](std::uint64_t now_total, std::uint64_t before) {
+      return now_total >= before ? now_total - before : now_total;
+    };
+    ScalingSignals signals;
+    signals.in_flight = total.calls_out;
+    signals.rejected = since(total.refused, last.refused);
+    signals.pool_exhausted = since(total.pool_exhausted, last.pool_exhausted);
+    const std::uint64_t ended = since(total.calls_ended, last.calls_ended);
+    if (ended > 0) {
+      const bool reset = total.calls_ended < last.calls_ended;
+      const Duration sum = reset ? total.latency_sum : total.latency_sum - last.latency_sum;
+      signals.latency = sum / static_cast<Duration::rep>(ended);
+    }
+    scaling.last = total;
+    ScalingStep step{agent, scaling.scaler.observe(signals, now), {}};
+    const ScalingAction action = step.decision.action;
+    if (action == ScalingAction::scale_down || action == ScalingAction::start_abandoned) {
+      // scale_down: the replica added last of those in service; start_abandoned: the one starting.
+      Replica* chosen = nullptr;
+      for (Replica& r : replicas_) {
+        if (r.agent != agent || r.retiring || r.process.empty()) continue;
+        const bool fits = action == ScalingAction::scale_down ? r.in_service : !r.in_service;
+        if (fits) chosen = &r;
+      }
+      if (chosen != nullptr) {
+        chosen->in_service = false;
+        chosen->retiring = true;
+        chosen->retire_by = action == ScalingAction::scale_down ? now + scaling.drain : now;
+        step.process = chosen->process;
+        report_agent(agent);
+      }
+    }
+    if (step.decision.report) steps.push_back(std::move(step));
+  }
+  return steps;
+}
+
+int ReplicaSet::free_index(const std::string& agent) const {
+  MutexLock lock(mu_);
+  for (int index = 0;; ++index) {
+    const bool used = std::any_of(replicas_.begin(), replicas_.end(), [&](const Replica& r) {
+      return r.agent == agent && r.index == index;
+    });
+    if (!used) return index;
+  }
+}
+
+void ReplicaSet::add_scaled(Replica replica) {
+  MutexLock lock(mu_);
+  replica.in_service = false;
+  replica.retiring = false;
+  replicas_.push_back(std::move(replica));
+}
+
+void ReplicaSet::scale_up_failed(const std::string& agent, const std::string& process,
+                                 TimePoint now) {
+  MutexLock lock(mu_);
+  if (!process.empty()) {
+    std::erase_if(replicas_, [&](const Replica& r) { return r.process == process; });
+  }
+  if (auto it = scaling_.find(agent); it != scaling_.end()) {
+    it->second.scaler.replica_start_failed(now);
+  }
+}
+
+std::vector<std::string> ReplicaSet::take_retired(
+    TimePoint now, const std::function<bool(const std::string&)>& idle) {
+  std::vector<std::string> due;
+  std::vector<std::pair<std::size_t, std::string>> candidates;  // (replica, agent)
+  {
+    MutexLock lock(mu_);
+    for (std::size_t i = 0; i < replicas_.size(); ++i) {
+      const Replica& r = replicas_[i];
+      if (r.retiring && !r.restarting) candidates.emplace_back(i, r.agent);
+    }
+  }
+  if (candidates.empty()) return due;
+  // Asked without the lock: `idle` reads the daemon's counters.
+  std::map<std::string, bool> idle_agents;
+  for (const auto& [i, agent] : candidates) {
+    if (!idle_agents.count(agent)) idle_agents[agent] = idle(agent);
+  }
+  MutexLock lock(mu_);
+  for (Replica& r : replicas_) {
+    if (!r.retiring || r.restarting) continue;
+    auto it = idle_agents.find(r.agent);
+    const bool drained = r.left_endpoints && it != idle_agents.end() && it->second;
+    if (drained || now >= r.retire_by) {
+      r.restarting = true;  // marks it taken: returned once, no probes
+      due.push_back(r.process);
+    }
+  }
+  return due;
+}
+
+void ReplicaSet::forget(const std::string& process) {
+  MutexLock lock(mu_);
+  std::erase_if(replicas_, [&](const Replica& r) { return r.process == process; });
+}
+
+std::map<std::string, std::vector<std::string>> ReplicaSet::endpoints() {
+  std::map<std::string, std::vector<std::string>> endpoints;
+  MutexLock lock(mu_);
+  for (Replica& r : replicas_) {
+    if (serving(r)) endpoints[r.agent].push_back(r.url);
+    if (r.retiring) r.left_endpoints = true;
+  }
+  return endpoints;
+}
+
+std::map<std::string, int> ReplicaSet::in_service_counts() const {
+  std::map<std::string, int> counts;
+  MutexLock lock(mu_);
+  for (const Replica& r : replicas_) counts[r.agent] += serving(r) ? 1 : 0;
+  return counts;
 }
 
 bool ReplicaSet::every_agent_ready() const {

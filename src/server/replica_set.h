@@ -14,6 +14,15 @@
 //     if (auto target = replicas.probe_target(due.epoch, due.kind)) { /* GET target->url */ }
 //   replicas.record_probe(due.epoch, due.kind, result, clock.now());
 //
+// Agents with `replicas: {min, max}` are scaled (mend/core/replica_scaler.h, one scaler per agent
+// here): observe_scaling() hands each scaler the load the daemon counted and says what to do; a
+// scale-up's replica (add_scaled) takes calls only once ready (record_probe's `admitted`), a
+// retired one leaves the endpoints at once and is stopped once drained (take_retired):
+//
+//   replicas.configure_scaling(config, clock.now());   // after replace()
+//   for (auto& step : replicas.observe_scaling(clock.now(), loads)) act_on(step);
+//   for (auto& process : replicas.take_retired(clock.now(), idle)) stop_then_forget(process);
+//
 // Thread safety: every member may be called from any thread; one mutex guards the replicas.
 // ReplicaSetHost::agent_health is called under that mutex (so that an agent's health follows its
 // replicas' changes in order) and must not call back into the set.
@@ -30,6 +39,7 @@
 #include "mend/core/clock.h"
 #include "mend/core/health.h"
 #include "mend/core/replica_probes.h"
+#include "mend/core/replica_scaler.h"
 #include "mend/core/thread_annotations.h"
 #include "mend/runtime/supervisor.h"
 #include "mend/server/config.h"
@@ -56,6 +66,12 @@ struct Replica {
   // and the answer of a probe to a process that is gone finds none.
   std::uint64_t epoch = 0;
   std::string last_probe;  // detail of the last probe
+  // Takes calls (is among its agent's endpoints). False for a replica a scale-up started, until
+  // its readiness probe first says ready (the health recheck), and for one being retired.
+  bool in_service = true;
+  bool retiring = false;        // a scale-down (or a scale-up given up) stops it once drained
+  bool left_endpoints = false;  // retiring, and left out of the endpoints handed out since
+  TimePoint retire_by{};        // stopped then, drained or not
 };
 
 // An agent's health as its replicas make it: as healthy as its best replica.
@@ -130,6 +146,10 @@ class ReplicaSet {
     std::string transition;  // "ready", "not ready: ...", "... failed N times"; "" for none
     std::optional<std::string> restart_process;  // restart it (startup or liveness threshold)
     bool agent_fell = false;  // its readiness took the agent from healthy to unhealthy
+    // A replica a scale-up started is ready: now in service (the scaler counts it). The daemon
+    // adds it to the agent's endpoints.
+    bool admitted = false;
+    int replicas_in_service = 0;  // the agent's, when admitted
   };
   // Records the answer `ok` (detail: what it said) of the probe to replica `epoch`. nullopt when
   // the replica is gone or being restarted: the answer is not about the process running now.
@@ -148,6 +168,50 @@ class ReplicaSet {
   std::vector<OverMemory> over_memory(const ProcessLookup& status_of);
   void healing_done(const std::string& agent);
 
+  // --- scaling (agents with replicas: {min, max}; mend/core/replica_scaler.h) ----------------
+  // What the daemon counts of an agent's load, as totals since it started: the set takes the
+  // differences between one observation and the next.
+  struct LoadReading {
+    int calls_out = 0;
+    std::uint64_t refused = 0;         // calls refused for want of capacity
+    std::uint64_t pool_exhausted = 0;  // connection_pool_exhausted failures
+    std::uint64_t calls_ended = 0;
+    Duration latency_sum{};  // of the calls ended
+  };
+  // A scaler per scaled agent of `config`: kept where the agent's scaling options did not change,
+  // else new, counting the agent's replicas in service now. Called after replace().
+  void configure_scaling(const Config& config, TimePoint now);
+  // The scaled agents (whose load the daemon reads for observe_scaling).
+  std::vector<std::string> scaled_agents() const;
+  struct ScalingStep {
+    std::string agent;
+    ScalingDecision decision;
+    std::string process;  // scale_down, start_abandoned: the replica taken out of service
+  };
+  // Asks each scaled agent's scaler whose interval has passed, with its reading in `loads`; the
+  // decisions worth an event. A scale_down takes the agent's last added replica in service out
+  // of service at once (retiring, stopped once the agent has no call out or after its call
+  // timeout); start_abandoned retires the starting replica at once.
+  std::vector<ScalingStep> observe_scaling(TimePoint now,
+                                           const std::map<std::string, LoadReading>& loads);
+  // The lowest replica index the agent does not use: a scale-up's replica.
+  int free_index(const std::string& agent) const;
+  // A replica a scale-up started: probed, but not in service until ready (record_probe).
+  void add_scaled(Replica replica);
+  // The scale-up's process could not be started: forgets it and tells the scaler.
+  void scale_up_failed(const std::string& agent, const std::string& process, TimePoint now);
+  // Retiring replicas to stop now: those left out of the endpoints (endpoints() was called since
+  // they retired) whose agent is idle (no call out), or whose drain time is over. Each is returned
+  // once; forget() it once stopped.
+  std::vector<std::string> take_retired(TimePoint now,
+                                        const std::function<bool(const std::string&)>& idle);
+  void forget(const std::string& process);
+  // Every agent's replicas in service: its endpoints, in order, for a new generation. The retiring
+  // replicas it leaves out may be stopped once their agent is idle (take_retired).
+  std::map<std::string, std::vector<std::string>> endpoints();
+  // Replicas in service per agent (every agent with replicas).
+  std::map<std::string, int> in_service_counts() const;
+
   // --- reading -------------------------------------------------------------------------------
   // Ready replicas per agent (every agent with replicas, 0 included).
   std::map<std::string, int> ready_counts() const;
@@ -165,6 +229,16 @@ class ReplicaSet {
   mutable Mutex mu_;
   std::vector<Replica> replicas_ MEND_GUARDED_BY(mu_);
   std::uint64_t next_epoch_ MEND_GUARDED_BY(mu_) = 1;
+
+  struct Scaling {
+    ReplicaScaler scaler;
+    ReplicaScalerOptions options;
+    Duration interval{};
+    Duration drain{};  // how long a retiring replica's calls may take: the call timeout
+    TimePoint next{};  // the next observation
+    LoadReading last;  // the totals at the last observation
+  };
+  std::map<std::string, Scaling> scaling_ MEND_GUARDED_BY(mu_);
 };
 
 }  // namespace mend::server_detail

@@ -261,5 +261,145 @@ TEST_F(ReplicaSetTest, AnAbandonedProbeIsDueAgain) {
   EXPECT_EQ(set.take_due(clock.now(), status_of).size(), 1u);
 }
 
+// --- scaling ---------------------------------------------------------------------------------
+
+Config scaled_config(int min, int max) {
+  Config config;
+  AgentConfig agent;
+  agent.name = "worker";
+  agent.command = "worker";
+  agent.replicas = min;
+  ScalingConfig scaling;
+  scaling.scaler.min_replicas = min;
+  scaling.scaler.max_replicas = max;
+  scaling.scaler.scale_up_cooldown = 10s;
+  scaling.scaler.scale_down_delay = 30s;
+  scaling.scaler.start_timeout = 20s;
+  scaling.interval = 1s;
+  agent.scaling = scaling;
+  agent.policies.call_timeout = 5s;
+  config.agents.push_back(agent);
+  return config;
+}
+
+TEST_F(ReplicaSetTest, AScaleUpsReplicaTakesCallsOnlyOnceReadyAndAScaleDownDrainsTheLastOne) {
+  set.replace({}, {supervised("worker", 0)});
+  start("worker#0", 41);
+  ASSERT_EQ(answer_due(true)->transition, "ready");
+  set.configure_scaling(scaled_config(1, 3), clock.now());
+  EXPECT_EQ(set.scaled_agents(), std::vector<std::string>{"worker"});
+
+  // Not due before its interval; then refusals since the last observation scale it up.
+  std::map<std::string, ReplicaSet::LoadReading> loads = {{"worker", {.refused = 4}}};
+  EXPECT_TRUE(set.observe_scaling(clock.now(), loads).empty());
+  clock.advance(1s);
+  std::vector<ReplicaSet::ScalingStep> steps = set.observe_scaling(clock.now(), loads);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].agent, "worker");
+  EXPECT_EQ(steps[0].decision.action, ScalingAction::scale_up);
+  EXPECT_EQ(steps[0].decision.reason,
+            "saturated: 4 calls refused for want of capacity; scaling up from 1 to 2 replicas");
+  // The same totals a second later are no news: nothing was refused since.
+  clock.advance(1s);
+  EXPECT_TRUE(set.observe_scaling(clock.now(), loads).empty());
+
+  EXPECT_EQ(set.free_index("worker"), 1);
+  set.add_scaled(supervised("worker", 1));
+  EXPECT_EQ(set.endpoints().at("worker"), std::vector<std::string>{"http://127.0.0.1:9000"});
+  EXPECT_EQ(set.in_service_counts().at("worker"), 1);
+  start("worker#1", 42);
+  // worker#0's readiness probe is due too: every answer ok, one of them admits worker#1.
+  std::optional<ReplicaSet::ProbeOutcome> ready;
+  for (const ReplicaSet::DueProbe& due : set.take_due(clock.now(), status_of)) {
+    std::optional<ReplicaSet::ProbeOutcome> o =
+        set.record_probe(due.epoch, due.kind, true, "ok", clock.now());
+    ASSERT_TRUE(o);
+    if (o->admitted) ready = o;
+  }
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->replicas_in_service, 2);
+  EXPECT_EQ(set.endpoints().at("worker"),
+            (std::vector<std::string>{"http://127.0.0.1:9000", "http://127.0.0.1:9001"}));
+  EXPECT_EQ(set.processes_of("worker"), (std::vector<std::string>{"worker#0", "worker#1"}));
+
+  // Quiet for the scale-down delay: the last one added goes out of service at once, and is
+  // stopped once the agent has no call out (or after its call timeout).
+  loads["worker"].calls_out = 1;
+  std::vector<ReplicaSet::ScalingStep> down;
+  for (int i = 0; i < 40 && down.empty(); ++i) {
+    clock.advance(1s);
+    down = set.observe_scaling(clock.now(), loads);
+  }
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_EQ(down[0].decision.action, ScalingAction::scale_down);
+  EXPECT_EQ(down[0].process, "worker#1");
+  auto busy = [](const std::string&) { return false; };
+  auto idle = [](const std::string&) { return true; };
+  // Not stopped before a generation without it was built, idle or not.
+  EXPECT_TRUE(set.take_retired(clock.now(), idle).empty());
+  EXPECT_EQ(set.endpoints().at("worker"), std::vector<std::string>{"http://127.0.0.1:9000"});
+  EXPECT_EQ(set.processes_of("worker"), std::vector<std::string>{"worker#0"});
+  EXPECT_TRUE(set.take_retired(clock.now(), busy).empty());
+  clock.advance(4s);  // calls out, within the call timeout (5 s): it drains
+  EXPECT_TRUE(set.take_retired(clock.now(), busy).empty());
+  EXPECT_EQ(set.take_retired(clock.now(), idle), std::vector<std::string>{"worker#1"});
+  EXPECT_TRUE(set.take_retired(clock.now(), idle).empty());  // returned once
+  set.forget("worker#1");
+  EXPECT_EQ(set.snapshot().size(), 1u);
+  EXPECT_EQ(set.free_index("worker"), 1);
+}
+
+TEST_F(ReplicaSetTest, AScaleUpsReplicaNeverReadyIsRetiredAtOnceAndABusyRetireWaitsItsDrain) {
+  set.replace({}, {supervised("worker", 0)});
+  start("worker#0", 41);
+  ASSERT_EQ(answer_due(true)->transition, "ready");
+  set.configure_scaling(scaled_config(1, 2), clock.now());
+  clock.advance(1s);
+  ASSERT_EQ(
+      set.observe_scaling(clock.now(), {{"worker", {.pool_exhausted = 1}}}).at(0).decision.action,
+      ScalingAction::scale_up);
+  set.add_scaled(supervised("worker", 1));
+  std::vector<ReplicaSet::ScalingStep> abandoned;
+  for (int i = 0; i < 30 && abandoned.empty(); ++i) {
+    clock.advance(1s);
+    abandoned = set.observe_scaling(clock.now(), {{"worker", {.pool_exhausted = 1}}});
+  }
+  ASSERT_EQ(abandoned.size(), 1u);
+  EXPECT_EQ(abandoned[0].decision.action, ScalingAction::start_abandoned);
+  EXPECT_EQ(abandoned[0].process, "worker#1");
+  auto busy = [](const std::string&) { return false; };
+  EXPECT_EQ(set.take_retired(clock.now(), busy), std::vector<std::string>{"worker#1"});
+  set.forget("worker#1");
+
+  // A scale-up whose process could not start at all: forgotten, and the cooldown runs.
+  clock.advance(10s);
+  ASSERT_EQ(
+      set.observe_scaling(clock.now(), {{"worker", {.pool_exhausted = 2}}}).at(0).decision.action,
+      ScalingAction::scale_up);
+  set.add_scaled(supervised("worker", 1));
+  set.scale_up_failed("worker", "worker#1", clock.now());
+  EXPECT_EQ(set.snapshot().size(), 1u);
+  clock.advance(1s);
+  std::vector<ReplicaSet::ScalingStep> held =
+      set.observe_scaling(clock.now(), {{"worker", {.pool_exhausted = 3}}});
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].decision.held, ScalingHold::cooldown);
+}
+
+TEST_F(ReplicaSetTest, AReloadKeepsAScalerWhoseOptionsAreTheSame) {
+  set.replace({}, {supervised("worker", 0)});
+  set.configure_scaling(scaled_config(1, 2), clock.now());
+  clock.advance(1s);
+  ASSERT_EQ(set.observe_scaling(clock.now(), {{"worker", {.refused = 1}}}).size(), 1u);
+  set.configure_scaling(scaled_config(1, 2), clock.now());  // the same: still starting
+  clock.advance(1s);
+  std::vector<ReplicaSet::ScalingStep> held =
+      set.observe_scaling(clock.now(), {{"worker", {.refused = 2}}});
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].decision.held, ScalingHold::starting);
+  set.configure_scaling(Config{}, clock.now());  // no longer scaled
+  EXPECT_TRUE(set.scaled_agents().empty());
+}
+
 }  // namespace
 }  // namespace mend::server_detail

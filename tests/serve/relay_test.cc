@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,7 +14,10 @@
 #include <csignal>
 #include <functional>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "serve_fixture.h"
 
@@ -324,6 +328,13 @@ TEST_F(RelayReplicasTest, AReplicaAnswering503ToEverythingIsEjectedAndEveryReque
   const double amplification =
       static_cast<double>(dead.calls.load() + live.calls.load()) / kRequests;
   EXPECT_LE(amplification, 1.1);
+  // The budget's window: every request answered (effective), 60 of 65 calls (actual).
+  const std::string text = metrics();
+  EXPECT_THAT(text, HasSubstr("mend_agent_effective_success_ratio{agent=\"reviewer\"} 1\n"));
+  const std::string actual = "mend_agent_actual_success_ratio{agent=\"reviewer\"} ";
+  const std::size_t at = text.find(actual);
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_NEAR(std::stod(text.substr(at + actual.size())), 60.0 / 65, 0.001);
 }
 
 TEST_F(RelayReplicasTest, AReplicaFarSlowerThanTheOtherIsEjected) {
@@ -343,6 +354,291 @@ TEST_F(RelayReplicasTest, AReplicaFarSlowerThanTheOtherIsEjected) {
   EXPECT_GE(balancer(0)["slow_calls"].get<int>(), 5) << agent("reviewer").dump();
   EXPECT_TRUE(balancer(0)["ejected"].get<bool>()) << agent("reviewer").dump();
   EXPECT_EQ(balancer(0)["failures"], 0);
+}
+
+// --- Hedging (issue 17, item 4): a second call to the other replica when the first is slow --
+
+// A replica on a raw socket that answers POST /task after `delay` (with `status`), and tells
+// whether the relay closed the connection first (a hedge that won cancels the other call);
+// GET /health at once.
+class SlowReplica {
+ public:
+  explicit SlowReplica(std::chrono::milliseconds delay, int status = 200)
+      : delay_(delay), status_(status) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listener_, 64) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      ADD_FAILURE() << "cannot listen";
+      return;
+    }
+    port_ = ntohs(address.sin_port);
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) return;
+        std::lock_guard lock(mu_);
+        if (stopping_) {
+          ::close(fd);
+          return;
+        }
+        fds_.push_back(fd);
+        connections_.emplace_back([this, fd] { serve(fd); });
+      }
+    });
+  }
+  ~SlowReplica() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    if (acceptor_.joinable()) acceptor_.join();
+    for (auto& t : connections_) t.join();
+    for (int fd : fds_) ::close(fd);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::atomic<int> calls{0};
+  std::atomic<int> closed_before_answer{0};  // by the relay: the call was cancelled
+  std::atomic<int> answered{0};
+
+ private:
+  void serve(int fd) {
+    std::string in;
+    char buffer[4096];
+    for (;;) {
+      // One request: its head, then Content-Length bytes of body.
+      std::size_t head_end;
+      while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) return;
+        in.append(buffer, static_cast<std::size_t>(n));
+      }
+      std::size_t length = 0;
+      if (const std::size_t at = in.find("Content-Length: ");
+          at != std::string::npos && at < head_end) {
+        length = std::stoul(in.substr(at + 16));
+      }
+      while (in.size() < head_end + 4 + length) {
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) return;
+        in.append(buffer, static_cast<std::size_t>(n));
+      }
+      const bool task = in.rfind("POST /task", 0) == 0;
+      in.erase(0, head_end + 4 + length);
+      std::string body = R"({"status":"healthy"})";
+      std::string status_line = "HTTP/1.1 200 OK";
+      if (task) {
+        ++calls;
+        body = R"({"result":"slow"})";
+        if (status_ != 200) {
+          status_line = "HTTP/1.1 " + std::to_string(status_) + " Failed";
+          body = R"({"error":{"type":"temporary_unavailable"}})";
+        }
+        // Waits out the delay unless the relay closes the connection first.
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(delay_.count())) > 0) {
+          const ssize_t n = ::recv(fd, buffer, sizeof buffer, MSG_PEEK);
+          if (n <= 0) {
+            ++closed_before_answer;
+            return;
+          }
+        }
+        ++answered;
+      }
+      const std::string answer = status_line +
+                                 "\r\nContent-Type: application/json\r\n"
+                                 "Content-Length: " +
+                                 std::to_string(body.size()) + "\r\n\r\n" + body;
+      if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) < 0) return;
+    }
+  }
+
+  std::chrono::milliseconds delay_;
+  int status_;
+  int listener_ = -1;
+  unsigned short port_ = 0;
+  std::thread acceptor_;
+  std::mutex mu_;
+  bool stopping_ = false;
+  std::vector<int> fds_;
+  std::vector<std::thread> connections_;
+};
+
+class RelayHedgingTest : public RelayReplicasTest {
+ protected:
+  // The reviewer as a replica answering after 1 s (first in turn) and a fast one.
+  void start_hedged(SlowReplica& slow, TestReplica& fast, const std::string& policies) {
+    ASSERT_TRUE(fast.start());
+    start_with_relay("  - name: reviewer\n    urls: [\"" + slow.url() + "\", \"" + fast.url() +
+                     "\"]\n    capabilities: [code_review]\n    policies: " + policies + "\n" +
+                     agent_yaml("backup"));
+  }
+  Reply task_of_type(const std::string& type) {
+    return call(
+        "POST", relay_ + "/task",
+        json({{"id", "t-1"}, {"type", type}, {"attempt", 0}, {"payload", {{"a", "b"}}}}).dump());
+  }
+  static constexpr const char* kHedged =
+      "{retry_budget: {}, hedging: {delay: 50ms, task_types: [code_review]}}";
+};
+
+TEST_F(RelayHedgingTest, ASlowFirstCallIsHedgedToTheOtherReplicaWhichAnswersFirst) {
+  SlowReplica slow(1000ms);
+  TestReplica fast(answer_ok);
+  start_hedged(slow, fast, kHedged);
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kRequests = 10;
+  int hedged = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    Reply r = task();
+    const auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_THAT(r.text, HasSubstr("done")) << i;  // the fast replica's answer
+    EXPECT_LT(took, 500ms) << i;                  // not the slow one's second
+    if (r.header("Mend-Outcome") == "hedged") ++hedged;
+  }
+  // The slow replica is first in turn, and a cancelled call is no answer: requests went to it
+  // first, and were hedged to the fast one after 50 ms. Each race it lost counted against it: five
+  // in a row ejected it, and the rest went to the fast replica alone (no hedge needed).
+  EXPECT_EQ(hedged, 5);
+  EXPECT_EQ(slow.calls.load(), hedged);
+  EXPECT_EQ(fast.calls.load(), kRequests);
+  EXPECT_TRUE(balancer(0)["ejected"].get<bool>()) << agent("reviewer").dump();
+  EXPECT_EQ(balancer(0)["failures"], 5) << agent("reviewer").dump();
+  // Each slow call was cancelled: its connection closed before it answered.
+  wait_until([&] { return slow.closed_before_answer.load() == hedged; }, 2s,
+             "the slow calls closed");
+  EXPECT_EQ(slow.answered.load(), 0);
+  wait_for_metric("mend_relay_hedges_total{relay=\"reviewer\",result=\"won\"} " +
+                  std::to_string(hedged));
+  wait_for_metric("mend_relay_requests_total{relay=\"reviewer\",outcome=\"hedged\"} " +
+                  std::to_string(hedged));
+  // Nothing outstanding; the breaker heard answers only.
+  EXPECT_EQ(balancer(0)["outstanding"], 0) << agent("reviewer").dump();
+  EXPECT_EQ(balancer(1)["outstanding"], 0) << agent("reviewer").dump();
+  EXPECT_EQ(agent("reviewer")["circuit"]["failure_count"], 0) << agent("reviewer").dump();
+}
+
+TEST_F(RelayHedgingTest, AFirstCallThatFailsWhileTheHedgeIsOutWaitsForTheHedge) {
+  SlowReplica failing(200ms, 503);  // first in turn: fails after the hedge has gone out
+  TestReplica late([] {
+    std::this_thread::sleep_for(400ms);  // the replica's behaviour: answers after the failure
+    return answer_ok();
+  });
+  start_hedged(failing, late, kHedged);
+  ASSERT_FALSE(HasFatalFailure());
+  Reply r = task();
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_THAT(r.text, HasSubstr("done"));
+  // The hedge's answer, not a retry's: the 503 did not send the request to the replica again.
+  EXPECT_EQ(r.header("Mend-Outcome"), "hedged");
+  EXPECT_EQ(failing.calls.load(), 1);
+  EXPECT_EQ(late.calls.load(), 1);
+  EXPECT_EQ(balancer(0)["failures"], 1) << agent("reviewer").dump();
+  // The breaker heard the request's answer only.
+  EXPECT_EQ(agent("reviewer")["circuit"]["failure_count"], 0) << agent("reviewer").dump();
+  wait_for_metric("mend_relay_hedges_total{relay=\"reviewer\",result=\"won\"} 1");
+}
+
+TEST_F(RelayHedgingTest, BothCallsFailingTakeTheFailuresWayOnce) {
+  SlowReplica first(100ms, 503);
+  SlowReplica second(100ms, 503);
+  start_with_relay("  - name: reviewer\n    urls: [\"" + first.url() + "\", \"" + second.url() +
+                   "\"]\n    capabilities: [code_review]\n    policies: {retry: {max_retries: 0},"
+                   " retry_budget: {}, hedging: {delay: 50ms, task_types: [code_review]}}\n" +
+                   agent_yaml("backup"));
+  ASSERT_FALSE(HasFatalFailure());
+  Reply r = task();
+  ASSERT_EQ(r.status, 200) << r.text;
+  // No retry allowed: the next agent answered, once both calls had failed.
+  EXPECT_EQ(r.header("Mend-Outcome"), "fallback");
+  EXPECT_EQ(r.header("Mend-Agent"), "backup");
+  EXPECT_EQ(first.calls.load(), 1);
+  EXPECT_EQ(second.calls.load(), 1);
+  // One failure for the breaker, one for each replica.
+  EXPECT_EQ(agent("reviewer")["circuit"]["failure_count"], 1) << agent("reviewer").dump();
+  EXPECT_EQ(balancer(0)["failures"], 1) << agent("reviewer").dump();
+  EXPECT_EQ(balancer(1)["failures"], 1) << agent("reviewer").dump();
+  wait_for_metric("mend_relay_hedges_total{relay=\"reviewer\",result=\"failed\"} 1");
+}
+
+TEST_F(RelayHedgingTest, WithThePercentileDelayHedgesComeSoonerOnceTheLatencyIsKnown) {
+  SlowReplica slow(1000ms);
+  TestReplica fast(answer_ok);
+  // Until 5 answers are known the delay is max_delay (200 ms); then the p95 of the answers (the
+  // fast replica's, about a millisecond), at least min_delay (10 ms). No ejection: every request
+  // goes to the slow replica first.
+  start_hedged(slow, fast,
+               "{retry_budget: {}, hedging: {delay: p95, min_delay: 10ms, max_delay: 200ms,"
+               " min_samples: 5, task_types: [code_review]},"
+               " replica_balancing: {consecutive_failures: 0, failure_rate_minimum_calls: 0}}");
+  ASSERT_FALSE(HasFatalFailure());
+  std::vector<std::chrono::steady_clock::duration> took;
+  for (int i = 0; i < 12; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    Reply r = task();
+    took.push_back(std::chrono::steady_clock::now() - start);
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(r.header("Mend-Outcome"), "hedged") << i;
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_GE(took[i], 150ms) << i;   // hedged after max_delay
+  for (int i = 6; i < 12; ++i) EXPECT_LT(took[i], 150ms) << i;  // after the observed p95
+  EXPECT_EQ(slow.answered.load(), 0);
+}
+
+TEST_F(RelayHedgingTest, ATaskTypeNotListedIsNotHedged) {
+  SlowReplica slow(1000ms);
+  TestReplica fast(answer_ok);
+  start_hedged(slow, fast, kHedged);
+  ASSERT_FALSE(HasFatalFailure());
+  // The first request goes to the slow replica (first in turn) and waits for it.
+  const auto start = std::chrono::steady_clock::now();
+  Reply r = task_of_type("deployment");
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_THAT(r.text, HasSubstr("slow"));
+  EXPECT_GE(took, 900ms);
+  EXPECT_EQ(r.header("Mend-Outcome"), "");
+  EXPECT_EQ(slow.answered.load(), 1);
+  EXPECT_EQ(fast.calls.load(), 0);
+  EXPECT_THAT(metrics(), Not(HasSubstr("mend_relay_hedges_total{")));
+}
+
+TEST_F(RelayHedgingTest, ARetryBudgetThatAllowsNoRetryAllowsNoHedge) {
+  SlowReplica slow(1000ms);
+  TestReplica fast(answer_ok);
+  start_hedged(slow, fast,
+               "{retry_budget: {ratio: 0, min_retries_per_second: 0},"
+               " hedging: {delay: 50ms, task_types: [code_review]}}");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto start = std::chrono::steady_clock::now();
+  Reply r = task();
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_THAT(r.text, HasSubstr("slow"));
+  EXPECT_GE(took, 900ms);
+  EXPECT_EQ(fast.calls.load(), 0);
+  wait_for_metric("mend_relay_hedges_total{relay=\"reviewer\",result=\"refused\"} 1");
+}
+
+TEST_F(RelayHedgingTest, WithoutHedgingTheSlowReplicaIsWaitedFor) {
+  SlowReplica slow(1000ms);
+  TestReplica fast(answer_ok);
+  start_hedged(slow, fast, "{retry_budget: {}}");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto start = std::chrono::steady_clock::now();
+  Reply r = task();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 900ms);
+  EXPECT_THAT(r.text, HasSubstr("slow"));
+  EXPECT_EQ(fast.calls.load(), 0);
 }
 
 TEST_F(RelayTest, AnAgentThatDoesNotAnswerIsCutOffAtItsCallTimeout) {

@@ -34,7 +34,9 @@
 //      error type the breaker is told to ignore;
 //   2. a failure of the agent itself (not a local refusal) of a retryable type is counted by the
 //      retry budget (as a success is, in succeeded());
-//   3. the retry policy decides (attempts, backoff, deadline, the error's category);
+//   3. the retry policy decides (attempts, backoff, deadline, the error's category); a retry that
+//      goes to another replica (facts.other_replica) after a fast error goes at once, without the
+//      backoff's wait, unless the budget sees most of the agent's calls failing;
 //   4. a retry is cancelled when the circuit is open (this failure opened it: the retry would
 //      only be refused after its wait) or when the caller's stop was requested;
 //   5. a retry is paid for from the retry budget, at the price of the failure's kind

@@ -12,12 +12,21 @@
 //   half_open  up to half_open_calls (3) probes at once; success_threshold (3) successes close
 //              it (count back to 0); any failure re-opens it for another recovery_timeout
 //
-// Failure-rate mode (CircuitBreakerOptions::failure_rate(), after Resilience4j): outcomes go into
-// a sliding window of the last window_size calls, or of window_duration in window_buckets
-// buckets; once it holds minimum_calls calls, a failure rate >= failure_rate_threshold or a
-// slow-call rate >= slow_call_rate_threshold opens the circuit. A call is slow when it took
-// slow_call_threshold or longer (measured on the coarse clock). Half-open admits
-// half_open_calls probes in all and decides on their failure rate.
+// Failure-rate mode (CircuitBreakerOptions::failure_rate(), after Resilience4j): the outcomes of
+// the calls admitted while closed go into a sliding window; once it holds minimum_calls calls, a
+// failure rate >= failure_rate_threshold or a slow-call rate >= slow_call_rate_threshold opens the
+// circuit. A call is slow when it took slow_call_threshold or longer (measured on the coarse
+// clock). The window is
+//   count (window_size): the last window_size calls, in the order their outcomes reached the
+//     breaker; calls that end on different threads at about the same time have no order among
+//     themselves, so which of them leaves the window first is arbitrary;
+//   time (window_duration in window_buckets buckets): the calls that ended, on the coarse clock,
+//     in the current bucket or the window_buckets - 1 before it. Buckets are window_duration /
+//     window_buckets long and aligned on multiples of that, so the window moves a bucket at a
+//     time and spans between window_duration minus one bucket and window_duration.
+// The rates are judged after each failure or slow call (a plain success cannot raise them).
+// Closing (from half-open, or by reset()) empties the window. Half-open admits half_open_calls
+// probes in all and decides on their failure rate.
 //
 // Manual control: isolate() holds the circuit open until reset(); reset() closes it.
 // Listeners hear every transition.
@@ -33,7 +42,13 @@
 //
 // Thread-safety: all methods are safe from many threads. In consecutive mode, try_acquire and
 // on_success in the closed state with a zero failure count only read one atomic word: no lock, no
-// shared write, no clock reading. Transitions take a mutex. Results of calls admitted before a
+// shared write, no clock reading. In failure-rate mode, closed, they take no lock either and write
+// only memory of the calling thread's own: each thread records into a shard of the window of its
+// own (threads alive at once get distinct shards, up to 64), and the shards are summed under the
+// breaker's mutex when a failure or slow call is judged, and for snapshot(). So the window is
+// exact on one thread, and loses no outcome while at most 64 threads record at once; beyond that,
+// two threads may share a shard and an outcome may now and then be lost (whatever it was, so the
+// rates stay unbiased). Transitions take a mutex. Results of calls admitted before a
 // transition are ignored after it (a late failure does not re-open a circuit that has since
 // closed). Listeners run on the thread that caused the transition, outside the breaker's lock.
 #ifndef MEND_CORE_CIRCUIT_BREAKER_H_
@@ -117,7 +132,7 @@ struct CircuitSnapshot {
 class CircuitBreaker {
  public:
   using Listener = std::function<void(const CircuitTransition&)>;
-  class Window;  // implementation detail of the failure-rate mode
+  class Window;  // implementation detail of the failure-rate mode (src/core/breaker_window.h)
 
   // The answer to try_acquire(). Small and trivially copyable, so it travels in registers.
   class Permit {
@@ -254,9 +269,12 @@ class CircuitBreaker {
 
   Permit acquire_slow(const Clock& clock);
   void success_slow(const Permit& permit, const Clock& clock);
-  // Failure-rate mode, closed: records the outcome and, when it could open the circuit, checks
-  // the window under the lock.
+  // Failure-rate mode, closed: records the outcome and, when it could open the circuit, judges
+  // the window.
   void closed_rate_outcome(const Permit& permit, bool failed, const Clock& clock);
+  // Its second half, for a failure or a slow call: marks it and judges the window, under mu_.
+  void judge_window(const Permit& permit, std::uint8_t outcome, TimePoint now, const Clock& clock)
+      MEND_EXCLUDES(mu_);
   bool is_slow(const Permit& permit, TimePoint now) const;
   // Called with mu_ held; the transition is announced after unlocking.
   CircuitTransition transition_locked(CircuitState to, TimePoint now, std::string reason)
@@ -273,7 +291,8 @@ class CircuitBreaker {
   const BreakerMode mode_;
 
   alignas(64) mutable Mutex mu_;
-  std::unique_ptr<Window> window_;  // failure-rate mode; records lock-free
+  // Failure-rate mode. Records lock-free, each thread into its own shard; judged under mu_.
+  std::unique_ptr<Window> window_;
   TimePoint opened_at_ MEND_GUARDED_BY(mu_) = {};
   int half_open_in_flight_ MEND_GUARDED_BY(mu_) = 0;
   int half_open_admitted_ MEND_GUARDED_BY(mu_) = 0;

@@ -121,7 +121,7 @@ class RetryStage {
     Result<T> r = next();
     if (r.ok()) [[likely]] {
       if (RetryBudget* budget = policy_.options().budget.get()) {
-        budget->record_success(scope.env.clock->coarse_now());
+        budget->record_success();
       }
       return r;
     }
@@ -164,7 +164,7 @@ class RetryStage {
       r = next();
       if (budget) {
         budget->release_retry();
-        if (r.ok()) budget->record_success(scope.env.clock->coarse_now());
+        if (r.ok()) budget->record_success();
       }
       if (r.ok()) return r;
     }
@@ -389,12 +389,10 @@ class Pipeline {
     } else if constexpr (kBreaker) {
       fast_breaker_->on_success(permit, *env_.clock);
     }
-    if (fast_budget_count_ == 0) return;
-    const TimePoint now = env_.clock->coarse_now();
     if (fast_budget_count_ == 1) [[likely]] {
-      fast_budgets_[0]->record_success(now);
+      fast_budgets_[0]->record_success();
     } else {
-      for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success(now);
+      for (std::size_t i = 0; i < fast_budget_count_; ++i) fast_budgets_[i]->record_success();
     }
   }
 

@@ -167,6 +167,7 @@ class ReplicaBalancer {
     std::uint64_t failures = 0;
     std::uint64_t slow_calls = 0;
     Duration average_latency{};
+    bool latency_known = false;  // a call has been reported (its latency may have been zero)
     bool ejected(TimePoint now) const noexcept { return now < ejected_until; }
   };
 

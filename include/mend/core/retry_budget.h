@@ -30,15 +30,21 @@
 //   // every call, try_acquire_retry(cost_of(error, other_replica), now) for every retry, and
 //   // release_retry() when the retry's call has ended.
 //
-// The window is ten buckets of window / 10; a bucket's counts leave the window whole. What the
-// budget counts (calls, failures, retries, cost spent) is also what mend exports as an agent's
-// actual (per attempt) and effective (per request, after retries) success: reading().
+// Retries are counted in ten buckets of window / 10 (a bucket leaves the window whole); calls and
+// failures as totals, the window's share read off them (Thread-safety, below). What the budget
+// counts (calls, failures, retries, cost spent) is also what mend exports as an agent's actual
+// (per attempt) and effective (per request, after retries) success: reading().
 //
-// Thread-safety: every method is safe from many threads at once and lock-free. Calls and
-// failures go to one of several stripes by thread, so threads calling the same agent do not
-// write the same cache line on the success path (a load, a compare and a store). Counts are
-// approximate under contention (two threads on one stripe may lose an increment, a retry decided
-// at the same instant as another may overspend by one): a budget is a rate, not a ledger.
+// Thread-safety: every method is safe from many threads at once. record_success() and
+// record_failure() are lock-free and read no clock: each adds to a total of the calling thread's
+// stripe (threads alive at once have distinct stripes, up to 8), so threads calling the same agent
+// do not write the same cache line on the success path (a load and a store). reading() and
+// try_acquire_retry() take a mutex: they run on failures and scrapes. The window is measured
+// against the totals noted at earlier readings (at most one per tenth of the window), the calls
+// between two notes taken as spread evenly between them; it is exact when readings are at least a
+// tenth of the window apart and the traffic steady. Counts are approximate under contention (two
+// threads sharing a stripe may lose an increment, retries decided at the same instant may
+// overspend by one each): a budget is a rate, not a ledger.
 #ifndef MEND_CORE_RETRY_BUDGET_H_
 #define MEND_CORE_RETRY_BUDGET_H_
 
@@ -49,6 +55,7 @@
 
 #include "mend/core/clock.h"
 #include "mend/core/error.h"
+#include "mend/core/thread_annotations.h"
 
 namespace mend {
 
@@ -90,9 +97,11 @@ class RetryBudget {
   RetryBudget(const RetryBudget&) = delete;
   RetryBudget& operator=(const RetryBudget&) = delete;
 
-  // An attempt answered / failed (a failure of the agent, not a local refusal).
-  void record_success(TimePoint now) noexcept { count(now, false); }
-  void record_failure(TimePoint now) noexcept { count(now, true); }
+  // An attempt answered / failed (a failure of the agent, not a local refusal). No clock: a call
+  // is counted in a total of the calling thread's stripe, and the window is read off the totals
+  // (below).
+  void record_success() noexcept;
+  void record_failure() noexcept;
 
   // The kind of a retry after `error` (classified); `other_replica`: the retry can go to a replica
   // of the agent the request has not failed on.
@@ -102,39 +111,58 @@ class RetryBudget {
   bool try_acquire_retry(RetryCost cost, TimePoint now) noexcept;
   void release_retry() noexcept;
 
-  Reading reading(TimePoint now) const noexcept;
+  // Whether the window's calls mostly fail (overload_failure_share of at least
+  // overload_minimum_calls): then every retry costs overload_cost.
+  bool overloaded(TimePoint now) const noexcept { return overloaded(reading(now)); }
+  // The window ending at `now`. Also notes the totals at `now` (at most once per tenth of the
+  // window), which later readings measure the window against.
+  Reading reading(TimePoint now) const noexcept MEND_EXCLUDES(mu_);
   int retries_in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
   const RetryBudgetOptions& options() const noexcept { return options_; }
 
  private:
   static constexpr int kBuckets = 10;
   static constexpr int kStripes = 8;
-  // One bucket: its number (time / bucket width; -1: unused) and what it counts.
+  // One bucket of retries: its number (time / bucket width; -1: unused) and what it counts.
   struct Bucket {
     std::atomic<std::int64_t> number{-1};
-    std::atomic<std::uint32_t> a{0};  // calls, or retries
-    std::atomic<std::uint32_t> b{0};  // failures, or cost spent in thousandths
+    std::atomic<std::uint32_t> retries{0};
+    std::atomic<std::uint32_t> spent_milli{0};  // their cost, in thousandths
   };
-  // A stripe: one thread's (mostly) calls and failures, on lines of its own.
+  // A stripe: one thread's (mostly) calls and failures since the budget was made, on a line of
+  // its own.
   struct alignas(64) Stripe {
-    // The bucket being written: its start (ns since the clock's epoch), number and slot, so that
-    // a call in it divides nothing.
-    std::atomic<std::int64_t> start_ns{-1};
-    std::atomic<int> slot{0};
-    std::array<Bucket, kBuckets> buckets;
+    std::atomic<std::uint64_t> calls{0};
+    std::atomic<std::uint64_t> failures{0};
   };
+  // The totals at an instant: the window's calls are the totals now less the totals at its start,
+  // found between the two notes around it (linearly: calls between two notes are taken as
+  // spread evenly).
+  struct Note {
+    TimePoint at{};
+    std::uint64_t calls = 0;
+    std::uint64_t failures = 0;
+  };
+  static constexpr int kNotes = kBuckets + 2;  // a tenth of the window apart: one is before it
 
   std::int64_t bucket_number(TimePoint now) const noexcept;
-  void count(TimePoint now, bool failed) noexcept;
+  Stripe& stripe() noexcept;
   // The bucket of number n in `buckets`, emptied first when it held an older one.
   static Bucket& bucket_for(std::array<Bucket, kBuckets>& buckets, std::int64_t n) noexcept;
   double cost_milli(RetryCost cost) const noexcept;
+  bool overloaded(const Reading& r) const noexcept;
+  Reading read_locked(TimePoint now) const MEND_REQUIRES(mu_);
 
   RetryBudgetOptions options_;
   std::int64_t bucket_ns_;
   std::array<Stripe, kStripes> stripes_;
-  alignas(64) std::array<Bucket, kBuckets> retries_;  // a: retries, b: cost in thousandths
+  alignas(64) std::array<Bucket, kBuckets> retries_;
   std::atomic<int> in_flight_{0};
+  mutable Mutex mu_;
+  // The notes, oldest first; none before the first reading (until then, every call counted is
+  // in the window).
+  mutable std::array<Note, kNotes> notes_ MEND_GUARDED_BY(mu_);
+  mutable int note_count_ MEND_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace mend

@@ -39,9 +39,11 @@
 #include "mend/core/degradation.h"
 #include "mend/core/escalation.h"
 #include "mend/core/health.h"
+#include "mend/core/hedging.h"
 #include "mend/core/rate_limiter.h"
 #include "mend/core/replica_balancer.h"
 #include "mend/core/replica_probes.h"
+#include "mend/core/replica_scaler.h"
 #include "mend/core/retry.h"
 #include "mend/core/retry_budget.h"
 
@@ -97,6 +99,7 @@ struct PolicyConfig {
   std::optional<BulkheadOptions> bulkhead;           // absent: AgentConfig::max_concurrent only
   std::optional<RateLimiterOptions> rate_limit;      // absent: no rate limit
   ReplicaBalancerOptions replica_balancing;          // always on (one replica: never ejected)
+  std::optional<HedgingOptions> hedging;             // absent: none (the relay's; policies.md)
   Duration call_timeout = std::chrono::seconds(30);  // per call to POST /task
 };
 
@@ -105,6 +108,15 @@ struct PolicyConfig {
 // allows 5 minutes), and the path they GET.
 struct ProbesConfig : ProbeSet {
   std::string path = "/health";
+};
+
+// agents[i].replicas: {min, max} and agents[i].scaling: a supervised agent whose replicas mend
+// scales between min and max (mend/core/replica_scaler.h has the rules and why of each default).
+struct ScalingConfig {
+  // min_replicas and max_replicas from `replicas: {min, max}`; the rest from `scaling:`.
+  ReplicaScalerOptions scaler;
+  // How often mend observes the agent's load and asks the scaler. 1 s.
+  Duration interval = std::chrono::seconds(1);
 };
 
 // agents[i]
@@ -123,13 +135,19 @@ struct AgentConfig {
   std::string working_dir;  // absolute; default: the config file's directory ("" for url agents)
   std::vector<std::string> capabilities;
   bool generalist = false;
+  // Replicas started (for `replicas: {min, max}`, min: those that always run).
   int replicas = 1;
+  // Set by `replicas: {min, max}` (supervised agents only): mend starts min replicas and scales
+  // between min and max. With scaling.replica_capacity, the agent takes that many calls per
+  // replica in service at once (at most max_concurrent, when set).
+  std::optional<ScalingConfig> scaling;
   int max_concurrent = 0;                            // 0: unlimited
   std::size_t memory_limit_bytes = 0;                // RSS over it: high_memory_usage; 0: no limit
   Duration stop_timeout = std::chrono::seconds(10);  // SIGTERM, then SIGKILL after this
   ProbesConfig probes;
   PolicyConfig policies;  // global policies merged with this agent's overrides
   bool supervised() const noexcept { return !command.empty(); }
+  bool scaled() const noexcept { return scaling.has_value(); }
 };
 
 // supervision:
