@@ -157,6 +157,9 @@ struct Relay::Worker {
   void run_sweep();
 };
 
+// A failed call's transport error as mend's Error, for the classifier (relay_exchange.cc).
+Error transport_error(const error_code& ec);
+
 // A client's connection: reads a request, passes it along the route, writes the answer, and
 // again while the client keeps the connection alive.
 class Relay::Connection : public std::enable_shared_from_this<Relay::Connection> {
