@@ -59,9 +59,10 @@ AttemptPolicy::Admission AttemptPolicy::admit(const Clock& clock,
   return a;
 }
 
-void AttemptPolicy::succeeded(const CircuitBreaker::Permit& permit, const Clock& clock) const {
+void AttemptPolicy::succeeded(const CircuitBreaker::Permit& permit, const Clock& clock,
+                              bool retry) const {
   if (breaker_ != nullptr) breaker_->on_success(permit, clock);
-  if (RetryBudget* budget = retry_.options().budget.get()) budget->record_success();
+  if (RetryBudget* budget = retry_.options().budget.get()) budget->record_success(retry);
 }
 
 void AttemptPolicy::ignored(const CircuitBreaker::Permit& permit) const {
@@ -90,7 +91,7 @@ AttemptDecision AttemptPolicy::decide_retry(const Error& error, const AttemptFac
   RetryBudget* budget = o.budget.get();
   // Only failures of the agent drain the budget; a local refusal never reached it.
   if (budget != nullptr && error.stop == StopReason::none && o.retryable.contains(error.type)) {
-    budget->record_failure();
+    budget->record_failure(/*retry=*/facts.attempt > 0);
   }
   if (facts.stop_requested) return {false, {}, StopReason::cancelled, nullptr};
   const RetryDecision d =

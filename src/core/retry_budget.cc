@@ -77,14 +77,18 @@ RetryBudget::Stripe& RetryBudget::stripe() noexcept {
   return stripes_[detail::thread_shard() % kStripes];
 }
 
-void RetryBudget::record_success() noexcept {
-  detail::bump(stripe().calls);
+void RetryBudget::record_success(bool retry) noexcept {
+  Stripe& s = stripe();
+  detail::bump(s.calls);
+  if (retry) [[unlikely]]
+    detail::bump(s.retry_calls);
 }
 
-void RetryBudget::record_failure() noexcept {
+void RetryBudget::record_failure(bool retry) noexcept {
   Stripe& s = stripe();
   detail::bump(s.calls);
   detail::bump(s.failures);
+  if (retry) detail::bump(s.retry_calls);
 }
 
 RetryCost RetryBudget::cost_of(const Error& error, bool other_replica) noexcept {
@@ -115,10 +119,11 @@ RetryBudget::Reading RetryBudget::reading(TimePoint now) const noexcept {
 }
 
 RetryBudget::Reading RetryBudget::read_locked(TimePoint now) const {
-  Note total{now, 0, 0};
+  Note total{now, 0, 0, 0};
   for (const Stripe& s : stripes_) {
     total.calls += s.calls.load(std::memory_order_relaxed);
     total.failures += s.failures.load(std::memory_order_relaxed);
+    total.retry_calls += s.retry_calls.load(std::memory_order_relaxed);
   }
   // Note the totals: a new note once the last is a bucket width old (the oldest goes when the ring
   // is full: the one after it is still before the window's start), else the last one moves up to
@@ -150,6 +155,8 @@ RetryBudget::Reading RetryBudget::read_locked(TimePoint now) const {
           std::llround(share * static_cast<double>(after.calls - before.calls)));
       at_start.failures += static_cast<std::uint64_t>(
           std::llround(share * static_cast<double>(after.failures - before.failures)));
+      at_start.retry_calls += static_cast<std::uint64_t>(
+          std::llround(share * static_cast<double>(after.retry_calls - before.retry_calls)));
     }
     break;
   }
@@ -157,6 +164,8 @@ RetryBudget::Reading RetryBudget::read_locked(TimePoint now) const {
   r.calls = total.calls - std::min(total.calls, at_start.calls);
   r.failures = total.failures - std::min(total.failures, at_start.failures);
   r.failures = std::min(r.failures, r.calls);
+  r.retry_calls =
+      std::min(total.retry_calls - std::min(total.retry_calls, at_start.retry_calls), r.calls);
   const std::int64_t n = bucket_number(now);
   std::uint64_t spent_milli = 0;
   for (const Bucket& b : retries_) {

@@ -49,7 +49,7 @@ TEST(RetryBudget, TheAllowanceIsAShareOfRequestsSpentAtEachKindsPrice) {
     for (int i = 0; i < 100; ++i) b.record_success();
     int granted = 0;
     while (b.try_acquire_retry(cost, clock.now()) && granted < 1000) {
-      b.record_success();  // the retry's call: a call, not a request
+      b.record_success(/*retry=*/true);  // the retry's call: a call, not a request
       b.release_retry();
       ++granted;
     }
@@ -68,7 +68,7 @@ TEST(RetryBudget, AMajorityOfFailuresMakesEveryRetryAnOverloads) {
   // 60 % of the window's calls failed: a retry to another replica costs 5, not 0.5.
   int granted = 0;
   while (b.try_acquire_retry(RetryCost::other_replica, clock.now()) && granted < 1000) {
-    b.record_success();  // its call answered: 60 failed of 110, still a majority
+    b.record_success(/*retry=*/true);  // its call answered: 60 failed of 110, still a majority
     b.release_retry();
     ++granted;
   }
@@ -125,14 +125,32 @@ TEST(RetryBudget, ReadsActualAndEffectiveSuccess) {
   for (int i = 0; i < 3; ++i) {
     b.record_failure();
     ASSERT_TRUE(b.try_acquire_retry(RetryCost::plain, clock.now()));
-    b.record_success();
+    b.record_success(/*retry=*/true);
     b.release_retry();
   }
   const RetryBudget::Reading r = b.reading(clock.now());
   EXPECT_EQ(r.calls, 13u);
+  EXPECT_EQ(r.retry_calls, 3u);
   EXPECT_EQ(r.requests(), 10u);
   EXPECT_DOUBLE_EQ(r.actual_success(), 10.0 / 13);
   EXPECT_DOUBLE_EQ(r.effective_success(), 1.0);
+}
+
+// Retries waiting out a long backoff (a task's 1 s to 60 s) have been allowed but not made: they
+// do not make the window's requests fewer, so the allowance does not shrink while they wait.
+TEST(RetryBudget, RetriesWaitingInTheirBackoffDoNotShrinkTheAllowance) {
+  ManualClock clock;
+  RetryBudget b({.ratio = 1,
+                 .min_retries_per_second = 0,
+                 .overload_failure_share = 1,
+                 .overload_minimum_calls = 1000});
+  int granted = 0;
+  for (int i = 0; i < 100; ++i) {
+    b.record_failure();  // a first call fails; its retry waits
+    granted += b.try_acquire_retry(RetryCost::plain, clock.now());
+  }
+  EXPECT_EQ(granted, 100);  // one plain retry per request, at ratio 1
+  EXPECT_EQ(b.reading(clock.now()).requests(), 100u);
 }
 
 TEST(RetryBudget, RejectsOptionsOutOfRange) {

@@ -386,7 +386,7 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   log.replica = agent.replica;
   log.attempt = agent.attempt;
   if (result.ok()) {
-    agent.policy().succeeded(permit, *env.clock);
+    agent.policy().succeeded(permit, *env.clock, /*retry=*/agent.attempt > 0);
     tell_balancer(ReplicaCallResult::succeeded);
     entry->last_failure.store(0, std::memory_order_relaxed);  // no outage to speak for now
     log.succeeded = true;

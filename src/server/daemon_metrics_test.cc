@@ -155,7 +155,7 @@ TEST(DaemonMetricsTest, RetryBudgetFamiliesReadEachAgentsWindowAtEachScrape) {
   for (int i = 0; i < 3; ++i) budget.record_success();
   budget.record_failure();
   ASSERT_TRUE(budget.try_acquire_retry(RetryCost::plain, now));
-  budget.record_success();
+  budget.record_success(/*retry=*/true);
   budget.release_retry();
   EXPECT_DOUBLE_EQ(*registry.value("mend_agent_actual_success_ratio", {"reviewer"}), 0.8);
   EXPECT_DOUBLE_EQ(*registry.value("mend_agent_effective_success_ratio", {"reviewer"}), 1.0);

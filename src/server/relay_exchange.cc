@@ -246,7 +246,7 @@ void Relay::Connection::response_complete() {
     t.hedging->record(now - call_started_, now);
   }
   permit_held_ = false;
-  attempts().succeeded(permit_, w_.clock());
+  attempts().succeeded(permit_, w_.clock(), /*retry=*/attempt_ > 0);
   report_replica(ReplicaCallResult::succeeded);
   give_back_token();
   RelayOutcome outcome = target_ > 0          ? RelayOutcome::fallback

@@ -206,7 +206,7 @@ void Relay::Connection::hedge_failed(Error error) {
       failed_replicas_.end()) {
     failed_replicas_.push_back(failed_on);
   }
-  if (RetryBudget* b = budget()) b->record_failure();
+  if (RetryBudget* b = budget()) b->record_failure(/*retry=*/true);
   release(hedge_.up);
   if (hedge_.token != nullptr) std::exchange(hedge_.token, nullptr)->release_retry();
 }
@@ -245,7 +245,7 @@ void Relay::Connection::first_failed(Error error) {
                             failed_replicas_.end()) {
     failed_replicas_.push_back(failed_on);
   }
-  if (RetryBudget* b = budget()) b->record_failure();
+  if (RetryBudget* b = budget()) b->record_failure(/*retry=*/attempt_ > 0);
   release_upstream();
   give_back_token();
   first_failure_ = std::move(error);
@@ -271,14 +271,15 @@ void Relay::Connection::cancel_first() {
     target().entry->balancer.report(std::exchange(picked_, -1), ReplicaCallResult::failed, now,
                                     now - call_started_);
   }
-  // Counted as a call that did not fail: the budget measures the agent, and the agent answered
-  // (the budget's requests are its calls less its retries).
-  if (RetryBudget* b = budget()) b->record_success();
+  // Counted as a call that did not fail (the budget measures the agent, and the agent answered),
+  // and not as a request: the winner's call, recorded when its answer is passed on, counts the
+  // request once (the budget's requests are its calls less its retry calls).
+  if (RetryBudget* b = budget()) b->record_success(/*retry=*/true);
 }
 
 void Relay::Connection::cancel_hedge(HedgeResult result) {
   ++w_.hedges[static_cast<std::size_t>(result)];
-  if (RetryBudget* b = budget()) b->record_success();
+  if (RetryBudget* b = budget()) b->record_success(/*retry=*/true);
   drop_hedge();
 }
 

@@ -286,8 +286,14 @@ class RelayReplicasTest : public RelayTest {
   void start_two(TestReplica& a, TestReplica& b) {
     ASSERT_TRUE(a.start());
     ASSERT_TRUE(b.start());
-    start_with_relay("  - name: reviewer\n    urls: [\"" + a.url() + "\", \"" + b.url() +
-                     "\"]\n    capabilities: [code_review]\n"
+    start_urls({a.url(), b.url()});
+  }
+  // The reviewer at these URLs (its replicas), quick retries, the default retry budget.
+  void start_urls(const std::vector<std::string>& urls) {
+    std::string list;
+    for (const std::string& url : urls) list += (list.empty() ? "\"" : ", \"") + url + "\"";
+    start_with_relay("  - name: reviewer\n    urls: [" + list +
+                     "]\n    capabilities: [code_review]\n"
                      "    policies: {retry: {max_retries: 3, backoff: {base: 10ms, cap: 10ms}},\n"
                      "               retry_budget: {}}\n" +
                      agent_yaml("backup"));
@@ -470,6 +476,84 @@ class SlowReplica {
   std::vector<int> fds_;
   std::vector<std::thread> connections_;
 };
+
+// One replica, 30 % of its answers 503 (three calls in every ten, never four in a row): the
+// budget lets every retry go (a gray failure), so every request gets the agent's answer, at about
+// 1.43 calls a request. Before, gRPC's token bucket stopped retrying at about 9 % of failures.
+TEST_F(RelayReplicasTest, ThirtyPercent503sOnOneReplicaAreRetriedIntoRealAnswers) {
+  std::atomic<int> n{0};
+  TestReplica flaky([&] {
+    const int call = n++;
+    return call % 10 == 0 || call % 10 == 3 || call % 10 == 6 ? answer_503() : answer_ok();
+  });
+  ASSERT_TRUE(flaky.start());
+  start_urls({flaky.url()});
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kRequests = 100;
+  int by_agent = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    Reply r = task();
+    ASSERT_EQ(r.status, 200) << r.text;
+    by_agent += r.header("Mend-Outcome") != "degraded" && r.header("Mend-Agent").empty();
+  }
+  EXPECT_EQ(by_agent, kRequests);
+  const double amplification = static_cast<double>(flaky.calls.load()) / kRequests;
+  EXPECT_GT(amplification, 1.3);
+  EXPECT_LT(amplification, 1.5);
+  EXPECT_EQ(agent("reviewer")["circuit"]["state"], "closed");
+}
+
+// Three replicas, the first failing one call in twenty: every request answered by the agent, and
+// the retries go to the other replicas (amplification 1 + 1/20 of a third).
+TEST_F(RelayReplicasTest, ThreeReplicasOneFailingFivePercentAnswerEveryRequest) {
+  std::atomic<int> n{0};
+  TestReplica flaky([&] { return n++ % 20 == 0 ? answer_503() : answer_ok(); });
+  TestReplica b(answer_ok);
+  TestReplica c(answer_ok);
+  ASSERT_TRUE(flaky.start());
+  ASSERT_TRUE(b.start());
+  ASSERT_TRUE(c.start());
+  start_urls({flaky.url(), b.url(), c.url()});
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kRequests = 150;
+  for (int i = 0; i < kRequests; ++i) {
+    Reply r = task();
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_NE(r.header("Mend-Outcome"), "degraded") << i;
+  }
+  const int calls = flaky.calls.load() + b.calls.load() + c.calls.load();
+  EXPECT_LE(static_cast<double>(calls) / kRequests, 1.1);
+  EXPECT_GE(b.calls.load(), kRequests / 5);  // spread, not failover
+  EXPECT_GE(c.calls.load(), kRequests / 5);
+  EXPECT_FALSE(balancer(0)["ejected"].get<bool>()) << "1 in 20 is not an outlier";
+}
+
+// A replica nobody listens on: its refusals eject it, and every request is answered by the other.
+TEST_F(RelayReplicasTest, AReplicaThatRefusesConnectionsIsEjected) {
+  unsigned short closed_port = 0;
+  {
+    HttpServer gone(HttpServerOptions{}, [](const HttpRequest&) { return answer_ok(); });
+    ASSERT_TRUE(gone.start().ok());
+    closed_port = static_cast<unsigned short>(
+        std::stoi(gone.base_url().substr(gone.base_url().rfind(':') + 1)));
+    gone.stop();
+  }
+  TestReplica live(answer_ok);
+  ASSERT_TRUE(live.start());
+  start_urls({"http://127.0.0.1:" + std::to_string(closed_port), live.url()});
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kRequests = 40;
+  for (int i = 0; i < kRequests; ++i) {
+    Reply r = task();
+    ASSERT_EQ(r.status, 200) << r.text;
+    EXPECT_EQ(r.header("Mend-Agent"), "") << i;
+    EXPECT_NE(r.header("Mend-Outcome"), "degraded") << i;
+  }
+  EXPECT_EQ(live.calls.load(), kRequests);
+  EXPECT_TRUE(balancer(0)["ejected"].get<bool>()) << agent("reviewer").dump();
+  EXPECT_LE(balancer(0)["calls"].get<int>(), 6);
+  EXPECT_EQ(agent("reviewer")["circuit"]["state"], "closed");
+}
 
 class RelayHedgingTest : public RelayReplicasTest {
  protected:

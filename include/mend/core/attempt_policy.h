@@ -126,8 +126,10 @@ class AttemptPolicy {
 
   // Before a call: steps 1-5 of "before a call" above.
   Admission admit(const Clock& clock, const AdmissionFacts& facts = {}) const;
-  // The call answered: the breaker closes a step, the budget earns.
-  void succeeded(const CircuitBreaker::Permit& permit, const Clock& clock) const;
+  // The call answered: the breaker closes a step, the budget counts it (`retry`: it was a retry of
+  // the request, not its first call).
+  void succeeded(const CircuitBreaker::Permit& permit, const Clock& clock,
+                 bool retry = false) const;
   // The call ended in a way that says nothing about the agent (an unusable task, mend stopping).
   void ignored(const CircuitBreaker::Permit& permit) const;
   // The call failed with `error` (classified): steps 1-5 of "for a failed call" above.

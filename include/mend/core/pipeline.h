@@ -164,7 +164,7 @@ class RetryStage {
       r = next();
       if (budget) {
         budget->release_retry();
-        if (r.ok()) budget->record_success();
+        if (r.ok()) budget->record_success(/*retry=*/true);
       }
       if (r.ok()) return r;
     }

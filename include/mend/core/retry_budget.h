@@ -80,12 +80,15 @@ class RetryBudget {
  public:
   // The window's figures, for metrics and operators.
   struct Reading {
-    std::uint64_t calls = 0;     // attempts that answered or failed
-    std::uint64_t failures = 0;  // of them, failed
-    std::uint64_t retries = 0;   // of them, retries the budget allowed
-    double spent = 0;            // their cost
-    double allowance = 0;        // what the window allows: ratio * requests + the floor
-    std::uint64_t requests() const noexcept { return calls > retries ? calls - retries : 0; }
+    std::uint64_t calls = 0;        // attempts that answered or failed
+    std::uint64_t failures = 0;     // of them, failed
+    std::uint64_t retry_calls = 0;  // of them, retries (and hedges): calls, not requests
+    std::uint64_t retries = 0;      // retries the budget allowed (some may still be waiting)
+    double spent = 0;               // their cost
+    double allowance = 0;           // what the window allows: ratio * requests + the floor
+    std::uint64_t requests() const noexcept {
+      return calls > retry_calls ? calls - retry_calls : 0;
+    }
     // Per attempt, and per request (a request answered after retries is one success); 1 when
     // the window is empty.
     double actual_success() const noexcept;
@@ -100,8 +103,9 @@ class RetryBudget {
   // An attempt answered / failed (a failure of the agent, not a local refusal). No clock: a call
   // is counted in a total of the calling thread's stripe, and the window is read off the totals
   // (below).
-  void record_success() noexcept;
-  void record_failure() noexcept;
+  // `retry`: the call was a retry (or a hedge) of a request, not its first call.
+  void record_success(bool retry = false) noexcept;
+  void record_failure(bool retry = false) noexcept;
 
   // The kind of a retry after `error` (classified); `other_replica`: the retry can go to a replica
   // of the agent the request has not failed on.
@@ -134,6 +138,7 @@ class RetryBudget {
   struct alignas(64) Stripe {
     std::atomic<std::uint64_t> calls{0};
     std::atomic<std::uint64_t> failures{0};
+    std::atomic<std::uint64_t> retry_calls{0};
   };
   // The totals at an instant: the window's calls are the totals now less the totals at its start,
   // found between the two notes around it (linearly: calls between two notes are taken as
@@ -142,6 +147,7 @@ class RetryBudget {
     TimePoint at{};
     std::uint64_t calls = 0;
     std::uint64_t failures = 0;
+    std::uint64_t retry_calls = 0;
   };
   static constexpr int kNotes = kBuckets + 2;  // a tenth of the window apart: one is before it
 
