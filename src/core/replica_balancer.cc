@@ -96,39 +96,9 @@ int ReplicaBalancer::pick(TimePoint now, RandomSource& random, std::span<const i
   // The candidates, counted without being listed (no allocation on a call's path): the replicas
   // in service and not avoided; else those in service; else (not reachable while at most
   // replicas - 1 are ejected) all of them.
-  // The analysis does not follow the lock into lambdas: they read it through this reference.
-  const std::vector<Replica>& all = replicas_;
-  auto in_service = [&](int i) { return !all[static_cast<std::size_t>(i)].ejected(now); };
-  auto untried = [&](int i) { return in_service(i) && !replica_listed(avoid, i); };
-  auto any = [](int) { return true; };
-  auto choose = [&](auto eligible) {
-    int count = 0;
-    int first = -1;
-    int second = -1;
-    for (int i = 0; i < replica_count_; ++i) {
-      if (!eligible(i)) continue;
-      if (count == 0) first = i;
-      if (count == 1) second = i;
-      ++count;
-    }
-    if (count > 2) {
-      // Two distinct candidates, uniformly: the i-th and the j-th eligible ones.
-      const int i = std::min(count - 1, static_cast<int>(random.next_unit() * count));
-      int j = std::min(count - 2, static_cast<int>(random.next_unit() * (count - 1)));
-      if (j >= i) ++j;
-      int seen = 0;
-      for (int r = 0; r < replica_count_; ++r) {
-        if (!eligible(r)) continue;
-        if (seen == i) first = r;
-        if (seen == j) second = r;
-        ++seen;
-      }
-    }
-    return std::pair{first, count == 1 ? -1 : second};
-  };
-  auto [first, second] = choose(untried);
-  if (first < 0) std::tie(first, second) = choose(in_service);
-  if (first < 0) std::tie(first, second) = choose(any);
+  auto [first, second] = choose_two(Candidates::untried, now, avoid, random);
+  if (first < 0) std::tie(first, second) = choose_two(Candidates::in_service, now, avoid, random);
+  if (first < 0) std::tie(first, second) = choose_two(Candidates::all, now, avoid, random);
   int chosen = first;
   if (second >= 0) {
     const int first_load = replicas_[first].outstanding;
@@ -146,6 +116,48 @@ int ReplicaBalancer::pick(TimePoint now, RandomSource& random, std::span<const i
   ++replicas_[chosen].outstanding;
   ++replicas_[chosen].calls;
   return chosen;
+}
+
+bool ReplicaBalancer::candidate(int replica, Candidates which, TimePoint now,
+                                std::span<const int> avoid) const {
+  const Replica& r = replicas_[static_cast<std::size_t>(replica)];
+  switch (which) {
+    case Candidates::untried:
+      return !r.ejected(now) && !replica_listed(avoid, replica);
+    case Candidates::in_service:
+      return !r.ejected(now);
+    case Candidates::all:
+      return true;
+  }
+  return true;
+}
+
+std::pair<int, int> ReplicaBalancer::choose_two(Candidates which, TimePoint now,
+                                                std::span<const int> avoid,
+                                                RandomSource& random) const {
+  int count = 0;
+  int first = -1;
+  int second = -1;
+  for (int i = 0; i < replica_count_; ++i) {
+    if (!candidate(i, which, now, avoid)) continue;
+    if (count == 0) first = i;
+    if (count == 1) second = i;
+    ++count;
+  }
+  if (count > 2) {
+    // Two distinct candidates, uniformly: the i-th and the j-th of them.
+    const int i = std::min(count - 1, static_cast<int>(random.next_unit() * count));
+    int j = std::min(count - 2, static_cast<int>(random.next_unit() * (count - 1)));
+    if (j >= i) ++j;
+    int seen = 0;
+    for (int r = 0; r < replica_count_; ++r) {
+      if (!candidate(r, which, now, avoid)) continue;
+      if (seen == i) first = r;
+      if (seen == j) second = r;
+      ++seen;
+    }
+  }
+  return {first, count == 1 ? -1 : second};
 }
 
 bool ReplicaBalancer::has_untried(TimePoint now, std::span<const int> tried) const {

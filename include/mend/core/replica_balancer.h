@@ -63,6 +63,7 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "mend/core/clock.h"
@@ -175,6 +176,13 @@ class ReplicaBalancer {
   void try_eject(Replica& r, TimePoint now) MEND_REQUIRES(mu_);
   // Whether a call of `replica` that took `latency` is slow (above).
   bool slow(int replica, Duration latency) const MEND_REQUIRES(mu_);
+  // pick()'s candidates, in the order it tries them, and the two it compares among them (-1 for
+  // none; the second -1 when there is one candidate).
+  enum class Candidates : std::uint8_t { untried, in_service, all };
+  bool candidate(int replica, Candidates which, TimePoint now, std::span<const int> avoid) const
+      MEND_REQUIRES(mu_);
+  std::pair<int, int> choose_two(Candidates which, TimePoint now, std::span<const int> avoid,
+                                 RandomSource& random) const MEND_REQUIRES(mu_);
 
   const int replica_count_;
   const ReplicaBalancerOptions options_;
