@@ -17,6 +17,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -29,10 +30,25 @@ using nlohmann::json;
 
 namespace {
 
-// Free loopback ports for supervised agents, distinct from each other and from `taken`. The
-// sockets that found them stay open until all are found, or the system could hand out the same
-// port twice. The agents bind them moments later; another process could take one in between, in
-// which case that agent fails its startup and is restarted on the same port.
+// The lowest port of the system's ephemeral range (what bind to port 0 hands out), 32768 when it
+// cannot be read.
+unsigned short ephemeral_low() {
+  unsigned low = 32768;
+  unsigned high = 60999;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%u %u", &low, &high) != 2) low = 32768;
+    std::fclose(f);
+  }
+  return static_cast<unsigned short>(std::clamp(low, 1025u, 65535u));
+}
+
+// Free loopback ports for supervised agents, distinct from each other and from `taken`, below the
+// ephemeral range: a port bind(0) hands out is free until the agent binds it, and mend's own
+// listeners (port 0 for the API or a relay) or any other process binding port 0 could be given
+// it in between, leaving the agent to crash-loop on "address in use". Each is checked by binding
+// it; the sockets stay open until all are found. The search starts at a place of this process's
+// own (its pid), so that daemons starting at once look at different ports. Below 10,000 ports
+// of range: bind(0), as before.
 Result<std::vector<unsigned short>> free_loopback_ports(std::size_t count,
                                                         const std::set<unsigned short>& taken) {
   std::vector<int> sockets;
@@ -40,6 +56,10 @@ Result<std::vector<unsigned short>> free_loopback_ports(std::size_t count,
   auto close_all = [&] {
     for (int fd : sockets) ::close(fd);
   };
+  constexpr unsigned kLowest = 10000;
+  const unsigned low = ephemeral_low();
+  const unsigned span = low > kLowest ? low - kLowest : 0;
+  const unsigned start = span > 0 ? static_cast<unsigned>(::getpid()) * 97u % span : 0;
   for (int tries = 0; ports.size() < count && tries < 1000; ++tries) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -52,8 +72,13 @@ Result<std::vector<unsigned short>> free_loopback_ports(std::size_t count,
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (span >= 1000) {
+      addr.sin_port = htons(
+          static_cast<unsigned short>(kLowest + (start + static_cast<unsigned>(tries)) % span));
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) continue;  // in use
+    }
     socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+    if ((span < 1000 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ||
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       int err = errno;
       close_all();
