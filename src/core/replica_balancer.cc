@@ -94,10 +94,11 @@ int ReplicaBalancer::pick(TimePoint now, RandomSource& random, std::span<const i
     return 0;
   }
   // The candidates, counted without being listed (no allocation on a call's path): the replicas
-  // in service and not avoided; else those in service; else (not reachable while at most
-  // replicas - 1 are ejected) all of them.
+  // in service and not avoided; else those in service; else the ready ones; else (every probe
+  // fails) all of them.
   auto [first, second] = choose_two(Candidates::untried, now, avoid, random);
   if (first < 0) std::tie(first, second) = choose_two(Candidates::in_service, now, avoid, random);
+  if (first < 0) std::tie(first, second) = choose_two(Candidates::ready, now, avoid, random);
   if (first < 0) std::tie(first, second) = choose_two(Candidates::all, now, avoid, random);
   int chosen = first;
   if (second >= 0) {
@@ -123,9 +124,11 @@ bool ReplicaBalancer::candidate(int replica, Candidates which, TimePoint now,
   const Replica& r = replicas_[static_cast<std::size_t>(replica)];
   switch (which) {
     case Candidates::untried:
-      return !r.ejected(now) && !replica_listed(avoid, replica);
+      return r.in_service(now) && !replica_listed(avoid, replica);
     case Candidates::in_service:
-      return !r.ejected(now);
+      return r.in_service(now);
+    case Candidates::ready:
+      return r.ready;
     case Candidates::all:
       return true;
   }
@@ -160,10 +163,16 @@ std::pair<int, int> ReplicaBalancer::choose_two(Candidates which, TimePoint now,
   return {first, count == 1 ? -1 : second};
 }
 
+void ReplicaBalancer::set_ready(int replica, bool ready) {
+  if (replica < 0 || replica >= replica_count_) return;
+  MutexLock lock(mu_);
+  replicas_[static_cast<std::size_t>(replica)].ready = ready;
+}
+
 bool ReplicaBalancer::has_untried(TimePoint now, std::span<const int> tried) const {
   MutexLock lock(mu_);
   for (int i = 0; i < replica_count_; ++i) {
-    if (!replicas_[i].ejected(now) && !replica_listed(tried, i)) return true;
+    if (replicas_[i].in_service(now) && !replica_listed(tried, i)) return true;
   }
   return false;
 }
@@ -258,6 +267,7 @@ std::vector<ReplicaSnapshot> ReplicaBalancer::snapshot(TimePoint now) const {
   for (const Replica& r : replicas_) {
     ReplicaSnapshot s;
     s.outstanding = r.outstanding;
+    s.ready = r.ready;
     s.ejected = r.ejected(now);
     if (s.ejected) s.ejected_until = r.ejected_until;
     s.ejection_multiplier = r.ejection_multiplier;

@@ -242,6 +242,73 @@ TEST_F(ReplicaBalancerTest, AtMostHalfTheReplicasAreEjectedAndNeverAll) {
   EXPECT_FALSE(ejected(never, 0));
 }
 
+TEST_F(ReplicaBalancerTest, AReplicaItsProbeTookOutTakesNoCallWhileAnotherServes) {
+  ReplicaBalancer three(3, {});
+  three.set_ready(1, false);
+  EXPECT_FALSE(three.snapshot(clock.now())[1].ready);
+  std::vector<int> calls(3);
+  for (int i = 0; i < 60; ++i) {
+    const int r = three.pick(clock.now(), random);
+    ++calls[static_cast<std::size_t>(r)];
+    three.report(r, R::succeeded, clock.now(), milliseconds(5));
+  }
+  EXPECT_EQ(calls[1], 0);
+  EXPECT_EQ(calls[0] + calls[2], 60);
+  EXPECT_GT(calls[0], 0);
+  EXPECT_GT(calls[2], 0);
+  // Not a place for a task to move to either.
+  const std::vector<int> failed_on{0, 2};
+  EXPECT_FALSE(three.has_untried(clock.now(), failed_on));
+  // Its probe taking it out is not an ejection: the detector may still take one more out.
+  fail(three, 0, 5);
+  EXPECT_TRUE(ejected(three, 0));
+  EXPECT_FALSE(ejected(three, 1));
+  for (int i = 0; i < 10; ++i) {
+    const int r = three.pick(clock.now(), random);
+    EXPECT_EQ(r, 2) << i;
+    three.report(r, R::succeeded, clock.now(), milliseconds(5));
+  }
+  // Ready again: it takes its share at once.
+  three.set_ready(1, true);
+  std::vector<int> after(3);
+  for (int i = 0; i < 20; ++i) {
+    const int r = three.pick(clock.now(), random);
+    ++after[static_cast<std::size_t>(r)];
+    three.report(r, R::succeeded, clock.now(), milliseconds(5));
+  }
+  EXPECT_EQ(after[0], 0);  // still ejected
+  EXPECT_GT(after[1], 0);
+  EXPECT_GT(after[2], 0);
+}
+
+TEST_F(ReplicaBalancerTest, WithNoReplicaInServiceAReadyOneIsPickedThenAnyOne) {
+  ReplicaBalancer two(2, {});
+  two.set_ready(1, false);
+  fail(two, 0, 5);  // ejected: no replica is in service
+  ASSERT_TRUE(ejected(two, 0));
+  // The ready one, ejected as it is, before the one its probe took out.
+  for (int i = 0; i < 5; ++i) {
+    const int r = two.pick(clock.now(), random);
+    EXPECT_EQ(r, 0) << i;
+    two.report(r, R::succeeded, clock.now(), milliseconds(5));
+  }
+  // Every probe failing (at start, say, before the first probe of a supervised agent answers):
+  // the calls go on, to every replica in turn, rather than nowhere.
+  ReplicaBalancer starting(2, {});
+  starting.set_ready(0, false);
+  starting.set_ready(1, false);
+  std::vector<int> calls(2);
+  for (int i = 0; i < 10; ++i) {
+    const int r = starting.pick(clock.now(), random);
+    ++calls[static_cast<std::size_t>(r)];
+    starting.report(r, R::succeeded, clock.now(), milliseconds(5));
+  }
+  EXPECT_EQ(calls[0], 5);
+  EXPECT_EQ(calls[1], 5);
+  starting.set_ready(7, false);  // out of range: nothing
+  starting.set_ready(-1, false);
+}
+
 TEST_F(ReplicaBalancerTest, ATasksRetryAvoidsTheReplicasItFailedOn) {
   ReplicaBalancer three(3, {});
   const std::vector<int> failed_on{0, 1};

@@ -83,14 +83,39 @@ AgentCounters& DaemonCore::counters(const std::string& agent) {
 }
 
 void DaemonCore::set_generation(std::shared_ptr<Generation> g) {
-  MutexLock lock(generation_mu_);
-  generation_ = std::move(g);
-  generation_number_.fetch_add(1, std::memory_order_release);
+  Generation& installed = *g;
+  {
+    MutexLock lock(generation_mu_);
+    previous_generation_ = generation_;
+    generation_ = std::move(g);
+    generation_number_.fetch_add(1, std::memory_order_release);
+  }
+  // After it is current: a probe's word from now on reaches its balancers (replica_readiness),
+  // and what the probes said before is read here.
+  sync_readiness(installed);
 }
 
 std::shared_ptr<Generation> DaemonCore::current() const {
   MutexLock lock(generation_mu_);
   return generation_;
+}
+
+int DaemonCore::balanced_calls_out(const std::string& agent) const {
+  std::shared_ptr<Generation> now;
+  std::shared_ptr<Generation> before;
+  {
+    MutexLock lock(generation_mu_);
+    now = generation_;
+    before = previous_generation_.lock();
+  }
+  const TimePoint at = clock_.now();
+  int out = 0;
+  for (const Generation* g : {now.get(), before.get()}) {
+    const AgentRegistry::Entry* entry = g != nullptr ? g->agents.find(agent) : nullptr;
+    if (entry == nullptr) continue;
+    for (const ReplicaSnapshot& r : entry->balancer.snapshot(at)) out += r.outstanding;
+  }
+  return out;
 }
 
 std::string DaemonCore::base_url() const {

@@ -82,8 +82,10 @@ struct AgentCounters {
   std::atomic<std::uint64_t> retries{0};
   std::atomic<std::uint64_t> answered_as_fallback{0};
   std::atomic<std::uint64_t> restarts{0};
-  // What a scaled agent's scaler reads (ReplicaSet::LoadReading): calls out now, calls refused for
-  // want of capacity, connection_pool_exhausted failures, calls ended and their latency.
+  // What a scaled agent's scaler reads (ReplicaSet::LoadReading): calls out now (the task API's;
+  // the daemon adds its balancers' count, which has the relays'), calls refused for
+  // want of capacity, connection_pool_exhausted failures, calls ended and their latency (the
+  // relays' added at their flushes, every 200 ms).
   std::atomic<int> calls_out{0};
   std::atomic<std::uint64_t> refused_capacity{0};
   std::atomic<std::uint64_t> pool_exhausted{0};
@@ -212,6 +214,10 @@ class DaemonCore final : public ReplicaSetHost {
   void replica_transition(const std::string& agent, const std::string& transition) override {
     log("info", "agent " + agent + ": " + transition);
   }
+  void replica_readiness(const std::string& agent, const std::string& url, bool ready) override;
+  // Tells each agent's balancer in `g` which of its replicas are ready now (a new generation's
+  // balancers start with every replica ready).
+  void sync_readiness(Generation& g);
   void on_agent_unhealthy(const std::string& agent, const ProbeResult& probe);
   void on_process_event(const ProcessEvent& event);
   void register_metrics();
@@ -255,6 +261,10 @@ class DaemonCore final : public ReplicaSetHost {
   void shutdown();
   void arm_signals();
   void set_generation(std::shared_ptr<Generation> g);
+  // The agent's calls out as its balancers count them, in the current generation and the one
+  // before while it lives: the task API's and every relay's (the relay counts nothing else per
+  // call, to keep its path free of shared writes).
+  int balanced_calls_out(const std::string& agent) const;
 
   // api.cc
   void register_routes();  // every endpoint of docs/api.md on router_
@@ -308,6 +318,9 @@ class DaemonCore final : public ReplicaSetHost {
 
   mutable Mutex generation_mu_;
   std::shared_ptr<Generation> generation_ MEND_GUARDED_BY(generation_mu_);
+  // The one before, while calls (the relay's) may still hold it: their replicas' calls out count
+  // until they end (balanced_calls_out).
+  std::weak_ptr<Generation> previous_generation_ MEND_GUARDED_BY(generation_mu_);
   std::atomic<std::uint64_t> generation_number_{0};
   std::vector<std::unique_ptr<Relay>> relays_;
   Mutex reload_mu_;  // one reload at a time

@@ -203,6 +203,33 @@ bool DaemonCore::agent_health(const std::string& agent, const AgentReplicaHealth
   return before == HealthState::healthy && now == HealthState::unhealthy;
 }
 
+namespace {
+
+// The agent's endpoint with this URL: its balancer's replica index, or -1.
+int endpoint_index(const AgentRegistry::Entry& entry, const std::string& url) {
+  const std::vector<std::string>& urls = entry.info.endpoints;
+  const auto at = std::find(urls.begin(), urls.end(), url);
+  return at == urls.end() ? -1 : static_cast<int>(at - urls.begin());
+}
+
+}  // namespace
+
+void DaemonCore::replica_readiness(const std::string& agent, const std::string& url, bool ready) {
+  std::shared_ptr<Generation> g = current();
+  if (!g) return;
+  if (AgentRegistry::Entry* entry = g->agents.find(agent)) {
+    entry->balancer.set_ready(endpoint_index(*entry, url), ready);
+  }
+}
+
+void DaemonCore::sync_readiness(Generation& g) {
+  for (const Replica& r : replicas_.snapshot()) {
+    if (AgentRegistry::Entry* entry = g.agents.find(r.agent)) {
+      entry->balancer.set_ready(endpoint_index(*entry, r.url), r.health.is_ready());
+    }
+  }
+}
+
 void DaemonCore::on_process_event(const ProcessEvent& event) {
   const std::string agent = replicas_.on_process_event(event);
   if (agent.empty()) return;
@@ -417,7 +444,10 @@ void DaemonCore::scale_replicas(TimePoint now) {
   for (const std::string& agent : replicas_.scaled_agents()) {
     const AgentCounters& c = counters(agent);
     ReplicaSet::LoadReading& load = loads[agent];
-    load.calls_out = std::max(0, c.calls_out.load(std::memory_order_relaxed));
+    // The task API's calls are counted by its invoker, every call (the relay's too) by the
+    // agent's balancers: the larger is the nearer (neither misses more than the other's share).
+    load.calls_out =
+        std::max({0, c.calls_out.load(std::memory_order_relaxed), balanced_calls_out(agent)});
     load.refused = c.refused_capacity.load(std::memory_order_relaxed);
     load.pool_exhausted = c.pool_exhausted.load(std::memory_order_relaxed);
     load.calls_ended = c.calls_ended.load(std::memory_order_relaxed);
@@ -431,7 +461,8 @@ void DaemonCore::scale_replicas(TimePoint now) {
   // Retired replicas whose calls are done (or whose call timeout is over) are stopped: SIGTERM,
   // then SIGKILL after the agent's stop_timeout, on the blocking pool (remove() waits).
   auto idle = [this](const std::string& agent) {
-    return counters(agent).calls_out.load(std::memory_order_relaxed) <= 0;
+    return counters(agent).calls_out.load(std::memory_order_relaxed) <= 0 &&
+           balanced_calls_out(agent) == 0;
   };
   for (const std::string& process : replicas_.take_retired(now, idle)) {
     net::post(*blocking_, [this, process] {

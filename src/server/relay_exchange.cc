@@ -381,6 +381,9 @@ void Relay::Connection::report_replica(ReplicaCallResult result) {
   if (picked_ < 0) return;
   const TimePoint now = w_.clock().now();
   target().entry->balancer.report(std::exchange(picked_, -1), result, now, now - call_started_);
+  AgentDelta& d = delta();
+  ++d.ended;
+  d.latency_ns += (now - call_started_).count();
 }
 
 void Relay::Connection::admitted(const AttemptPolicy::Admission& admission) {

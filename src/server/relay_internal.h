@@ -73,7 +73,12 @@ struct AgentDelta {
   std::uint64_t failures = 0;
   std::uint64_t retries = 0;
   std::uint64_t fallbacks = 0;
-  bool empty() const { return successes == 0 && failures == 0 && retries == 0 && fallbacks == 0; }
+  // Calls whose end its balancer heard, and their latency: what the agent's scaler reads.
+  std::uint64_t ended = 0;
+  std::int64_t latency_ns = 0;
+  bool empty() const {
+    return successes == 0 && failures == 0 && retries == 0 && fallbacks == 0 && ended == 0;
+  }
 };
 
 // A connection to one agent replica, kept alive between calls.

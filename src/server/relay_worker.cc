@@ -95,6 +95,8 @@ void Relay::Worker::flush(Slot& s) {
       t.counters->failures.fetch_add(d.failures, std::memory_order_relaxed);
       t.counters->retries.fetch_add(d.retries, std::memory_order_relaxed);
       t.counters->answered_as_fallback.fetch_add(d.fallbacks, std::memory_order_relaxed);
+      t.counters->calls_ended.fetch_add(d.ended, std::memory_order_relaxed);
+      t.counters->latency_ns.fetch_add(d.latency_ns, std::memory_order_relaxed);
     }
     d = AgentDelta{};
   }

@@ -117,6 +117,7 @@ std::string ReplicaSet::on_process_event(const ProcessEvent& event) {
       r.pid = 0;
       r.epoch = next_epoch_++;
     }
+    host_.replica_readiness(r.agent, r.url, r.health.is_ready());
     report_agent(r.agent);
   }
   return agent;
@@ -139,6 +140,7 @@ void ReplicaSet::take_out(const std::string& process) {
     r.restarting = true;
     r.health.take_out();
     agent = r.agent;
+    host_.replica_readiness(r.agent, r.url, false);
   }
   if (!agent.empty()) report_agent(agent);
 }
@@ -217,6 +219,9 @@ std::optional<ReplicaSet::ProbeOutcome> ReplicaSet::record_probe(std::uint64_t e
       break;
   }
   if (!outcome.transition.empty()) host_.replica_transition(outcome.agent, outcome.transition);
+  if (verdict.change != ProbeVerdict::Change::none) {
+    host_.replica_readiness(r->agent, r->url, r->health.is_ready());
+  }
   // Its probes say it cannot serve (not a process that exited or restarts: supervision speaks
   // for those): the daemon heals it and tells on-call.
   const bool fell = report_agent(r->agent);

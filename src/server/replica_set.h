@@ -92,6 +92,15 @@ class ReplicaSetHost {
   // A probe changed one of the agent's replicas (ProbeOutcome::transition), told before the
   // agent's health it leads to: the cause first, then the effect.
   virtual void replica_transition(const std::string& agent, const std::string& transition) = 0;
+  // One replica's readiness may have changed (a probe's answer, its process started or exited,
+  // mend takes it out to restart it): the replica at `url` is ready, or not, now. The daemon
+  // tells the agent's balancer, so that calls leave a replica its probes took out at once,
+  // before live traffic would eject it (mend/core/replica_balancer.h).
+  virtual void replica_readiness(const std::string& agent, const std::string& url, bool ready) {
+    (void)agent;
+    (void)url;
+    (void)ready;
+  }
 };
 
 class ReplicaSet {

@@ -22,8 +22,12 @@ class RecordingHost final : public ReplicaSetHost {
   void replica_transition(const std::string& agent, const std::string& transition) override {
     told.push_back(agent + ": " + transition);
   }
+  void replica_readiness(const std::string& agent, const std::string& url, bool ready) override {
+    readiness.push_back(agent + " " + url + (ready ? " ready" : " not ready"));
+  }
   std::map<std::string, bool> healthy;
   std::vector<std::string> told;
+  std::vector<std::string> readiness;  // what the balancers would hear
 };
 
 ProbesConfig quick_probes() {
@@ -106,6 +110,42 @@ TEST_F(ReplicaSetTest, AnAgentMendDoesNotStartIsReadyUntilAProbeSaysOtherwise) {
   EXPECT_EQ(host.told[host.told.size() - 2], "api: not ready: 503");
   EXPECT_EQ(host.told.back(), "api unhealthy");
   EXPECT_FALSE(set.every_agent_ready());
+}
+
+TEST_F(ReplicaSetTest, EveryChangeOfAReplicasReadinessReachesTheHostForItsBalancer) {
+  set.replace({}, {supervised("worker", 0), supervised("worker", 1)});
+  start("worker#0", 41);
+  start("worker#1", 42);
+  const std::vector<std::string> started{"worker http://127.0.0.1:9000 not ready",
+                                         "worker http://127.0.0.1:9001 not ready"};
+  EXPECT_EQ(host.readiness, started);  // not ready until the startup probe passes
+  host.readiness.clear();
+  for (const ReplicaSet::DueProbe& due : set.take_due(clock.now(), status_of)) {
+    ASSERT_TRUE(set.record_probe(due.epoch, due.kind, true, "ok", clock.now()));
+  }
+  const std::vector<std::string> ready{"worker http://127.0.0.1:9000 ready",
+                                       "worker http://127.0.0.1:9001 ready"};
+  EXPECT_EQ(host.readiness, ready);
+  host.readiness.clear();
+  // Readiness fails twice on replica 1 only: it alone is taken out; a probe that changes
+  // nothing tells nothing.
+  for (int round = 0; round < 2; ++round) {
+    clock.advance(1s);
+    for (const ReplicaSet::DueProbe& due : set.take_due(clock.now(), status_of)) {
+      const bool second = set.probe_target(due.epoch, due.kind)->url.find(":9001") !=
+                          std::string::npos;
+      ASSERT_TRUE(set.record_probe(due.epoch, due.kind, !second, "503", clock.now()));
+    }
+  }
+  EXPECT_EQ(host.readiness, std::vector<std::string>{"worker http://127.0.0.1:9001 not ready"});
+  host.readiness.clear();
+  // mend restarts replica 0: out of traffic at once.
+  set.take_out("worker#0");
+  EXPECT_EQ(host.readiness, std::vector<std::string>{"worker http://127.0.0.1:9000 not ready"});
+  host.readiness.clear();
+  // Replica 1's process exits: not ready (it was not already, and says so again: idempotent).
+  set.on_process_event({ProcessEvent::Kind::exited, "worker#1", 42, "exited", {}});
+  EXPECT_EQ(host.readiness, std::vector<std::string>{"worker http://127.0.0.1:9001 not ready"});
 }
 
 TEST_F(ReplicaSetTest, ASupervisedReplicaIsProbedOnlyOnceItsStartReachedTheSet) {

@@ -254,12 +254,17 @@ TEST_F(RelayTest, FiveFailuresOpenTheCircuitAndTheRelayStopsCallingTheAgent) {
 
 // --- Replicas (issue 17): two real HTTP servers as one agent's replicas ------------------------
 
-// A replica the test serves: `answer` decides each POST /task's answer; /health is always fine.
+// A replica the test serves: `answer` decides each POST /task's answer; /health answers fine
+// while `healthy` says so.
 class TestReplica {
  public:
-  explicit TestReplica(std::function<HttpResponse()> answer)
-      : server_(HttpServerOptions{}, [this, answer = std::move(answer)](const HttpRequest& r) {
-          if (r.target == "/health") return HttpResponse{200, {}, R"({"status":"healthy"})"};
+  explicit TestReplica(std::function<HttpResponse()> answer, std::size_t threads = 1)
+      : server_(HttpServerOptions{.threads = threads},
+                [this, answer = std::move(answer)](const HttpRequest& r) {
+          if (r.target == "/health") {
+            return healthy.load() ? HttpResponse{200, {}, R"({"status":"healthy"})"}
+                                  : HttpResponse{503, {}, R"({"status":"unhealthy"})"};
+          }
           if (r.target != "/task") return HttpResponse{404, {}, "{}"};
           ++calls;
           return answer();
@@ -268,6 +273,7 @@ class TestReplica {
   std::string url() const { return server_.base_url(); }
   ~TestReplica() { server_.stop(); }
   std::atomic<int> calls{0};
+  std::atomic<bool> healthy{true};
 
  private:
   HttpServer server_;
@@ -289,14 +295,16 @@ class RelayReplicasTest : public RelayTest {
     start_urls({a.url(), b.url()});
   }
   // The reviewer at these URLs (its replicas), quick retries, the default retry budget.
-  void start_urls(const std::vector<std::string>& urls) {
+  // `more`: more of the agent's keys (YAML lines); `policies`: more of its policies (", key: ...").
+  void start_urls(const std::vector<std::string>& urls, const std::string& more = "",
+                  const std::string& policies = "") {
     std::string list;
     for (const std::string& url : urls) list += (list.empty() ? "\"" : ", \"") + url + "\"";
     start_with_relay("  - name: reviewer\n    urls: [" + list +
                      "]\n    capabilities: [code_review]\n"
                      "    policies: {retry: {max_retries: 3, backoff: {base: 10ms, cap: 10ms}},\n"
-                     "               retry_budget: {}}\n" +
-                     agent_yaml("backup"));
+                     "               retry_budget: {}" +
+                     policies + "}\n" + more + agent_yaml("backup"));
   }
   json balancer(int replica) { return agent("reviewer")["replicas"][replica]["balancer"]; }
 };
@@ -311,6 +319,29 @@ TEST_F(RelayReplicasTest, TwoHealthyReplicasShareTheRequests) {
   EXPECT_EQ(a.calls.load(), 10);
   EXPECT_EQ(b.calls.load(), 10);
   EXPECT_EQ(balancer(0)["calls"], 10) << agent("reviewer").dump();
+}
+
+TEST_F(RelayReplicasTest, AReplicaItsReadinessProbeTookOutTakesNoCall) {
+  TestReplica failing_probe(answer_ok);  // it still answers tasks: traffic alone would keep it in
+  TestReplica fine(answer_ok);
+  ASSERT_TRUE(failing_probe.start());
+  ASSERT_TRUE(fine.start());
+  start_urls({failing_probe.url(), fine.url()},
+             "    probes: {readiness: {period: 100ms, failure_threshold: 1}}\n");
+  ASSERT_FALSE(HasFatalFailure());
+  failing_probe.healthy = false;
+  wait_until([&] { return !agent("reviewer")["replicas"][0]["ready"].get<bool>(); }, 5s,
+             "the readiness probe takes replica 0 out");
+  const int before = failing_probe.calls.load();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(task().status, 200);
+  EXPECT_EQ(failing_probe.calls.load(), before) << agent("reviewer").dump();
+  EXPECT_EQ(agent("reviewer")["circuit"]["state"], "closed");
+  // Ready again: back in the rotation.
+  failing_probe.healthy = true;
+  wait_until([&] { return agent("reviewer")["replicas"][0]["ready"].get<bool>(); }, 5s,
+             "replica 0 ready again");
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(task().status, 200);
+  EXPECT_GE(failing_probe.calls.load(), before + 5) << agent("reviewer").dump();
 }
 
 TEST_F(RelayReplicasTest, AReplicaAnswering503ToEverythingIsEjectedAndEveryRequestAnswered) {
@@ -501,6 +532,59 @@ TEST_F(RelayReplicasTest, ThirtyPercent503sOnOneReplicaAreRetriedIntoRealAnswers
   EXPECT_GT(amplification, 1.3);
   EXPECT_LT(amplification, 1.5);
   EXPECT_EQ(agent("reviewer")["circuit"]["state"], "closed");
+}
+
+// Overload: a replica with room for two calls at a time (each takes 5 ms; a call above that is
+// answered 503 at once), offered eight at a time. Most calls fail, so the budget charges each
+// retry as overload (5) and lets few go: the replica is not retried into the ground, where three
+// retries a request would send it up to four calls a request. About 1 s (320 requests, 8 at a
+// time, against a replica that serves 400 a second).
+TEST_F(RelayReplicasTest, AnOverloadedAgentIsNotRetriedIntoTheGround) {
+  std::atomic<int> in_flight{0};
+  std::atomic<int> served{0};
+  TestReplica limited(
+      [&] {
+        if (in_flight.fetch_add(1) >= 2) {
+          in_flight.fetch_sub(1);
+          return answer_503();
+        }
+        std::this_thread::sleep_for(5ms);  // the replica's work, not the test's timing
+        in_flight.fetch_sub(1);
+        ++served;
+        return answer_ok();
+      },
+      /*threads=*/8);
+  ASSERT_TRUE(limited.start());
+  // A breaker that stays closed: the budget, not the circuit, is what this shows.
+  start_urls({limited.url()}, "", ", breaker: {failure_threshold: 1000000}");
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kClients = 8;
+  constexpr int kEach = 40;
+  std::atomic<int> by_agent{0};
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        Reply r = task();
+        answered += r.status == 200;
+        by_agent += r.status == 200 && r.header("Mend-Outcome") != "degraded" &&
+                    r.header("Mend-Agent").empty();
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  constexpr int kRequests = kClients * kEach;
+  // Every request has an answer (the agent's, its fallback's or a degraded one).
+  EXPECT_EQ(answered.load(), kRequests);
+  const double amplification = static_cast<double>(limited.calls.load()) / kRequests;
+  EXPECT_LE(amplification, 1.6) << limited.calls.load() << " calls, " << served.load()
+                                 << " served, " << by_agent.load() << " answered by the agent";
+  // The budget held retries back: some requests were not answered by the agent...
+  EXPECT_LT(by_agent.load(), kRequests);
+  // ...but the agent answered what it had room for.
+  EXPECT_EQ(by_agent.load(), served.load());
+  EXPECT_GE(served.load(), kRequests / 10);  // about 60 here: 5 ms each, two at a time
 }
 
 // Three replicas, the first failing one call in twenty: every request answered by the agent, and

@@ -188,6 +188,14 @@ TEST_F(ServeTest, TheEventStreamCarriesTheWorkflowsDecisions) {
 
 TEST_F(ServeTest, EachReplicaShowsItsBalancerAndCallsAreSpreadOverBoth) {
   start_daemon(config_yaml(agent_yaml("reviewer", "    replicas: 2\n")));
+  // /readyz needs one ready replica; a replica takes calls once its own probe says it is ready.
+  wait_until(
+      [&] {
+        const json replicas = agent("reviewer")["replicas"];
+        return replicas.size() == 2u && replicas[0]["ready"].get<bool>() &&
+               replicas[1]["ready"].get<bool>();
+      },
+      10s, "both replicas ready");
   // One after the other, none outstanding: the balancer alternates between the two.
   for (int i = 0; i < 4; ++i) {
     Reply r = submit("reviewer");

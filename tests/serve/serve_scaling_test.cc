@@ -134,6 +134,48 @@ TEST_F(ServeTest, ASaturatedAgentIsScaledUpAndBackDownOnceTheLoadStops) {
   EXPECT_THAT(events, HasSubstr("\"process\":\"reviewer#1\""));
 }
 
+TEST_F(ServeTest, LoadThroughARelayScalesTheAgentUpAndTheNewReplicaTakesRelayedCalls) {
+  // As above, but the only load is relayed requests: the relay's calls (their latency, counted
+  // at its flushes) are what the scaler reads. A few seconds: each request takes 300 ms.
+  const std::string scaled =
+      "  - name: reviewer\n    command: " + std::string(kSampleAgentBinary) +
+      "\n    args: [--port, \"{port}\", --name, reviewer, --latency, \"300\"]\n"
+      "    capabilities: [code_review]\n    stop_timeout: 2s\n"
+      "    replicas: {min: 1, max: 2}\n"
+      "    scaling: {interval: 100ms, latency_threshold: 100ms, scale_up_cooldown: 1s,\n"
+      "              scale_down_delay: 30s, start_timeout: 20s}\n"
+      "    probes:\n"
+      "      startup: {period: 100ms, failure_threshold: 100}\n"
+      "      readiness: {period: 100ms, failure_threshold: 3}\n";
+  start_daemon(config_yaml(scaled, "relays:\n  - {agent: reviewer, port: 0}\n"));
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string text = log();
+  const std::string marker = "relay for reviewer on ";
+  const std::size_t at = text.find(marker);
+  ASSERT_NE(at, std::string::npos) << text;
+  const std::string relay = text.substr(at + marker.size(), text.find('\n', at) - at - marker.size());
+  const std::string body = json({{"id", "t-1"},
+                                 {"type", "code_review"},
+                                 {"attempt", 0},
+                                 {"payload", {{"content", "int main() {}\n"}}}})
+                               .dump();
+  int requests = 0;
+  bool scaled_up = false;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!scaled_up && requests < 60 && std::chrono::steady_clock::now() < deadline) {
+    Reply r = call("POST", relay + "/task", body);
+    ASSERT_EQ(r.status, 200) << r.text;
+    ++requests;
+    scaled_up = metrics().find("mend_agent_replicas{agent=\"reviewer\"} 2") != std::string::npos;
+  }
+  ASSERT_TRUE(scaled_up) << "after " << requests << " relayed requests; daemon log:\n" << log();
+  EXPECT_THAT(log(), HasSubstr("scaling up from 1 to 2 replicas"));
+  // The new replica is among the relay's replicas: relayed requests reach it.
+  const std::string second = agent("reviewer")["replicas"][1]["url"].get<std::string>();
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(call("POST", relay + "/task", body).status, 200);
+  EXPECT_GE(call("GET", second + "/admin/chaos").body["counters"]["tasks_received"].get<int>(), 1);
+}
+
 TEST_F(ServeTest, RefusalsForWantOfCapacityScaleUpAndTheAgentsLimitGrowsWithItsReplicas) {
   // One call per replica at once; each takes 400 ms. Tasks sent together: one runs, the others
   // find the agent full (no_capacity) and get the degraded answer.

@@ -16,9 +16,11 @@
 //   if (!r.ok()) failed.push_back(replica);
 //
 // Picking, by power of two choices (Envoy's LEAST_REQUEST with choice_count 2):
-//   - the candidates are the replicas that are not ejected, less those in `avoid` (the ones the
-//     task already tried and that failed, Envoy's previous-hosts retry rule) unless that leaves
-//     none: then every replica that is not ejected;
+//   - the candidates are the replicas in service (ready and not ejected), less those in `avoid`
+//     (the ones the task already tried and that failed, Envoy's previous-hosts retry rule) unless
+//     that leaves none: then every replica in service; with none in service, every ready one
+//     (ejected or not); with none ready, every replica (Envoy's panic mode: an agent whose probes
+//     all fail is its circuit breaker's business, and its calls say more than no call would);
 //   - one candidate: that one. Two: both are the choices. More: two distinct ones drawn from the
 //     random source (two draws; no draw otherwise, so a one-replica agent's jitter is untouched);
 //   - of the two, the one with fewer outstanding calls (picked, not yet reported); on a tie the one
@@ -26,6 +28,12 @@
 //     after the other (none outstanding) alternate between two replicas, and a fresh two-replica
 //     balancer starts at replica 0 (as the workflow did before it balanced).
 // Every pick() must be matched by one report() (or abandon()): it is what counts calls outstanding.
+//
+// Health from probes, per replica: the owner says when a replica's readiness probe takes it out
+// of traffic or puts it back (set_ready(); mend serve does it from each replica's probes,
+// mend/core/replica_probes.h). A replica that is not ready takes no call while another is in
+// service, and does not count towards the ejected share below: its probe, not its traffic, took
+// it out. Every replica starts ready.
 //
 // Outlier ejection, from live traffic, per replica (docs/policies.md, "Replicas: balancing and
 // ejection", has the defaults and why):
@@ -105,6 +113,7 @@ enum class ReplicaCallResult : std::uint8_t {
 // One replica as the balancer sees it now, for operators and tests.
 struct ReplicaSnapshot {
   int outstanding = 0;  // calls picked and not reported yet
+  bool ready = true;    // as the owner last said (set_ready)
   bool ejected = false;
   TimePoint ejected_until{};  // when ejected
   // The multiplier of its latest ejection (decayed as above), and its ejections in all.
@@ -136,7 +145,10 @@ class ReplicaBalancer {
   // another is eligible (those the task already failed on). Draws from `random` only when more
   // than two replicas are candidates.
   int pick(TimePoint now, RandomSource& random, std::span<const int> avoid = {}) MEND_EXCLUDES(mu_);
-  // Whether a replica that is not ejected and not in `tried` exists: where a task may move to.
+  // The replica's readiness, from its probes (above). Out of range: nothing.
+  void set_ready(int replica, bool ready) MEND_EXCLUDES(mu_);
+  // Whether a replica in service (ready, not ejected) and not in `tried` exists: where a task may
+  // move to.
   bool has_untried(TimePoint now, std::span<const int> tried) const MEND_EXCLUDES(mu_);
   // The end of a call that pick() started: no longer outstanding, and counted (above).
   void report(int replica, ReplicaCallResult result, TimePoint now, Duration latency)
@@ -169,7 +181,9 @@ class ReplicaBalancer {
     std::uint64_t slow_calls = 0;
     Duration average_latency{};
     bool latency_known = false;  // a call has been reported (its latency may have been zero)
+    bool ready = true;           // its readiness probe's word (set_ready)
     bool ejected(TimePoint now) const noexcept { return now < ejected_until; }
+    bool in_service(TimePoint now) const noexcept { return ready && !ejected(now); }
   };
 
   // Ejects `r` when the share allows it; its counts start afresh either way.
@@ -178,7 +192,7 @@ class ReplicaBalancer {
   bool slow(int replica, Duration latency) const MEND_REQUIRES(mu_);
   // pick()'s candidates, in the order it tries them, and the two it compares among them (-1 for
   // none; the second -1 when there is one candidate).
-  enum class Candidates : std::uint8_t { untried, in_service, all };
+  enum class Candidates : std::uint8_t { untried, in_service, ready, all };
   bool candidate(int replica, Candidates which, TimePoint now, std::span<const int> avoid) const
       MEND_REQUIRES(mu_);
   std::pair<int, int> choose_two(Candidates which, TimePoint now, std::span<const int> avoid,
