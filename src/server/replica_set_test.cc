@@ -132,8 +132,8 @@ TEST_F(ReplicaSetTest, EveryChangeOfAReplicasReadinessReachesTheHostForItsBalanc
   for (int round = 0; round < 2; ++round) {
     clock.advance(1s);
     for (const ReplicaSet::DueProbe& due : set.take_due(clock.now(), status_of)) {
-      const bool second = set.probe_target(due.epoch, due.kind)->url.find(":9001") !=
-                          std::string::npos;
+      const bool second =
+          set.probe_target(due.epoch, due.kind)->url.find(":9001") != std::string::npos;
       ASSERT_TRUE(set.record_probe(due.epoch, due.kind, !second, "503", clock.now()));
     }
   }

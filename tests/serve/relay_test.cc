@@ -261,14 +261,14 @@ class TestReplica {
   explicit TestReplica(std::function<HttpResponse()> answer, std::size_t threads = 1)
       : server_(HttpServerOptions{.threads = threads},
                 [this, answer = std::move(answer)](const HttpRequest& r) {
-          if (r.target == "/health") {
-            return healthy.load() ? HttpResponse{200, {}, R"({"status":"healthy"})"}
-                                  : HttpResponse{503, {}, R"({"status":"unhealthy"})"};
-          }
-          if (r.target != "/task") return HttpResponse{404, {}, "{}"};
-          ++calls;
-          return answer();
-        }) {}
+                  if (r.target == "/health") {
+                    return healthy.load() ? HttpResponse{200, {}, R"({"status":"healthy"})"}
+                                          : HttpResponse{503, {}, R"({"status":"unhealthy"})"};
+                  }
+                  if (r.target != "/task") return HttpResponse{404, {}, "{}"};
+                  ++calls;
+                  return answer();
+                }) {}
   bool start() { return server_.start().ok(); }
   std::string url() const { return server_.base_url(); }
   ~TestReplica() { server_.stop(); }
@@ -579,7 +579,7 @@ TEST_F(RelayReplicasTest, AnOverloadedAgentIsNotRetriedIntoTheGround) {
   EXPECT_EQ(answered.load(), kRequests);
   const double amplification = static_cast<double>(limited.calls.load()) / kRequests;
   EXPECT_LE(amplification, 1.6) << limited.calls.load() << " calls, " << served.load()
-                                 << " served, " << by_agent.load() << " answered by the agent";
+                                << " served, " << by_agent.load() << " answered by the agent";
   // The budget held retries back: some requests were not answered by the agent...
   EXPECT_LT(by_agent.load(), kRequests);
   // ...but the agent answered what it had room for.

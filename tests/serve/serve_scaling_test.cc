@@ -53,24 +53,30 @@ std::string replayed_events(const std::string& base, const std::string& until,
   return stream;
 }
 
+// The reviewer as the sample agent taking 300 ms a task, scaled from 1 to 2 replicas when its
+// latency is over 100 ms, probed every 100 ms.
+std::string slow_scaled_reviewer(const std::string& scale_down_delay) {
+  return "  - name: reviewer\n    command: " + std::string(kSampleAgentBinary) +
+         "\n    args: [--port, \"{port}\", --name, reviewer, --latency, \"300\"]\n"
+         "    capabilities: [code_review]\n    stop_timeout: 2s\n"
+         "    replicas: {min: 1, max: 2}\n"
+         "    scaling:\n"
+         "      interval: 100ms\n"
+         "      latency_threshold: 100ms\n"
+         "      scale_up_cooldown: 1s\n"
+         "      scale_down_delay: " +
+         scale_down_delay +
+         "\n"
+         "      start_timeout: 20s\n"
+         "    probes:\n"
+         "      startup: {period: 100ms, failure_threshold: 100}\n"
+         "      readiness: {period: 100ms, failure_threshold: 3}\n"
+         "      liveness: {period: 200ms, failure_threshold: 3}\n";
+}
+
 TEST_F(ServeTest, ASaturatedAgentIsScaledUpAndBackDownOnceTheLoadStops) {
   // Every task takes 300 ms, over the 100 ms latency threshold: saturated while tasks run.
-  const std::string scaled =
-      "  - name: reviewer\n    command: " + std::string(kSampleAgentBinary) +
-      "\n    args: [--port, \"{port}\", --name, reviewer, --latency, \"300\"]\n"
-      "    capabilities: [code_review]\n    stop_timeout: 2s\n"
-      "    replicas: {min: 1, max: 2}\n"
-      "    scaling:\n"
-      "      interval: 100ms\n"
-      "      latency_threshold: 100ms\n"
-      "      scale_up_cooldown: 1s\n"
-      "      scale_down_delay: 1s\n"
-      "      start_timeout: 20s\n"
-      "    probes:\n"
-      "      startup: {period: 100ms, failure_threshold: 100}\n"
-      "      readiness: {period: 100ms, failure_threshold: 3}\n"
-      "      liveness: {period: 200ms, failure_threshold: 3}\n";
-  start_daemon(config_yaml(scaled));
+  start_daemon(config_yaml(slow_scaled_reviewer(/*scale_down_delay=*/"1s")));
   ASSERT_FALSE(HasFatalFailure());
   EXPECT_EQ(agent("reviewer")["replicas"].size(), 1u);
   EXPECT_THAT(metrics(), HasSubstr("mend_agent_replicas{agent=\"reviewer\"} 1"));
@@ -137,23 +143,15 @@ TEST_F(ServeTest, ASaturatedAgentIsScaledUpAndBackDownOnceTheLoadStops) {
 TEST_F(ServeTest, LoadThroughARelayScalesTheAgentUpAndTheNewReplicaTakesRelayedCalls) {
   // As above, but the only load is relayed requests: the relay's calls (their latency, counted
   // at its flushes) are what the scaler reads. A few seconds: each request takes 300 ms.
-  const std::string scaled =
-      "  - name: reviewer\n    command: " + std::string(kSampleAgentBinary) +
-      "\n    args: [--port, \"{port}\", --name, reviewer, --latency, \"300\"]\n"
-      "    capabilities: [code_review]\n    stop_timeout: 2s\n"
-      "    replicas: {min: 1, max: 2}\n"
-      "    scaling: {interval: 100ms, latency_threshold: 100ms, scale_up_cooldown: 1s,\n"
-      "              scale_down_delay: 30s, start_timeout: 20s}\n"
-      "    probes:\n"
-      "      startup: {period: 100ms, failure_threshold: 100}\n"
-      "      readiness: {period: 100ms, failure_threshold: 3}\n";
-  start_daemon(config_yaml(scaled, "relays:\n  - {agent: reviewer, port: 0}\n"));
+  start_daemon(config_yaml(slow_scaled_reviewer(/*scale_down_delay=*/"30s"),
+                           "relays:\n  - {agent: reviewer, port: 0}\n"));
   ASSERT_FALSE(HasFatalFailure());
   const std::string text = log();
   const std::string marker = "relay for reviewer on ";
   const std::size_t at = text.find(marker);
   ASSERT_NE(at, std::string::npos) << text;
-  const std::string relay = text.substr(at + marker.size(), text.find('\n', at) - at - marker.size());
+  const std::string relay =
+      text.substr(at + marker.size(), text.find('\n', at) - at - marker.size());
   const std::string body = json({{"id", "t-1"},
                                  {"type", "code_review"},
                                  {"attempt", 0},
