@@ -310,6 +310,30 @@ void CircuitBreaker::reset(const Clock& clock) {
   notify(out);
 }
 
+void CircuitBreaker::continue_from(const CircuitBreaker& before) {
+  if (&before == this) return;
+  std::uint64_t theirs = 0;
+  TimePoint opened_at{};
+  std::uint64_t transitions = 0;
+  {
+    MutexLock lock(before.mu_);
+    theirs = before.word_.load(std::memory_order_acquire);
+    opened_at = before.opened_at_;
+    transitions = before.transitions_;
+  }
+  MutexLock lock(mu_);
+  const CircuitState state = state_of(theirs);
+  opened_at_ = opened_at;
+  transitions_ = transitions;
+  half_open_in_flight_ = half_open_admitted_ = 0;
+  half_open_successes_ = half_open_failures_ = half_open_slow_ = 0;
+  if (window_) window_->reset();
+  const std::uint32_t in_a_row =
+      mode_ == BreakerMode::consecutive && state == CircuitState::closed ? count_of(theirs) : 0;
+  const std::uint64_t mine = word_.load(std::memory_order_relaxed);
+  word_.store(make_word(state, in_a_row, generation_of(mine) + 1), std::memory_order_release);
+}
+
 CircuitSnapshot CircuitBreaker::snapshot(const Clock& clock) const {
   MutexLock lock(mu_);
   const std::uint64_t w = word_.load(std::memory_order_relaxed);

@@ -54,6 +54,47 @@ TEST_F(Breaker, DefaultsAreTheSpecifications) {
   EXPECT_EQ(o.success_threshold, 3);
 }
 
+TEST_F(Breaker, ABreakerThatContinuesAnotherKeepsItsStateAndItsTimer) {
+  make();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(call(false));
+  ASSERT_EQ(breaker->state(), CS::open);
+  clock.advance(seconds(40));
+  // A new breaker for the same agent (its replicas changed): still open, probing when the first
+  // would have (60 s after it opened, not 60 s from now), and no transition announced.
+  std::unique_ptr<CircuitBreaker> before = std::move(breaker);
+  const std::size_t announced = transitions.size();  // closed -> open
+  make();
+  breaker->continue_from(*before);
+  EXPECT_EQ(breaker->state(), CS::open);
+  EXPECT_EQ(transitions.size(), announced) << "nothing changed: nothing to announce";
+  EXPECT_FALSE(breaker->try_acquire(clock).allowed());
+  clock.advance(seconds(20));
+  EXPECT_TRUE(call(true));  // the half-open probe
+  EXPECT_EQ(breaker->state(), CS::half_open);
+  EXPECT_EQ(breaker->snapshot(clock).transitions, 2u);  // its first, then half-open
+
+  // Failures in a row carry over too: three before, two after open it.
+  make();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(call(false));
+  before = std::move(breaker);
+  make();
+  breaker->continue_from(*before);
+  EXPECT_EQ(breaker->state(), CS::closed);
+  EXPECT_EQ(breaker->snapshot(clock).failure_count, 3);
+  ASSERT_TRUE(call(false));
+  EXPECT_EQ(breaker->state(), CS::closed);
+  ASSERT_TRUE(call(false));
+  EXPECT_EQ(breaker->state(), CS::open);
+  // Isolated stays isolated.
+  breaker->isolate(clock);
+  before = std::move(breaker);
+  make();
+  breaker->continue_from(*before);
+  EXPECT_EQ(breaker->state(), CS::isolated);
+  breaker->continue_from(*breaker);  // itself: nothing
+  EXPECT_EQ(breaker->state(), CS::isolated);
+}
+
 TEST_F(Breaker, OpensAtTheFifthFailureAndRejectsAtOnce) {
   make();
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(call(false));

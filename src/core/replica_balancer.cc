@@ -260,6 +260,23 @@ void ReplicaBalancer::try_eject(Replica& r, TimePoint now) {
   ++r.ejections;
 }
 
+void ReplicaBalancer::continue_from(const ReplicaBalancer& before,
+                                    std::span<const int> before_index) {
+  if (&before == this) return;
+  std::vector<Replica> theirs;
+  {
+    MutexLock lock(before.mu_);
+    theirs = before.replicas_;
+  }
+  MutexLock lock(mu_);
+  for (std::size_t i = 0; i < replicas_.size() && i < before_index.size(); ++i) {
+    const int from = before_index[i];
+    if (from < 0 || static_cast<std::size_t>(from) >= theirs.size()) continue;
+    replicas_[i] = theirs[static_cast<std::size_t>(from)];
+    replicas_[i].outstanding = 0;
+  }
+}
+
 std::vector<ReplicaSnapshot> ReplicaBalancer::snapshot(TimePoint now) const {
   MutexLock lock(mu_);
   std::vector<ReplicaSnapshot> out;

@@ -309,6 +309,45 @@ TEST_F(ReplicaBalancerTest, WithNoReplicaInServiceAReadyOneIsPickedThenAnyOne) {
   starting.set_ready(-1, false);
 }
 
+TEST_F(ReplicaBalancerTest, ABalancerThatContinuesAnotherKeepsEachReplicasState) {
+  ReplicaBalancer two(2, {});
+  fail(two, 1, 5);
+  ASSERT_TRUE(ejected(two, 1));
+  two.set_ready(0, false);
+  const int out = two.pick(clock.now(), random);  // outstanding: reports to `two`
+  // A third replica joins at index 0; the old 0 and 1 are now 1 and 2.
+  ReplicaBalancer three(3, {});
+  const std::vector<int> before_index{-1, 0, 1};
+  three.continue_from(two, before_index);
+  const std::vector<ReplicaSnapshot> s = three.snapshot(clock.now());
+  EXPECT_TRUE(s[0].ready);
+  EXPECT_FALSE(s[0].ejected);
+  EXPECT_EQ(s[0].calls, 0u);
+  EXPECT_FALSE(s[1].ready);
+  EXPECT_EQ(s[1].outstanding, 0);
+  EXPECT_TRUE(s[2].ejected);
+  EXPECT_EQ(s[2].ejected_until, two.snapshot(clock.now())[1].ejected_until);
+  EXPECT_EQ(s[2].ejections, 1u);
+  EXPECT_EQ(s[2].failures, 5u);
+  two.report(out, R::succeeded, clock.now(), milliseconds(5));
+  // The new one and the one in service take the calls; the ejected one still sits out.
+  for (int i = 0; i < 10; ++i) {
+    const int r = three.pick(clock.now(), random);
+    EXPECT_EQ(r, 0) << i;
+    three.report(r, R::succeeded, clock.now(), milliseconds(5));
+  }
+  // Its ejection ends when it would have.
+  clock.advance(seconds(30));
+  EXPECT_FALSE(three.snapshot(clock.now())[2].ejected);
+  // A shorter map leaves the rest afresh; itself is nothing.
+  ReplicaBalancer fresh(2, {});
+  fresh.continue_from(two, std::vector<int>{1});
+  EXPECT_EQ(fresh.snapshot(clock.now())[0].failures, 5u);
+  EXPECT_EQ(fresh.snapshot(clock.now())[1].calls, 0u);
+  fresh.continue_from(fresh, std::vector<int>{1, 0});
+  EXPECT_EQ(fresh.snapshot(clock.now())[0].failures, 5u);
+}
+
 TEST_F(ReplicaBalancerTest, ATasksRetryAvoidsTheReplicasItFailedOn) {
   ReplicaBalancer three(3, {});
   const std::vector<int> failed_on{0, 1};

@@ -74,7 +74,43 @@ net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo&
   co_return result;
 }
 
-Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
+namespace {
+
+// Each agent's breaker and balancer in `g` take up where `carry`'s are (DaemonCore::build).
+void continue_agents(AgentRegistry& agents, const AgentRegistry& carry) {
+  for (const std::string& name : agents.names()) {
+    AgentRegistry::Entry* entry = agents.find(name);
+    const AgentRegistry::Entry* before = carry.find(name);
+    if (entry == nullptr || before == nullptr) continue;
+    entry->breaker.continue_from(before->breaker);
+    entry->last_failure.store(before->last_failure.load(std::memory_order_relaxed),
+                              std::memory_order_relaxed);
+    const std::vector<std::string>& urls = entry->info.endpoints;
+    const std::vector<std::string>& before_urls = before->info.endpoints;
+    std::vector<int> before_index(urls.size(), -1);
+    for (std::size_t i = 0; i < urls.size(); ++i) {
+      const auto at = std::find(before_urls.begin(), before_urls.end(), urls[i]);
+      if (at != before_urls.end()) before_index[i] = static_cast<int>(at - before_urls.begin());
+    }
+    entry->balancer.continue_from(before->balancer, before_index);
+  }
+}
+
+// The retry budgets of `carry`'s workflow, for the same agents in `options`.
+void continue_budgets(WorkflowOptions& options, const WorkflowOptions& carry) {
+  if (options.retry.budget && carry.retry.budget) options.retry.budget = carry.retry.budget;
+  for (auto& [name, retry] : options.agent_retry) {
+    auto before = carry.agent_retry.find(name);
+    if (retry.budget && before != carry.agent_retry.end() && before->second.budget) {
+      retry.budget = before->second.budget;
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config,
+                                                      const Generation* carry) {
   auto g = std::make_shared<Generation>();
   g->config = config;
   for (const RuleSpec& rule : config.classifier_rules) {
@@ -109,6 +145,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
     });
   }
   g->agents.set_chains(fallback_chains_of(config));
+  if (carry != nullptr) continue_agents(g->agents, carry->agents);
 
   g->degraded = std::make_unique<DegradedService>(config.degradation);
   SelfHealingOptions healing;
@@ -133,6 +170,7 @@ Result<std::shared_ptr<Generation>> DaemonCore::build(const Config& config) {
   g->invoker = std::make_unique<DaemonInvoker>(*this, *http_, client);
 
   WorkflowOptions wo = workflow_options_of(config);
+  if (carry != nullptr && carry->workflow) continue_budgets(wo, carry->workflow->options());
   wo.degraded = g->degraded.get();
   wo.healer = g->healer.get();
   wo.escalations = g->escalations.get();

@@ -207,7 +207,11 @@ class DaemonCore final : public ReplicaSetHost {
   friend class WorkflowEventSink;
   struct ApiContext;
 
-  Result<std::shared_ptr<Generation>> build(const Config& config);
+  // `carry`: the generation this one replaces when only the agents' replicas changed (the same
+  // configuration): each agent's circuit breaker, balancer (replicas matched by URL) and retry
+  // budget go on where they were, rather than afresh as after a reload.
+  Result<std::shared_ptr<Generation>> build(const Config& config,
+                                            const Generation* carry = nullptr);
   Result<void> start_replicas(const Config& config, bool first);
   // ReplicaSetHost: the agent's replicas changed (under the set's lock).
   bool agent_health(const std::string& agent, const AgentReplicaHealth& health) override;

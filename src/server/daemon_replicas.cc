@@ -552,7 +552,8 @@ void DaemonCore::replicas_changed(const std::string& why) {
   MutexLock serial(reload_mu_);  // one new generation at a time, a reload's or this
   std::shared_ptr<Generation> old = current();
   if (!old || supervision_closed_.load()) return;
-  Result<std::shared_ptr<Generation>> g = build(old->config);
+  // The same configuration: the agents' breakers, balancers and budgets go on.
+  Result<std::shared_ptr<Generation>> g = build(old->config, old.get());
   if (!g.ok()) {
     log("error", "the agents' replicas changed (" + why +
                      "), but their new generation could not be built: " + g.error().message);

@@ -108,7 +108,10 @@ TEST_F(ServeTest, ASaturatedAgentIsScaledUpAndBackDownOnceTheLoadStops) {
   const std::string second = agent("reviewer")["replicas"][1]["url"].get<std::string>();
   EXPECT_GE(call("GET", second + "/admin/chaos").body["counters"]["tasks_received"].get<int>(), 1);
 
-  // The load stops: after the scale-down delay the extra replica is retired and stopped.
+  // The load stops: after the scale-down delay the extra replica is retired and stopped. An
+  // operator holds the circuit open meanwhile: the agent's new breaker (its replicas changed)
+  // goes on from the old one, and stays open.
+  ASSERT_EQ(post("/v1/agents/reviewer/circuit", {{"state", "open"}}).status, 200);
   wait_until(
       [&] {
         return metrics().find("mend_agent_replicas{agent=\"reviewer\"} 1") != std::string::npos &&
@@ -120,6 +123,8 @@ TEST_F(ServeTest, ASaturatedAgentIsScaledUpAndBackDownOnceTheLoadStops) {
   EXPECT_THAT(text,
               HasSubstr("mend_replica_scaling_total{agent=\"reviewer\",direction=\"down\"} 1"));
   EXPECT_THAT(log(), HasSubstr("stopped reviewer#1 (retired)"));
+  EXPECT_EQ(agent("reviewer")["circuit"]["state"], "isolated");
+  ASSERT_EQ(post("/v1/agents/reviewer/circuit", {{"state", "closed"}}).status, 200);
   // The one left still answers.
   Reply r = submit("reviewer");
   ASSERT_EQ(r.status, 200) << r.text;
@@ -168,6 +173,10 @@ TEST_F(ServeTest, LoadThroughARelayScalesTheAgentUpAndTheNewReplicaTakesRelayedC
   }
   ASSERT_TRUE(scaled_up) << "after " << requests << " relayed requests; daemon log:\n" << log();
   EXPECT_THAT(log(), HasSubstr("scaling up from 1 to 2 replicas"));
+  // The first replica's balancer went on from the generation before the scale-up: it has
+  // counted every request so far.
+  EXPECT_GE(agent("reviewer")["replicas"][0]["balancer"]["calls"].get<int>(), requests)
+      << agent("reviewer").dump();
   // The new replica is among the relay's replicas: relayed requests reach it.
   const std::string second = agent("reviewer")["replicas"][1]["url"].get<std::string>();
   for (int i = 0; i < 4; ++i) ASSERT_EQ(call("POST", relay + "/task", body).status, 200);

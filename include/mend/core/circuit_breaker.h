@@ -238,6 +238,15 @@ class CircuitBreaker {
   void isolate(const Clock& clock);  // hold open until reset()
   void reset(const Clock& clock);    // close now, forgetting all counts
 
+  // Takes up where `before` is: the breaker this one replaces for the same dependency (mend
+  // serve builds new breakers when an agent's replicas change, and the agent's circuit must not
+  // close because a replica joined). Its state, when it opened, its failures in a row
+  // (consecutive mode) and its transitions so far carry over; a half-open breaker starts its
+  // probes afresh and a failure-rate window its counts (calls in flight report to `before`). No
+  // transition is announced: nothing changed for the dependency. Call it before this breaker is
+  // shared; `before` may be in use meanwhile.
+  void continue_from(const CircuitBreaker& before) MEND_EXCLUDES(mu_);
+
   CircuitState state() const noexcept { return state_of(word_.load(std::memory_order_acquire)); }
   // Time windows are read as of clock.coarse_now().
   CircuitSnapshot snapshot(const Clock& clock) const;

@@ -165,6 +165,15 @@ class ReplicaBalancer {
 
   std::vector<ReplicaSnapshot> snapshot(TimePoint now) const MEND_EXCLUDES(mu_);
 
+  // Takes up where `before` is, the balancer this one replaces for the same agent (mend serve
+  // builds new balancers when an agent's replicas change): replica i here is replica
+  // before_index[i] there (-1, or past the span's end: a new replica, which starts afresh).
+  // Each replica's readiness, ejection (its time and multiplier), counts, window and latency carry
+  // over; its calls outstanding do not (they report to `before`). Call it before this balancer
+  // is shared; `before` may be in use meanwhile.
+  void continue_from(const ReplicaBalancer& before, std::span<const int> before_index)
+      MEND_EXCLUDES(mu_);
+
  private:
   struct Replica {
     int outstanding = 0;
