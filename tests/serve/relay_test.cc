@@ -534,29 +534,32 @@ TEST_F(RelayReplicasTest, ThirtyPercent503sOnOneReplicaAreRetriedIntoRealAnswers
   EXPECT_EQ(agent("reviewer")["circuit"]["state"], "closed");
 }
 
-// Overload: a replica with room for two calls at a time (each takes 5 ms; a call above that is
-// answered 503 at once), offered eight at a time. Most calls fail, so the budget charges each
-// retry as overload (5) and lets few go: the replica is not retried into the ground, where three
-// retries a request would send it up to four calls a request. About 1 s (320 requests, 8 at a
-// time, against a replica that serves 400 a second).
+// Overload: two replicas with room for one call at a time each (each call takes 5 ms; a call
+// above that is answered 503 at once), offered eight at a time. Most calls fail on both, so the
+// budget charges each retry as overload (5) and lets few go: the agent is not retried into the
+// ground, where three retries a request would send it up to four calls a request. About 1 s
+// (320 requests, 8 at a time, against replicas that serve 400 a second together).
 TEST_F(RelayReplicasTest, AnOverloadedAgentIsNotRetriedIntoTheGround) {
-  std::atomic<int> in_flight{0};
   std::atomic<int> served{0};
-  TestReplica limited(
-      [&] {
-        if (in_flight.fetch_add(1) >= 2) {
-          in_flight.fetch_sub(1);
-          return answer_503();
-        }
-        std::this_thread::sleep_for(5ms);  // the replica's work, not the test's timing
-        in_flight.fetch_sub(1);
-        ++served;
-        return answer_ok();
-      },
-      /*threads=*/8);
-  ASSERT_TRUE(limited.start());
+  // Room for one call at a time: a 503 at once above it.
+  auto room_for_one = [&served](std::atomic<int>& in_flight) {
+    if (in_flight.fetch_add(1) >= 1) {
+      in_flight.fetch_sub(1);
+      return answer_503();
+    }
+    std::this_thread::sleep_for(5ms);  // the replica's work, not the test's timing
+    in_flight.fetch_sub(1);
+    ++served;
+    return answer_ok();
+  };
+  std::atomic<int> in_a{0};
+  std::atomic<int> in_b{0};
+  TestReplica a([&] { return room_for_one(in_a); }, /*threads=*/8);
+  TestReplica b([&] { return room_for_one(in_b); }, /*threads=*/8);
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
   // A breaker that stays closed: the budget, not the circuit, is what this shows.
-  start_urls({limited.url()}, "", ", breaker: {failure_threshold: 1000000}");
+  start_urls({a.url(), b.url()}, "", ", breaker: {failure_threshold: 1000000}");
   ASSERT_FALSE(HasFatalFailure());
   constexpr int kClients = 8;
   constexpr int kEach = 40;
@@ -577,14 +580,17 @@ TEST_F(RelayReplicasTest, AnOverloadedAgentIsNotRetriedIntoTheGround) {
   constexpr int kRequests = kClients * kEach;
   // Every request has an answer (the agent's, its fallback's or a degraded one).
   EXPECT_EQ(answered.load(), kRequests);
-  const double amplification = static_cast<double>(limited.calls.load()) / kRequests;
-  EXPECT_LE(amplification, 1.6) << limited.calls.load() << " calls, " << served.load()
-                                << " served, " << by_agent.load() << " answered by the agent";
+  const int calls = a.calls.load() + b.calls.load();
+  const double amplification = static_cast<double>(calls) / kRequests;
+  EXPECT_LE(amplification, 1.6) << calls << " calls, " << served.load() << " served, "
+                                << by_agent.load() << " answered by the agent";
   // The budget held retries back: some requests were not answered by the agent...
   EXPECT_LT(by_agent.load(), kRequests);
   // ...but the agent answered what it had room for.
   EXPECT_EQ(by_agent.load(), served.load());
-  EXPECT_GE(served.load(), kRequests / 10);  // about 60 here: 5 ms each, two at a time
+  // About 30 here: the fallback answers the rest at once, so the clients come back sooner than
+  // the replicas free up (goodput under a paced load is docs/benchmarks.md's overload row).
+  EXPECT_GE(served.load(), kRequests / 16);
 }
 
 // Three replicas, the first failing one call in twenty: every request answered by the agent, and
