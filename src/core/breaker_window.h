@@ -70,6 +70,17 @@ inline std::size_t window_shard() noexcept {
   return thread_shard() % kWindowShards;
 }
 
+// This thread's shard of `shards`, made by `add(index)` (out of line, once per index) on first
+// use.
+template <class Shard, class Add>
+inline Shard& local_shard(std::atomic<Shard*> (&shards)[kWindowShards], Add add) noexcept {
+  const std::size_t i = window_shard();
+  Shard* s = shards[i].load(std::memory_order_acquire);
+  if (s == nullptr) [[unlikely]]
+    s = add(i);
+  return *s;
+}
+
 }  // namespace mend::detail
 
 namespace mend {
@@ -106,11 +117,7 @@ class CountWindow final : public CircuitBreaker::Window {
     std::atomic<std::uint64_t> calls{0};
   };
   Shard& local() noexcept {
-    const std::size_t i = window_shard();
-    Shard* s = shards_[i].load(std::memory_order_acquire);
-    if (s == nullptr) [[unlikely]]
-      s = add_shard(i);
-    return *s;
+    return local_shard(shards_, [this](std::size_t i) { return add_shard(i); });
   }
   Shard* add_shard(std::size_t i) noexcept;
   // Calls counted over all shards. May be below head_ (a failure took one more position, or a
@@ -178,11 +185,7 @@ class TimeWindow final : public CircuitBreaker::Window {
     Bucket* buckets() noexcept { return reinterpret_cast<Bucket*>(this + 1); }
   };
   Shard& local() noexcept {
-    const std::size_t i = window_shard();
-    Shard* s = shards_[i].load(std::memory_order_acquire);
-    if (s == nullptr) [[unlikely]]
-      s = add_shard(i);
-    return *s;
+    return local_shard(shards_, [this](std::size_t i) { return add_shard(i); });
   }
   Shard* add_shard(std::size_t i) noexcept;
   Shard* new_shard() const noexcept;  // nullptr when out of memory
