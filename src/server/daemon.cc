@@ -182,6 +182,7 @@ Result<void> DaemonCore::start() {
       crash,
       [this](const std::string& name, bool is_stderr, std::string_view line) {
         log(is_stderr ? "warn" : "info", "[" + name + "] " + std::string(line));
+        if (says_port_in_use(line)) replicas_.port_in_use(name);
       },
       [this](const ProcessEvent& event) { on_process_event(event); });
 

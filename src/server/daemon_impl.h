@@ -224,6 +224,12 @@ class DaemonCore final : public ReplicaSetHost {
   void sync_readiness(Generation& g);
   void on_agent_unhealthy(const std::string& agent, const ProbeResult& probe);
   void on_process_event(const ProcessEvent& event);
+  // A line of an agent's output that says its port is taken (EADDRINUSE in any of the usual
+  // wordings: strerror's, Node's, Go's, Python's).
+  static bool says_port_in_use(std::string_view line);
+  // Moves a supervised replica whose port was taken to a free one and starts it there (on the
+  // blocking pool: the supervisor's remove() waits).
+  void move_replica_port(const std::string& process);
   void register_metrics();
   void on_workflow_event(const Event& event);
   // Durable tasks (api.cc): a task accepted is in the store before the client hears so, every

@@ -17,8 +17,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "daemon_impl.h"
@@ -241,6 +243,9 @@ void DaemonCore::on_process_event(const ProcessEvent& event) {
   switch (event.kind) {
     case ProcessEvent::Kind::exited:
       log("warn", "agent " + event.name + " " + event.description);
+      if (replicas_.take_port_move(event.name, clock_.now())) {
+        net::post(*blocking_, [this, process = event.name] { move_replica_port(process); });
+      }
       break;
     case ProcessEvent::Kind::started:
       if (event.description != "started") log("info", event.name + " " + event.description);
@@ -546,6 +551,48 @@ void DaemonCore::start_scaled_replica(const std::string& agent_name) {
   log("error", "agent " + agent_name + ": scaling up failed: " + failure);
   publish_scaling(agent_name, "start_failed", "", replicas_.in_service_counts()[agent_name],
                   process, failure);
+}
+
+bool DaemonCore::says_port_in_use(std::string_view line) {
+  std::string lower(line.substr(0, 4096));
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower.find("address already in use") != std::string::npos ||
+         lower.find("eaddrinuse") != std::string::npos ||
+         lower.find("address in use") != std::string::npos;
+}
+
+void DaemonCore::move_replica_port(const std::string& process) {
+  if (supervision_closed_.load()) return;
+  std::shared_ptr<Generation> g = current();
+  std::optional<Replica> moving;
+  std::set<unsigned short> taken;
+  for (const Replica& r : replicas_.snapshot()) {
+    taken.insert(r.port);
+    if (r.process == process) moving = r;
+  }
+  const AgentConfig* agent = g && moving ? g->config.agent(moving->agent) : nullptr;
+  if (agent == nullptr || !agent->supervised()) return;  // reloaded away meanwhile
+  Result<std::vector<unsigned short>> port = free_loopback_ports(1, taken);
+  if (!port.ok()) {
+    log("error", process + " could not listen on port " + std::to_string(moving->port) +
+                     " (in use), and no other port is free: " + port.error().message);
+    return;
+  }
+  const unsigned short old_port = moving->port;
+  // Its restart on the old port is cancelled with it; it comes back on the new one.
+  (void)supervisor_->remove(process);
+  ProcessSpec spec = supervised_replica(*agent, moving->index, port->front(), *moving);
+  replicas_.move_port(process, moving->port);
+  if (Result<void> added = supervisor_->add(std::move(spec)); !added.ok()) {
+    log("error", "cannot start " + process + " on port " + std::to_string(moving->port) + ": " +
+                     added.error().message);
+    return;
+  }
+  log("warn", process + " could not listen on port " + std::to_string(old_port) +
+                  " (address in use): moved to port " + std::to_string(moving->port));
+  replicas_changed("a replica of " + moving->agent + " moved to port " +
+                   std::to_string(moving->port));
 }
 
 void DaemonCore::replicas_changed(const std::string& why) {

@@ -3,6 +3,7 @@
 #include "replica_set.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace mend::server_detail {
 namespace {
@@ -106,6 +107,7 @@ std::string ReplicaSet::on_process_event(const ProcessEvent& event) {
     if (r.process != event.name) continue;
     agent = r.agent;
     if (event.kind == ProcessEvent::Kind::started) {
+      r.port_in_use = false;  // what it says from now on is about this start
       r.health.started(clock_.now());
       r.restarting = false;
       r.probing = false;
@@ -255,6 +257,44 @@ void ReplicaSet::healing_done(const std::string& agent) {
   for (Replica& r : replicas_) {
     if (r.agent == agent) r.healing = false;
   }
+}
+
+void ReplicaSet::port_in_use(const std::string& process) {
+  MutexLock lock(mu_);
+  for (Replica& r : replicas_) {
+    if (r.process == process && !process.empty()) r.port_in_use = true;
+  }
+}
+
+bool ReplicaSet::take_port_move(const std::string& process, TimePoint now) {
+  MutexLock lock(mu_);
+  for (Replica& r : replicas_) {
+    if (r.process != process || process.empty()) continue;
+    const bool said = std::exchange(r.port_in_use, false);
+    if (!said || r.retiring) return false;
+    std::erase_if(r.port_moves, [&](TimePoint at) { return now - at >= kPortMoveWindow; });
+    if (static_cast<int>(r.port_moves.size()) >= kMaxPortMoves) return false;
+    r.port_moves.push_back(now);
+    return true;
+  }
+  return false;
+}
+
+bool ReplicaSet::move_port(const std::string& process, unsigned short port) {
+  MutexLock lock(mu_);
+  for (Replica& r : replicas_) {
+    if (r.process != process || process.empty()) continue;
+    r.port = port;
+    r.url = "http://127.0.0.1:" + std::to_string(port);
+    r.health.exited();
+    r.pid = 0;
+    r.probing = false;
+    r.epoch = next_epoch_++;
+    host_.replica_readiness(r.agent, r.url, false);
+    report_agent(r.agent);
+    return true;
+  }
+  return false;
 }
 
 std::map<std::string, int> ReplicaSet::ready_counts() const {

@@ -69,9 +69,11 @@ struct Replica {
   // Takes calls (is among its agent's endpoints). False for a replica a scale-up started, until
   // its readiness probe first says ready (the health recheck), and for one being retired.
   bool in_service = true;
-  bool retiring = false;        // a scale-down (or a scale-up given up) stops it once drained
-  bool left_endpoints = false;  // retiring, and left out of the endpoints handed out since
-  TimePoint retire_by{};        // stopped then, drained or not
+  bool retiring = false;              // a scale-down (or a scale-up given up) stops it once drained
+  bool left_endpoints = false;        // retiring, and left out of the endpoints handed out since
+  TimePoint retire_by{};              // stopped then, drained or not
+  bool port_in_use = false;           // its output said so since it last started (ReplicaSet ports)
+  std::vector<TimePoint> port_moves;  // when it was moved to another port, within the window
 };
 
 // An agent's health as its replicas make it: as healthy as its best replica.
@@ -220,6 +222,23 @@ class ReplicaSet {
   std::map<std::string, std::vector<std::string>> endpoints();
   // Replicas in service per agent (every agent with replicas).
   std::map<std::string, int> in_service_counts() const;
+
+  // --- ports ---------------------------------------------------------------------------------
+  // A supervised replica whose process could not listen on its port (it said "address already in
+  // use": another program took the port between mend's choice and its bind) is moved to another
+  // port rather than restarted on the same one, at most kMaxPortMoves times per
+  // kPortMoveWindow (an agent that always says so, a fixed port in its args, is left to crash-loop
+  // supervision). The daemon hears what it says (port_in_use) and when it exits (take_port_move).
+  static constexpr int kMaxPortMoves = 3;
+  static constexpr Duration kPortMoveWindow = std::chrono::minutes(10);
+  // Its output said that its port is in use.
+  void port_in_use(const std::string& process);
+  // At its exit: whether to move it to another port now (its output said so and the limit
+  // allows it; counted as a move). The mark is consumed either way.
+  bool take_port_move(const std::string& process, TimePoint now);
+  // It listens on `port` from its next start (the daemon restarts it there): its URL changes, its
+  // probes start over under a new epoch. False when no replica has that process.
+  bool move_port(const std::string& process, unsigned short port);
 
   // --- reading -------------------------------------------------------------------------------
   // Ready replicas per agent (every agent with replicas, 0 included).

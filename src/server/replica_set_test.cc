@@ -148,6 +148,37 @@ TEST_F(ReplicaSetTest, EveryChangeOfAReplicasReadinessReachesTheHostForItsBalanc
   EXPECT_EQ(host.readiness, std::vector<std::string>{"worker http://127.0.0.1:9001 not ready"});
 }
 
+TEST_F(ReplicaSetTest, AReplicaWhosePortWasTakenMovesAtMostThreeTimesInTenMinutes) {
+  set.replace({}, {supervised("worker", 0)});
+  start("worker#0", 41);
+  // An exit the output did not explain: restarted where it was.
+  EXPECT_FALSE(set.take_port_move("worker#0", clock.now()));
+  for (int move = 0; move < ReplicaSet::kMaxPortMoves; ++move) {
+    set.port_in_use("worker#0");
+    ASSERT_TRUE(set.take_port_move("worker#0", clock.now())) << move;
+    EXPECT_FALSE(set.take_port_move("worker#0", clock.now())) << "the mark is taken once";
+    host.readiness.clear();
+    ASSERT_TRUE(set.move_port("worker#0", static_cast<unsigned short>(9100 + move)));
+    const std::string url = "http://127.0.0.1:" + std::to_string(9100 + move);
+    EXPECT_EQ(set.snapshot()[0].url, url);
+    EXPECT_EQ(host.readiness, std::vector<std::string>{"worker " + url + " not ready"});
+    clock.advance(1min);
+  }
+  // A fourth within ten minutes: left to crash-loop supervision.
+  set.port_in_use("worker#0");
+  EXPECT_FALSE(set.take_port_move("worker#0", clock.now()));
+  // Ten minutes after the first move, one more is allowed.
+  clock.advance(7min);
+  set.port_in_use("worker#0");
+  EXPECT_TRUE(set.take_port_move("worker#0", clock.now()));
+  // What it said before a start is forgotten at the start.
+  set.port_in_use("worker#0");
+  start("worker#0", 42);
+  EXPECT_FALSE(set.take_port_move("worker#0", clock.now()));
+  EXPECT_FALSE(set.move_port("nobody#0", 9200));
+  EXPECT_FALSE(set.take_port_move("nobody#0", clock.now()));
+}
+
 TEST_F(ReplicaSetTest, ASupervisedReplicaIsProbedOnlyOnceItsStartReachedTheSet) {
   set.replace({}, {supervised("worker", 0)});
   EXPECT_TRUE(set.take_due(clock.now(), status_of).empty());  // no process yet

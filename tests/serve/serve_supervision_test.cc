@@ -2,9 +2,11 @@
 // startup), restarts after a crash, crash loops escalated, memory limits, and self-healing.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <iostream>
 #include <string>
 
@@ -191,6 +193,36 @@ TEST_F(ServeTest, AnAgentThatKeepsCrashingIsRestartedWithBackoffAndEscalatedAsAn
   EXPECT_EQ(agent("crasher")["health"], "unhealthy");
   EXPECT_EQ(get("/readyz").status, 503);  // not every agent is ready
   EXPECT_THAT(log(), HasSubstr("exited with status 3"));
+}
+
+TEST_F(ServeTest, AnAgentWhosePortWasTakenIsMovedToAnotherPortAndServes) {
+  // Its first start finds its port taken (as when another program binds it between mend's choice
+  // and the agent's bind) and says so the way Go does; from then on it serves.
+  const std::string mark = ::testing::TempDir() + "mend-port-taken-" + std::to_string(::getpid());
+  std::remove(mark.c_str());
+  const std::string script = "if [ -e " + mark + " ]; then exec " +
+                             std::string(kSampleAgentBinary) +
+                             " --port {port} --name reviewer; fi; touch " + mark +
+                             "; echo 'listen tcp 127.0.0.1:{port}: bind: address already in use' "
+                             ">&2; exit 1";
+  const std::string reviewer =
+      "  - name: reviewer\n    command: /bin/sh\n    args: [-c, \"" + script +
+      "\"]\n    capabilities: [code_review]\n    stop_timeout: 2s\n"
+      "    probes:\n      startup: {period: 100ms, failure_threshold: 100}\n";
+  start_daemon(config_yaml(reviewer));
+  ASSERT_FALSE(HasFatalFailure());
+  std::remove(mark.c_str());
+  const std::string text = log();
+  const std::string said = "could not listen on port ";
+  const std::size_t at = text.find(said);
+  ASSERT_NE(at, std::string::npos) << text;
+  const int first_port = std::stoi(text.substr(at + said.size()));
+  EXPECT_THAT(text, HasSubstr("(address in use): moved to port "));
+  const std::string url = agent("reviewer")["replicas"][0]["url"].get<std::string>();
+  EXPECT_EQ(url.find(":" + std::to_string(first_port)), std::string::npos) << url;
+  Reply r = submit("reviewer");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(outcome_status(r), "succeeded") << r.text;
 }
 
 TEST_F(ServeTest, AnAgentOverItsMemoryLimitIsHealedByClearingItsCachesAndARestart) {
