@@ -53,7 +53,8 @@ AgentRegistry::Entry::Entry(AgentInfo agent_info)
       rate_limiter(info.rate_limit
                        ? std::make_unique<RateLimiter>("rate_limit:" + info.name, *info.rate_limit)
                        : nullptr),
-      balancer(info.replicas(), info.replica_balancing) {}
+      balancer(info.replicas(), info.replica_balancing),
+      hedging(info.hedging ? std::make_unique<HedgingPolicy>(*info.hedging) : nullptr) {}
 
 Result<void> AgentRegistry::add(AgentInfo info) {
   auto config_error = [](std::string message) {

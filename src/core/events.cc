@@ -47,6 +47,8 @@ std::string_view to_string(EventKind kind) noexcept {
       return "escalated";
     case EventKind::task_finished:
       return "task_finished";
+    case EventKind::hedged:
+      return "hedged";
   }
   return "unknown";
 }
@@ -96,6 +98,7 @@ std::string Event::describe() const {
     case EventKind::degraded_answer:
     case EventKind::escalated:
     case EventKind::task_finished:
+    case EventKind::hedged:
       break;
   }
   if (!detail.empty()) out += " (" + detail + ")";

@@ -71,6 +71,8 @@ Outcome Workflow::run(const Task& task, AgentInvoker& invoker, AgentOperations* 
     const WorkflowStep& step = run->next();
     switch (step.kind) {
       case WorkflowStep::Kind::call:
+        // step.hedge_after is ignored: this thread waits on one call at a time, so it cannot race
+        // a hedge against the call (the async driver does).
         run->provide_call_result(detail::guarded(
             [&] { return invoker.invoke(*step.agent, step.replica, *step.task, step.attempt); }));
         break;
@@ -132,6 +134,14 @@ struct WorkflowRun::PendingEscalation {
   std::optional<Result<EscalationTaken>> taken;
 };
 
+struct WorkflowRun::PendingHedge {
+  int first_replica = -1;  // the step's call's replica (call_replica_ is -1 once it failed early)
+  int hedge_replica = -1;  // where the hedge went
+  int replica = -1;        // the hedge's replica while it is outstanding at the balancer, else -1
+  TimePoint started{};
+  RetryBudget* token = nullptr;  // the budget's retry, given back when the step ends
+};
+
 WorkflowRun::WorkflowRun(const Workflow& workflow, Task task, bool can_heal)
     : workflow_(workflow), task_(std::move(task)), can_heal_(can_heal) {
   handle_ = script().handle;
@@ -143,7 +153,9 @@ WorkflowRun::~WorkflowRun() {
     workflow_.agents_.release(call_agent_->info.name);
     call_agent_->breaker.on_ignored(call_permit_);
     if (call_replica_ >= 0) call_agent_->balancer.abandon(call_replica_);
+    if (hedge_ != nullptr && hedge_->replica >= 0) call_agent_->balancer.abandon(hedge_->replica);
   }
+  if (hedge_ != nullptr && hedge_->token != nullptr) hedge_->token->release_retry();
   if (handle_) handle_.destroy();
 }
 
@@ -317,6 +329,15 @@ WorkflowRun::BeforeCall WorkflowRun::before_call(AgentTry& agent) {
   step_.replica = agent.replica;
   step_.attempt = agent.attempt;
   step_.task = &task_;
+  // Hedged: an agent with a hedging policy for this task type and another replica to go to. No
+  // hedge when the delay would not come before the call's own time limit.
+  if (entry->hedging != nullptr && entry->balancer.replicas() >= 2 &&
+      entry->hedging->hedges(task_.type)) {
+    const std::optional<Duration> delay = entry->hedging->delay(now);
+    if (delay && (!admission.time_limit || *delay < *admission.time_limit)) {
+      step_.hedge_after = *delay;
+    }
+  }
   if (admission.time_limit != task_.attempt_timeout) {
     // The invoker reads a call's time limit from the task it is given; the task itself keeps its
     // own (the journal records it, and a resumed task starts from it again).
@@ -325,9 +346,78 @@ WorkflowRun::BeforeCall WorkflowRun::before_call(AgentTry& agent) {
     step_.task = &*call_task_;
   }
   call_result_.reset();
+  call_from_ = CallSlot::first;
   call_agent_ = entry;
+  call_try_ = &agent;
   call_permit_ = admission.permit;
   return BeforeCall::call;
+}
+
+int WorkflowRun::start_hedge() {
+  if (call_try_ == nullptr || call_agent_ == nullptr || !step_.hedge_after || hedge_ != nullptr ||
+      call_replica_ < 0) {
+    return -1;
+  }
+  const Env& env = workflow_.env_;
+  AgentTry& agent = *call_try_;
+  AgentRegistry::Entry* entry = agent.entry;
+  const TimePoint now = env.clock->now();
+  std::vector<int> avoid = agent.failed_replicas;
+  avoid.push_back(call_replica_);
+  // A hedge is an extra call: paid for from the budget, at a retry to another replica's price
+  // (as the relay pays for its hedges).
+  RetryBudget* budget = agent.retry.options().budget.get();
+  if ((deadline_ && now >= *deadline_) || !entry->balancer.has_untried(now, avoid) ||
+      (budget != nullptr && !budget->try_acquire_retry(RetryCost::other_replica, now))) {
+    emit(EventKind::hedged, agent.candidate.agent, nullptr, "not_sent", agent.attempt);
+    return -1;
+  }
+  hedge_ = std::make_unique<PendingHedge>();
+  hedge_->first_replica = call_replica_;
+  hedge_->token = budget;
+  hedge_->started = now;
+  hedge_->replica = entry->balancer.pick(now, *env.random, avoid);
+  hedge_->hedge_replica = hedge_->replica;
+  return hedge_->replica;
+}
+
+void WorkflowRun::provide_early_failure(CallSlot which, Error error) {
+  if (hedge_ == nullptr || call_try_ == nullptr) return;
+  const Env& env = workflow_.env_;
+  AgentTry& agent = *call_try_;
+  AgentRegistry::Entry* entry = agent.entry;
+  int& replica = which == CallSlot::first ? call_replica_ : hedge_->replica;
+  if (replica < 0) return;  // that call ended already
+  const TimePoint started = which == CallSlot::first ? call_started_ : hedge_->started;
+  env.classifier->classify_in_place(
+      error, Context{{"agent", agent.candidate.agent}, {"task_type", task_.type}});
+  const TimePoint now = env.clock->now();
+  const int failed_on = std::exchange(replica, -1);
+  entry->balancer.report(failed_on, ReplicaBalancer::result_of(error), now, now - started);
+  if (std::find(agent.failed_replicas.begin(), agent.failed_replicas.end(), failed_on) ==
+      agent.failed_replicas.end()) {
+    agent.failed_replicas.push_back(failed_on);
+  }
+  // Counted as the call that it was (a hedge is a retry call); the breaker hears only the step's
+  // result, one per call it admitted.
+  const RetryOptions& retry = agent.retry.options();
+  if (retry.budget != nullptr && error.stop == StopReason::none &&
+      retry.retryable.contains(error.type)) {
+    retry.budget->record_failure(/*retry=*/which == CallSlot::hedge || agent.attempt > 0);
+  }
+  AttemptLog log;
+  log.agent = agent.candidate.agent;
+  log.replica = hedge_->first_replica;
+  log.attempt = agent.attempt;
+  log.error_type = error.type;
+  log.severity = error.severity;
+  log.status = error.status;
+  log.message = error.message;
+  log.decision = "await_other";
+  log.hedge_replica = hedge_->hedge_replica;
+  log.hedge_won = which == CallSlot::hedge;
+  outcome_.attempts.push_back(std::move(log));
+  emit(EventKind::attempt_failed, agent.candidate.agent, &error, "await_other", agent.attempt);
 }
 
 // Before the first call, an agent that cannot be called is a skip (or, once the deadline has
@@ -360,12 +450,26 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   AgentRegistry::Entry* entry = agent.entry;
   const CircuitBreaker::Permit permit = call_permit_;
   // The replica called, -1 for a call the rate limiter refused: it hears how its call ended where
-  // the breaker does.
-  const int replica = std::exchange(call_replica_, -1);
+  // the breaker does. For a hedged call, the replica of the call whose result this is.
+  int replica = std::exchange(call_replica_, -1);
+  TimePoint started = call_started_;
+  const CallSlot from = std::exchange(call_from_, CallSlot::first);
+  call_try_ = nullptr;
+  std::unique_ptr<PendingHedge> hedge = std::move(hedge_);
+  int loser = -1;  // the other call of a hedged step, when it is still outstanding
+  if (hedge != nullptr) {
+    if (from == CallSlot::hedge) {
+      loser = replica;
+      replica = std::exchange(hedge->replica, -1);
+      started = hedge->started;
+    } else {
+      loser = std::exchange(hedge->replica, -1);
+    }
+  }
   auto tell_balancer = [&](ReplicaCallResult result) {
     if (replica < 0) return;
     const TimePoint now = env.clock->now();
-    entry->balancer.report(replica, result, now, now - call_started_);
+    entry->balancer.report(replica, result, now, now - started);
   };
   if (call_agent_ != nullptr) {  // not for a call the rate limiter refused: none was made
     call_agent_ = nullptr;
@@ -385,9 +489,19 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   log.agent = candidate.agent;
   log.replica = agent.replica;
   log.attempt = agent.attempt;
+  if (hedge != nullptr) {
+    settle_hedge(agent, *hedge, from, loser, result.ok());
+    log.replica = hedge->first_replica;
+    log.hedge_replica = hedge->hedge_replica;
+    log.hedge_won = from == CallSlot::hedge;
+  }
   if (result.ok()) {
     agent.policy().succeeded(permit, *env.clock, /*retry=*/agent.attempt > 0);
     tell_balancer(ReplicaCallResult::succeeded);
+    if (entry->hedging != nullptr && replica >= 0) {
+      const TimePoint now = env.clock->now();
+      entry->hedging->record(now - started, now);
+    }
     entry->last_failure.store(0, std::memory_order_relaxed);  // no outage to speak for now
     log.succeeded = true;
     log.decision = "answered";
@@ -504,6 +618,34 @@ WorkflowRun::AfterCall WorkflowRun::after_call(AgentTry& agent) {
   emit(EventKind::attempt_failed, candidate.agent, &error, "fallback", agent.attempt);
   outcome_.error = std::move(error);
   return AfterCall::fallback;
+}
+
+// The end of a hedged step, for the call that did not win (`loser`: its replica, -1 when it failed
+// early and was counted then) and the budget's retry the hedge held.
+void WorkflowRun::settle_hedge(AgentTry& agent, PendingHedge& hedge, CallSlot from, int loser,
+                               bool answered) {
+  const Env& env = workflow_.env_;
+  AgentRegistry::Entry* entry = agent.entry;
+  RetryBudget* budget = agent.retry.options().budget.get();
+  if (loser >= 0) {
+    const TimePoint now = env.clock->now();
+    if (answered && from == CallSlot::hedge) {
+      // Slower than a call sent to another replica after it: its replica hears of it as of a slow
+      // call (a failure of the replica), so that a replica that is slow without failing is ejected
+      // even though hedges rescue its calls (as the relay counts it).
+      entry->balancer.report(loser, ReplicaCallResult::failed, now, now - call_started_);
+    } else {
+      // The hedge that lost (it started late), or a call whose step ended without an answer: its
+      // result would say nothing of its replica.
+      entry->balancer.abandon(loser);
+    }
+    // Counted as a call that did not fail (the budget measures the agent, and it answered), and
+    // not as a request: the winner's call counts the request once.
+    if (answered && budget != nullptr) budget->record_success(/*retry=*/true);
+  }
+  if (hedge.token != nullptr) std::exchange(hedge.token, nullptr)->release_retry();
+  emit(EventKind::hedged, agent.candidate.agent, nullptr,
+       answered && from == CallSlot::hedge ? "won" : "lost", agent.attempt);
 }
 
 bool WorkflowRun::after_healing(AgentTry& agent) {
@@ -646,6 +788,10 @@ std::string Outcome::to_json() const {
     }
     w.key("decision").string(a.decision);
     w.key("delay_seconds").number(to_seconds(a.delay));
+    if (a.hedge_replica) {
+      w.key("hedge_replica").number(std::int64_t{*a.hedge_replica});
+      w.key("hedge_won").boolean(a.hedge_won);
+    }
     w.end_object();
   }
   w.end_array();

@@ -200,13 +200,21 @@ boost::asio::awaitable<Result<std::string>> HttpAgentInvoker::invoke_async(const
                                                                            int replica,
                                                                            const Task& task,
                                                                            int attempt) {
+  return invoke_async(agent, replica, task, attempt, nullptr);
+}
+
+boost::asio::awaitable<Result<std::string>> HttpAgentInvoker::invoke_async(
+    const AgentInfo& agent, int replica, const Task& task, int attempt,
+    std::shared_ptr<CallCancel> cancel) {
   const std::string base = endpoint_of(agent, replica);
   if (base.empty()) co_return no_endpoint(agent);
   Result<std::string> body = task_request_body(task, attempt);
   if (!body.ok()) co_return std::move(body).error();
-  Result<HttpResponse> r =
-      co_await http_.request("POST", base + "/task", json_headers(options_), std::move(*body),
-                             task.attempt_timeout.value_or(options_.task_timeout));
+  // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
+  auto request =
+      http_.request("POST", base + "/task", json_headers(options_), std::move(*body),
+                    task.attempt_timeout.value_or(options_.task_timeout), std::move(cancel));
+  Result<HttpResponse> r = co_await std::move(request);
   if (!r.ok()) co_return std::move(r).error();
   co_return interpret_task_response(*r, agent.name);
 }

@@ -1,10 +1,13 @@
 #include "mend/runtime/async_workflow.h"
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -59,6 +62,15 @@ class Driver {
   }
   // Carries out steps until the run waits or is done; the wait's handler takes `self` along.
   static net::awaitable<void> drive(std::unique_ptr<Driver> self);
+  // A hedged call step (below): its first call and its hedging delay's timer; the race takes
+  // `self` along.
+  struct Race;
+  using CallSlot = WorkflowRun::CallSlot;
+  static void start_race(std::unique_ptr<Driver>& self, const WorkflowStep& step);
+  static void launch(const std::shared_ptr<Race>& race, CallSlot slot, int replica);
+  static void on_result(const std::shared_ptr<Race>& race, CallSlot slot,
+                        Result<std::string> result);
+  static void on_timer(const std::shared_ptr<Race>& race);
   // Runs `fn(driver)` on the blocking executor, then resumes the run on its I/O executor. An
   // exception of `fn` ends the run with it.
   template <class Fn>
@@ -85,6 +97,10 @@ net::awaitable<void> Driver::drive(std::unique_ptr<Driver> self) {
       }
       switch (step->kind) {
         case WorkflowStep::Kind::call: {
+          if (step->hedge_after) {
+            start_race(self, *step);  // takes `self` once nothing can throw
+            co_return;
+          }
           std::optional<Result<std::string>> result;
           try {
             // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
@@ -160,6 +176,101 @@ net::awaitable<void> Driver::drive(std::unique_ptr<Driver> self) {
     if (self == nullptr || self->completion_ == nullptr) throw;
     self->finish(std::current_exception(), Outcome{});
   }
+}
+
+// --- Hedged calls (WorkflowStep::hedge_after; mend/core/hedging.h)
+// ---------------------------------
+//
+// The call is not awaited inline: the first call and (when the delay passes first) the hedge are
+// spawned, each with a CallCancel, and complete into a Race, which holds the driver meanwhile.
+// The first result that decides the step (an answer, or a failure when the other call is not out)
+// resumes the driver, as a wait's timer does, and cancels the other call; a failure while the
+// other call is out is handed to the run (provide_early_failure) and the other is waited for. A
+// call that ends after the step was decided finds no driver: it touches the race only (the driver
+// may be gone by then). Everything of a race runs on its own strand: the I/O executor may be run
+// by many threads.
+struct Driver::Race {
+  Race(net::any_io_executor s, AsyncAgentInvoker& i, const WorkflowStep& step)
+      : strand(std::move(s)),
+        timer(strand),
+        invoker(i),
+        agent(*step.agent),
+        task(*step.task),
+        attempt(step.attempt) {}
+  net::any_io_executor strand;
+  net::steady_timer timer;  // the hedging delay
+  AsyncAgentInvoker& invoker;
+  // Copies: a lost call may end after the run, and the registry it pointed into, are gone.
+  const AgentInfo agent;
+  const Task task;
+  const int attempt;
+  std::unique_ptr<Driver> driver;  // until the step is decided
+  std::array<std::shared_ptr<CallCancel>, 2> cancels;
+  std::array<bool, 2> out{};  // the call of that slot was started and has not ended
+};
+
+void Driver::start_race(std::unique_ptr<Driver>& self, const WorkflowStep& step) {
+  auto race = std::make_shared<Race>(net::make_strand(self->io()), self->invoker_, step);
+  const int replica = step.replica;
+  const Duration delay = *step.hedge_after;
+  race->driver = std::move(self);
+  net::post(race->strand, [race, replica, delay] {
+    launch(race, CallSlot::first, replica);
+    race->timer.expires_after(delay);
+    race->timer.async_wait([race](const boost::system::error_code& ec) {
+      if (!ec) on_timer(race);
+    });
+  });
+}
+
+void Driver::launch(const std::shared_ptr<Race>& race, CallSlot slot, int replica) {
+  const auto i = static_cast<std::size_t>(slot);
+  auto cancel = std::make_shared<CallCancel>();
+  race->cancels[i] = cancel;
+  race->out[i] = true;
+  net::co_spawn(
+      race->strand,
+      [race, slot, replica, cancel]() -> net::awaitable<void> {
+        std::optional<Result<std::string>> result;
+        try {
+          // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
+          auto invoked =
+              race->invoker.invoke_async(race->agent, replica, race->task, race->attempt, cancel);
+          result.emplace(co_await std::move(invoked));
+        } catch (const std::exception& e) {
+          result.emplace(Error::from_live_exception(e, std::current_exception()));
+        } catch (...) {
+          result.emplace(Error::from_exception(std::current_exception()));
+        }
+        on_result(race, slot, std::move(*result));
+      },
+      [](std::exception_ptr error) {
+        if (error) std::rethrow_exception(error);
+      });
+}
+
+void Driver::on_result(const std::shared_ptr<Race>& race, CallSlot slot,
+                       Result<std::string> result) {
+  const auto i = static_cast<std::size_t>(slot);
+  const std::size_t other = 1 - i;
+  race->out[i] = false;
+  if (race->driver == nullptr) return;  // decided already: this call lost, and was cancelled
+  if (!result.ok() && race->out[other]) {
+    race->driver->run_->provide_early_failure(slot, std::move(result).error());
+    return;
+  }
+  // Out of the race first: a cancel hook that completes the other call at once finds it decided.
+  std::unique_ptr<Driver> driver = std::move(race->driver);
+  race->timer.cancel();
+  driver->run_->provide_call_result(std::move(result), slot);
+  if (race->out[other]) race->cancels[other]->cancel();
+  resume(std::move(driver));
+}
+
+void Driver::on_timer(const std::shared_ptr<Race>& race) {
+  if (race->driver == nullptr || race->out[1]) return;
+  const int replica = race->driver->run_->start_hedge();
+  if (replica >= 0) launch(race, CallSlot::hedge, replica);
 }
 
 template <class Fn>

@@ -17,6 +17,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -107,6 +108,8 @@ struct Connection {
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;  // bytes read past the previous response stay here
+  // The call's CallCancel closed it (on the strand): nothing more is done on it.
+  bool cancelled = false;
 };
 
 // One call, prepared once and sent once or twice (a retry after a stale pooled connection).
@@ -135,6 +138,14 @@ Error timeout_error(const Call& call) {
   Error e = Error::from_code(std::make_error_code(std::errc::timed_out),
                              call.what() + " timed out after " + describe_duration(call.timeout));
   e.kind = "timeout";
+  return e;
+}
+
+Error cancelled_error(const Call& call) {
+  Error e = Error::from_code(std::make_error_code(std::errc::operation_canceled),
+                             call.what() + " was cancelled");
+  e.kind = "cancelled";
+  e.stop = StopReason::cancelled;
   return e;
 }
 
@@ -247,8 +258,8 @@ struct HttpClient::Impl {
 
   static net::awaitable<Result<HttpResponse>> run(std::shared_ptr<Impl> self, std::string method,
                                                   std::string url, std::vector<HttpHeader> headers,
-                                                  std::string body,
-                                                  std::optional<Duration> timeout);
+                                                  std::string body, std::optional<Duration> timeout,
+                                                  std::shared_ptr<CallCancel> cancel = nullptr);
 
   Result<Call> prepare(std::string method, std::string url, std::vector<HttpHeader> headers,
                        std::string body, std::optional<Duration> timeout) const;
@@ -378,7 +389,8 @@ net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl>
                                                            std::string method, std::string url,
                                                            std::vector<HttpHeader> headers,
                                                            std::string body,
-                                                           std::optional<Duration> timeout) {
+                                                           std::optional<Duration> timeout,
+                                                           std::shared_ptr<CallCancel> cancel) {
   Result<Call> prepared = self->prepare(std::move(method), std::move(url), std::move(headers),
                                         std::move(body), timeout);
   if (!prepared.ok()) co_return std::move(prepared).error();
@@ -389,12 +401,31 @@ net::awaitable<Result<HttpResponse>> HttpClient::Impl::run(std::shared_ptr<Impl>
   }
 
   for (int attempt = 0;; ++attempt) {
+    if (cancel != nullptr && cancel->cancelled()) co_return cancelled_error(call);
     bool pooled = false;
     std::shared_ptr<Connection> conn = self->connection_for(call, attempt, &pooled);
+    // A cancel closes the connection on its strand: every operation on it then ends at once. The
+    // connection is not kept alive by the hook (the exchange holds it while it runs).
+    if (cancel != nullptr && !cancel->set_hook([weak = std::weak_ptr<Connection>(conn)] {
+          if (std::shared_ptr<Connection> c = weak.lock()) {
+            net::any_io_executor strand = c->executor;
+            net::post(strand, [c = std::move(c)] {
+              c->cancelled = true;
+              boost::system::error_code ignored;
+              c->tcp().socket().close(ignored);
+            });
+          }
+        })) {
+      if (pooled) self->put_idle(call.pool_key, std::move(conn));  // untouched: still good
+      co_return cancelled_error(call);
+    }
     // The exchange runs on the connection's strand, whatever executor the caller runs on, so the
     // stream's timers and operations never race.
     Exchange ex = co_await net::co_spawn(conn->executor, self->exchange(conn, call, pooled),
                                          net::use_awaitable);
+    // Cancelled meanwhile: whatever the exchange says, the caller gave up on it, and its
+    // connection may be closing; it is never pooled.
+    if (cancel != nullptr && !cancel->clear_hook()) co_return cancelled_error(call);
     if (ex.stale) {
       self->drop_idle(call.pool_key);
       continue;
@@ -441,6 +472,10 @@ net::awaitable<std::optional<Failure>> HttpClient::Impl::connect(Connection& con
       co_return Failure{std::move(e), HttpStreamFailure::resolve, ec.message()};
     }
     for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+  }
+  if (conn.cancelled) {
+    co_return Failure{transport_error(call, "connecting", net::error::operation_aborted),
+                      HttpStreamFailure::connect, "cancelled"};
   }
 
   beast::tcp_stream& tcp = conn.tcp();
@@ -502,6 +537,11 @@ net::awaitable<Exchange> HttpClient::Impl::exchange(std::shared_ptr<Connection> 
   if (!pooled) {
     std::optional<Failure> failed = co_await connect(*conn, call);
     if (failed) co_return Exchange{std::move(failed->error), false, false};
+  }
+  // Cancelled while it connected (to another of the host's addresses, say): not sent.
+  if (conn->cancelled) {
+    co_return Exchange{transport_error(call, "connecting", net::error::operation_aborted), false,
+                       false};
   }
   if (conn->tls) co_return co_await send_and_receive(*conn, *conn->tls, call, pooled);
   co_return co_await send_and_receive(*conn, *conn->plain, call, pooled);
@@ -769,14 +809,12 @@ HttpClient::HttpClient(boost::asio::any_io_executor executor, HttpClientOptions 
 
 HttpClient::~HttpClient() = default;
 
-boost::asio::awaitable<Result<HttpResponse>> HttpClient::request(std::string method,
-                                                                 std::string url,
-                                                                 std::vector<HttpHeader> headers,
-                                                                 std::string body,
-                                                                 std::optional<Duration> timeout) {
+boost::asio::awaitable<Result<HttpResponse>> HttpClient::request(
+    std::string method, std::string url, std::vector<HttpHeader> headers, std::string body,
+    std::optional<Duration> timeout, std::shared_ptr<CallCancel> cancel) {
   // Not a coroutine itself: the call holds the shared state, not `this`.
   return Impl::run(impl_, std::move(method), std::move(url), std::move(headers), std::move(body),
-                   timeout);
+                   timeout, std::move(cancel));
 }
 
 Result<HttpResponse> HttpClient::request_sync(std::string method, std::string url,

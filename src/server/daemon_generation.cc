@@ -58,19 +58,37 @@ DaemonInvoker::DaemonInvoker(DaemonCore& core, HttpClient& http, AgentClientOpti
 
 net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(const AgentInfo& agent, int replica,
                                                                 const Task& task, int attempt) {
-  AgentCounters& counters = core_.counters(agent.name);
-  co_await core_.before_call(task);
+  return invoke_async(agent, replica, task, attempt, nullptr);
+}
+
+net::awaitable<Result<std::string>> DaemonInvoker::invoke_async(
+    const AgentInfo& agent, int replica, const Task& task, int attempt,
+    std::shared_ptr<CallCancel> cancel) {
+  // The daemon's core, not this invoker, past the first suspension: see daemon_impl.h.
+  DaemonCore& core = core_;
+  AgentCounters& counters = core.counters(agent.name);
+  // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
+  auto invoked = inner_.invoke_async(agent, replica, task, attempt, cancel);
+  co_await core.before_call(task);
+  if (cancel != nullptr && cancel->cancelled()) {
+    // Given up while it waited for the store: never sent (nor `invoked` started, whose invoker
+    // may be gone by now).
+    Error e = Error::of_kind("cancelled", "the call to agent '" + agent.name + "' was cancelled");
+    e.stop = StopReason::cancelled;
+    co_return e;
+  }
   counters.calls.fetch_add(1, std::memory_order_relaxed);
   counters.calls_out.fetch_add(1, std::memory_order_relaxed);
-  const TimePoint started = core_.clock_.now();
-  // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
-  auto invoked = inner_.invoke_async(agent, replica, task, attempt);
+  const TimePoint started = core.clock_.now();
   Result<std::string> result = co_await std::move(invoked);
   counters.calls_out.fetch_sub(1, std::memory_order_relaxed);
-  counters.latency_ns.fetch_add((core_.clock_.now() - started).count(), std::memory_order_relaxed);
+  counters.latency_ns.fetch_add((core.clock_.now() - started).count(), std::memory_order_relaxed);
   counters.calls_ended.fetch_add(1, std::memory_order_relaxed);
-  if (!result.ok()) counters.failures.fetch_add(1, std::memory_order_relaxed);
-  core_.m_.attempts->with({agent.name, result.ok() ? "success" : "failure"}).inc();
+  const bool cancelled = !result.ok() && cancel != nullptr && cancel->cancelled();
+  if (!result.ok() && !cancelled) counters.failures.fetch_add(1, std::memory_order_relaxed);
+  core.m_.attempts
+      ->with({agent.name, result.ok() ? "success" : (cancelled ? "cancelled" : "failure")})
+      .inc();
   co_return result;
 }
 

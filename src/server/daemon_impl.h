@@ -117,6 +117,12 @@ class DaemonInvoker final : public AsyncAgentInvoker {
   DaemonInvoker(DaemonCore& core, HttpClient& http, AgentClientOptions options);
   boost::asio::awaitable<Result<std::string>> invoke_async(const AgentInfo& agent, int replica,
                                                            const Task& task, int attempt) override;
+  // A cancelled call (the loser of a hedged step) is counted as attempts{result="cancelled"}, not
+  // as a failure. Touches nothing of the invoker once it has started: the lost call of a hedge may
+  // end after its generation was let go (it holds the daemon's parts only).
+  boost::asio::awaitable<Result<std::string>> invoke_async(
+      const AgentInfo& agent, int replica, const Task& task, int attempt,
+      std::shared_ptr<CallCancel> cancel) override;
 
  private:
   DaemonCore& core_;

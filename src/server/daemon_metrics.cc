@@ -55,6 +55,12 @@ DaemonMetrics::DaemonMetrics(MetricsRegistry& registry) {
       "Scaling of agents with replicas: {min, max}, by direction: up, down, abandoned (the new "
       "replica was not ready in time), failed (it could not be started).",
       {"agent", "direction"});
+  task_hedges = &registry.counter(
+      "mend_task_hedges_total",
+      "Task calls that waited out their agent's hedging delay, by how the hedge ended: won (its "
+      "answer was taken), lost (the first call's result was), not_sent (no other replica, or the "
+      "retry budget refused it).",
+      {"agent", "outcome"});
 }
 
 double circuit_state_value(CircuitState state) noexcept {
@@ -330,6 +336,9 @@ void DaemonCore::on_workflow_event(const Event& event) {
       if (event.detail == "no_capacity") {  // a retry refused for want of room
         counters(event.source).refused_capacity.fetch_add(1, std::memory_order_relaxed);
       }
+      break;
+    case EventKind::hedged:
+      m_.task_hedges->with({event.source, event.detail}).inc();
       break;
     default:
       break;

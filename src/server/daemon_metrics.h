@@ -82,6 +82,10 @@ class DaemonMetrics {
   // mend_replica_scaling_total{agent, direction}: up, down, abandoned (a scale-up's replica not
   // ready in time), failed (its process could not start).
   CounterFamily* scaling = nullptr;
+  // mend_task_hedges_total{agent, outcome}: the task API's calls that waited out their hedging
+  // delay: won (the hedge's answer was taken), lost (the first call's result was), not_sent (no
+  // other replica, or the retry budget refused the hedge).
+  CounterFamily* task_hedges = nullptr;
 };
 
 // mend_circuit_state's value: 0 closed, 1 half-open, 2 open, 3 isolated.

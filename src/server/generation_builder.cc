@@ -31,6 +31,9 @@ AgentInfo agent_info_of(const AgentConfig& agent, const std::vector<std::string>
   // call timeout from the same place.
   info.rate_limit = agent.policies.rate_limit;
   info.call_timeout = agent.policies.call_timeout;
+  // The workflow hedges the task API's calls with it (mend/core/workflow.h); the relay builds a
+  // policy of its own from the same options (relay.cc).
+  info.hedging = agent.policies.hedging;
   return info;
 }
 

@@ -41,6 +41,7 @@ agents:
       call_timeout: 3s
       breaker: {failure_threshold: 7}
       replica_balancing: {consecutive_failures: 2, max_ejection_percent: 0}
+      hedging: {delay: 40ms, task_types: [code_review]}
   - name: generalist
     url: http://127.0.0.1:9103
     generalist: true
@@ -60,6 +61,10 @@ agents:
   EXPECT_EQ(reviewer.breaker.failure_threshold, 7);
   EXPECT_EQ(reviewer.replica_balancing.consecutive_failures, 2);
   EXPECT_EQ(reviewer.replica_balancing.max_ejection_percent, 0);
+  // The task API hedges with it (mend/core/workflow.h), as the relay does.
+  ASSERT_TRUE(reviewer.hedging.has_value());
+  EXPECT_EQ(reviewer.hedging->delay, std::optional<Duration>(40ms));
+  EXPECT_THAT(reviewer.hedging->task_types, ElementsAre("code_review"));
 
   const AgentInfo generalist = agent_info_of(config.agents[1], {});
   EXPECT_TRUE(generalist.generalist);
@@ -67,6 +72,7 @@ agents:
   EXPECT_FALSE(generalist.rate_limit.has_value());
   EXPECT_EQ(generalist.call_timeout, 20s);                          // the global one
   EXPECT_EQ(generalist.replica_balancing.consecutive_failures, 5);  // ReplicaBalancerOptions'
+  EXPECT_FALSE(generalist.hedging.has_value());
 }
 
 TEST(GenerationBuilderTest, AScaledAgentsConcurrencyLimitFollowsItsReplicasInService) {

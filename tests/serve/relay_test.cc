@@ -815,6 +815,41 @@ TEST_F(RelayHedgingTest, WithoutHedgingTheSlowReplicaIsWaitedFor) {
   EXPECT_EQ(fast.calls.load(), 0);
 }
 
+// The task API hedges with the same policies.hedging (issue 17, item 4): POST /v1/tasks whose
+// first call goes to the slow replica (first in turn) is hedged to the fast one after 50 ms,
+// answered from it, and the slow call's connection is closed (not left to run out its delay).
+TEST_F(RelayHedgingTest, TheTaskApiHedgesASlowFirstCallToTheOtherReplica) {
+  SlowReplica slow(3000ms);
+  TestReplica fast(answer_ok);
+  start_hedged(slow, fast, kHedged);
+  ASSERT_FALSE(HasFatalFailure());
+  const auto start = std::chrono::steady_clock::now();
+  Reply r = submit("reviewer");
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_LT(took, 1500ms) << r.text;  // well under the slow replica's 3 s
+  const json& outcome = r.body["outcome"];
+  EXPECT_EQ(outcome["status"], "succeeded") << r.text;
+  EXPECT_EQ(outcome["answer"]["result"], "done") << r.text;  // the fast replica's answer
+  ASSERT_EQ(outcome["attempts"].size(), 1u) << r.text;
+  const json& attempt = outcome["attempts"][0];
+  EXPECT_EQ(attempt["replica"], 0) << r.text;
+  EXPECT_EQ(attempt["hedge_replica"], 1) << r.text;
+  EXPECT_EQ(attempt["hedge_won"], true) << r.text;
+  EXPECT_EQ(slow.calls.load(), 1);
+  EXPECT_EQ(fast.calls.load(), 1);
+  // The lost call was cancelled: its connection closed before it answered.
+  wait_until([&] { return slow.closed_before_answer.load() == 1; }, 2s, "the slow call closed");
+  EXPECT_EQ(slow.answered.load(), 0);
+  wait_for_metric("mend_task_hedges_total{agent=\"reviewer\",outcome=\"won\"} 1");
+  wait_for_metric("mend_attempts_total{agent=\"reviewer\",result=\"cancelled\"} 1");
+  // Nothing outstanding; the slow replica heard a failed (slow) call, the breaker no failure.
+  EXPECT_EQ(balancer(0)["outstanding"], 0) << agent("reviewer").dump();
+  EXPECT_EQ(balancer(1)["outstanding"], 0) << agent("reviewer").dump();
+  EXPECT_EQ(balancer(0)["failures"], 1) << agent("reviewer").dump();
+  EXPECT_EQ(agent("reviewer")["circuit"]["failure_count"], 0) << agent("reviewer").dump();
+}
+
 TEST_F(RelayTest, AnAgentThatDoesNotAnswerIsCutOffAtItsCallTimeout) {
   start_with_relay(agent_yaml("reviewer",
                               "    policies: {call_timeout: 300ms, retry: "

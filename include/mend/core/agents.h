@@ -23,7 +23,8 @@
 // replicas whose own calls keep failing ejected for a while. An agent is unavailable when its
 // circuit is open or isolated, its health is unhealthy, or it is at max_concurrent. (A rate
 // limiter's refusal is not a skip: the workflow retries it after the limiter's wait, as it would
-// the agent's own 429.)
+// the agent's own 429.) An agent with AgentInfo::hedging has its HedgingPolicy here too
+// (Entry::hedging): the workflow's call steps carry its delay (WorkflowStep::hedge_after).
 //
 // Thread-safety: all methods are safe to call from many threads at once. Agents are added and
 // chains set before tasks run, typically; adding later is safe but plans made earlier do not see
@@ -44,6 +45,7 @@
 #include "mend/core/circuit_breaker.h"
 #include "mend/core/clock.h"
 #include "mend/core/health.h"
+#include "mend/core/hedging.h"
 #include "mend/core/rate_limiter.h"
 #include "mend/core/replica_balancer.h"
 #include "mend/core/result.h"
@@ -67,6 +69,11 @@ struct AgentInfo {
   std::optional<Duration> call_timeout;
   // How calls are spread over the replicas and when one is ejected (Envoy's defaults, mostly).
   ReplicaBalancerOptions replica_balancing;
+  // Hedged calls (mend/core/hedging.h): a call to one replica that has not answered after the
+  // delay is also sent to another one, and the first answer wins. Only for the task types it
+  // names, and only for an agent with at least two replicas; absent (the default): none. The
+  // async driver hedges (mend/runtime/async_workflow.h); the synchronous one does not.
+  std::optional<HedgingOptions> hedging;
 
   int replicas() const noexcept {
     return endpoints.empty() ? 1 : static_cast<int>(endpoints.size());
@@ -103,6 +110,8 @@ class AgentRegistry {
     CircuitBreaker breaker;
     const std::unique_ptr<RateLimiter> rate_limiter;  // from info.rate_limit; null: none
     ReplicaBalancer balancer;  // which replica takes a call; info.replicas() of them
+    // From info.hedging; null: no hedging. Its latency window hears every call that answered.
+    const std::unique_ptr<HedgingPolicy> hedging;
     std::atomic<HealthState> health{HealthState::unknown};
     std::atomic<int> in_flight{0};
     // The type and severity of its last failed call (encode_failure), 0 when none: a task that

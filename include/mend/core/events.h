@@ -45,6 +45,10 @@ enum class EventKind : std::uint8_t {
   degraded_answer,  // no agent answered: the degraded service did
   escalated,        // a ticket or incident was opened or touched; detail is its id
   task_finished,    // the workflow's outcome; detail is its status
+  // A call that could be hedged waited out its hedging delay (mend/core/hedging.h); detail is
+  // "won" (the hedge's answer was taken), "lost" (the first call's result was) or "not_sent" (no
+  // other replica, or the retry budget refused it).
+  hedged,
 };
 std::string_view to_string(EventKind kind) noexcept;
 

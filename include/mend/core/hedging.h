@@ -38,6 +38,10 @@
 // upper bound of the bucket the quantile falls in: at most 20 % above the true value, never
 // below.
 //
+// Who hedges: the relay of `mend serve` (docs/relay.md, "Hedging") and the workflow's call steps
+// (AgentInfo::hedging, WorkflowStep::hedge_after in mend/core/workflow.h), whose async driver
+// makes the two calls (mend/runtime/async_workflow.h).
+//
 // Sans-IO: the caller passes the time; nothing here reads a clock, sleeps or starts a thread.
 //
 // Thread-safety: HedgingPolicy and LatencyQuantile are safe to use from many threads at once (one

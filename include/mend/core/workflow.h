@@ -39,6 +39,23 @@
 // through env.sleeper); mend/runtime/async_workflow.h drives the same machine on Asio coroutines.
 // Tests drive it on a manual clock.
 //
+// Hedging (mend/core/hedging.h; AgentInfo::hedging): a call to an agent that has a hedging policy
+// and at least two replicas, for a task type the policy hedges, comes as a call step with
+// `hedge_after`: when the call has not answered after that delay, a driver that can wait on two
+// calls at once asks the run for a hedge (start_hedge(): another replica, the balancer's pick away
+// from the first call's replica and those the task failed on, paid for from the agent's retry
+// budget as a retry to another replica is; -1 when there is none or the budget refuses), sends the
+// same task there, and hands back the first answer with the call it came from
+// (provide_call_result(result, CallSlot::hedge)); it cancels the other call. A call that fails
+// while the other is still out is handed over with provide_early_failure() and the other is
+// waited for. The winner's result takes the ordinary way (its replica hears it); the loser is
+// abandoned at the balancer, except a first call that lost to its hedge's answer: that counts as a
+// failed (slow) call of its replica, as the relay counts it (docs/relay.md, "Hedging"). Every call
+// that answered, hedged or not, is a sample of the policy's latency window. The attempt log says
+// which calls were hedged (AttemptLog::hedge_replica, hedge_won) and an EventKind::hedged event
+// says how each hedging delay ended. The synchronous driver does not hedge (it waits on one call
+// at a time): it ignores hedge_after.
+//
 // Thread-safety: a Workflow is immutable once built and may run many tasks on many threads at
 // once; the registry, healer and sinks it points to are thread-safe. A WorkflowRun belongs to
 // one driver at a time.
@@ -111,6 +128,11 @@ struct AttemptLog {
   // "unhealthy", "no_capacity", "deadline_exceeded".
   std::string decision;
   Duration delay{};  // the wait before the next attempt
+  // A hedged call (WorkflowRun::start_hedge): the replica the hedge went to (`replica` is the first
+  // call's), and whether this entry's result is the hedge's rather than the first call's. An entry
+  // with decision "await_other" is one of the two calls that failed while the other was out.
+  std::optional<int> hedge_replica;
+  bool hedge_won = false;
 };
 
 // What escalation did for a task.
@@ -266,6 +288,9 @@ struct WorkflowStep {
   // call: the task as the invoker gets it, its attempt_timeout set to the call's time limit
   // (mend::AttemptPolicy: the task's own or the agent's call timeout, within the deadline).
   const Task* task = nullptr;
+  // call: the wait after which the call may be hedged (the agent's HedgingPolicy::delay); nullopt:
+  // not hedged. A driver that cannot wait on two calls ignores it.
+  std::optional<Duration> hedge_after;
   Duration delay{};                               // wait
   const Symptoms* symptoms = nullptr;             // heal
   const EscalationRequest* escalation = nullptr;  // escalate
@@ -280,7 +305,22 @@ class WorkflowRun {
   WorkflowRun& operator=(const WorkflowRun&) = delete;
 
   const WorkflowStep& next();
-  void provide_call_result(Result<std::string> result) { call_result_ = std::move(result); }
+  // The two calls of a hedged call step: the step's own, and its hedge.
+  enum class CallSlot : std::uint8_t { first, hedge };
+  // The call step's result; for a hedged step, the result of the call that won (`from`).
+  void provide_call_result(Result<std::string> result, CallSlot from = CallSlot::first) {
+    call_result_ = std::move(result);
+    call_from_ = from;
+  }
+  // A call step with hedge_after whose call has not answered after that delay: the replica to send
+  // the same call (the step's agent, task and attempt) to, now outstanding at the balancer; -1: no
+  // hedge (no other replica that is not ejected and that the task has not failed on, the retry
+  // budget refused, the deadline passed, or a hedge was started already). At most one per step.
+  int start_hedge();
+  // One call of a hedged step failed while the other is still out: it is counted (its replica,
+  // the retry budget, an attempt log entry "await_other") and the other call's result, handed over
+  // with provide_call_result(), decides the step. Ignored unless a hedge was started.
+  void provide_early_failure(CallSlot which, Error error);
   void provide_healing(HealingReport report);
   void provide_escalation(Result<EscalationTaken> taken);
   Outcome take_outcome() { return std::move(outcome_); }
@@ -310,6 +350,8 @@ class WorkflowRun {
   // waiting in backoff should be small (an outage may park 100,000 of them at once).
   struct PendingHeal;
   struct PendingEscalation;
+  // The hedge of the call out, once start_hedge() sent one (on the heap: few calls are hedged).
+  struct PendingHedge;
 
   WorkflowRun(const Workflow& workflow, Task task, bool can_heal);
   Script script();
@@ -322,6 +364,7 @@ class WorkflowRun {
   void refuse(AgentTry& agent, std::optional<SkipReason> skip, std::string_view decision,
               StopReason stop);
   AfterCall after_call(AgentTry& agent);
+  void settle_hedge(AgentTry& agent, PendingHedge& hedge, CallSlot from, int loser, bool answered);
   bool after_healing(AgentTry& agent);  // true: recovered, call the agent again
   bool conclude();                      // true: an escalate step is prepared
   void after_escalation();
@@ -358,6 +401,10 @@ class WorkflowRun {
   // The task with the call's time limit, while a call is out whose limit is not the task's own.
   Boxed<Task> call_task_;
   RetryBudget* retry_token_held_ = nullptr;  // a budget's token, given back after the retry's call
+  // The agent being called while a call step is out (start_hedge() reads its failed replicas).
+  AgentTry* call_try_ = nullptr;
+  std::unique_ptr<PendingHedge> hedge_;
+  CallSlot call_from_ = CallSlot::first;  // which call the result came from
   std::coroutine_handle<> handle_;
 };
 

@@ -29,6 +29,7 @@
 // clang-format on
 
 #include <boost/asio/awaitable.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -37,6 +38,7 @@
 #include "mend/core/recovery.h"
 #include "mend/core/result.h"
 #include "mend/core/workflow.h"
+#include "mend/runtime/call_cancel.h"
 #include "mend/runtime/http.h"
 #include "mend/runtime/http_client.h"
 
@@ -50,6 +52,19 @@ class AsyncAgentInvoker {
   virtual boost::asio::awaitable<Result<std::string>> invoke_async(const AgentInfo& agent,
                                                                    int replica, const Task& task,
                                                                    int attempt) = 0;
+  // The same call, which `cancel` (never null) may stop before its end: the driver cancels the
+  // call of a hedged step that lost (WorkflowStep::hedge_after). A cancelled call should end
+  // promptly, its work given up (HttpAgentInvoker closes its connection), with any result (an
+  // error of kind "cancelled", typically): the driver no longer reads it. The default makes the
+  // call above, which runs to its end; an invoker whose calls can be stopped overrides this one.
+  // The driver keeps `agent` and `task` alive until the call ends; the invoker itself must outlive
+  // it (the lost call of a hedge may end after its run completed).
+  virtual boost::asio::awaitable<Result<std::string>> invoke_async(
+      const AgentInfo& agent, int replica, const Task& task, int attempt,
+      std::shared_ptr<CallCancel> cancel) {
+    (void)cancel;
+    return invoke_async(agent, replica, task, attempt);
+  }
 };
 
 // Deeper nesting than any agent answer, task or API request needs. nlohmann's parser is
@@ -94,6 +109,10 @@ class HttpAgentInvoker final : public AgentInvoker, public AsyncAgentInvoker {
                              int attempt) override;
   boost::asio::awaitable<Result<std::string>> invoke_async(const AgentInfo& agent, int replica,
                                                            const Task& task, int attempt) override;
+  // Cancelling closes the call's connection (HttpClient::request).
+  boost::asio::awaitable<Result<std::string>> invoke_async(
+      const AgentInfo& agent, int replica, const Task& task, int attempt,
+      std::shared_ptr<CallCancel> cancel) override;
 
  private:
   HttpClient& http_;

@@ -26,15 +26,25 @@
 // Backoff waits use real time (an Asio steady_timer) whatever clock the workflow's Env holds;
 // tests of timing use the synchronous driver on a manual clock, which runs the same machine.
 //
+// Hedged calls (WorkflowStep::hedge_after; mend/core/hedging.h): the call is started with a
+// CallCancel (AsyncAgentInvoker's cancellable invoke_async) and a timer armed for the delay; when
+// the timer fires first, the run's start_hedge() names another replica and the same call goes
+// there too. The first answer (or a failure when the other call is not out) decides the step and
+// resumes the run; the other call is cancelled (HttpAgentInvoker closes its connection) and its
+// late end touches nothing but the two calls' shared state. A failure while the other call is out
+// is handed to the run (provide_early_failure) and the other call is waited for. The two calls
+// run on copies of the agent's AgentInfo and the task, so a lost call may end after its run.
+//
 // Lifetimes: `workflow`, `invoker`, `operations` and the blocking executor's context must outlive
-// the run. `blocking` must not be an executor of the I/O threads: HttpAgentOperations blocks on
-// request_sync(), which would wait for itself there. An invoker that throws fails its call (as in
-// the synchronous driver); an exception of the escalation sink fails the escalation step only
-// (Outcome::escalation_error). Shutting down: join the blocking executor's threads first, then
-// destroy the io_context. Runs in flight are then destroyed without completing (their breaker
-// permits, bulkhead slots and retry tokens are given back), and so are runs whose job the
-// blocking executor dropped unrun. (A job still running on `blocking` comes back to `io`: the
-// io_context must not be destroyed under it.) A completion handler that throws throws out of
+// the run; `invoker` also the cancelled call of a hedged step, which may end (promptly, once
+// cancelled) after the run completed. `blocking` must not be an executor of the I/O threads:
+// HttpAgentOperations blocks on request_sync(), which would wait for itself there. An invoker that
+// throws fails its call (as in the synchronous driver); an exception of the escalation sink fails
+// the escalation step only (Outcome::escalation_error). Shutting down: join the blocking executor's
+// threads first, then destroy the io_context. Runs in flight are then destroyed without completing
+// (their breaker permits, bulkhead slots and retry tokens are given back), and so are runs whose
+// job the blocking executor dropped unrun. (A job still running on `blocking` comes back to `io`:
+// the io_context must not be destroyed under it.) A completion handler that throws throws out of
 // the io_context's run(), as any Asio handler does.
 //
 // With boost::asio::use_awaitable, Boost 1.74 starts the run inside a noexcept function: running

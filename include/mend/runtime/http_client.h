@@ -20,8 +20,16 @@
 //     why verification failed;
 //   - a malformed response: kind "protocol"; a response larger than max_response_bytes: kind
 //     "response_too_large";
-//   - a bad URL, method or header, or an unreadable ca_file: kind "configuration".
+//   - a bad URL, method or header, or an unreadable ca_file: kind "configuration";
+//   - the call's CallCancel was cancelled: code std::errc::operation_canceled, kind "cancelled",
+//     stop StopReason::cancelled (a local refusal: the caller gave up on it).
 // An HTTP error status is not an error at this layer: a 503 is a successful HttpResponse.
+//
+// Cancelling (mend/runtime/call_cancel.h): request() takes an optional handle; cancel() closes the
+// call's connection (on its strand), so the call ends at once with the cancelled error, whatever
+// step it is in (name resolution excepted: it ends once the name is resolved). A call cancelled
+// before it has a connection fails at once without one. A cancelled call's connection is never
+// returned to the pool, even when its response was complete.
 //
 // A pooled connection that the server closed meanwhile is detected when the request fails before
 // any byte of the response arrives; the request is then sent once more on a fresh connection.
@@ -72,6 +80,7 @@
 
 #include "mend/core/clock.h"
 #include "mend/core/result.h"
+#include "mend/runtime/call_cancel.h"
 #include "mend/runtime/http.h"
 
 namespace mend {
@@ -204,10 +213,12 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // Sends one request to the absolute `url` and reads the whole response. `timeout` bounds the
-  // whole call, connecting included; nullopt means options.default_timeout.
+  // whole call, connecting included; nullopt means options.default_timeout. `cancel`, when set,
+  // stops the call (above).
   boost::asio::awaitable<Result<HttpResponse>> request(
       std::string method, std::string url, std::vector<HttpHeader> headers = {},
-      std::string body = {}, std::optional<Duration> timeout = std::nullopt);
+      std::string body = {}, std::optional<Duration> timeout = std::nullopt,
+      std::shared_ptr<CallCancel> cancel = nullptr);
 
   // The same call for synchronous callers: runs request() on the client's executor and waits.
   Result<HttpResponse> request_sync(std::string method, std::string url,
