@@ -178,8 +178,7 @@ net::awaitable<void> Driver::drive(std::unique_ptr<Driver> self) {
   }
 }
 
-// --- Hedged calls (WorkflowStep::hedge_after; mend/core/hedging.h)
-// ---------------------------------
+// --- Hedged calls (WorkflowStep::hedge_after; mend/core/hedging.h) ----------------------------
 //
 // The call is not awaited inline: the first call and (when the delay passes first) the hedge are
 // spawned, each with a CallCancel, and complete into a Race, which holds the driver meanwhile.
