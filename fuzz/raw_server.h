@@ -13,22 +13,17 @@
 #include <string>
 #include <thread>
 
+#include "mend_test/ports.h"
+
 namespace mend::fuzzing {
 
 class RawServer {
  public:
   RawServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::listen(fd_, 64) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      __builtin_trap();
-    }
-    port_ = ntohs(addr.sin_port);
+    const mend::testing::LoopbackListener listener = mend::testing::listen_on_loopback(64);
+    fd_ = listener.fd;
+    if (fd_ < 0) __builtin_trap();
+    port_ = listener.port;
     thread_ = std::thread([this] { serve(); });
   }
   ~RawServer() {

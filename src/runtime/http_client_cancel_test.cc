@@ -5,6 +5,7 @@
 #include <boost/asio/detached.hpp>
 
 #include "http_client_test_support.h"
+#include "mend_test/ports.h"
 
 namespace mend {
 namespace {
@@ -20,17 +21,10 @@ using std::chrono::seconds;
 class HoldingServer {
  public:
   explicit HoldingServer(std::string answer = {}) : answer_(std::move(answer)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::listen(fd_, 4) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
+    const mend::testing::LoopbackListener listener = mend::testing::listen_on_loopback(4);
+    fd_ = listener.fd;
+    if (fd_ < 0) return;
+    port_ = listener.port;
     thread_ = std::thread([this] { serve(); });
   }
   ~HoldingServer() {

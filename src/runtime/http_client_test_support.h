@@ -37,6 +37,7 @@
 #include "mend/runtime/http_server.h"
 #include "mend_test/eventually.h"
 #include "mend_test/io_loop.h"
+#include "mend_test/ports.h"
 #include "mend_test/raw_connection.h"
 #include "test_tls.h"
 
@@ -127,17 +128,10 @@ class PacedSender {
 class OneAnswerServer {
  public:
   explicit OneAnswerServer(std::string answer) : answer_(std::move(answer)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        ::listen(fd_, 4) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
+    const mend::testing::LoopbackListener listener = mend::testing::listen_on_loopback(4);
+    fd_ = listener.fd;
+    if (fd_ < 0) return;
+    port_ = listener.port;
     thread_ = std::thread([this] { serve(); });
   }
   ~OneAnswerServer() {

@@ -14,6 +14,29 @@
 
 namespace mend::testing {
 
+// A socket listening on a free loopback port, for servers a test writes by hand; fd is -1 (and
+// port 0) when none could be had.
+struct LoopbackListener {
+  int fd = -1;
+  unsigned short port = 0;
+};
+inline LoopbackListener listen_on_loopback(int backlog) {
+  LoopbackListener l;
+  l.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (l.fd < 0 || ::bind(l.fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      ::listen(l.fd, backlog) != 0 ||
+      ::getsockname(l.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (l.fd >= 0) ::close(l.fd);
+    return {};
+  }
+  l.port = ntohs(addr.sin_port);
+  return l;
+}
+
 // A port that refuses connections: bound, never listening.
 class RefusingPort {
  public:
