@@ -25,6 +25,7 @@
 
 #include "mend/core/events.h"
 #include "mend/runtime/async_workflow.h"
+#include "mend_test/io_loop.h"
 
 namespace mend {
 namespace {
@@ -109,16 +110,7 @@ struct Sink final : EventSink {
   RecordingEventSink recorded;
 };
 
-struct RunningIo {
-  net::io_context io;
-  net::executor_work_guard<net::io_context::executor_type> work{io.get_executor()};
-  std::thread thread{[this] { io.run(); }};
-  ~RunningIo() {
-    work.reset();
-    io.stop();
-    thread.join();
-  }
-};
+using mend::testing::RunningIo;
 
 class AsyncHedgingTest : public ::testing::Test {
  protected:

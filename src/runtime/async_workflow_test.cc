@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "mend/core/retry_budget.h"
+#include "mend_test/io_loop.h"
 
 namespace mend {
 namespace {
@@ -42,18 +43,7 @@ struct MemoryAgents final : AsyncAgentInvoker {
   std::atomic<int> calls{0};
 };
 
-// An io_context run by a thread of its own, for as long as it lives. Declare what its handlers
-// use (promises, sinks, the workflow) before it, so that they outlive its thread.
-struct RunningIo {
-  net::io_context io;
-  net::executor_work_guard<net::io_context::executor_type> work{io.get_executor()};
-  std::thread thread{[this] { io.run(); }};
-  ~RunningIo() {
-    work.reset();
-    io.stop();
-    thread.join();
-  }
-};
+using mend::testing::RunningIo;
 
 // What a run's completion handler received, and on which thread.
 struct Completed {

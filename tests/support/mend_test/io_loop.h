@@ -36,6 +36,20 @@ class IoLoop {
   std::vector<std::thread> threads_;
 };
 
+// An io_context run by one thread of its own, for as long as it lives, for tests that check which
+// thread ran what. Declare what its handlers use (promises, sinks, the workflow) before it, so that
+// they outlive its thread.
+struct RunningIo {
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  std::thread thread{[this] { io.run(); }};
+  ~RunningIo() {
+    work.reset();
+    io.stop();
+    thread.join();
+  }
+};
+
 }  // namespace mend::testing
 
 #endif  // MEND_TESTS_SUPPORT_IO_LOOP_H_
