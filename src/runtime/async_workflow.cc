@@ -1,5 +1,6 @@
 #include "mend/runtime/async_workflow.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -195,13 +196,25 @@ struct Driver::Race {
         invoker(i),
         agent(*step.agent),
         task(*step.task),
+        hedge_task(hedged(*step.task, *step.hedge_after)),
         attempt(step.attempt) {}
+  // The hedge's task: its time limit is what is left of the first call's when it goes (`delay`
+  // after it), so that the step never outlasts the first call's limit, nor the task's deadline.
+  static Task hedged(const Task& first, Duration delay) {
+    Task t = first;
+    if (t.attempt_timeout) {
+      t.attempt_timeout =
+          std::max(*t.attempt_timeout - delay, Duration(std::chrono::milliseconds(1)));
+    }
+    return t;
+  }
   net::any_io_executor strand;
   net::steady_timer timer;  // the hedging delay
   AsyncAgentInvoker& invoker;
   // Copies: a lost call may end after the run, and the registry it pointed into, are gone.
   const AgentInfo agent;
   const Task task;
+  const Task hedge_task;
   const int attempt;
   std::unique_ptr<Driver> driver;  // until the step is decided
   std::array<std::shared_ptr<CallCancel>, 2> cancels;
@@ -233,8 +246,9 @@ void Driver::launch(const std::shared_ptr<Race>& race, CallSlot slot, int replic
         std::optional<Result<std::string>> result;
         try {
           // Named, not a temporary next to co_await: GCC 12 destroys such temporaries twice.
-          auto invoked =
-              race->invoker.invoke_async(race->agent, replica, race->task, race->attempt, cancel);
+          auto invoked = race->invoker.invoke_async(
+              race->agent, replica, slot == CallSlot::hedge ? race->hedge_task : race->task,
+              race->attempt, cancel);
           result.emplace(co_await std::move(invoked));
         } catch (const std::exception& e) {
           result.emplace(Error::from_live_exception(e, std::current_exception()));

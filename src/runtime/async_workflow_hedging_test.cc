@@ -41,12 +41,13 @@ struct HeldFirstAgent final : AsyncAgentInvoker {
     // Not used by the driver for hedged steps; the cancellable overload below is.
     return invoke_async(agent, replica, task, attempt, std::make_shared<CallCancel>());
   }
-  net::awaitable<Result<std::string>> invoke_async(const AgentInfo&, int replica, const Task&, int,
-                                                   std::shared_ptr<CallCancel> cancel) override {
+  net::awaitable<Result<std::string>> invoke_async(const AgentInfo&, int replica, const Task& task,
+                                                   int, std::shared_ptr<CallCancel> cancel) override {
     const int call = calls.fetch_add(1);
     {
       std::lock_guard lock(mu);
       replicas.push_back(replica);
+      limits.push_back(task.attempt_timeout);
     }
     if (call > 0) {
       if (fail_others) co_return Error::http(503, "overloaded");
@@ -88,6 +89,7 @@ struct HeldFirstAgent final : AsyncAgentInvoker {
   std::promise<bool> first_ended;  // true: it ended cancelled
   std::mutex mu;
   std::vector<int> replicas;
+  std::vector<std::optional<Duration>> limits;  // each call's time limit, in order
   std::weak_ptr<net::steady_timer> held;
 };
 
@@ -118,8 +120,10 @@ class AsyncHedgingTest : public ::testing::Test {
     HedgingOptions hedging;
     hedging.delay = hedge_delay;
     hedging.task_types = {"code_review"};
-    AgentInfo reviewer{
-        .name = "reviewer", .endpoints = {"http://r0", "http://r1"}, .hedging = hedging};
+    AgentInfo reviewer{.name = "reviewer",
+                       .endpoints = {"http://r0", "http://r1"},
+                       .call_timeout = std::chrono::seconds(2),
+                       .hedging = hedging};
     ASSERT_TRUE(agents.add(reviewer).ok());
   }
   Workflow make_workflow() {
@@ -168,6 +172,15 @@ TEST_F(AsyncHedgingTest, AHeldFirstCallIsHedgedTheHedgeAnswersAndTheFirstIsCance
   EXPECT_EQ(out->attempts[0].hedge_replica, std::optional<int>(called[1]));
   EXPECT_TRUE(out->attempts[0].hedge_won);
   EXPECT_THAT(sink.hedges(), ::testing::ElementsAre("won"));
+  // The hedge has what was left of the first call's time limit when it went: the step never
+  // outlasts the first call's limit.
+  {
+    std::lock_guard lock(invoker.mu);
+    ASSERT_EQ(invoker.limits.size(), 2u);
+    EXPECT_EQ(invoker.limits[0], std::optional<Duration>(std::chrono::seconds(2)));
+    EXPECT_EQ(invoker.limits[1],
+              std::optional<Duration>(std::chrono::seconds(2) - milliseconds(1)));
+  }
   // The first call was cancelled, and ended for it (not at a timeout).
   EXPECT_EQ(invoker.cancel_hook_ran.get_future().wait_for(std::chrono::seconds(10)),
             std::future_status::ready);
