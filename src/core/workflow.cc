@@ -788,8 +788,8 @@ std::string Outcome::to_json() const {
     }
     w.key("decision").string(a.decision);
     w.key("delay_seconds").number(to_seconds(a.delay));
-    if (a.hedge_replica) {
-      w.key("hedge_replica").number(std::int64_t{*a.hedge_replica});
+    if (a.hedge_replica >= 0) {
+      w.key("hedge_replica").number(std::int64_t{a.hedge_replica});
       w.key("hedge_won").boolean(a.hedge_won);
     }
     w.end_object();

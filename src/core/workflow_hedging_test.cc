@@ -158,7 +158,7 @@ TEST_F(WorkflowHedgingTest, TheRetryBudgetPaysForTheHedgeOrRefusesIt) {
   const Outcome out = run->take_outcome();
   EXPECT_EQ(out.status, OutcomeStatus::succeeded);
   ASSERT_EQ(out.attempts.size(), 1u);
-  EXPECT_EQ(out.attempts[0].hedge_replica, std::nullopt);
+  EXPECT_EQ(out.attempts[0].hedge_replica, -1);
   EXPECT_THAT(hedge_events(), ::testing::ElementsAre("not_sent"));
 }
 
@@ -179,7 +179,7 @@ TEST_F(WorkflowHedgingTest, AHedgeThatWinsAnswersAndTheSlowFirstCallCountsAgains
   EXPECT_EQ(out.answer, R"({"by":"hedge"})");
   ASSERT_EQ(out.attempts.size(), 1u);
   EXPECT_EQ(out.attempts[0].replica, first);
-  EXPECT_EQ(out.attempts[0].hedge_replica, std::optional<int>(hedge));
+  EXPECT_EQ(out.attempts[0].hedge_replica, hedge);
   EXPECT_TRUE(out.attempts[0].hedge_won);
   EXPECT_THAT(out.to_json(), ::testing::HasSubstr(R"("hedge_won":true)"));
   // The winner's replica heard an answer of 10 ms; the first call's, a failure (slow).
@@ -209,7 +209,7 @@ TEST_F(WorkflowHedgingTest, AFirstCallThatWinsAbandonsTheHedge) {
   const Outcome out = run->take_outcome();
   ASSERT_EQ(out.attempts.size(), 1u);
   EXPECT_EQ(out.attempts[0].replica, first);
-  EXPECT_EQ(out.attempts[0].hedge_replica, std::optional<int>(hedge));
+  EXPECT_EQ(out.attempts[0].hedge_replica, hedge);
   EXPECT_FALSE(out.attempts[0].hedge_won);
   EXPECT_EQ(replica("reviewer", first).failures, 0u);
   EXPECT_EQ(replica("reviewer", first).average_latency, milliseconds(55));

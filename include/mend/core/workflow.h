@@ -121,18 +121,19 @@ struct AttemptLog {
   bool succeeded = false;
   ErrorType error_type = ErrorType::processing_failed;  // when it failed
   Severity severity = Severity::medium;
+  // A hedged call (WorkflowRun::start_hedge): whether this entry's result is the hedge's rather
+  // than the first call's, and the replica the hedge went to (`replica` is the first call's; -1:
+  // not hedged). An entry with decision "await_other" is one of the two calls that failed while
+  // the other was out. (Here, in what was padding: a log entry stays 128 bytes.)
+  bool hedge_won = false;
   std::optional<int> status;  // HTTP status, when there was one
+  int hedge_replica = -1;
   std::string message;
   // What the workflow did next: "answered", "retry", "next_replica", "self_healing", "fallback",
   // "invalid_task"; or why the next call it had decided on was refused: "circuit_open",
   // "unhealthy", "no_capacity", "deadline_exceeded".
   std::string decision;
   Duration delay{};  // the wait before the next attempt
-  // A hedged call (WorkflowRun::start_hedge): the replica the hedge went to (`replica` is the first
-  // call's), and whether this entry's result is the hedge's rather than the first call's. An entry
-  // with decision "await_other" is one of the two calls that failed while the other was out.
-  std::optional<int> hedge_replica;
-  bool hedge_won = false;
 };
 
 // What escalation did for a task.
