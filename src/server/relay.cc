@@ -201,17 +201,7 @@ std::shared_ptr<const RelayRoute> build_relay_route(DaemonCore& core, Generation
     }
     t.balanced = t.unusable.empty() &&
                  t.endpoints.size() == static_cast<std::size_t>(entry->balancer.replicas());
-    if (t.balanced && t.endpoints.size() >= 2) {
-      const AgentConfig* a = g.config.agent(c.agent);
-      if (a != nullptr && a->policies.hedging) {
-        try {
-          t.hedging = std::make_shared<HedgingPolicy>(*a->policies.hedging);
-        } catch (const std::exception& e) {  // the configuration's checks make this unreachable
-          core.log("warn",
-                   "relay for " + agent + ": agent " + c.agent + " is not hedged: " + e.what());
-        }
-      }
-    }
+    if (t.balanced && t.endpoints.size() >= 2) t.hedging = entry->hedging.get();
     route->chain.push_back(std::move(t));
   }
   if (g.agents.find(agent) == nullptr) {

@@ -59,10 +59,11 @@ struct RelayTarget {
   // Every replica has its endpoint (endpoints[i] is replica i): the agent's balancer picks each
   // call's replica. Else (a replica unusable) calls go round the usable endpoints in turn.
   bool balanced = false;
-  // The agent's hedging (policies.hedging), when it has one and the relay balances two replicas
-  // or more; else null. Shared by the relay's workers: its latency estimate is of all their calls
-  // to the agent, and starts afresh with each configuration generation.
-  std::shared_ptr<HedgingPolicy> hedging;
+  // The agent's hedging (policies.hedging: its AgentRegistry::Entry::hedging), when it has one
+  // and the relay balances two replicas or more; else null. Shared by the relay's workers and the
+  // task API: its latency estimate is of all their calls to the agent, and starts afresh with
+  // each configuration generation.
+  HedgingPolicy* hedging = nullptr;
 };
 
 // The agents a relay tries, in order: its agent, then the candidates a task to it would have.
