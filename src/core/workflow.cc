@@ -365,10 +365,15 @@ int WorkflowRun::start_hedge() {
   std::vector<int> avoid = agent.failed_replicas;
   avoid.push_back(call_replica_);
   // A hedge is an extra call: paid for from the budget, at a retry to another replica's price
-  // (as the relay pays for its hedges).
+  // (as the relay pays for its hedges), and a call the agent's rate limit counts.
   RetryBudget* budget = agent.retry.options().budget.get();
-  if ((deadline_ && now >= *deadline_) || !entry->balancer.has_untried(now, avoid) ||
-      (budget != nullptr && !budget->try_acquire_retry(RetryCost::other_replica, now))) {
+  bool sent = !(deadline_ && now >= *deadline_) && entry->balancer.has_untried(now, avoid) &&
+              (budget == nullptr || budget->try_acquire_retry(RetryCost::other_replica, now));
+  if (sent && entry->rate_limiter != nullptr && !entry->rate_limiter->try_acquire(now).allowed) {
+    if (budget != nullptr) budget->release_retry();
+    sent = false;
+  }
+  if (!sent) {
     emit(EventKind::hedged, agent.candidate.agent, nullptr, "not_sent", agent.attempt);
     return -1;
   }

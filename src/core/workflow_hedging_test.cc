@@ -162,6 +162,40 @@ TEST_F(WorkflowHedgingTest, TheRetryBudgetPaysForTheHedgeOrRefusesIt) {
   EXPECT_THAT(hedge_events(), ::testing::ElementsAre("not_sent"));
 }
 
+TEST_F(WorkflowHedgingTest, AHedgeIsACallTheAgentsRateLimitCounts) {
+  // One call a second, at most one at once: the first call takes it, so the hedge is not sent.
+  add({.name = "limited",
+       .endpoints = {"http://l0", "http://l1"},
+       .rate_limit = RateLimiterOptions{.rate_per_second = 1, .burst = 1},
+       .hedging = fixed_hedging(milliseconds(50))});
+  budget = std::make_shared<RetryBudget>(RetryBudgetOptions{});
+  WorkflowOptions o;
+  o.degraded = &degraded;
+  o.agent_retry["limited"].budget = budget;
+  Workflow wf(agents, o, t.env());
+  auto run = wf.start(task("limited"), false);
+  ASSERT_TRUE(run->next().hedge_after);
+  t.clock.advance(milliseconds(50));
+  EXPECT_EQ(run->start_hedge(), -1);
+  EXPECT_EQ(outstanding("limited"), 1);
+  EXPECT_EQ(budget->retries_in_flight(), 0);  // the budget's retry given back
+  EXPECT_THAT(hedge_events(), ::testing::ElementsAre("not_sent"));
+  run->provide_call_result(std::string("{}"));
+  ASSERT_EQ(run->next().kind, WorkflowStep::Kind::done);
+  // Room for two calls at once: the hedge goes, and takes the second.
+  add({.name = "roomier",
+       .endpoints = {"http://m0", "http://m1"},
+       .rate_limit = RateLimiterOptions{.rate_per_second = 1, .burst = 2},
+       .hedging = fixed_hedging(milliseconds(50))});
+  auto roomier = wf.start(task("roomier", "code_review", "t2"), false);
+  ASSERT_TRUE(roomier->next().hedge_after);
+  t.clock.advance(milliseconds(50));
+  EXPECT_GE(roomier->start_hedge(), 0);
+  EXPECT_FALSE(agents.find("roomier")->rate_limiter->try_acquire(t.clock.now()).allowed);
+  roomier->provide_call_result(std::string("{}"), CallSlot::hedge);
+  ASSERT_EQ(roomier->next().kind, WorkflowStep::Kind::done);
+}
+
 TEST_F(WorkflowHedgingTest, AHedgeThatWinsAnswersAndTheSlowFirstCallCountsAgainstItsReplica) {
   budget = std::make_shared<RetryBudget>(RetryBudgetOptions{});  // the floor pays for it
   Workflow wf = make();

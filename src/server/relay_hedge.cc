@@ -76,8 +76,15 @@ void Relay::Connection::launch_hedge() {
   std::vector<int> avoid = failed_replicas_;
   avoid.push_back(picked_);
   RetryBudget* b = budget();
-  if (picked_ < 0 || !t.entry->balancer.has_untried(now, avoid) ||
-      (b != nullptr && !b->try_acquire_retry(RetryCost::other_replica, now))) {
+  bool sent = picked_ >= 0 && t.entry->balancer.has_untried(now, avoid) &&
+              (b == nullptr || b->try_acquire_retry(RetryCost::other_replica, now));
+  // A call the agent's rate limit counts, as the task API's hedges are (WorkflowRun::start_hedge).
+  if (sent && t.entry->rate_limiter != nullptr &&
+      !t.entry->rate_limiter->try_acquire(now).allowed) {
+    if (b != nullptr) b->release_retry();
+    sent = false;
+  }
+  if (!sent) {
     ++w_.hedges[static_cast<std::size_t>(HedgeResult::refused)];
     return;
   }
