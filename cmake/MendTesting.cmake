@@ -14,6 +14,9 @@
 # PATHS      it links mend_test_paths (mend_test/paths.h): where `mend`, `mend-sample-agent` and
 #            the source tree are
 # PROGRAMS   it runs `mend` and `mend-sample-agent`: PATHS, and they are built first
+# ONE_PROCESS a --gtest_filter of tests that run together as one ctest test, in one process, so
+#            that what they share is started once per program (the store tests' throwaway
+#            PostgreSQL server); the program's other tests are one ctest test each, as usual
 #
 # MEND_TEST_LABELS (a regular expression; empty: every label) keeps only the programs whose label
 # matches: the TSan configuration builds and runs only the programs that run threads or processes,
@@ -54,7 +57,7 @@ function(mend_add_test_prelude)
 endfunction()
 
 function(mend_add_test_program name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "PATHS;PROGRAMS;NO_MAIN" "LABEL"
+  cmake_parse_arguments(PARSE_ARGV 1 arg "PATHS;PROGRAMS;NO_MAIN" "LABEL;ONE_PROCESS"
                         "SOURCES;LIBRARIES;INCLUDES;PROPERTIES")
   if(NOT arg_LABEL OR NOT arg_SOURCES)
     message(FATAL_ERROR "mend_add_test_program(${name}): LABEL and SOURCES are required")
@@ -77,8 +80,16 @@ function(mend_add_test_program name)
   if(arg_PROGRAMS)
     add_dependencies(${name} mend mend-sample-agent)
   endif()
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-                       PROPERTIES LABELS ${arg_LABEL} ${arg_PROPERTIES})
+  if(arg_ONE_PROCESS)
+    gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 TEST_FILTER "-${arg_ONE_PROCESS}"
+                         PROPERTIES LABELS ${arg_LABEL} ${arg_PROPERTIES})
+    add_test(NAME ${name}.one_process COMMAND ${name} "--gtest_filter=${arg_ONE_PROCESS}")
+    set_tests_properties(${name}.one_process PROPERTIES LABELS ${arg_LABEL}
+                         SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${arg_PROPERTIES})
+  else()
+    gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
+                         PROPERTIES LABELS ${arg_LABEL} ${arg_PROPERTIES})
+  endif()
 endfunction()
 
 # Where the test programs find mend, the sample agent and the source tree. The paths are absolute

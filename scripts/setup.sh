@@ -3,7 +3,9 @@
 # Idempotent: a second run installs nothing and does not touch apt's lists.
 # Usage: scripts/setup.sh [test|bench|fuzz|lint]
 #   (no argument) what building mend and running `mend demo` need;
-#   test          also what the test suite needs: Chromium, which renders the demo's HTML report;
+#   test          also what the test suite needs: Chromium, which renders the demo's HTML report,
+#                 and PostgreSQL 15, whose binaries the store tests start a throwaway server with
+#                 (initdb in a temporary directory; the package's own service is not used);
 #   bench         also the peers `make bench` measures mend against: HAProxy, nginx, wrk, tenacity
 #                 (Debian), cockatiel and opossum (npm, pinned in bench/node/package-lock.json);
 #   fuzz          also clang, whose libFuzzer `make fuzz` runs the fuzz targets with;
@@ -14,11 +16,11 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache mold pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
-  libboost-dev libssl-dev libsqlite3-dev nlohmann-json3-dev openssl
+  libboost-dev libssl-dev libsqlite3-dev libpq-dev nlohmann-json3-dev openssl
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
 )
 if [[ "${1:-}" == "test" ]]; then
-  packages+=(chromium fonts-dejavu-core)
+  packages+=(chromium fonts-dejavu-core postgresql-15)
 fi
 if [[ "${1:-}" == "fuzz" ]]; then
   packages+=(clang)

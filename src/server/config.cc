@@ -139,10 +139,23 @@ void Checker::read_tasks(const Item& item, TasksConfig& tasks) {
 void Checker::read_store(const Item& item, StoreConfig& store) {
   Section s(*this, item);
   if (!s.ok()) return;
+  const bool has_path = s.get("path").has_value();
   if (auto path = s.get("path")) {
     if (auto text = string(*path)) store.path = *text;
   }
   set_duration(s, "busy_timeout", store.busy_timeout, DurationRule::positive);
+  if (auto url = s.get("url")) {
+    if (auto text = string(*url)) {
+      // The URL itself is not repeated: it may hold a password.
+      if (!text->starts_with("postgresql://") && !text->starts_with("postgres://")) {
+        at_value(*url, "expected a PostgreSQL URL (postgresql://user@host:port/dbname)");
+      } else if (has_path) {
+        at_key(*url, "set either store.path (SQLite) or store.url (PostgreSQL), not both");
+      } else {
+        store.url = *text;
+      }
+    }
+  }
   s.finish();
 }
 

@@ -178,8 +178,9 @@ TEST(ConfigProblems, EachKindNamesLineColumnKeyAndWhatWasExpected) {
 
 TEST(ConfigProblems, UnknownKeyFarFromAnyListsTheKnownKeys) {
   ConfigLoad load = parse("store: {file: x.db}\n" + std::string(kOneAgent));
-  EXPECT_THAT(problems(load),
-              ElementsAre("1:9: store.file: unknown key 'file' (known keys: path, busy_timeout)"));
+  EXPECT_THAT(
+      problems(load),
+      ElementsAre("1:9: store.file: unknown key 'file' (known keys: path, busy_timeout, url)"));
 }
 
 TEST(ConfigProblems, SeveralAreReportedAtOnceInFileOrder) {

@@ -1,5 +1,5 @@
-// The sections beside agents and policies: relays and tasks, read with their defaults and
-// checked; policies.replica_balancing, global and per agent; and Config::agent, which finds an
+// The sections beside agents and policies: relays, tasks and the store, read with their defaults
+// and checked; policies.replica_balancing, global and per agent; and Config::agent, which finds an
 // agent by name.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -79,6 +79,29 @@ TEST(ConfigTasks, DefaultsAndValues) {
        "3:19: tasks.retained: must be between 1 and 10000000, got 0"},
       {agent + "tasks: {idempotent: [code_review]}\n",
        "3:9: tasks.idempotent: unknown key 'idempotent' (known keys: idempotent_types, retained)"},
+  });
+}
+
+TEST(ConfigStore, SqliteByDefaultPostgresWithAUrl) {
+  ConfigLoad defaults = parse(kOneAgent);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults.config->store.url, "");  // SQLite, at store.path
+  ConfigLoad load = parse(std::string(kOneAgent) +
+                          "store: {url: \"postgresql://mend@db.example.com:5432/mend\","
+                          " busy_timeout: 2s}\n");
+  ASSERT_TRUE(load.ok()) << ::testing::PrintToString(problems(load));
+  EXPECT_EQ(load.config->store.url, "postgresql://mend@db.example.com:5432/mend");
+  EXPECT_EQ(load.config->store.busy_timeout, std::chrono::seconds(2));
+  ConfigLoad short_scheme =
+      parse(std::string(kOneAgent) + "store: {url: \"postgres://db/mend\"}\n");
+  ASSERT_TRUE(short_scheme.ok()) << ::testing::PrintToString(problems(short_scheme));
+  const std::string agent = kOneAgent;
+  expect_one_problem_each({
+      // The URL is not repeated in the message: it may hold a password.
+      {agent + "store: {url: \"mysql://root:pw@db/mend\"}\n",
+       "3:14: store.url: expected a PostgreSQL URL (postgresql://user@host:port/dbname)"},
+      {agent + "store: {path: mend.db, url: \"postgresql://db/mend\"}\n",
+       "3:24: store.url: set either store.path (SQLite) or store.url (PostgreSQL), not both"},
   });
 }
 

@@ -23,6 +23,8 @@
 
 #include "daemon_impl.h"
 #include "mend/runtime/async_workflow.h"
+#include "mend/store/pg_store.h"
+#include "mend/store/sqlite_store.h"
 #include "relay.h"
 
 namespace mend {
@@ -151,12 +153,19 @@ Result<void> DaemonCore::start() {
     });
   }
 
-  SqliteOptions store_options;
-  store_options.busy_timeout =
+  const auto busy_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(config.store.busy_timeout);
-  Result<std::unique_ptr<SqliteStore>> store = SqliteStore::open(config.store.path, store_options);
-  if (!store.ok()) return store.error();
-  store_ = std::move(*store);
+  if (!config.store.url.empty()) {
+    Result<std::unique_ptr<PgStore>> store =
+        PgStore::open(config.store.url, PgOptions{.acquire_timeout = busy_timeout});
+    if (!store.ok()) return store.error();
+    store_ = std::move(*store);
+  } else {
+    Result<std::unique_ptr<SqliteStore>> store =
+        SqliteStore::open(config.store.path, SqliteOptions{.busy_timeout = busy_timeout});
+    if (!store.ok()) return store.error();
+    store_ = std::move(*store);
+  }
   TaskWriter::Options writer;
   writer.on_health_change = [this](bool failing, const std::string& error) {
     task_writes_failing_.store(failing);

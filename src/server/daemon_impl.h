@@ -31,6 +31,7 @@
 #include "mend/core/classifier.h"
 #include "mend/core/degradation.h"
 #include "mend/core/recovery.h"
+#include "mend/core/store.h"
 #include "mend/core/thread_annotations.h"
 #include "mend/core/workflow.h"
 #include "mend/runtime/agent_client.h"
@@ -44,7 +45,6 @@
 #include "mend/store/escalation_backlog.h"
 #include "mend/store/escalator.h"
 #include "mend/store/journal.h"
-#include "mend/store/sqlite_store.h"
 #include "mend/store/task_writer.h"
 #include "replica_set.h"
 #include "task_registry.h"
@@ -307,7 +307,7 @@ class DaemonCore final : public ReplicaSetHost {
   // HttpServerOptions::screen: what a request's header alone refuses.
   std::optional<HttpResponse> screen(const HttpRequest& head) const;
 
-  Config boot_config_;  // what start() runs with (server.*, store.path)
+  Config boot_config_;  // what start() runs with (server.*, store.*)
   DaemonOptions options_;
   const Clock& clock_;    // options_.clock or the system clock
   RandomSource& random_;  // options_.random or SeededRandom::system()
@@ -318,7 +318,7 @@ class DaemonCore final : public ReplicaSetHost {
   std::unique_ptr<boost::asio::thread_pool> blocking_;
   std::unique_ptr<boost::asio::signal_set> signals_;  // SIGTERM, SIGINT, SIGHUP
   std::unique_ptr<HttpClient> http_;
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;  // SqliteStore, or PgStore with store.url
   std::unique_ptr<TaskWriter> task_writer_;
   std::unique_ptr<EscalationBacklog> escalation_backlog_;
   std::unique_ptr<ProcessSupervisor> supervisor_;

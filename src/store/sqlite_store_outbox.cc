@@ -8,6 +8,7 @@
 
 #include "mend/store/sqlite_store.h"
 #include "sqlite_store_statement.h"
+#include "store_detail.h"
 
 namespace mend {
 
@@ -23,20 +24,9 @@ std::string_view to_string(OutboxState state) noexcept {
   return "pending";
 }
 
-namespace {
-
-std::optional<OutboxState> parse_outbox_state(std::string_view name) noexcept {
-  for (OutboxState s : {OutboxState::pending, OutboxState::delivered, OutboxState::dead}) {
-    if (to_string(s) == name) return s;
-  }
-  return std::nullopt;
-}
-
 #define MEND_OUTBOX_COLUMNS                                                           \
   "id, receiver, dedup_key, record_id, event, payload, state, attempts, created_at, " \
   "next_attempt_at, delivered_at, last_error"
-
-}  // namespace
 
 OutboxMessage SqliteStore::read_outbox_row(Statement& row) const {
   OutboxMessage m;
@@ -46,7 +36,7 @@ OutboxMessage SqliteStore::read_outbox_row(Statement& row) const {
   m.record_id = row.int_at(3);  // NULL reads as 0
   m.event = row.text_at(4);
   m.payload = row.text_at(5);
-  m.state = sqlite_detail::parse_or(row.text_at(6), parse_outbox_state, m.state);
+  m.state = sqlite_detail::parse_or(row.text_at(6), store_detail::parse_outbox_state, m.state);
   m.attempts = sqlite_detail::clamp_to_int(row.int_at(7));
   m.created_at = row.time_at(8);
   m.next_attempt_at = row.time_at(9);

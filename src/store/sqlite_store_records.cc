@@ -8,6 +8,7 @@
 
 #include "mend/store/sqlite_store.h"
 #include "sqlite_store_statement.h"
+#include "store_detail.h"
 
 namespace mend {
 namespace {
@@ -77,19 +78,6 @@ EscalationRecord SqliteStore::read_record_row(Statement& row) const {
   return r;
 }
 
-namespace {
-// The highest milestone in (before, after], or 0: a count that jumps (escalations that waited for
-// the store together) still leaves the line of the milestone it passed. Every count up to ten is
-// one; above ten only the powers of ten are.
-std::int64_t milestone_reached(std::int64_t before, std::int64_t after) {
-  if (after <= before) return 0;
-  if (after <= 10) return after;
-  std::int64_t power = 10;
-  while (power <= after / 10) power *= 10;
-  return power > before ? power : 0;
-}
-}  // namespace
-
 RecordUpsert SqliteStore::open_or_touch(const EscalationRecord& fresh, WallTime now) {
   RecordUpsert result;
   transaction([&] {
@@ -115,7 +103,7 @@ RecordUpsert SqliteStore::open_or_touch(const EscalationRecord& fresh, WallTime 
       active->last_seen_at = std::max(active->last_seen_at, sqlite_detail::truncated(now));
       // The first ten occurrences, then each power of ten: an outage of ten thousand failures
       // leaves a readable timeline of 13 lines, while the count stays exact.
-      if (std::int64_t m = milestone_reached(before, active->occurrences); m != 0) {
+      if (std::int64_t m = store_detail::milestone_reached(before, active->occurrences); m != 0) {
         append_timeline({.record_id = active->id,
                          .at = now,
                          .event = "occurrence",

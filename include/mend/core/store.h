@@ -4,7 +4,8 @@
 // incident's war_room_url plus a timeline entry), the notification outbox, the task journal, and
 // the tasks `mend serve` accepted (so that a restart loses none).
 // `Store` is the interface; `SqliteStore` (mend/store/sqlite_store.h) is the embedded default, and
-// a PostgreSQL store will implement the same interface.
+// `PgStore` (mend/store/pg_store.h) implements it on PostgreSQL, for several nodes sharing one
+// database. Both pass one conformance suite (src/store/store_conformance_*_test.cc).
 //
 //   auto store = mend::SqliteStore::open("mend.db");         // Result<std::unique_ptr<...>>
 //   mend::RecordUpsert u = (*store)->open_or_touch(record, clock.wall_now());

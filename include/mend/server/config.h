@@ -74,8 +74,13 @@ struct StoreConfig {
   // SQLite file. The loader makes a relative path absolute against the config file's directory;
   // ":memory:" stays as it is.
   std::string path = "mend.db";
-  // How long a write waits for another program that holds the file's write lock before it
-  // fails (and mend says the store is failing). Default 5 s.
+  // PostgreSQL instead of the SQLite file: a libpq connection URL (postgresql://user@host:port/db;
+  // the password best from ~/.pgpass or PGPASSWORD), the store several nodes can share
+  // (docs/cluster.md). Empty (the default): SQLite at `path`.
+  std::string url;
+  // SQLite: how long a write waits for another program that holds the file's write lock before
+  // it fails (and mend says the store is failing). PostgreSQL: how long a call waits for a free
+  // pooled connection. Default 5 s.
   Duration busy_timeout = std::chrono::seconds(5);
 };
 

@@ -1,4 +1,4 @@
-// The SQLite store's transactions and concurrent writers: one record from many threads or
+// Every store's transactions and concurrent writers: one record from many threads or
 // stores, rollback on an exception, nesting, and a transaction holding other threads off.
 #include <gtest/gtest.h>
 
@@ -9,22 +9,25 @@
 #include <thread>
 #include <vector>
 
-#include "mend/store/sqlite_store.h"
-#include "sqlite_store_test_support.h"
+#include "store_conformance_test_support.h"
 
 namespace mend {
 namespace {
 
-using sqlite_store_test_support::a_message;
-using sqlite_store_test_support::a_record;
-using sqlite_store_test_support::ids_of;
-using sqlite_store_test_support::kT0;
-using sqlite_store_test_support::SqliteStoreTest;
 using std::chrono::milliseconds;
+using store_test_support::a_message;
+using store_test_support::a_record;
+using store_test_support::ids_of;
+using store_test_support::kT0;
+using store_test_support::StoreTest;
+
+using StoreTransactionsTest = StoreTest;
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTransactionsTest, store_test_support::kEveryStore,
+                         store_test_support::store_name);
 
 // --- Concurrency -------------------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, ThreadsReportingOneFingerprintMakeOneRecord) {
+TEST_P(StoreTransactionsTest, ThreadsReportingOneFingerprintMakeOneRecord) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   constexpr int kThreads = 4;
@@ -48,14 +51,14 @@ TEST_F(SqliteStoreTest, ThreadsReportingOneFingerprintMakeOneRecord) {
   EXPECT_EQ(store->timeline(records[0].id).size(), 12u);
 }
 
-TEST_F(SqliteStoreTest, TwoStoresOnOneFileMakeOneRecordToo) {
+TEST_P(StoreTransactionsTest, TwoStoresOnOneFileMakeOneRecordToo) {
   auto first = open_store();
   auto second = open_store();
   ASSERT_NE(first, nullptr);
   ASSERT_NE(second, nullptr);
   constexpr int kPerThread = 50;
   std::vector<std::thread> threads;
-  for (SqliteStore* store : {first.get(), second.get(), first.get(), second.get()}) {
+  for (Store* store : {first.get(), second.get(), first.get(), second.get()}) {
     threads.emplace_back([store] {
       for (int i = 0; i < kPerThread; ++i) store->open_or_touch(a_record("fp"), kT0);
     });
@@ -66,7 +69,7 @@ TEST_F(SqliteStoreTest, TwoStoresOnOneFileMakeOneRecordToo) {
   EXPECT_EQ(records[0].occurrences, 4 * kPerThread);
 }
 
-TEST_F(SqliteStoreTest, ASecondStoreSeesWhatTheFirstCommitted) {
+TEST_P(StoreTransactionsTest, ASecondStoreSeesWhatTheFirstCommitted) {
   auto writer = open_store();
   auto reader = open_store();
   ASSERT_NE(writer, nullptr);
@@ -84,7 +87,7 @@ TEST_F(SqliteStoreTest, ASecondStoreSeesWhatTheFirstCommitted) {
 
 // --- Transactions ------------------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, AnExceptionRollsBackTheWholeTransaction) {
+TEST_P(StoreTransactionsTest, AnExceptionRollsBackTheWholeTransaction) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   EXPECT_THROW(store->transaction([&] {
@@ -104,7 +107,7 @@ TEST_F(SqliteStoreTest, AnExceptionRollsBackTheWholeTransaction) {
   EXPECT_TRUE(store->enqueue(m));
 }
 
-TEST_F(SqliteStoreTest, NestedTransactionsCommitOnceAtTheOutermost) {
+TEST_P(StoreTransactionsTest, NestedTransactionsCommitOnceAtTheOutermost) {
   auto store = open_store();
   auto observer = open_store();
   ASSERT_NE(store, nullptr);
@@ -119,7 +122,7 @@ TEST_F(SqliteStoreTest, NestedTransactionsCommitOnceAtTheOutermost) {
   EXPECT_EQ(observer->records({}).size(), 2u);
 }
 
-TEST_F(SqliteStoreTest, AFailedInnerTransactionRollsBackOnlyItsOwnWrites) {
+TEST_P(StoreTransactionsTest, AFailedInnerTransactionRollsBackOnlyItsOwnWrites) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   store->transaction([&] {
@@ -140,7 +143,7 @@ TEST_F(SqliteStoreTest, AFailedInnerTransactionRollsBackOnlyItsOwnWrites) {
   EXPECT_EQ(records[1].fingerprint, "kept");
 }
 
-TEST_F(SqliteStoreTest, ATransactionHoldsOtherThreadsOffUntilItCommits) {
+TEST_P(StoreTransactionsTest, ATransactionHoldsOtherThreadsOffUntilItCommits) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   std::atomic<bool> other_done{false};

@@ -1,4 +1,4 @@
-// The SQLite store's notification outbox: deduplicated enqueue, due messages, retries,
+// Every store's notification outbox: deduplicated enqueue, due messages, retries,
 // burial and delivery.
 #include <gtest/gtest.h>
 
@@ -6,20 +6,23 @@
 #include <string>
 #include <vector>
 
-#include "mend/store/sqlite_store.h"
-#include "sqlite_store_test_support.h"
+#include "store_conformance_test_support.h"
 
 namespace mend {
 namespace {
 
-using sqlite_store_test_support::a_message;
-using sqlite_store_test_support::ids_of;
-using sqlite_store_test_support::kT0;
-using sqlite_store_test_support::SqliteStoreTest;
 using std::chrono::hours;
 using std::chrono::seconds;
+using store_test_support::a_message;
+using store_test_support::ids_of;
+using store_test_support::kT0;
+using store_test_support::StoreTest;
 
-TEST_F(SqliteStoreTest, EnqueueIsANoOpForADuplicateReceiverAndDedupKey) {
+using StoreOutboxTest = StoreTest;
+INSTANTIATE_TEST_SUITE_P(Stores, StoreOutboxTest, store_test_support::kEveryStore,
+                         store_test_support::store_name);
+
+TEST_P(StoreOutboxTest, EnqueueIsANoOpForADuplicateReceiverAndDedupKey) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   OutboxMessage first = a_message("slack", "TKT-1/trigger", kT0);
@@ -40,7 +43,7 @@ TEST_F(SqliteStoreTest, EnqueueIsANoOpForADuplicateReceiverAndDedupKey) {
   EXPECT_EQ(all[0].payload, first.payload);  // the first one was kept as it was
 }
 
-TEST_F(SqliteStoreTest, DueMessagesArePendingOnesDueByNowOldestFirst) {
+TEST_P(StoreOutboxTest, DueMessagesArePendingOnesDueByNowOldestFirst) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   auto add = [&](std::string key, WallTime next, OutboxState state = OutboxState::pending) {
@@ -68,7 +71,7 @@ TEST_F(SqliteStoreTest, DueMessagesArePendingOnesDueByNowOldestFirst) {
   EXPECT_EQ(store->outbox(std::nullopt, 3).size(), 3u);
 }
 
-TEST_F(SqliteStoreTest, MarkFailedReschedulesOrBuriesAndMarkDeliveredCompletes) {
+TEST_P(StoreOutboxTest, MarkFailedReschedulesOrBuriesAndMarkDeliveredCompletes) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   OutboxMessage retried = a_message("slack", "a", kT0);
@@ -104,7 +107,7 @@ TEST_F(SqliteStoreTest, MarkFailedReschedulesOrBuriesAndMarkDeliveredCompletes) 
   EXPECT_EQ(store->outbox(std::nullopt, 10).size(), 2u);
 }
 
-TEST_F(SqliteStoreTest, OutboxStateNamesAreStable) {
+TEST_P(StoreOutboxTest, OutboxStateNamesAreStable) {
   EXPECT_EQ(to_string(OutboxState::pending), "pending");
   EXPECT_EQ(to_string(OutboxState::delivered), "delivered");
   EXPECT_EQ(to_string(OutboxState::dead), "dead");

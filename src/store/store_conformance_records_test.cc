@@ -1,26 +1,30 @@
-// The SQLite store's escalation records: repeats counted on one record, updates, filters and
+// Every store's escalation records: repeats counted on one record, updates, filters and
 // timeline entries.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
 #include <string>
 #include <vector>
 
-#include "mend/store/sqlite_store.h"
-#include "sqlite_store_test_support.h"
+#include "store_conformance_test_support.h"
 
 namespace mend {
 namespace {
 
-using sqlite_store_test_support::a_full_record;
-using sqlite_store_test_support::a_record;
-using sqlite_store_test_support::expect_same_record;
-using sqlite_store_test_support::kT0;
-using sqlite_store_test_support::SqliteStoreTest;
 using std::chrono::minutes;
 using std::chrono::seconds;
+using store_test_support::a_full_record;
+using store_test_support::a_record;
+using store_test_support::expect_same_record;
+using store_test_support::kT0;
+using store_test_support::StoreTest;
 
-TEST_F(SqliteStoreTest, OpenOrTouchCountsRepeatsOnOneRecord) {
+using StoreRecordsTest = StoreTest;
+INSTANTIATE_TEST_SUITE_P(Stores, StoreRecordsTest, store_test_support::kEveryStore,
+                         store_test_support::store_name);
+
+TEST_P(StoreRecordsTest, OpenOrTouchCountsRepeatsOnOneRecord) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   RecordUpsert first = store->open_or_touch(a_record("fp"), kT0);
@@ -48,7 +52,7 @@ TEST_F(SqliteStoreTest, OpenOrTouchCountsRepeatsOnOneRecord) {
   for (const TimelineEntry& e : timeline) EXPECT_EQ(e.actor, "mend");
 }
 
-TEST_F(SqliteStoreTest, AnAcknowledgedRecordStillAbsorbsRepeatsButAResolvedOneDoesNot) {
+TEST_P(StoreRecordsTest, AnAcknowledgedRecordStillAbsorbsRepeatsButAResolvedOneDoesNot) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   EscalationRecord r = store->open_or_touch(a_record("fp"), kT0).record;
@@ -69,7 +73,7 @@ TEST_F(SqliteStoreTest, AnAcknowledgedRecordStillAbsorbsRepeatsButAResolvedOneDo
   EXPECT_EQ(store->open_or_touch(a_record("fp"), kT0 + minutes(5)).record.id, again.record.id);
 }
 
-TEST_F(SqliteStoreTest, UpdateRecordWritesEveryFieldAndReportsAnUnknownId) {
+TEST_P(StoreRecordsTest, UpdateRecordWritesEveryFieldAndReportsAnUnknownId) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   EscalationRecord full = a_full_record();
@@ -82,7 +86,7 @@ TEST_F(SqliteStoreTest, UpdateRecordWritesEveryFieldAndReportsAnUnknownId) {
   EXPECT_FALSE(store->record(999).has_value());
 }
 
-TEST_F(SqliteStoreTest, RecordsFiltersByKindStatusAndActivityNewestFirst) {
+TEST_P(StoreRecordsTest, RecordsFiltersByKindStatusAndActivityNewestFirst) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   EscalationRecord incident = a_record("a");
@@ -107,7 +111,7 @@ TEST_F(SqliteStoreTest, RecordsFiltersByKindStatusAndActivityNewestFirst) {
   EXPECT_TRUE(ids({.limit = 0}).empty());
 }
 
-TEST_F(SqliteStoreTest, ATimelineEntryForAnUnknownRecordIsADatabaseError) {
+TEST_P(StoreRecordsTest, ATimelineEntryForAnUnknownRecordIsADatabaseError) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   try {
@@ -116,7 +120,10 @@ TEST_F(SqliteStoreTest, ATimelineEntryForAnUnknownRecordIsADatabaseError) {
   } catch (const Exception& e) {
     EXPECT_EQ(e.error().type, ErrorType::database_error);
     EXPECT_EQ(e.error().severity, Severity::high);
-    EXPECT_NE(e.error().message.find("FOREIGN KEY"), std::string::npos) << e.error().message;
+    // "FOREIGN KEY constraint failed" (SQLite), "violates foreign key constraint" (PostgreSQL).
+    std::string message = e.error().message;
+    for (char& c : message) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_NE(message.find("foreign key"), std::string::npos) << e.error().message;
   }
   EXPECT_TRUE(store->timeline(404).empty());
 }

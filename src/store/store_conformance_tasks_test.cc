@@ -1,4 +1,4 @@
-// The SQLite store's tasks and their journal: accepted tasks and their progress across a
+// Every store's tasks and their journal: accepted tasks and their progress across a
 // reopen, finished outcomes, refused duplicates, the task counter, loading and pruning.
 #include <gtest/gtest.h>
 
@@ -7,22 +7,25 @@
 #include <string>
 #include <vector>
 
-#include "mend/store/sqlite_store.h"
-#include "sqlite_store_test_support.h"
+#include "store_conformance_test_support.h"
 
 namespace mend {
 namespace {
 
-using sqlite_store_test_support::accept;
-using sqlite_store_test_support::kT0;
-using sqlite_store_test_support::running_task;
-using sqlite_store_test_support::SqliteStoreTest;
 using std::chrono::minutes;
 using std::chrono::seconds;
+using store_test_support::accept;
+using store_test_support::kT0;
+using store_test_support::running_task;
+using store_test_support::StoreTest;
+
+using StoreTasksTest = StoreTest;
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTasksTest, store_test_support::kEveryStore,
+                         store_test_support::store_name);
 
 // --- Journal -----------------------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, JournalListsNewestFirst) {
+TEST_P(StoreTasksTest, JournalListsNewestFirst) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   const std::int64_t a = store->append_journal({.task_id = "a", .started_at = kT0});
@@ -43,7 +46,7 @@ TEST_F(SqliteStoreTest, JournalListsNewestFirst) {
 
 // --- Tasks -------------------------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, AnAcceptedTaskAndItsProgressSurviveAReopen) {
+TEST_P(StoreTasksTest, AnAcceptedTaskAndItsProgressSurviveAReopen) {
   {
     auto store = open_store();
     ASSERT_NE(store, nullptr);
@@ -74,7 +77,7 @@ TEST_F(SqliteStoreTest, AnAcceptedTaskAndItsProgressSurviveAReopen) {
   EXPECT_EQ(store->next_task_number(), 2);
 }
 
-TEST_F(SqliteStoreTest, AFinishedTaskKeepsItsOutcomeAndDropsItsRequest) {
+TEST_P(StoreTasksTest, AFinishedTaskKeepsItsOutcomeAndDropsItsRequest) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   store->write_tasks({accept(running_task("task-1"))}, 2);
@@ -96,7 +99,7 @@ TEST_F(SqliteStoreTest, AFinishedTaskKeepsItsOutcomeAndDropsItsRequest) {
   EXPECT_FALSE(store->stored_task("task-2").has_value());
 }
 
-TEST_F(SqliteStoreTest, AStoredIdOrIdempotencyKeyRefusesOnlyItsOwnAccept) {
+TEST_P(StoreTasksTest, AStoredIdOrIdempotencyKeyRefusesOnlyItsOwnAccept) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   store->write_tasks({accept(running_task("a", "k1"))}, 1);
@@ -112,7 +115,7 @@ TEST_F(SqliteStoreTest, AStoredIdOrIdempotencyKeyRefusesOnlyItsOwnAccept) {
   EXPECT_TRUE(store->write_tasks({accept(running_task("e"))}, 1).empty());
 }
 
-TEST_F(SqliteStoreTest, TheTaskCounterOnlyRises) {
+TEST_P(StoreTasksTest, TheTaskCounterOnlyRises) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->next_task_number(), 1);
@@ -121,7 +124,7 @@ TEST_F(SqliteStoreTest, TheTaskCounterOnlyRises) {
   EXPECT_EQ(store->next_task_number(), 40);
 }
 
-TEST_F(SqliteStoreTest, LoadKeepsEveryRunningTaskAndTheNewestFinishedOnesAndPruneDropsTheRest) {
+TEST_P(StoreTasksTest, LoadKeepsEveryRunningTaskAndTheNewestFinishedOnesAndPruneDropsTheRest) {
   auto store = open_store();
   ASSERT_NE(store, nullptr);
   std::vector<TaskWrite> writes;
