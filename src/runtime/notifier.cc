@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <string>
 
 namespace mend {
 namespace {
@@ -238,7 +242,23 @@ NotificationDispatcher::NotificationDispatcher(Store& store, const Clock& clock,
       clock_(clock),
       random_(random),
       options_(std::move(options)),
-      retry_(options_.retry) {}
+      retry_(options_.retry) {
+  if (options_.owner.empty()) options_.owner = process_owner_id();
+}
+
+const std::string& process_owner_id() {
+  static const std::string id = [] {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    std::random_device device;
+    const std::uint64_t draw = (std::uint64_t{device()} << 32) | device();
+    char suffix[64];
+    std::snprintf(suffix, sizeof suffix, ":%ld:%016llx", static_cast<long>(::getpid()),
+                  static_cast<unsigned long long>(draw));
+    return std::string(host[0] != '\0' ? host : "mend") + suffix;
+  }();
+  return id;
+}
 
 void NotificationDispatcher::add_receiver(std::unique_ptr<NotificationReceiver> receiver) {
   std::string name = receiver->name();
@@ -251,24 +271,36 @@ bool NotificationDispatcher::has_receiver(std::string_view name) const {
 
 DeliveryReport NotificationDispatcher::deliver_due() {
   DeliveryReport report;
-  for (const OutboxMessage& m : store_.due_messages(clock_.wall_now(), options_.batch)) {
+  auto completed = [&](bool kept) {
+    if (!kept) ++report.lease_lost;  // another owner claimed it since: its state stands
+    return kept;
+  };
+  for (const OutboxMessage& m :
+       store_.claim_due(clock_.wall_now(), options_.batch, options_.owner, options_.lease)) {
     auto it = receivers_.find(m.receiver);
     if (it == receivers_.end()) {
-      store_.mark_failed(m.id, m.attempts, clock_.wall_now(),
-                         "no receiver named '" + m.receiver + "' is configured", /*dead=*/true);
-      ++report.dead;
+      if (completed(store_.mark_failed(m.id, m.fence, m.attempts, clock_.wall_now(),
+                                       "no receiver named '" + m.receiver + "' is configured",
+                                       /*dead=*/true))) {
+        ++report.dead;
+      }
       continue;
     }
     if (store_.has_older_pending(m)) {
       ++report.held_back;  // its predecessor for this receiver and record goes first
       continue;
     }
+    if (clock_.wall_now() >= m.lease_until) {
+      // Earlier deliveries of this pass outlasted the claim: another node may hold it by now.
+      // Not sent; the next claim (this node's or another's) takes it with a new fence.
+      ++report.lease_lost;
+      continue;
+    }
     // A receiver that throws fails this delivery, not the pass.
     Result<void> sent = detail::guarded([&]() -> Result<void> { return it->second->deliver(m); });
     const WallTime now = clock_.wall_now();
     if (sent.ok()) {
-      store_.mark_delivered(m.id, now);
-      ++report.delivered;
+      if (completed(store_.mark_delivered(m.id, m.fence, now))) ++report.delivered;
       continue;
     }
     const Error& error = sent.error();
@@ -284,12 +316,14 @@ DeliveryReport NotificationDispatcher::deliver_due() {
     }
     const int attempts = m.attempts + 1;
     if (d.retry) {
-      store_.mark_failed(m.id, attempts,
-                         now + std::chrono::duration_cast<WallTime::duration>(d.delay),
-                         error.describe(), /*dead=*/false);
-      ++report.retry_scheduled;
-    } else {
-      store_.mark_failed(m.id, attempts, now, error.describe(), /*dead=*/true);
+      if (completed(store_.mark_failed(
+              m.id, m.fence, attempts,
+              now + std::chrono::duration_cast<WallTime::duration>(d.delay), error.describe(),
+              /*dead=*/false))) {
+        ++report.retry_scheduled;
+      }
+    } else if (completed(
+                   store_.mark_failed(m.id, m.fence, attempts, now, error.describe(), true))) {
       ++report.dead;
     }
   }

@@ -82,6 +82,12 @@ void DaemonCore::report_store_pass(const StorePassReport& report) {
     family.with({"retry"}).inc(report.delivery.retry_scheduled);
   }
   if (report.delivery.dead) family.with({"dead"}).inc(report.delivery.dead);
+  if (report.delivery.lease_lost) {
+    // Another node claimed these messages after this node's lease had expired.
+    log("warn", std::to_string(report.delivery.lease_lost) +
+                    " notification completion(s) found their lease taken by another node");
+    family.with({"lease_lost"}).inc(report.delivery.lease_lost);
+  }
 }
 
 net::awaitable<void> DaemonCore::housekeeping_loop() {

@@ -1,6 +1,10 @@
-// PgStore's notification outbox (enqueued once per (receiver, dedup_key), polled when due, marked
-// delivered or failed) and its journal of finished tasks.
+// PgStore's notification outbox (enqueued once per (receiver, dedup_key), claimed under a lease
+// when due, marked delivered or failed when the claim's fence still holds) and its journal of
+// finished tasks.
+#include <algorithm>
+#include <chrono>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -16,7 +20,7 @@ using pg_detail::Rows;
 
 #define MEND_PG_OUTBOX_COLUMNS                                                        \
   "id, receiver, dedup_key, record_id, event, payload, state, attempts, created_at, " \
-  "next_attempt_at, delivered_at, last_error"
+  "next_attempt_at, delivered_at, last_error, lease_owner, lease_until, fence"
 
 OutboxMessage pg_outbox_at(const Rows& rows, int i) {
   OutboxMessage m;
@@ -32,6 +36,9 @@ OutboxMessage pg_outbox_at(const Rows& rows, int i) {
   m.next_attempt_at = rows.time_at(i, 9);
   m.delivered_at = rows.optional_time_at(i, 10);
   m.last_error = rows.text_at(i, 11);
+  m.lease_owner = rows.text_at(i, 12);
+  m.lease_until = rows.time_at(i, 13);
+  m.fence = rows.int_at(i, 14);
   return m;
 }
 
@@ -86,6 +93,32 @@ std::vector<OutboxMessage> PgStore::due_messages(WallTime now, std::size_t limit
                             Params().time(now).integer(pg_detail::limit_value(limit))));
 }
 
+std::vector<OutboxMessage> PgStore::claim_due(WallTime now, std::size_t limit,
+                                              const std::string& owner, Duration lease) {
+  // One statement: the subquery locks the rows it picks and skips those another node's claim
+  // holds locked right now (SKIP LOCKED); the lease columns then keep them out of later claims
+  // until lease_until. Under READ COMMITTED a row whose lease changed while this statement waited
+  // is re-checked against the WHERE clause before it is updated. RETURNING's order is
+  // unspecified: sorted below.
+  std::vector<OutboxMessage> out = pg_outbox_rows(
+      run("UPDATE outbox SET lease_owner = $3::text, lease_until = $4::bigint, fence = fence + 1"
+          " WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= "
+          "$1::bigint"
+          " AND (lease_owner = '' OR lease_owner = $3::text OR lease_until <= $1::bigint)"
+          " ORDER BY next_attempt_at, id LIMIT $2::bigint FOR UPDATE SKIP LOCKED)"
+          " RETURNING " MEND_PG_OUTBOX_COLUMNS,
+          Params()
+              .time(now)
+              .integer(pg_detail::limit_value(limit))
+              .text(owner)
+              .time(now + std::chrono::duration_cast<WallTime::duration>(lease)),
+          "claiming due notifications"));
+  std::sort(out.begin(), out.end(), [](const OutboxMessage& a, const OutboxMessage& b) {
+    return std::tie(a.next_attempt_at, a.id) < std::tie(b.next_attempt_at, b.id);
+  });
+  return out;
+}
+
 std::vector<OutboxMessage> PgStore::outbox(std::optional<OutboxState> state, std::size_t limit) {
   Params p;
   if (state) {
@@ -100,22 +133,28 @@ std::vector<OutboxMessage> PgStore::outbox(std::optional<OutboxState> state, std
                             p));
 }
 
-void PgStore::mark_delivered(std::int64_t message_id, WallTime at) {
-  run("UPDATE outbox SET state = 'delivered', delivered_at = $2::bigint, attempts = attempts + 1"
-      " WHERE id = $1::bigint",
-      Params().integer(message_id).time(at));
+bool PgStore::mark_delivered(std::int64_t message_id, std::int64_t fence, WallTime at) {
+  return !run("UPDATE outbox SET state = 'delivered', delivered_at = $3::bigint,"
+              " attempts = attempts + 1, lease_owner = '', lease_until = 0"
+              " WHERE id = $1::bigint AND fence = $2::bigint AND state = 'pending' RETURNING id",
+              Params().integer(message_id).integer(fence).time(at))
+              .empty();
 }
 
-void PgStore::mark_failed(std::int64_t message_id, int attempts, WallTime next_attempt_at,
-                          const std::string& error, bool dead) {
-  run("UPDATE outbox SET state = $2::text, attempts = $3::bigint, next_attempt_at = $4::bigint,"
-      " last_error = $5::text WHERE id = $1::bigint",
-      Params()
-          .integer(message_id)
-          .text(to_string(dead ? OutboxState::dead : OutboxState::pending))
-          .integer(attempts)
-          .time(next_attempt_at)
-          .text(error));
+bool PgStore::mark_failed(std::int64_t message_id, std::int64_t fence, int attempts,
+                          WallTime next_attempt_at, const std::string& error, bool dead) {
+  return !run("UPDATE outbox SET state = $3::text, attempts = $4::bigint,"
+              " next_attempt_at = $5::bigint, last_error = $6::text, lease_owner = '',"
+              " lease_until = 0"
+              " WHERE id = $1::bigint AND fence = $2::bigint AND state = 'pending' RETURNING id",
+              Params()
+                  .integer(message_id)
+                  .integer(fence)
+                  .text(to_string(dead ? OutboxState::dead : OutboxState::pending))
+                  .integer(attempts)
+                  .time(next_attempt_at)
+                  .text(error))
+              .empty();
 }
 
 // --- Journal -----------------------------------------------------------------------------------

@@ -130,6 +130,14 @@ CREATE TABLE counters (
   value BIGINT NOT NULL
 );
 )sql"},
+    {2, R"sql(
+-- Delivery leases (claim_due): the node holding a pending message until lease_until ('' and 0:
+-- nobody), and the fencing number every claim raises and every completion must match, so that a
+-- node that lost its lease cannot mark another's delivery.
+ALTER TABLE outbox ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '',
+  ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int kPgLatestSchemaVersion = kPgMigrations[std::size(kPgMigrations) - 1].version;

@@ -1,10 +1,13 @@
 // SqliteStore's notification outbox: enqueueing messages once per (receiver, dedup_key), the
-// dispatcher's poll for due ones, and marking them delivered or failed.
+// dispatcher's leased claims of due ones, and marking them delivered or failed (fenced).
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include "mend/store/sqlite_store.h"
 #include "sqlite_store_statement.h"
@@ -26,7 +29,7 @@ std::string_view to_string(OutboxState state) noexcept {
 
 #define MEND_OUTBOX_COLUMNS                                                           \
   "id, receiver, dedup_key, record_id, event, payload, state, attempts, created_at, " \
-  "next_attempt_at, delivered_at, last_error"
+  "next_attempt_at, delivered_at, last_error, lease_owner, lease_until, fence"
 
 OutboxMessage SqliteStore::read_outbox_row(Statement& row) const {
   OutboxMessage m;
@@ -42,6 +45,9 @@ OutboxMessage SqliteStore::read_outbox_row(Statement& row) const {
   m.next_attempt_at = row.time_at(9);
   m.delivered_at = row.optional_time_at(10);
   m.last_error = row.text_at(11);
+  m.lease_owner = row.text_at(12);
+  m.lease_until = row.time_at(13);
+  m.fence = row.int_at(14);
   return m;
 }
 
@@ -95,6 +101,29 @@ std::vector<OutboxMessage> SqliteStore::due_messages(WallTime now, std::size_t l
   return out;
 }
 
+std::vector<OutboxMessage> SqliteStore::claim_due(WallTime now, std::size_t limit,
+                                                  const std::string& owner, Duration lease) {
+  std::lock_guard lock(mu_);
+  // One statement, so atomic: the same semantics as PgStore's (whose subquery skips rows other
+  // claims hold locked). SQLite's RETURNING order is unspecified: sorted below.
+  Statement s = prepare(
+      "UPDATE outbox SET lease_owner = ?3, lease_until = ?4, fence = fence + 1"
+      " WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1"
+      " AND (lease_owner = '' OR lease_owner = ?3 OR lease_until <= ?1)"
+      " ORDER BY next_attempt_at, id LIMIT ?2)"
+      " RETURNING " MEND_OUTBOX_COLUMNS);
+  s.bind_time(1, now);
+  s.bind_int(2, sqlite_detail::limit_value(limit));
+  s.bind_text(3, owner);
+  s.bind_time(4, now + std::chrono::duration_cast<WallTime::duration>(lease));
+  std::vector<OutboxMessage> out;
+  while (s.step()) out.push_back(read_outbox_row(s));
+  std::sort(out.begin(), out.end(), [](const OutboxMessage& a, const OutboxMessage& b) {
+    return std::tie(a.next_attempt_at, a.id) < std::tie(b.next_attempt_at, b.id);
+  });
+  return out;
+}
+
 std::vector<OutboxMessage> SqliteStore::outbox(std::optional<OutboxState> state,
                                                std::size_t limit) {
   std::lock_guard lock(mu_);
@@ -107,28 +136,32 @@ std::vector<OutboxMessage> SqliteStore::outbox(std::optional<OutboxState> state,
   return out;
 }
 
-void SqliteStore::mark_delivered(std::int64_t message_id, WallTime at) {
+bool SqliteStore::mark_delivered(std::int64_t message_id, std::int64_t fence, WallTime at) {
   std::lock_guard lock(mu_);
   Statement s = prepare(
-      "UPDATE outbox SET state = 'delivered', delivered_at = ?2, attempts = attempts + 1"
-      " WHERE id = ?1");
+      "UPDATE outbox SET state = 'delivered', delivered_at = ?3, attempts = attempts + 1,"
+      " lease_owner = '', lease_until = 0 WHERE id = ?1 AND fence = ?2 AND state = 'pending'");
   s.bind_int(1, message_id);
-  s.bind_time(2, at);
+  s.bind_int(2, fence);
+  s.bind_time(3, at);
   s.run();
+  return sqlite3_changes(db_) > 0;
 }
 
-void SqliteStore::mark_failed(std::int64_t message_id, int attempts, WallTime next_attempt_at,
-                              const std::string& error, bool dead) {
+bool SqliteStore::mark_failed(std::int64_t message_id, std::int64_t fence, int attempts,
+                              WallTime next_attempt_at, const std::string& error, bool dead) {
   std::lock_guard lock(mu_);
   Statement s = prepare(
-      "UPDATE outbox SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5"
-      " WHERE id = ?1");
+      "UPDATE outbox SET state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6,"
+      " lease_owner = '', lease_until = 0 WHERE id = ?1 AND fence = ?2 AND state = 'pending'");
   s.bind_int(1, message_id);
-  s.bind_text(2, to_string(dead ? OutboxState::dead : OutboxState::pending));
-  s.bind_int(3, attempts);
-  s.bind_time(4, next_attempt_at);
-  s.bind_text(5, error);
+  s.bind_int(2, fence);
+  s.bind_text(3, to_string(dead ? OutboxState::dead : OutboxState::pending));
+  s.bind_int(4, attempts);
+  s.bind_time(5, next_attempt_at);
+  s.bind_text(6, error);
   s.run();
+  return sqlite3_changes(db_) > 0;
 }
 
 #undef MEND_OUTBOX_COLUMNS

@@ -135,6 +135,13 @@ CREATE TABLE counters (
   value INTEGER NOT NULL
 );
 )sql"},
+    {3, R"sql(
+-- Delivery leases (claim_due): the owner holding a pending message until lease_until ('' and 0:
+-- nobody), and the fencing number every claim raises and every completion must match.
+ALTER TABLE outbox ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int kLatestSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;

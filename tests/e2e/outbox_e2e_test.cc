@@ -3,7 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <memory>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "loopback.h"
 #include "test_tls.h"
@@ -203,6 +207,128 @@ TEST_F(OutboxE2E, AnAcknowledgeWaitsForTheTriggerItCloses) {
   std::vector<std::string> actions;
   for (const auto& r : sink.at("/pagerduty")) actions.push_back(r.body["event_action"]);
   EXPECT_THAT(actions, ::testing::ElementsAre("trigger", "acknowledge"));
+}
+
+// A receiver that runs `during` inside each delivery (to let time pass, or another node act,
+// while a delivery is in flight) and counts what it was handed.
+class ScriptedReceiver final : public NotificationReceiver {
+ public:
+  ScriptedReceiver(std::string name, std::function<void()> during)
+      : NotificationReceiver(std::move(name)), during_(std::move(during)) {}
+  Result<void> deliver(const OutboxMessage& message) override {
+    delivered.push_back(message.dedup_key);
+    if (during_) during_();
+    return {};
+  }
+  std::vector<std::string> delivered;
+
+ private:
+  std::function<void()> during_;
+};
+
+OutboxMessage plain_message(const std::string& receiver, const std::string& key, WallTime due) {
+  OutboxMessage m;
+  m.receiver = receiver;
+  m.dedup_key = key;
+  m.event = "trigger";
+  m.payload = "{}";
+  m.created_at = due;
+  m.next_attempt_at = due;
+  return m;
+}
+
+// Two nodes' dispatchers on one store: node A's delivery outlives its lease, node B claims the
+// message (a higher fence) and delivers it; A's completion is refused and counted as lost, and
+// B's stands. Neither claims what the other holds under a live lease.
+TEST_F(OutboxE2E, ADeliveryThatOutlivedItsLeaseCannotCompleteAnotherNodesClaim) {
+  const std::string path = dir.file("mend.db");
+  auto store_a = open_store(path);
+  auto store_b = open_store(path);
+  OutboxMessage m = plain_message("hook", "k1", clock.wall_now());
+  ASSERT_TRUE(store_a->enqueue(m));
+
+  DispatcherOptions ob;
+  ob.owner = "node-b";
+  NotificationDispatcher node_b(*store_b, clock, random, ob);
+  auto b_receiver = std::make_unique<ScriptedReceiver>("hook", nullptr);
+  ScriptedReceiver& at_b = *b_receiver;
+  node_b.add_receiver(std::move(b_receiver));
+
+  DispatcherOptions oa;
+  oa.owner = "node-a";
+  EXPECT_EQ(oa.lease, seconds(15));  // the default
+  NotificationDispatcher node_a(*store_a, clock, random, oa);
+  DeliveryReport at_b_meanwhile;
+  auto a_receiver = std::make_unique<ScriptedReceiver>("hook", [&] {
+    // While A delivers: within its lease B finds nothing to claim; past it B takes over.
+    EXPECT_EQ(node_b.deliver_due().delivered, 0);
+    clock.advance(seconds(16));
+    at_b_meanwhile = node_b.deliver_due();
+  });
+  ScriptedReceiver& at_a = *a_receiver;
+  node_a.add_receiver(std::move(a_receiver));
+
+  DeliveryReport a = node_a.deliver_due();
+  EXPECT_EQ(a.delivered, 0);
+  EXPECT_EQ(a.lease_lost, 1);
+  EXPECT_EQ(at_b_meanwhile.delivered, 1);
+  EXPECT_EQ(at_a.delivered.size(), 1u);  // at least once: both sent it, the store kept B's
+  EXPECT_EQ(at_b.delivered.size(), 1u);
+  std::vector<OutboxMessage> done = store_a->outbox(OutboxState::delivered, 10);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].attempts, 1);
+  EXPECT_EQ(done[0].fence, 2);
+  EXPECT_EQ(node_a.deliver_due().delivered + node_b.deliver_due().delivered, 0);
+}
+
+// A pass slower than its lease: what the pass reaches after its lease expired is not sent (another
+// node may hold it by now); the next pass claims it again.
+TEST_F(OutboxE2E, APassSlowerThanItsLeaseLeavesTheRestForTheNextClaim) {
+  auto store = open_store(dir.file("mend.db"));
+  OutboxMessage first = plain_message("hook", "k1", clock.wall_now());
+  OutboxMessage second = plain_message("hook", "k2", clock.wall_now());
+  ASSERT_TRUE(store->enqueue(first));
+  ASSERT_TRUE(store->enqueue(second));
+  NotificationDispatcher dispatcher(*store, clock, random);
+  auto receiver = std::make_unique<ScriptedReceiver>("hook", [&] { clock.advance(seconds(15)); });
+  ScriptedReceiver& sent = *receiver;
+  dispatcher.add_receiver(std::move(receiver));
+  DeliveryReport pass = dispatcher.deliver_due();
+  EXPECT_EQ(pass.delivered, 1);  // its fence still held: nobody claimed it meanwhile
+  EXPECT_EQ(pass.lease_lost, 1);
+  EXPECT_EQ(sent.delivered, (std::vector<std::string>{"k1"}));
+  DeliveryReport next = dispatcher.deliver_due();
+  EXPECT_EQ(next.delivered, 1);
+  EXPECT_EQ(sent.delivered, (std::vector<std::string>{"k1", "k2"}));
+  std::vector<OutboxMessage> done = store->outbox(OutboxState::delivered, 10);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[1].fence, 2);
+}
+
+// A process that died holding claims: after a restart (a new owner id) its messages wait until
+// the dead lease expires, then go out once.
+TEST_F(OutboxE2E, ClaimsOfADeadProcessAreDeliveredOnceTheirLeaseExpires) {
+  const std::string path = dir.file("mend.db");
+  {
+    auto store = open_store(path);
+    OutboxMessage m = plain_message("hook", "k1", clock.wall_now());
+    ASSERT_TRUE(store->enqueue(m));
+    ASSERT_EQ(store->claim_due(clock.wall_now(), 10, "dead-process", seconds(15)).size(), 1u);
+    // The process "dies" here, holding the claim.
+  }
+  auto store = open_store(path);
+  NotificationDispatcher dispatcher(*store, clock, random);
+  EXPECT_FALSE(dispatcher.owner().empty());
+  EXPECT_EQ(dispatcher.owner(), process_owner_id());
+  auto receiver = std::make_unique<ScriptedReceiver>("hook", nullptr);
+  ScriptedReceiver& sent = *receiver;
+  dispatcher.add_receiver(std::move(receiver));
+  clock.advance(seconds(14));
+  EXPECT_EQ(dispatcher.deliver_due().delivered, 0);
+  clock.advance(seconds(1));
+  EXPECT_EQ(dispatcher.deliver_due().delivered, 1);
+  EXPECT_EQ(dispatcher.deliver_due().delivered, 0);
+  EXPECT_EQ(sent.delivered.size(), 1u);
 }
 
 // Notifications over HTTPS: delivered when the receiver's certificate verifies against the

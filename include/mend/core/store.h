@@ -64,6 +64,11 @@ struct OutboxMessage {
   WallTime next_attempt_at{};
   std::optional<WallTime> delivered_at;
   std::string last_error;
+  // The delivery lease (claim_due): who holds the message and until when ('' and 0: nobody), and
+  // the fencing number, raised by every claim, that a completion must name.
+  std::string lease_owner;
+  WallTime lease_until{};
+  std::int64_t fence = 0;
 };
 
 // One task's run through the workflow, for "what happened to task X?".
@@ -141,18 +146,30 @@ class Store {
   // False, and nothing written, when (receiver, dedup_key) is already there. Returns the id in
   // message.id otherwise.
   virtual bool enqueue(OutboxMessage& message) = 0;
-  // Pending messages with next_attempt_at <= now, oldest first.
+  // Pending messages with next_attempt_at <= now, oldest first (a listing: leases are ignored).
   virtual std::vector<OutboxMessage> due_messages(WallTime now, std::size_t limit) = 0;
+  // The dispatcher's read: up to `limit` pending messages with next_attempt_at <= now that no
+  // other owner holds under an unexpired lease (lease_until > now), oldest first, each now leased
+  // to `owner` until now + lease and its fence raised by one (returned in the messages). Atomic
+  // across nodes sharing the store: two concurrent claims never return the same message while its
+  // lease holds. A lease owner's own unexpired rows are claimable again (a new fence).
+  virtual std::vector<OutboxMessage> claim_due(WallTime now, std::size_t limit,
+                                               const std::string& owner, Duration lease) = 0;
   virtual std::vector<OutboxMessage> outbox(std::optional<OutboxState> state,
                                             std::size_t limit) = 0;
   // True when a message for the same receiver and record, enqueued before `message`, is still
   // pending: the dispatcher holds `message` back so that a receiver never sees "resolve" before
   // the "trigger" it closes. False for messages about no record.
   virtual bool has_older_pending(const OutboxMessage& message) = 0;
-  virtual void mark_delivered(std::int64_t message_id, WallTime at) = 0;
+  // Completions of a claim: they change the message, and clear its lease, only while it is pending
+  // and its fence is still `fence` (the claim's; 0 for a message never claimed). False, and
+  // nothing written, otherwise: the lease was lost (another claim took the message since), it
+  // was completed already, or there is no such message.
+  // Delivered: delivered_at = at, attempts + 1, last_error kept.
+  virtual bool mark_delivered(std::int64_t message_id, std::int64_t fence, WallTime at) = 0;
   // A failed delivery: attempts recorded, retried at next_attempt_at, or `dead` when mend gave up.
-  virtual void mark_failed(std::int64_t message_id, int attempts, WallTime next_attempt_at,
-                           const std::string& error, bool dead) = 0;
+  virtual bool mark_failed(std::int64_t message_id, std::int64_t fence, int attempts,
+                           WallTime next_attempt_at, const std::string& error, bool dead) = 0;
 
   // --- Task journal ----------------------------------------------------------------------------
   virtual std::int64_t append_journal(const JournalEntry& entry) = 0;

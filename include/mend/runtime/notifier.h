@@ -131,6 +131,12 @@ struct DispatcherOptions {
     return r;
   }();
   std::size_t batch = 100;  // messages per deliver_due() pass
+  // Each pass claims its batch under a lease in the store's name of `owner` (empty: this
+  // process's random id, process_owner_id()), so that nodes sharing one store never deliver the
+  // same message at once. What a dead node held is claimable again once its lease expired:
+  // within twice the lease of its last claim (30 s at the default 15 s).
+  std::string owner;
+  Duration lease = std::chrono::seconds(15);
 };
 
 struct DeliveryReport {
@@ -138,7 +144,14 @@ struct DeliveryReport {
   int retry_scheduled = 0;
   int dead = 0;       // gave up, or no receiver of that name is configured
   int held_back = 0;  // due, but an older message for the same receiver and record is pending
+  // Claimed, but the lease was lost: it expired before the message's turn in the pass (not sent),
+  // or another owner claimed the message during its delivery (the store kept the other owner's
+  // completion). Either way this owner does not deliver it again.
+  int lease_lost = 0;
 };
+
+// "<host>:<pid>:<random hex>", drawn once per process: the dispatcher's default lease owner.
+const std::string& process_owner_id();
 
 class NotificationDispatcher {
  public:
@@ -147,8 +160,10 @@ class NotificationDispatcher {
   void add_receiver(std::unique_ptr<NotificationReceiver> receiver);
   bool has_receiver(std::string_view name) const;
 
-  // One pass over the due messages.
+  // One pass over the due messages: claims a batch (Store::claim_due), delivers each, and
+  // completes it with the claim's fence.
   DeliveryReport deliver_due();
+  const std::string& owner() const noexcept { return options_.owner; }
 
  private:
   Store& store_;

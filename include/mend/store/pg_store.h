@@ -122,13 +122,16 @@ class PgStore final : public Store {
 
   bool enqueue(OutboxMessage& message) override;
   std::vector<OutboxMessage> due_messages(WallTime now, std::size_t limit) override;
+  std::vector<OutboxMessage> claim_due(WallTime now, std::size_t limit, const std::string& owner,
+                                       Duration lease) override;
   bool has_older_pending(const OutboxMessage& message) override;
   std::vector<OutboxMessage> outbox(std::optional<OutboxState> state, std::size_t limit) override;
-  // As SqliteStore: delivered, delivered_at = at, attempts + 1, last_error kept; unknown id
-  // ignored.
-  void mark_delivered(std::int64_t message_id, WallTime at) override;
-  void mark_failed(std::int64_t message_id, int attempts, WallTime next_attempt_at,
-                   const std::string& error, bool dead) override;
+  // As SqliteStore: delivered, delivered_at = at, attempts + 1, last_error kept; the lease
+  // cleared; false, and nothing written, for an unknown id, a stale fence or a message no longer
+  // pending.
+  bool mark_delivered(std::int64_t message_id, std::int64_t fence, WallTime at) override;
+  bool mark_failed(std::int64_t message_id, std::int64_t fence, int attempts,
+                   WallTime next_attempt_at, const std::string& error, bool dead) override;
 
   std::int64_t append_journal(const JournalEntry& entry) override;
   std::vector<JournalEntry> journal(std::size_t limit) override;  // newest first
