@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "mend/store/pg_store.h"
+#include "store_detail.h"
 
 namespace mend::pg_detail {
 
@@ -69,32 +70,12 @@ class QueryError : public Exception {
 
 // --- Codecs ------------------------------------------------------------------------------------
 
-inline std::int64_t to_millis(WallTime t) {
-  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-inline WallTime from_millis(std::int64_t ms) {
-  constexpr std::int64_t kLimit =
-      std::chrono::duration_cast<std::chrono::milliseconds>(WallTime::duration::max()).count();
-  ms = std::clamp(ms, -kLimit, kLimit);
-  return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
-}
-
-inline int clamp_to_int(std::int64_t v) {
-  return static_cast<int>(std::clamp<std::int64_t>(v, std::numeric_limits<int>::min(),
-                                                   std::numeric_limits<int>::max()));
-}
-
-inline std::int64_t limit_value(std::size_t limit) {
-  return static_cast<std::int64_t>(std::min<std::size_t>(
-      limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
-}
-
-template <class E, class Parse>
-E parse_or(const std::string& name, Parse parse, E fallback) {
-  std::optional<E> parsed = parse(name);
-  return parsed ? *parsed : fallback;
-}
+// Times as milliseconds, counts and limits, enums by name: as SqliteStore stores them.
+using store_detail::clamp_to_int;
+using store_detail::from_millis;
+using store_detail::limit_value;
+using store_detail::parse_or;
+using store_detail::to_millis;
 
 // PostgreSQL's text is UTF-8 without NUL: every byte that is not part of a valid UTF-8 sequence,
 // and every NUL, becomes U+FFFD. Valid text (nearly always) is returned unchanged.

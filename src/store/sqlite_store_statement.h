@@ -20,42 +20,21 @@
 #include <utility>
 
 #include "mend/store/sqlite_store.h"
+#include "store_detail.h"
 
 namespace mend::sqlite_detail {
 
-// Times are whole milliseconds in the file: enough for SLAs and retries, and readable with
-// SQLite's own date functions (datetime(created_at / 1000, 'unixepoch')).
-inline std::int64_t to_millis(WallTime t) {
-  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-inline WallTime from_millis(std::int64_t ms) {
-  // A stored value beyond what WallTime holds (about +-292 years) saturates instead of
-  // overflowing.
-  constexpr std::int64_t kLimit =
-      std::chrono::duration_cast<std::chrono::milliseconds>(WallTime::duration::max()).count();
-  ms = std::clamp(ms, -kLimit, kLimit);
-  return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
-}
+// The codecs both stores share (store_detail.h): times as whole milliseconds in the file, enough
+// for SLAs and retries and readable with SQLite's own date functions
+// (datetime(created_at / 1000, 'unixepoch')).
+using store_detail::clamp_to_int;
+using store_detail::from_millis;
+using store_detail::limit_value;
+using store_detail::parse_or;
+using store_detail::to_millis;
 
 inline WallTime truncated(WallTime t) {
   return from_millis(to_millis(t));
-}
-
-inline int clamp_to_int(std::int64_t v) {
-  return static_cast<int>(std::clamp<std::int64_t>(v, std::numeric_limits<int>::min(),
-                                                   std::numeric_limits<int>::max()));
-}
-
-inline std::int64_t limit_value(std::size_t limit) {
-  return static_cast<std::int64_t>(std::min<std::size_t>(
-      limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
-}
-
-template <class E, class Parse>
-E parse_or(const std::string& name, Parse parse, E fallback) {
-  std::optional<E> parsed = parse(name);
-  return parsed ? *parsed : fallback;
 }
 
 inline Error database_error(const std::string& path, std::string_view doing, std::string_view why) {
