@@ -554,12 +554,15 @@ void DaemonCore::start_scaled_replica(const std::string& agent_name) {
 }
 
 bool DaemonCore::says_port_in_use(std::string_view line) {
-  std::string lower(line.substr(0, 4096));
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return lower.find("address already in use") != std::string::npos ||
-         lower.find("eaddrinuse") != std::string::npos ||
-         lower.find("address in use") != std::string::npos;
+  // Every line every agent writes comes here: searched in place, without a lowered copy.
+  line = line.substr(0, 4096);
+  auto contains = [line](std::string_view lower_case) {
+    return std::search(line.begin(), line.end(), lower_case.begin(), lower_case.end(),
+                       [](char a, char b) {
+                         return std::tolower(static_cast<unsigned char>(a)) == b;
+                       }) != line.end();
+  };
+  return contains("address already in use") || contains("address in use") || contains("eaddrinuse");
 }
 
 void DaemonCore::move_replica_port(const std::string& process) {
